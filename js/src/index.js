@@ -1,6 +1,21 @@
-// Placeholder entry so the bundle builds; the widget issue replaces it.
-function render({ el }) {
-  el.textContent = "qkviz";
-  return () => {};
+// Entry point of the anywidget ES module (bundled by esbuild to src/qkviz/static/widget.js).
+import { createTransport } from "./transport.js";
+import { injectStyle } from "./style.js";
+import { renderView } from "./view.js";
+
+export { staticTransport } from "./transport.js";
+
+function render({ model, el, experimental }) {
+  injectStyle(el.ownerDocument ?? document);
+  const controller = new AbortController();
+  const fetchDetail = createTransport(model, experimental);
+  try {
+    renderView({ model, el, fetchDetail, signal: controller.signal });
+  } catch (err) {
+    console.error("[qkviz]", err);
+    el.textContent = `qkviz failed to render: ${err?.message ?? err}`;
+  }
+  return () => controller.abort();
 }
+
 export default { render };

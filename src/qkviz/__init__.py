@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "capture": "capture",
+    "capture": "_capture",
     "Capture": "store",
     "load": "store",
     "load_model": "models",
@@ -38,8 +38,13 @@ _LAZY = {
     "QKViz": "widget",
 }
 
+# submodules reachable as attributes without an explicit import (``qkviz.data.demo_sentences()``)
+_SUBMODULES = ("data", "errors", "export")
+
 __all__ = [
     *_LAZY,
+    "data",
+    "export",
     "EmbeddingError",
     "InputError",
     "MissingDependencyError",
@@ -52,7 +57,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .capture import capture
+    from ._capture import capture
     from .embedding import Embedding, embed
     from .models import load_model
     from .store import Capture, load
@@ -64,6 +69,8 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'qkviz' has no attribute {name!r}")
 
 

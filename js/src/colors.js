@@ -1,0 +1,206 @@
+// Colour encodings -> (palette, per-point palette index, legend). The scatterplot colours points by
+// a categorical index (regl-scatterplot `colorBy: "valueA"`), so every encoding is quantised into one
+// palette; the palette is then doubled with faint copies for search/highlight dimming.
+
+// Queries and keys always get distinct palettes (AttentionViz: greens for queries, pinks for keys).
+export const QUERY_COLOR = "#2a9d5c";
+export const KEY_COLOR = "#d6457a";
+const QUERY_RAMP = ["#c7e9c0", "#74c476", "#31a354", "#006d2c", "#00441b"];
+const KEY_RAMP = ["#fcc5c0", "#f768a1", "#dd3497", "#ae017e", "#49006a"];
+// On a dark background the ramps' darkest ends vanish: there they stop at a mid-dark tone.
+const QUERY_RAMP_DARK = ["#e5f5e0", "#a1d99b", "#5bb56a", "#2f9e4f", "#1f7a3c"];
+const KEY_RAMP_DARK = ["#fde0dd", "#fa9fb5", "#f768a1", "#dd3497", "#b0187f"];
+const CATEGORICAL = [
+  "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+  "#9c755f", "#bab0ac", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+  "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+];
+const BINS = 32;
+const BASE_OPACITY = 0.9;
+const MISSING = "#9a9a9a";
+export const CATEGORY_NAMES = ["word", "punct", "special"];
+
+function hexToRgb(hex) {
+  const v = Number.parseInt(hex.slice(1), 16);
+  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+}
+function rgbToHex([r, g, b]) {
+  return `#${((1 << 24) | (Math.round(r) << 16) | (Math.round(g) << 8) | Math.round(b)).toString(16).slice(1)}`;
+}
+function lerpRamp(stops, t) {
+  const x = Math.min(Math.max(t, 0), 1) * (stops.length - 1);
+  const i = Math.min(Math.floor(x), stops.length - 2);
+  const a = hexToRgb(stops[i]), b = hexToRgb(stops[i + 1]), f = x - i;
+  return rgbToHex(a.map((v, j) => v + (b[j] - v) * f));
+}
+function lighten(hex, f = 0.45) {
+  return rgbToHex(hexToRgb(hex).map((v) => v + (255 - v) * f));
+}
+const ramp = (stops) => Array.from({ length: BINS }, (_, i) => lerpRamp(stops, i / (BINS - 1)));
+const bin = (t) => (Number.isFinite(t) ? Math.min(BINS - 1, Math.max(0, Math.floor(t * BINS))) : -1);
+
+/**
+ * Per-token encoding for one field (independent of the head, except "norm").
+ * @returns {{palette: string[], query: Int32Array, key: Int32Array, byNorm: boolean, legend: object}}
+ *   query[t] / key[t]: palette index of token t's query / key point (-1: missing value).
+ */
+export function encodeField(field, tokens, columns, mod = 5, dark = false) {
+  const n = tokens.seq.length;
+  const qRamp = dark ? QUERY_RAMP_DARK : QUERY_RAMP, kRamp = dark ? KEY_RAMP_DARK : KEY_RAMP;
+  const query = new Int32Array(n), key = new Int32Array(n);
+  const twoRamps = (valueOf, lo, hi, title) => {
+    for (let t = 0; t < n; t++) {
+      const b = bin(valueOf(t));
+      query[t] = b; key[t] = b < 0 ? -1 : BINS + b;
+    }
+    return { palette: [...ramp(qRamp), ...ramp(kRamp)], query, key, byNorm: false,
+      legend: { type: "ramp", title, lo, hi, query: qRamp, key: kRamp } };
+  };
+  const categorical = (codeOf, names, title) => {
+    const m = Math.max(1, names.length);
+    const base = Array.from({ length: m }, (_, i) => CATEGORICAL[i % CATEGORICAL.length]);
+    for (let t = 0; t < n; t++) {
+      const c = codeOf(t);
+      query[t] = c < 0 ? -1 : c % m; key[t] = c < 0 ? -1 : m + (c % m);
+    }
+    return { palette: [...base, ...base.map((c) => lighten(c))], query, key, byNorm: false,
+      legend: { type: "categories", title, names, colors: base, note: "keys lighter" } };
+  };
+  if (field === "kind") {
+    query.fill(0); key.fill(1);
+    return { palette: [QUERY_COLOR, KEY_COLOR], query, key, byNorm: false,
+      legend: { type: "categories", title: "kind", names: ["query", "key"], colors: [QUERY_COLOR, KEY_COLOR] } };
+  }
+  if (field === "position") {
+    return twoRamps((t) => tokens.pos[t] / Math.max(1, tokens.seqLen[t] - 1), "0", "1", "normalised position");
+  }
+  if (field === "length") {
+    let lo = Infinity, hi = -Infinity;
+    for (let t = 0; t < n; t++) { lo = Math.min(lo, tokens.seqLen[t]); hi = Math.max(hi, tokens.seqLen[t]); }
+    return twoRamps((t) => (hi > lo ? (tokens.seqLen[t] - lo) / (hi - lo) : 0.5), String(lo), String(hi), "sequence length");
+  }
+  if (field === "norm") {
+    const enc = twoRamps(() => 0, "low", "high", "norm (per head)");
+    enc.byNorm = true;
+    return enc;
+  }
+  if (field === "position_mod") {
+    const m = Math.max(1, mod | 0);
+    return categorical((t) => tokens.pos[t] % m, Array.from({ length: m }, (_, i) => `pos % ${m} = ${i}`), `position mod ${m}`);
+  }
+  if (field === "sequence") {
+    let m = 0;
+    for (let t = 0; t < n; t++) m = Math.max(m, tokens.seq[t] + 1);
+    const names = Array.from({ length: Math.min(m, CATEGORICAL.length) }, (_, i) => `seq ${i}`);
+    return categorical((t) => tokens.seq[t] % CATEGORICAL.length, names, m > CATEGORICAL.length ? "sequence (colours repeat)" : "sequence");
+  }
+  if (field === "category") return categorical((t) => tokens.category[t], CATEGORY_NAMES, "token category");
+  if (field === "patch_color" && columns?.mean_r && columns?.mean_g && columns?.mean_b) {
+    return patchColors(tokens, columns, query, key);
+  }
+  const col = columns?.[field];
+  if (col?.type === "numeric") {
+    let lo = Infinity, hi = -Infinity;
+    for (const v of col.values) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    return twoRamps((t) => (hi > lo ? (col.values[t] - lo) / (hi - lo) : 0.5), fmt(lo), fmt(hi), field);
+  }
+  if (col?.type === "categorical") return categorical((t) => col.values[t], col.categories, field);
+  // Unknown field: Python rejects these, but a static page could still carry one. Colour by kind.
+  return encodeField("kind", tokens, columns, mod, dark);
+}
+
+// Image captures: each patch in its own mean colour, quantised to LEVELS per channel (the scatter
+// colours by palette index); queries and keys alike (thumbnail borders tell them apart).
+const LEVELS = 6;
+function patchColors(tokens, columns, query, key) {
+  const palette = [];
+  for (let r = 0; r < LEVELS; r++) for (let g = 0; g < LEVELS; g++) for (let b = 0; b < LEVELS; b++) {
+    palette.push(rgbToHex([r, g, b].map((v) => (v * 255) / (LEVELS - 1))));
+  }
+  const level = (v) => Math.round(Math.min(1, Math.max(0, v)) * (LEVELS - 1));
+  const { mean_r: R, mean_g: G, mean_b: B } = columns;
+  for (let t = 0; t < tokens.seq.length; t++) {
+    const ok = Number.isFinite(R.values[t]) && Number.isFinite(G.values[t]) && Number.isFinite(B.values[t]);
+    query[t] = key[t] = ok ? (level(R.values[t]) * LEVELS + level(G.values[t])) * LEVELS + level(B.values[t]) : -1;
+  }
+  return { palette, query, key, byNorm: false,
+    legend: { type: "categories", title: "patch colour", names: ["[CLS] / no patch"], colors: [MISSING], note: "each patch in its mean colour" } };
+}
+
+const fmt = (v) => (Number.isFinite(v) ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)) : "–");
+
+/** Final palette: [...palette, missing, ...dimmed copies]; index i dims to i + half.
+ * `opacity[i]` is the alpha of index i (the scatterplot's opacity encoding, see view.js). */
+export function withDimmed(palette, dark) {
+  const full = [...palette, MISSING];
+  const alpha = dark ? 0.16 : 0.12;
+  const dim = full.map((hex) => [...hexToRgb(hex).map((v) => v / 255), alpha]);
+  const colors = [...full.map((hex) => [...hexToRgb(hex).map((v) => v / 255), 1]), ...dim];
+  return { colors, opacity: colors.map((c) => (c[3] < 1 ? c[3] : BASE_OPACITY)), half: full.length, missing: palette.length };
+}
+
+/** Fill z (palette index per drawn point) for `cells` (cell indices), each 2n points. */
+export function fillColorIndex(z, enc, cells, n, norms, dimmed, half, missing, highlight) {
+  let o = 0;
+  for (const c of cells) {
+    const base = c * 2 * n;
+    for (let p = 0; p < 2 * n; p++, o++) {
+      const t = p < n ? p : p - n;
+      let idx;
+      if (enc.byNorm) {
+        const b = Math.min(BINS - 1, (norms[base + p] * BINS) >> 8);
+        idx = p < n ? b : BINS + b;
+      } else {
+        idx = p < n ? enc.query[t] : enc.key[t];
+      }
+      if (idx < 0) idx = missing;
+      if (highlight && !highlight[t]) idx += half;
+      z[o] = idx;
+    }
+  }
+  return z;
+}
+
+/** Legend DOM (replaces `el`'s children). */
+export function renderLegend(el, legend) {
+  el.replaceChildren();
+  const title = document.createElement("div");
+  title.className = "qk-legend-title";
+  title.textContent = legend.title;
+  el.append(title);
+  if (legend.type === "ramp") {
+    for (const [label, stops] of [["query", legend.query], ["key", legend.key]]) {
+      const row = document.createElement("div");
+      row.className = "qk-legend-ramp";
+      row.innerHTML = `<span class="qk-legend-kind"></span><span class="qk-legend-lo"></span><span class="qk-legend-bar"></span><span class="qk-legend-hi"></span>`;
+      row.children[0].textContent = label;
+      row.children[1].textContent = legend.lo;
+      row.children[2].style.background = `linear-gradient(to right, ${stops.join(",")})`;
+      row.children[3].textContent = legend.hi;
+      el.append(row);
+    }
+    return;
+  }
+  const shown = legend.names.slice(0, 12);
+  shown.forEach((name, i) => {
+    const row = document.createElement("div");
+    row.className = "qk-legend-item";
+    const sw = document.createElement("span");
+    sw.className = "qk-swatch";
+    sw.style.background = legend.colors[i];
+    row.append(sw, document.createTextNode(name));
+    el.append(row);
+  });
+  if (legend.names.length > shown.length) {
+    const more = document.createElement("div");
+    more.className = "qk-legend-item";
+    more.textContent = `+${legend.names.length - shown.length} more`;
+    el.append(more);
+  }
+  if (legend.note) {
+    const note = document.createElement("div");
+    note.className = "qk-legend-note";
+    note.textContent = legend.note;
+    el.append(note);
+  }
+}

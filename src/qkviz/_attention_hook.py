@@ -1,0 +1,384 @@
+"""Record q, k (and v) where the model computes its attention scores.
+
+transformers routes attention through ``ALL_ATTENTION_FUNCTIONS``: each attention module calls
+``f(module, query [B, H, T, D], key [B, H_kv, T, D], value, attention_mask, scaling=..., **kw)``
+with the vectors *after* RoPE, QK-norm and any per-model transformation, i.e. exactly those whose
+dot product the model uses. We register one recording function per delegate implementation
+(``qkviz_sdpa``, ``qkviz_eager``, ...) which records and then calls the delegate, and switch the
+model's configs to that name for the duration of a capture.
+
+The mask function must be registered under the same name: without it transformers 5 passes
+``attention_mask=None`` and padded batches silently attend to padding (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .errors import UnsupportedModelError
+
+_PREFIX = "qkviz_"
+_STATE = threading.local()  # per thread: a stack of active recorders (forward runs in the caller's thread)
+
+
+def _active() -> list[Recorder]:
+    stack = getattr(_STATE, "stack", None)
+    if stack is None:
+        stack = _STATE.stack = []
+    return stack
+
+# kwargs that add something to the scores besides scaling * q.k + mask.
+_SCORE_MODIFIERS = {
+    "position_bias": "a relative-position bias is added to the attention scores",
+    "softcap": "attention logits are soft-capped (tanh), so scores are not scaling * q.k",
+    "s_aux": "attention sinks add a learned logit to every softmax row",
+    "sinks": "attention sinks add a learned logit to every softmax row",
+}
+
+
+@dataclass
+class LayerInfo:
+    """What one attention call told us about its layer (geometry, scaling, mask pattern)."""
+
+    scaling: float
+    causal: bool
+    sliding_window: int | None
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+
+
+@dataclass
+class Recorder:
+    """Collects per-layer q/k/v of the real (non-padding) tokens of one batch at a time.
+
+    A layer is numbered by the order of its attention call within a forward pass. For sequential
+    models this equals both ``layer_idx`` and the modules' order in ``named_modules()`` (ViT-style
+    modules have no ``layer_idx``), and it also numbers a module shared by several layers (ALBERT)
+    correctly. Later batches must make the same calls in the same order.
+
+    Parameters
+    ----------
+    layers : set of int or None
+        Layers (call order = model numbering) to record; ``None``: all.
+    heads : tuple of int or None
+        Query heads to record; ``None``: all.
+    values : bool
+        Also record value vectors.
+    """
+
+    layers: set[int] | None
+    heads: tuple[int, ...] | None
+    values: bool = False
+    # set per batch by `batch()`
+    token_index: torch.Tensor | None = None  # long [token]: flat indices b*T + t of real tokens
+    padding: torch.Tensor | None = None  # bool [B, T]: True for real tokens
+    check_mask: bool = False
+    # results of the current batch: layer -> tensor [token, head, d_head]
+    q: dict[int, torch.Tensor] = field(default_factory=dict)
+    k: dict[int, torch.Tensor] = field(default_factory=dict)
+    v: dict[int, torch.Tensor] = field(default_factory=dict)
+    # learnt on the first batch
+    info: dict[int, LayerInfo] = field(default_factory=dict)
+    modules: list[int] = field(default_factory=list)  # id(module) per layer, in call order
+    _calls: int = 0
+    seq_len: int | None = None  # T of the last batch (images: known only once the model ran)
+    _head_index: torch.Tensor | None = None
+    _kv_index: torch.Tensor | None = None
+    problems: list[str] = field(default_factory=list)
+    _moved: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def batch(self, padding: torch.Tensor | None, *, check_mask: bool = False) -> Iterator[None]:
+        """Record one forward pass.
+
+        ``padding`` is the ``[B, T]`` attention mask (1 = real token), or ``None`` when every
+        position is real (images).
+        """
+        if padding is None:
+            self.padding = self.token_index = None
+        else:
+            pad = padding.bool()
+            self.padding = pad
+            self.token_index = pad.reshape(-1).nonzero().squeeze(1)
+        self.seq_len = None
+        self.check_mask = check_mask
+        self.q, self.k, self.v = {}, {}, {}
+        self._calls = 0
+        _active().append(self)
+        try:
+            yield
+        finally:
+            _active().pop()
+        if self.problems:
+            raise UnsupportedModelError(
+                "q.k does not reproduce this model's attention: " + "; ".join(self.problems),
+                reason=self.problems[0],
+            )
+        if self._calls == 0:
+            raise UnsupportedModelError(
+                "the model never called the transformers attention interface, so its queries and keys "
+                "cannot be recorded exactly (its attention code bypasses AttentionInterface)",
+                reason="bypasses the attention interface",
+            )
+        if self.modules and self._calls != len(self.modules):
+            raise UnsupportedModelError(
+                f"the model made {self._calls} attention calls in this batch but {len(self.modules)} in the "
+                "first one; qkviz needs one self-attention call per layer",
+                reason="irregular attention calls",
+            )
+
+    # -- the hot path ---------------------------------------------------------------------------
+
+    def record(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+               value: torch.Tensor, mask: torch.Tensor | None, kw: dict[str, Any]) -> None:
+        layer = self._calls
+        self._calls += 1
+        if layer >= len(self.modules):  # first batch: learn the layer order and geometry
+            self._learn(layer, module, query, key, mask, kw)
+        elif self.modules[layer] != id(module):
+            self.problems.append("attention modules were called in a different order between batches")
+            return
+        if self.check_mask:
+            self._check_mask(layer, query, mask, kw)
+        if self.layers is not None and layer not in self.layers:
+            return
+        b, h, t, d = query.shape
+        self.seq_len = t
+        idx = self._on(query.device, "token_index")
+        # [B, H, T, D] -> [B*T, H, D] is a free view when query came from a transpose (the usual case);
+        # one gather per tensor strips the padding.
+        hk = key.shape[1]
+        # Gather rows of the 2-D [B*T, H*D] view, then view as [token, H, D] (no further copy).
+        q = query.transpose(1, 2).reshape(b * t, h * d)
+        k = key.transpose(1, 2).reshape(b * t, hk * d)
+        if idx is not None:
+            q, k = q.index_select(0, idx), k.index_select(0, idx)
+        q, k = q.view(-1, h, d), k.view(-1, hk, d)
+        if self._head_index is not None:
+            q = q.index_select(1, self._on(query.device, "_head_index"))
+            k = k.index_select(1, self._on(query.device, "_kv_index"))
+        self.q[layer] = q
+        self.k[layer] = k
+        if self.values:
+            hv, dv = value.shape[1], value.shape[-1]
+            v = value.transpose(1, 2).reshape(b * t, hv * dv)
+            if idx is not None:
+                v = v.index_select(0, idx)
+            v = v.view(-1, hv, dv)
+            if self._kv_index is not None:
+                v = v.index_select(1, self._on(query.device, "_kv_index"))
+            self.v[layer] = v
+
+    def _on(self, device: torch.device, name: str) -> torch.Tensor | None:
+        """An index tensor on ``device`` (with ``device_map`` layers live on different GPUs)."""
+        t = getattr(self, name)
+        if t is None or t.device == device:
+            return t
+        key = (name, str(device))
+        if key not in self._moved or self._moved[key][0] is not t:
+            self._moved[key] = (t, t.to(device))
+        return self._moved[key][1]
+
+    # -- first batch only -----------------------------------------------------------------------
+
+    def _learn(self, layer: int, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+               mask: torch.Tensor | None, kw: dict[str, Any]) -> None:
+        if query.shape[2] != key.shape[2]:
+            self.problems.append(
+                f"layer {layer} attends from {query.shape[2]} queries to {key.shape[2]} keys "
+                "(cross-attention or a cache); qkviz captures self-attention only"
+            )
+        for name, why in _SCORE_MODIFIERS.items():
+            if kw.get(name) is not None:
+                self.problems.append(f"layer {layer}: {why} ({name!r})")
+        n_heads, n_kv = query.shape[1], key.shape[1]
+        if n_heads % n_kv:
+            self.problems.append(f"{n_heads} query heads do not divide among {n_kv} key heads")
+        scaling = kw.get("scaling")
+        if scaling is None:  # the interface's documented default
+            scaling = query.shape[-1] ** -0.5
+        causal = kw.get("is_causal")
+        if causal is None:
+            causal = bool(getattr(module, "is_causal", False))
+        self.modules.append(id(module))
+        self.info[layer] = LayerInfo(
+            scaling=float(scaling), causal=bool(causal), sliding_window=kw.get("sliding_window"),
+            n_heads=n_heads, n_kv_heads=n_kv, d_head=query.shape[-1],
+        )
+        if layer == 0 and self.heads is not None:
+            group = n_heads // max(n_kv, 1)
+            kv = sorted({h // group for h in self.heads})
+            self._head_index = torch.tensor(self.heads, device=query.device)
+            self._kv_index = torch.tensor(kv, device=query.device)
+
+    def _check_mask(self, layer: int, query: torch.Tensor, mask: torch.Tensor | None,
+                    kw: dict[str, Any]) -> None:
+        """Compare the mask the model passed with the one :meth:`Capture.attention` will rebuild.
+
+        Only over real (query, key) pairs: what the model does with padding rows is irrelevant.
+        """
+        info = self.info[layer]
+        t = query.shape[2]
+        pad = self.padding
+        if pad is None:
+            pad = torch.ones((query.shape[0], t), dtype=torch.bool, device=query.device)
+        expected = pad[:, None, :].expand(-1, t, -1)
+        pos = torch.arange(t, device=pad.device)
+        diff = pos[:, None] - pos[None, :]  # query_pos - key_pos
+        if info.causal:
+            expected = expected & (diff >= 0)
+        if info.sliding_window:
+            expected = expected & (diff < info.sliding_window)
+        if mask is not None and not isinstance(mask, torch.Tensor):
+            return  # e.g. flex attention's BlockMask: built by transformers from the same pattern
+        if mask is None:
+            # sdpa lets `is_causal` (or nothing) stand in for the mask when there is no padding.
+            got = torch.ones_like(expected)
+            if info.causal:
+                got = got & (diff >= 0)
+            if bool((~pad).any()):
+                self.problems.append(
+                    f"layer {layer} received no attention mask for a padded batch; padding would be "
+                    "attended to (no mask function registered for this attention implementation?)"
+                )
+                return
+        else:
+            m = mask[:, 0] if mask.dim() == 4 else mask
+            if m.dtype == torch.bool:
+                got = m
+            else:
+                finite = m > torch.finfo(m.dtype).min / 2
+                if bool((m[finite] != 0).any()):
+                    self.problems.append(f"layer {layer}: the attention mask carries an additive bias")
+                    return
+                got = finite
+            got = got.to(pad.device).expand(pad.shape[0], t, t)
+        real = pad[:, :, None] & pad[:, None, :]
+        if bool(((got != expected) & real).any()):
+            self.problems.append(
+                f"layer {layer}: the model's attention mask differs from the causal={info.causal}, "
+                f"sliding_window={info.sliding_window} pattern qkviz can reproduce"
+            )
+
+
+def _module_eager(module: torch.nn.Module):
+    """The model file's own ``eager_attention_forward`` (eager is not in the global registry)."""
+    fn = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+    if fn is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward
+    return fn
+
+
+def _make_recording(delegate: str):
+    def recording_attention(module, query, key, value, attention_mask, **kwargs):
+        stack = _active()
+        if stack:
+            stack[-1].record(module, query, key, value, attention_mask, kwargs)
+        if delegate == "eager":
+            fn = _module_eager(module)
+        else:
+            from transformers import AttentionInterface
+
+            fn = AttentionInterface._global_mapping[delegate]
+        return fn(module, query, key, value, attention_mask, **kwargs)
+
+    recording_attention.__name__ = f"{_PREFIX}{delegate}"
+    return recording_attention
+
+
+_REGISTERED: set[str] = set()
+
+
+def _register(delegate: str) -> str:
+    """Register the recording function and its mask function under ``qkviz_<delegate>``."""
+    name = f"{_PREFIX}{delegate}"
+    if name in _REGISTERED:
+        return name
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    masks = AttentionMaskInterface._global_mapping
+    if delegate not in masks:
+        raise UnsupportedModelError(
+            f"attention implementation {delegate!r} has no mask function qkviz can pair with it; "
+            "load the model with attn_implementation='sdpa' or 'eager'",
+            reason=f"unknown attention implementation {delegate!r}",
+        )
+    AttentionInterface.register(name, _make_recording(delegate))
+    AttentionMaskInterface.register(name, masks[delegate])
+    _REGISTERED.add(name)
+    return name
+
+
+def _configs(model: torch.nn.Module) -> list[Any]:
+    """Every distinct config of the model and its sub-models (CLIP's vision tower has its own)."""
+    from transformers import PreTrainedModel
+
+    seen: dict[int, Any] = {}
+    for m in model.modules():
+        if isinstance(m, PreTrainedModel):
+            seen.setdefault(id(m.config), m.config)
+    stack = list(seen.values())
+    while stack:
+        c = stack.pop()
+        for key in getattr(c, "sub_configs", {}) or {}:
+            sub = getattr(c, key, None)
+            if sub is not None and id(sub) not in seen:
+                seen[id(sub)] = sub
+                stack.append(sub)
+    return list(seen.values())
+
+
+def choose_delegate(model: torch.nn.Module) -> str:
+    """The implementation the recording function delegates to: the model's own, with eager → sdpa.
+
+    sdpa is much faster than eager on CPU and equally exact within fp32 rounding; flash/flex
+    implementations chosen by the user on a GPU are kept.
+    """
+    current = getattr(model.config, "_attn_implementation", None) or "sdpa"
+    if current.startswith(_PREFIX):
+        current = current[len(_PREFIX):]
+    if current in ("eager", "sdpa", None):
+        return "sdpa" if getattr(model, "_supports_sdpa", False) else "eager"
+    return current
+
+
+@contextlib.contextmanager
+def recording(model: torch.nn.Module, delegate: str | None = None) -> Iterator[str]:
+    """Switch every config of ``model`` to the recording implementation; restore on exit."""
+    from transformers import PreTrainedModel
+
+    if not isinstance(model, PreTrainedModel):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} is not a transformers PreTrainedModel; qkviz records attention "
+            "through transformers' AttentionInterface",
+            reason="not a transformers model",
+        )
+    if hasattr(model, "_can_set_attn_implementation") and not model._can_set_attn_implementation():
+        raise UnsupportedModelError(
+            f"{type(model).__name__} does not route its attention through transformers' "
+            "AttentionInterface (custom or legacy attention code), so q and k cannot be recorded "
+            "where the scores are computed",
+            reason="bypasses the attention interface",
+            model_type=getattr(model.config, "model_type", None),
+        )
+    name = _register(delegate or choose_delegate(model))
+    configs = _configs(model)
+    saved = [(c, c._attn_implementation_internal) for c in configs]
+    try:
+        for c in configs:
+            c._attn_implementation_internal = name
+        yield name
+    finally:
+        for c, old in saved:
+            c._attn_implementation_internal = old

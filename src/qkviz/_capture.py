@@ -1,0 +1,506 @@
+"""Run a model over many inputs and record every head's queries and keys exactly.
+
+See DESIGN §3: q and k are taken inside transformers' attention-function interface, i.e. after
+RoPE / QK-norm and with the model's own scaling, so ``softmax(scaling * q kᵀ + mask)`` reproduces
+the model's attention. Only real tokens are kept (never padding).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import pathlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import _tokens
+from .errors import InputError, StoreError, UnsupportedModelError
+from .store import Capture, StoreWriter, _MemoryTensors, load, read_meta
+
+__all__ = ["capture"]
+
+log = logging.getLogger(__name__)
+
+# Architectures whose attention scores add something q.k cannot carry. The generic checks (mask
+# inspection, interface kwargs, a first-batch comparison with eager attention) would also catch
+# most of them; naming them here gives the clearest message before any work is done.
+_UNSUPPORTED = {
+    "t5": "T5 adds a learned relative-position bias to its attention scores",
+    "mt5": "mT5 adds a learned relative-position bias to its attention scores",
+    "umt5": "UMT5 adds a learned relative-position bias to its attention scores",
+    "longt5": "LongT5 adds a relative-position bias and uses local/global attention",
+    "switch_transformers": "Switch Transformers add a relative-position bias to the scores",
+    "mpnet": "MPNet adds a relative-position bias to its attention scores",
+    "deberta": "DeBERTa adds disentangled content-position terms to its attention scores",
+    "deberta-v2": "DeBERTa-v2 adds disentangled content-position terms to its attention scores",
+    "bloom": "BLOOM adds an ALiBi position bias to its attention scores",
+    "mpt": "MPT adds an ALiBi position bias to its attention scores",
+    "xlnet": "XLNet uses two-stream relative attention",
+    "funnel": "Funnel Transformer adds relative-position terms to its scores",
+    "transfo-xl": "Transformer-XL adds relative-position terms to its scores",
+}
+
+
+def _model_device(model: Any) -> Any:
+    import torch
+
+    try:
+        return next(model.parameters()).device
+    except StopIteration:  # pragma: no cover - a model without parameters
+        return torch.device("cpu")
+
+
+def _forward_kwargs(model: Any) -> dict[str, Any]:
+    """Extra forward arguments: no KV cache for decoders (it would only cost memory)."""
+    params = inspect.signature(model.forward).parameters
+    return {"use_cache": False} if "use_cache" in params else {}
+
+
+def _check_supported(model: Any) -> None:
+    cfg = model.config
+    mt = getattr(cfg, "model_type", None)
+    if mt in _UNSUPPORTED:
+        raise UnsupportedModelError(
+            f"{type(model).__name__}: {_UNSUPPORTED[mt]}, so its attention is not softmax(scaling * q.k + mask) "
+            "and a q/k capture would misrepresent it",
+            reason=_UNSUPPORTED[mt],
+            model_type=mt,
+        )
+    if getattr(cfg, "position_embedding_type", "absolute") in ("relative_key", "relative_key_query"):
+        why = f"position_embedding_type={cfg.position_embedding_type!r} adds relative-position terms to the scores"
+        raise UnsupportedModelError(f"{type(model).__name__}: {why}", reason=why, model_type=mt)
+    if getattr(cfg, "is_encoder_decoder", False):
+        why = "encoder-decoder models mix self- and cross-attention; capture the encoder or decoder alone"
+        raise UnsupportedModelError(f"{type(model).__name__}: {why}", reason=why, model_type=mt)
+
+
+def _geometry(model: Any) -> tuple[int | None, int | None]:
+    """``(n_layers, n_heads)`` from the config, if it says (checked again on the first batch)."""
+    cfg = model.config
+    for c in (cfg, getattr(cfg, "vision_config", None), getattr(cfg, "text_config", None)):
+        if c is None:
+            continue
+        n_layers = getattr(c, "num_hidden_layers", None) or getattr(c, "n_layer", None)
+        n_heads = getattr(c, "num_attention_heads", None) or getattr(c, "n_head", None)
+        if isinstance(n_layers, int) and isinstance(n_heads, int):
+            return n_layers, n_heads
+    return None, None
+
+
+def _select(name: str, value: Any, n: int | None) -> tuple[int, ...] | None:
+    """Validate ``layers=`` / ``heads=``: ints (negative counts from the end), unique, in range."""
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)):
+        value = [value]
+    try:
+        items = list(value)
+    except TypeError:
+        raise InputError(f"{name} must be an int or a list of ints, got {type(value).__name__}") from None
+    if not items:
+        raise InputError(f"{name} is empty; pass None for all {name}")
+    out = []
+    for x in items:
+        if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+            raise InputError(f"{name} must hold ints, got {x!r}")
+        x = int(x)
+        if n is not None:
+            if not -n <= x < n:
+                raise InputError(f"{name} {x} is out of range: the model has {n} {name} (0..{n - 1})")
+            x %= n
+        elif x < 0:
+            raise InputError(f"{name} {x}: negative indices need a known number of {name}")
+        out.append(x)
+    return tuple(sorted(set(out)))
+
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "half": "float16"}
+
+
+def _storage_dtype(dtype: Any) -> str:
+    key = str(dtype).replace("torch.", "")
+    if key not in _DTYPES:
+        raise InputError(f"dtype must be 'float32' or 'float16' (how q/k are stored), got {dtype!r}")
+    return _DTYPES[key]
+
+
+class _Collector:
+    """Moves one batch's recorded tensors to host memory (one transfer) and accumulates them."""
+
+    def __init__(self, dtype: str, values: bool):
+        self.dtype = dtype
+        self.values = values
+        self.q: dict[int, list[np.ndarray]] = {}
+        self.k: dict[int, list[np.ndarray]] = {}
+        self.v: dict[int, list[np.ndarray]] = {}
+
+    def to_host(self, rec: Any) -> dict[str, dict[int, np.ndarray]]:
+        """``{"q": {layer: [token, head, d]}, "k": ..., "v": ...}`` as numpy, from the recorder."""
+        import torch
+
+        kinds = {"q": rec.q, "k": rec.k, **({"v": rec.v} if self.values else {})}
+        flat = [(kind, layer, t) for kind, d in kinds.items() for layer, t in sorted(d.items())]
+        tdt = torch.float16 if self.dtype == "float16" else torch.float32
+        if not flat:
+            return {kind: {} for kind in kinds}
+        out: dict[str, dict[int, np.ndarray]] = {kind: {} for kind in kinds}
+        by_device: dict[Any, list[tuple[str, int, Any]]] = {}
+        for item in flat:
+            by_device.setdefault(item[2].device, []).append(item)
+        for device, items in by_device.items():
+            if device.type == "cpu":
+                for kind, layer, t in items:
+                    out[kind][layer] = t.to(tdt).numpy()
+                continue
+            # One device->host copy per batch and device: concatenate on the device first.
+            host = torch.cat([t.to(tdt).reshape(-1) for _, _, t in items]).cpu().numpy()
+            pos = 0
+            for kind, layer, t in items:
+                size = t.numel()
+                out[kind][layer] = host[pos : pos + size].reshape(t.shape)
+                pos += size
+        return out
+
+    def add(self, batch: dict[str, dict[int, np.ndarray]]) -> None:
+        for kind, d in batch.items():
+            acc = getattr(self, kind)
+            for layer, a in d.items():
+                acc.setdefault(layer, []).append(a)
+
+    def tensors(self, heads: tuple[int, ...], kv_heads: tuple[int, ...]) -> _MemoryTensors:
+        chunks = {kind: dict(getattr(self, kind)) for kind in ("q", "k", "v")}
+        return _MemoryTensors(chunks, {"q": heads, "k": kv_heads, "v": kv_heads})
+
+
+def _part_tensors(host: dict[str, dict[int, np.ndarray]], heads: tuple[int, ...],
+                  kv_heads: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """One batch as store keys ``kind.layer.head -> [token, d]``."""
+    out = {}
+    for kind, d in host.items():
+        idx = heads if kind == "q" else kv_heads
+        for layer, a in d.items():
+            for i, h in enumerate(idx):
+                out[f"{kind}.{layer}.{h}"] = np.ascontiguousarray(a[:, i])
+    return out
+
+
+def _first_batch_check(model: Any, batch: Any, rec: Any, device: Any, atol: float) -> None:
+    """Compare the first sequence's recomputed attention with the model's eager attention.
+
+    Catches scores that are not ``scaling * q.k + mask`` (biases added inside custom attention code)
+    at the cost of one eager forward pass over one sequence.
+    """
+    import torch
+
+    from ._verify import eager_attentions
+
+    one = {k: v[:1].to(device) for k, v in batch.model_inputs.items()}
+    if "pixel_values" in one:
+        one["pixel_values"] = one["pixel_values"].to(next(model.parameters()).dtype)
+    if batch.mask is not None:
+        n = int(batch.mask[0].sum())
+        one = {k: (v[:, :n] if v.dim() == 2 else v) for k, v in one.items()}
+    else:
+        n = rec.seq_len
+    att = eager_attentions(model, one)
+    worst = (0.0, -1)
+    for layer, q in rec.q.items():
+        info = rec.info[layer]
+        k = rec.k[layer]
+        group = info.n_heads // info.n_kv_heads
+        heads = rec.heads if rec.heads is not None else tuple(range(info.n_heads))
+        kv = sorted({h // group for h in heads})
+        qs = q[:n].float().transpose(0, 1)  # [head, pos, d]
+        ks = k[:n].float().transpose(0, 1)[[kv.index(h // group) for h in heads]]
+        s = qs @ ks.transpose(1, 2) * info.scaling
+        pos = torch.arange(n, device=s.device)
+        diff = pos[:, None] - pos[None, :]
+        allowed = torch.ones((n, n), dtype=torch.bool, device=s.device)
+        if info.causal:
+            allowed &= diff >= 0
+        if info.sliding_window:
+            allowed &= diff < info.sliding_window
+        p = torch.softmax(s.masked_fill(~allowed, float("-inf")), dim=-1)
+        ref = att[layer][0, list(heads), :n, :n].float().to(p.device)
+        e = float((p - ref).abs().max())
+        if e > worst[0]:
+            worst = (e, layer)
+    if worst[0] > atol:
+        why = (f"attention recomputed from the recorded q/k differs from the model's own by {worst[0]:.2g} "
+               f"at layer {worst[1]} (the scores include something besides scaling * q.k + mask)")
+        raise UnsupportedModelError(f"{type(model).__name__}: {why}", reason=why,
+                                    model_type=getattr(model.config, "model_type", None))
+
+
+def capture(
+    model: Any,
+    inputs: Any,
+    *,
+    layers: Any = None,
+    heads: Any = None,
+    batch_size: int = 16,
+    max_length: int | None = None,
+    truncation: str = "warn",
+    device: str | None = "auto",
+    dtype: Any = "float32",
+    values: bool = False,
+    progress: bool = True,
+    out: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    check: bool = True,
+    thumbnail: int = 128,
+    tokenizer: Any = None,
+    processor: Any = None,
+) -> Capture:
+    """Record the queries and keys of every (or the chosen) attention head over many inputs.
+
+    Parameters
+    ----------
+    model : str, path, PreTrainedModel, (model, tokenizer) or LoadedModel
+        Anything :func:`qkviz.load_model` accepts: ``"minilm"``, ``"smollm2"``, ``"vit-s14"``,
+        ``"dinov2-s14"``, a folder, a hub id, or a loaded model.
+    inputs : str, list of str, list of images, or dict of name -> image
+        Texts, or images (PIL, ``uint8`` / ``[0, 1]`` float arrays, ``pathlib.Path`` files).
+        Greyscale images are replicated to RGB; RGBA is composited onto white.
+    layers, heads : int or list of int, optional
+        Which layers and query heads to keep (default all; negative numbers count from the end).
+        Fewer heads mean proportionally less memory and disk.
+    batch_size : int
+        Inputs per forward pass. Larger is faster until memory runs out.
+    max_length : int, optional
+        Longest token sequence (default: the model's limit). Longer texts are truncated.
+    truncation : {"warn", "error", "silent"}
+        What happens to texts longer than ``max_length``; ``sequences["truncated"]`` marks them.
+    device : str or None
+        ``"auto"`` (CUDA when present) for named models and paths; a loaded model stays where it is
+        unless a device is named.
+    dtype : {"float32", "float16"}
+        How q/k/v are stored; :meth:`Capture.q` always returns float32. float16 halves memory.
+    values : bool
+        Also record value vectors (:meth:`Capture.v`), e.g. for value-norm-weighted attention.
+    progress : bool
+        Show a progress bar.
+    out : path, optional
+        Stream to this store directory: each batch is appended as it finishes, so memory stays
+        bounded by one batch; the returned capture reads from disk.
+    resume : bool
+        With ``out``: continue an interrupted capture of the same inputs and settings.
+    check : bool
+        On the first batch, compare one sequence's recomputed attention with the model's eager
+        attention (one extra small forward pass) and refuse models where q.k is not the score.
+    thumbnail : int
+        Longest side in pixels of the image thumbnails kept in :attr:`Capture.images`.
+    tokenizer, processor : optional
+        The tokenizer / image processor of a loaded model passed as ``model``.
+
+    Returns
+    -------
+    Capture
+
+    Raises
+    ------
+    InputError
+        Empty or mixed inputs, wrong types, out-of-range layers/heads, bad batch size.
+    UnsupportedModelError
+        The model's attention scores are not ``scaling * q.k + mask``.
+
+    Examples
+    --------
+    >>> cap = qkviz.capture("minilm", ["The cat sat on the mat.", "A dog barked."])   # doctest: +SKIP
+    >>> cap.q(layer=0, head=3).shape                                                  # doctest: +SKIP
+    (16, 32)
+    """
+    import torch
+
+    from . import _attention_hook
+    from .models import load_model
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
+                                   or max_length < 1):
+        raise InputError(f"max_length must be a positive int or None, got {max_length!r}")
+    if truncation not in ("warn", "error", "silent"):
+        raise InputError(f"truncation must be 'warn', 'error' or 'silent', got {truncation!r}")
+    store_dtype = _storage_dtype(dtype)
+    modality, items, names = _tokens.normalize_inputs(inputs)
+    if resume and out is None:
+        raise InputError("resume=True needs out=<store directory>")
+
+    if isinstance(model, (str, os.PathLike)):
+        lm = load_model(model, device=device)
+    else:
+        lm = load_model(model, tokenizer, processor=processor, device=None if device == "auto" else device)
+    net = lm.model
+    if lm.modality != modality:
+        raise InputError(f"{lm.spec['name']} takes {lm.modality} inputs but {modality}s were given")
+    _check_supported(net)
+    n_layers, n_heads = _geometry(net)
+    sel_layers = _select("layers", layers, n_layers)
+    sel_heads = _select("heads", heads, n_heads)
+
+    limit = _tokens.model_max_length(lm.tokenizer, net) if modality == "text" else None
+    if max_length is not None and limit is not None and max_length > limit:
+        raise InputError(f"max_length={max_length} exceeds the model's limit of {limit} tokens")
+    max_len = max_length or limit
+    params = {
+        "batch_size": int(batch_size), "max_length": max_len, "truncation": truncation,
+        "dtype": store_dtype, "values": bool(values), "model_dtype": str(next(net.parameters()).dtype),
+        "device": str(_model_device(net)), "n_inputs": len(items),
+        "layers": list(sel_layers) if sel_layers else None, "heads": list(sel_heads) if sel_heads else None,
+    }
+
+    writer, start = None, 0
+    if out is not None:
+        writer, start = _open_store(pathlib.Path(out), resume, lm, params, names)
+        if writer is None:  # already complete
+            return load(out)
+
+    dev = _model_device(net)
+    fwd = _forward_kwargs(net)
+    rec = _attention_hook.Recorder(set(sel_layers) if sel_layers else None, sel_heads, values=values)
+    col = _Collector(store_dtype, values)
+    tables_t: list[pd.DataFrame] = []
+    tables_s: list[pd.DataFrame] = []
+    thumbs: list[np.ndarray] = []
+    n_tok = writer.n_tokens if writer else 0
+    seq_len_img: int | None = None
+    first = True
+    geometry: dict[str, Any] = {}
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(items), initial=start, desc="capture", unit="seq", disable=not progress)
+    with bar, torch.inference_mode(), _attention_hook.recording(net) as impl:
+        params["attn_implementation"] = impl
+        for b0 in range(start, len(items), batch_size):
+            chunk = items[b0 : b0 + batch_size]
+            if modality == "text":
+                batch = _tokens.encode_texts(lm.tokenizer, chunk, b0, n_tok, max_len, truncation)
+            else:
+                batch = _tokens.encode_images(lm.processor, net, chunk, names[b0 : b0 + batch_size], b0, n_tok,
+                                              seq_len_img, thumbnail)
+            model_inputs = {k: v.to(dev) for k, v in batch.model_inputs.items()}
+            if "pixel_values" in model_inputs:
+                model_inputs["pixel_values"] = model_inputs["pixel_values"].to(next(net.parameters()).dtype)
+            mask = batch.mask.to(dev) if batch.mask is not None else None
+            with rec.batch(mask, check_mask=first):
+                net(**model_inputs, **fwd)
+            if first:
+                geometry = _first_batch(rec, sel_layers, sel_heads)
+                if check:
+                    _first_batch_check(net, batch, rec, dev, atol=1e-3)
+                first = False
+            if modality == "image" and seq_len_img != rec.seq_len:
+                seq_len_img = rec.seq_len
+                batch.tokens, batch.sequences = _tokens.image_tables(
+                    names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, batch.grid)
+            host = col.to_host(rec)
+            rec.q, rec.k, rec.v = {}, {}, {}  # drop device tensors before the next batch
+            n_tok += len(batch.tokens)
+            if writer is not None:
+                if not writer.parts:
+                    writer.header.update(_header_geometry(geometry))
+                writer.append(_part_tensors(host, geometry["heads"], geometry["kv_heads"]),
+                              batch.tokens, batch.sequences, batch.images)
+            else:
+                col.add(host)
+                tables_t.append(batch.tokens)
+                tables_s.append(batch.sequences)
+                if batch.images is not None:
+                    thumbs.append(batch.images)
+            bar.update(len(chunk))
+
+    if writer is not None:
+        writer.finish()
+        return load(out)
+    tokens = pd.concat(tables_t, ignore_index=True)
+    return Capture(
+        tokens=tokens,
+        sequences=pd.concat(tables_s, ignore_index=True),
+        layers=geometry["layers"],
+        heads=geometry["heads"],
+        n_heads=geometry["n_heads"],
+        n_kv_heads=geometry["n_kv_heads"],
+        d_head=geometry["d_head"],
+        causal=geometry["causal"],
+        scaling=geometry["scaling"],
+        sliding_window=geometry["sliding_window"],
+        model=dict(lm.spec),
+        params=params,
+        images=np.concatenate(thumbs) if thumbs else None,
+        _tensors=col.tensors(geometry["heads"], geometry["kv_heads"]),
+    )
+
+
+def _first_batch(rec: Any, sel_layers: tuple[int, ...] | None, sel_heads: tuple[int, ...] | None) -> dict[str, Any]:
+    """Geometry learnt from the first forward pass; re-validates layers/heads against it."""
+    n_layers = len(rec.info)
+    info0 = rec.info[0]
+    n_heads, n_kv = info0.n_heads, info0.n_kv_heads
+    if any(i.n_heads != n_heads or i.n_kv_heads != n_kv or i.d_head != info0.d_head for i in rec.info.values()):
+        raise UnsupportedModelError("layers differ in head count or head size; qkviz needs one geometry",
+                                    reason="heterogeneous layers")
+    layers = sel_layers if sel_layers is not None else tuple(range(n_layers))
+    heads = sel_heads if sel_heads is not None else tuple(range(n_heads))
+    if layers[-1] >= n_layers:
+        raise InputError(f"layers {list(layers)} out of range: the model made {n_layers} attention calls")
+    if heads[-1] >= n_heads:
+        raise InputError(f"heads {list(heads)} out of range: the model has {n_heads} heads")
+    causal = {rec.info[layer].causal for layer in layers}
+    if len(causal) > 1:
+        raise UnsupportedModelError("some layers are causal and others not", reason="mixed causal layers")
+    group = n_heads // n_kv
+    return {
+        "layers": layers,
+        "heads": heads,
+        "kv_heads": tuple(sorted({h // group for h in heads})),
+        "n_heads": n_heads,
+        "n_kv_heads": n_kv,
+        "d_head": info0.d_head,
+        "causal": causal.pop(),
+        "scaling": {layer: rec.info[layer].scaling for layer in layers},
+        "sliding_window": {layer: rec.info[layer].sliding_window for layer in layers},
+    }
+
+
+def _header_geometry(g: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "layers": list(g["layers"]), "heads": list(g["heads"]), "n_heads": g["n_heads"],
+        "n_kv_heads": g["n_kv_heads"], "d_head": g["d_head"], "causal": g["causal"],
+        "scaling": {str(k): v for k, v in g["scaling"].items()},
+        "sliding_window": {str(k): v for k, v in g["sliding_window"].items()},
+    }
+
+
+def _open_store(root: pathlib.Path, resume: bool, lm: Any, params: dict[str, Any],
+                names: list[str]) -> tuple[StoreWriter | None, int]:
+    """Start (or resume) a streaming store; returns ``(writer, first input to process)``."""
+    from .store import FORMAT, VERSION
+
+    header = {"format": FORMAT, "version": VERSION, "model": dict(lm.spec), "params": params}
+    if root.exists() and any(root.iterdir()):
+        if not resume:
+            raise StoreError(f"{root} already exists; pass resume=True to continue it, or choose a new path",
+                             path=root)
+        meta = read_meta(root)
+        mine = {k: v for k, v in params.items() if k not in ("device", "attn_implementation")}
+        theirs = {k: v for k, v in meta["params"].items() if k not in ("device", "attn_implementation")}
+        if meta["model"].get("name") != lm.spec["name"] or mine != theirs:
+            raise StoreError(f"{root} was captured with other settings or model; it cannot be resumed with "
+                             "these. Use a new path.", path=root)
+        done = pd.concat([pd.read_parquet(root / p["file"].replace(".safetensors", ".sequences.parquet"))
+                          for p in meta["parts"]], ignore_index=True) if meta["parts"] else None
+        n_done = 0 if done is None else len(done)
+        if done is not None and list(done["text"]) != names[:n_done]:
+            raise StoreError(f"{root} holds other inputs than the ones given; it cannot be resumed", path=root)
+        if meta.get("status") == "complete":
+            return None, n_done
+        header.update({k: meta[k] for k in ("layers", "heads", "n_heads", "n_kv_heads", "d_head", "causal",
+                                            "scaling", "sliding_window") if k in meta})
+        log.info("resuming %s after %d of %d inputs", root, n_done, len(names))
+        return StoreWriter(root, header, resume=True), n_done
+    return StoreWriter(root, header), 0

@@ -1,0 +1,168 @@
+"""Demo inputs that ship inside installed packages: real sentences and real images, no downloads.
+
+Texts come from the Lee news corpus bundled in gensim's wheel (read by path; gensim itself is never
+imported, so its heavy dependencies are not needed). Without gensim, CPython's own
+``pydoc_data.topics`` (the Python reference, PSF licence) is used instead. Images come from the
+sample data inside the scikit-image, scikit-learn and matplotlib wheels.
+
+Examples
+--------
+>>> from qkviz.data import demo_sentences
+>>> len(demo_sentences(5))
+5
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import pathlib
+import re
+
+from .errors import InputError, MissingDependencyError
+
+__all__ = ["demo_sentences", "demo_images", "sentences_source", "images_source"]
+
+_SPLIT = re.compile(r"(?<=[.!?])\s+")
+
+
+def _package_dir(name: str) -> pathlib.Path | None:
+    """Locate an installed package without importing it (importing gensim would pull scipy)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return pathlib.Path(next(iter(spec.submodule_search_locations)))
+
+
+def _lee_files() -> list[pathlib.Path] | None:
+    root = _package_dir("gensim")
+    if root is None:
+        return None
+    files = [root / "test" / "test_data" / f for f in ("lee_background.cor", "lee.cor")]
+    return files if all(f.is_file() for f in files) else None
+
+
+@functools.lru_cache(maxsize=1)
+def _all_sentences() -> tuple[tuple[str, ...], str]:
+    files = _lee_files()
+    if files is not None:
+        docs: list[str] = []
+        for f in files:
+            # lee.cor holds a latin-1 pound sign; utf-8 would fail on it.
+            docs += f.read_text(encoding="latin-1").splitlines()
+        sents = [s for d in docs for s in _SPLIT.split(d.strip()) if len(s.split()) >= 4]
+        return tuple(sents), (
+            "Lee news corpus (Lee, Pincombe & Welsh 2005), bundled in the gensim wheel "
+            "(gensim/test/test_data/lee_background.cor + lee.cor); research data distributed with "
+            "gensim (LGPL-2.1 package) without a separate licence text"
+        )
+    import pydoc_data.topics as topics  # stdlib: always there
+
+    text = re.sub(r"\s+", " ", "\n".join(topics.topics.values()))
+    sents = [s for s in _SPLIT.split(text) if 6 <= len(s.split()) <= 40 and s[:1].isupper()]
+    return tuple(sents), "CPython documentation topics (pydoc_data.topics), PSF licence"
+
+
+def sentences_source() -> str:
+    """Where :func:`demo_sentences` reads its texts from, and under what licence."""
+    return _all_sentences()[1]
+
+
+def demo_sentences(n: int | None = None) -> list[str]:
+    """Real English sentences for demos, tests and benchmarks.
+
+    Parameters
+    ----------
+    n : int, optional
+        How many (the first ``n``, in corpus order, so results are reproducible). ``None``: all of
+        them (2,768 from the Lee corpus; about 2,200 from the stdlib fallback).
+
+    Returns
+    -------
+    list of str
+    """
+    sents, _ = _all_sentences()
+    if n is None:
+        return list(sents)
+    if not isinstance(n, int) or n < 0:
+        raise InputError(f"n must be a non-negative int or None, got {n!r}")
+    return list(sents[:n])
+
+
+_SKIMAGE = [
+    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina",
+    "immunohistochemistry", "colorwheel", "camera", "coins", "moon", "brick", "grass",
+    "gravel", "text", "page", "clock", "cell", "horse", "logo",
+]  # fmt: skip
+
+
+def images_source() -> str:
+    """Where :func:`demo_images` reads its images from, and under what licence."""
+    return (
+        "scikit-image sample data (mostly public domain / CC0, see skimage.data docstrings), "
+        "scikit-learn sample images china.jpg and flower.jpg (CC-BY-2.0), "
+        "matplotlib's grace_hopper.jpg (public domain)"
+    )
+
+
+def demo_images(n: int | None = None) -> dict[str, object]:
+    """Real photographs and scientific images bundled in installed wheels, as RGB PIL images.
+
+    Greyscale, binary and RGBA images are converted to RGB here (the same coercion
+    :func:`qkviz.capture` applies to user images).
+
+    Parameters
+    ----------
+    n : int, optional
+        How many (the first ``n`` in a fixed order: colour photographs first). ``None``: all 25.
+
+    Returns
+    -------
+    dict of str to PIL.Image.Image
+        Name -> image, in a stable order.
+    """
+    if n is not None and (not isinstance(n, int) or n < 0):
+        raise InputError(f"n must be a non-negative int or None, got {n!r}")
+    try:
+        import numpy as np
+        from PIL import Image
+        from skimage import data
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            "demo images need scikit-image (and pillow): pip install scikit-image",
+            package="scikit-image",
+            install="pip install scikit-image",
+        ) from e
+    out: dict[str, object] = {}
+
+    def full() -> bool:
+        return n is not None and len(out) >= n
+
+    for name in _SKIMAGE:
+        if full():
+            return out
+        a = getattr(data, name)()
+        if a.dtype == bool:
+            a = a.astype(np.uint8) * 255
+        out[name] = Image.fromarray(a).convert("RGB")
+    if not full():
+        left, right, _ = data.stereo_motorcycle()
+        out["motorcycle_left"] = Image.fromarray(left).convert("RGB")
+        out["motorcycle_right"] = Image.fromarray(right).convert("RGB")
+    try:
+        if not full():
+            from sklearn.datasets import load_sample_images
+
+            for f, a in zip(["china", "flower"], load_sample_images().images):
+                out[f] = Image.fromarray(a).convert("RGB")
+        if not full():
+            import matplotlib.cbook as cbook
+
+            with cbook.get_sample_data("grace_hopper.jpg") as fh:
+                out["grace_hopper"] = Image.open(fh).convert("RGB")
+    except ImportError:  # scikit-learn / matplotlib are optional extras on top of scikit-image
+        pass
+    return dict(list(out.items())[:n]) if n is not None else out

@@ -1,0 +1,235 @@
+"""How faithfully a 2-D/3-D layout shows a head's attention.
+
+A joint query-key layout is meant to be read as "a query sits near the keys it attends to". These
+metrics measure how true that reading is for one head, within each sequence:
+
+* **recall@k**: for each query, the share of its ``k`` most-attended keys (same sequence) that are
+  among its ``k`` nearest keys (same sequence) in the layout.
+* **Spearman**: per query row, the rank correlation between attention weight and *negative* layout
+  distance over the keys of its sequence, averaged over rows.
+* **chance recall@k**: the expected recall@k of a uniformly random layout. For a query that can see
+  ``n`` keys, the ``k`` nearest keys of a random layout are a uniformly random ``k``-subset, so the
+  expected recall is exactly ``k / n``; averaging it over queries gives the baseline without the
+  noise of drawing one random layout.
+
+Rows whose query sees ``n <= k`` keys are skipped by recall (they would score 1 whatever the
+layout); rows with ``n < 3`` visible keys are skipped by Spearman. In a causal model a query sees
+only the keys at or before its own position, and both its attention and its layout neighbours are
+taken among those keys.
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> q, k = rng.normal(size=(40, 8)), rng.normal(size=(40, 8))
+>>> seq = np.repeat([0, 1], 20)
+>>> coords = np.concatenate([q[:, :2], k[:, :2]])     # a "layout": the first two vector axes
+>>> f = head_faithfulness(coords, q, k, seq, scaling=1.0, k=5)
+>>> 0.0 <= f.recall <= 1.0 and f.chance_recall == 0.25
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import EmbeddingError
+
+__all__ = ["Faithfulness", "head_faithfulness", "attention_rows", "sequence_slices", "visible"]
+
+
+@dataclass(frozen=True)
+class Faithfulness:
+    """Faithfulness scores of one head's layout.
+
+    Attributes
+    ----------
+    recall : float
+        Mean recall@k over the scored queries (``nan`` if no query sees more than ``k`` keys).
+    spearman : float
+        Mean per-row Spearman correlation between attention and negative layout distance.
+    chance_recall : float
+        Expected recall@k of a uniformly random layout over the same rows.
+    n_rows : int
+        Number of query rows scored by recall.
+    """
+
+    recall: float
+    spearman: float
+    chance_recall: float
+    n_rows: int
+
+
+def sequence_slices(seq: np.ndarray) -> list[slice]:
+    """Contiguous token ranges of each sequence.
+
+    Parameters
+    ----------
+    seq : int array [token]
+        Sequence id of every token; tokens of one sequence must be contiguous (as in a capture's
+        token table).
+
+    Returns
+    -------
+    list of slice
+        One slice per sequence, in token order.
+    """
+    seq = np.asarray(seq)
+    if seq.ndim != 1:
+        raise EmbeddingError(f"seq must be 1-D [token], got shape {seq.shape}.")
+    if seq.size == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, seq[1:] != seq[:-1]])
+    if len(np.unique(seq[starts])) != len(starts):
+        raise EmbeddingError(
+            "tokens of one sequence must be contiguous in the token table; sort the tokens by "
+            "(seq, pos) first."
+        )
+    ends = np.r_[starts[1:], seq.size]
+    return [slice(int(a), int(b)) for a, b in zip(starts, ends)]
+
+
+def visible(n: int, causal: bool = False, window: int | None = None) -> np.ndarray:
+    """Which keys each query of an ``n``-token sequence sees: bool [query_pos, key_pos]."""
+    pos = np.arange(n)
+    diff = pos[:, None] - pos[None, :]
+    ok = np.ones((n, n), bool)
+    if causal:
+        ok &= diff >= 0
+    if window:
+        ok &= diff < window
+    return ok
+
+
+def attention_rows(
+    q: np.ndarray, k: np.ndarray, scaling: float, causal: bool = False, window: int | None = None
+) -> np.ndarray:
+    """Attention probabilities of one sequence: ``softmax(scaling * q kᵀ + mask)``.
+
+    Parameters
+    ----------
+    q, k : float array [pos, d_head]
+        Queries and keys of one sequence.
+    scaling : float
+        The model's score factor.
+    causal : bool
+        Mask keys after each query's position.
+    window : int, optional
+        Sliding window: query ``i`` sees only keys ``j > i - window``.
+
+    Returns
+    -------
+    float64 array [query_pos, key_pos]
+        Each row sums to 1; masked entries are 0.
+    """
+    s = (np.asarray(q, np.float64) @ np.asarray(k, np.float64).T) * float(scaling)
+    if causal or window:
+        s = np.where(visible(len(q), causal, window), s, -np.inf)
+    s -= s.max(axis=1, keepdims=True)
+    e = np.exp(s)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _ranks_desc(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Rank of each entry within its row, largest first; invalid entries rank after all valid ones."""
+    v = np.where(valid, values, -np.inf)
+    order = np.argsort(-v, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    rows = np.arange(v.shape[0])[:, None]
+    ranks[rows, order] = np.arange(v.shape[1])[None, :]
+    return ranks
+
+
+def _sequence_scores(
+    attn: np.ndarray, dist: np.ndarray, valid: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row recall, chance, Spearman and row masks for one sequence."""
+    n_vis = valid.sum(axis=1)
+    r_att = _ranks_desc(attn, valid)
+    r_near = _ranks_desc(-dist, valid)
+    hits = ((r_att < k) & (r_near < k) & valid).sum(axis=1)
+    scored = n_vis > k
+    recall = hits / k
+    chance = k / np.maximum(n_vis, 1)
+    # Spearman = Pearson correlation of the ranks over each row's visible keys. Ranks of visible
+    # keys are exactly 0..n_vis-1, so their mean is (n_vis-1)/2.
+    ra = r_att.astype(np.float64)
+    rn = r_near.astype(np.float64)
+    mean = ((n_vis - 1) / 2.0)[:, None]
+    w = valid.astype(np.float64)
+    cov = (w * (ra - mean) * (rn - mean)).sum(axis=1)
+    var = (w * (ra - mean) ** 2).sum(axis=1)  # same for both: a permutation of 0..n_vis-1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = cov / var
+    rho_ok = n_vis >= 3
+    return recall, chance, rho, np.stack([scored, rho_ok])
+
+
+def head_faithfulness(
+    coords: np.ndarray,
+    q: np.ndarray,
+    keys: np.ndarray,
+    seq: np.ndarray,
+    scaling: float,
+    *,
+    causal: bool = False,
+    window: int | None = None,
+    k: int = 5,
+) -> Faithfulness:
+    """Score one head's layout against its attention.
+
+    Parameters
+    ----------
+    coords : float array [point, dim]
+        The layout: rows ``0..n-1`` are the queries of tokens ``0..n-1``, rows ``n..2n-1`` the keys.
+    q, keys : float array [token, d_head]
+        The head's queries and keys (raw or jointly normalised: the attention is the same).
+    seq : int array [token]
+        Sequence id of each token (contiguous runs).
+    scaling : float
+        The model's score factor for this layer.
+    causal : bool
+        Whether query ``i`` sees only the keys ``j <= i`` of its sequence.
+    window : int, optional
+        Sliding attention window of this layer (query ``i`` sees keys ``j > i - window``).
+    k : int
+        Neighbourhood size of recall@k.
+
+    Returns
+    -------
+    Faithfulness
+    """
+    coords = np.asarray(coords, np.float64)
+    n = len(seq)
+    if coords.ndim != 2 or coords.shape[0] != 2 * n:
+        raise EmbeddingError(
+            f"coords must be [point={2 * n}, dim] (queries then keys of {n} tokens), "
+            f"got shape {coords.shape}."
+        )
+    if q.shape[0] != n or keys.shape[0] != n:
+        raise EmbeddingError(f"q and keys must have {n} rows (one per token), got {q.shape}, {keys.shape}.")
+    if k < 1:
+        raise EmbeddingError(f"k must be >= 1, got {k}.")
+    rec, cha, rho, ok = [], [], [], []
+    for sl in sequence_slices(seq):
+        m = sl.stop - sl.start
+        attn = attention_rows(q[sl], keys[sl], scaling, causal, window)
+        cq, ck = coords[sl], coords[n + sl.start : n + sl.stop]
+        d2 = (cq**2).sum(1)[:, None] + (ck**2).sum(1)[None, :] - 2.0 * cq @ ck.T
+        valid = visible(m, causal, window)
+        r, c, s, mask = _sequence_scores(attn, d2, valid, k)
+        rec.append(r), cha.append(c), rho.append(s), ok.append(mask)
+    if not rec:
+        raise EmbeddingError("no tokens to score.")
+    rec, cha, rho = np.concatenate(rec), np.concatenate(cha), np.concatenate(rho)
+    scored, rho_ok = np.concatenate(ok, axis=1)
+    rho_ok &= np.isfinite(rho)
+    nan = float("nan")
+    return Faithfulness(
+        recall=float(rec[scored].mean()) if scored.any() else nan,
+        spearman=float(rho[rho_ok].mean()) if rho_ok.any() else nan,
+        chance_recall=float(cha[scored].mean()) if scored.any() else nan,
+        n_rows=int(scored.sum()),
+    )

@@ -1,0 +1,186 @@
+"""The state packing of qkviz.export: buffers out, placeholders in, and the exact bytes back."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qkviz import export
+from qkviz.errors import InputError, WidgetDataError
+
+
+def expand(raw, enc):
+    """Python mirror of the runtime's ``expand`` (compact buffers back to their dtype)."""
+    q = np.frombuffer(raw, np.dtype(enc["as"]).newbyteorder("<")).astype(np.float64)
+    if enc["to"] == "float32":
+        return (enc["min"] + q * ((enc["max"] - enc["min"]) / enc["levels"])).astype("<f4").tobytes()
+    cap = np.iinfo(enc["as"]).max
+    out = np.where(enc["none"] & (q == cap), 2**32 - 1, q + enc["add"])
+    return out.astype(np.dtype(enc["to"]).newbyteorder("<")).tobytes()
+
+
+def unpack(meta, blob):
+    """Python mirror of the page runtime: gunzip, unshuffle, expand, put buffers back."""
+    if meta["compressed"]:
+        blob = gzip.decompress(blob)
+    views = []
+    for spec in meta["buffers"]:
+        raw = blob[spec["offset"] : spec["offset"] + spec["length"]]
+        s = spec["shuffle"]
+        if s > 1:
+            raw = np.frombuffer(raw, np.uint8).reshape(s, -1).T.tobytes()
+        if "encoding" in spec:
+            raw = expand(raw, spec["encoding"])
+        views.append(raw)
+
+    def revive(v):
+        if isinstance(v, dict):
+            if set(v) == {"$qkbuf"}:
+                return views[v["$qkbuf"]]
+            return {k: revive(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [revive(x) for x in v]
+        return v
+
+    return revive(meta["state"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(0, 300),
+    dtype=st.sampled_from(["float32", "uint32", "int32", "uint8"]),
+    compress=st.booleans(),
+    extra=st.binary(max_size=50),
+)
+def test_round_trip_restores_every_byte(n, dtype, compress, extra):
+    rng = np.random.default_rng(n)
+    arr = (rng.standard_normal(n) * 1000).astype(dtype)
+    wire = {"view": memoryview(arr.view(np.uint8)), "dtype": dtype, "shape": [n]}
+    state = {"a": wire, "nested": [{"b": extra}], "n": np.int64(3), "name": "x"}
+    meta, blob = export.pack_state(state, compress=compress)
+    json.dumps(meta, allow_nan=False)  # the meta block must be plain JSON
+    back = unpack(meta, blob)
+    assert back["a"]["view"] == arr.tobytes()
+    assert back["a"]["dtype"] == dtype and back["a"]["shape"] == [n]
+    assert back["nested"][0]["b"] == extra
+    assert back["n"] == 3 and back["name"] == "x"
+    # typed arrays need aligned offsets (Float32Array over a DataView's byteOffset)
+    assert all(s["offset"] % 8 == 0 for s in meta["buffers"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 2**32 - 1), min_size=16, max_size=200),
+    none_share=st.floats(0, 1),
+    span=st.sampled_from([10, 200, 255, 256, 60_000, 65_535, 2**31]),
+    dtype=st.sampled_from(["uint32", "int32"]),
+)
+def test_compact_integers_are_lossless(values, none_share, span, dtype):
+    rng = np.random.default_rng(len(values))
+    a = (np.array(values, np.int64) % span) - (span // 2 if dtype == "int32" else 0)
+    if dtype == "uint32":
+        a[rng.random(a.size) < none_share] = 2**32 - 1  # the "no key" marker of the top-k table
+    arr = a.astype(dtype)
+    meta, blob = export.pack_state({"a": arr}, compact=True)
+    assert np.array_equal(np.frombuffer(unpack(meta, blob)["a"]["view"], dtype), arr)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(16, 500),
+    scale=st.sampled_from([1e-3, 1.0, 1e4]),
+    shift=st.floats(-10, 10),
+    bits=st.sampled_from([None, 8, 12, 16]),
+)
+def test_compact_floats_stay_within_the_documented_error(n, scale, shift, bits):
+    arr = (np.random.default_rng(n).uniform(-1, 1, n) * scale + shift).astype(np.float32)
+    meta, blob = export.pack_state({"a": arr}, compact=True, float_bits={"a": bits} if bits else None)
+    back = np.frombuffer(unpack(meta, blob)["a"]["view"], np.float32)
+    span = float(arr.max()) - float(arr.min())
+    levels = 2 ** (bits or 16) - 1
+    # documented bound (max - min) / (2 * levels), plus float32 rounding of the result
+    assert np.abs(back - arr).max() <= span / (2 * levels) + 4 * np.finfo(np.float32).eps * np.abs(arr).max()
+    assert back.min() == pytest.approx(arr.min(), abs=1e-6 * max(1.0, abs(float(arr.min()))))
+
+
+def test_compact_keeps_non_finite_floats_exact():
+    arr = np.linspace(0, 1, 64, dtype=np.float32)
+    arr[3] = np.nan
+    meta, blob = export.pack_state({"a": arr}, compact=True)
+    assert "encoding" not in meta["buffers"][0]
+    assert np.array_equal(np.frombuffer(unpack(meta, blob)["a"]["view"], np.float32), arr, equal_nan=True)
+
+
+def test_numpy_arrays_become_wire_dicts():
+    meta, blob = export.pack_state({"m": np.arange(6, dtype=np.uint32).reshape(2, 3)}, compress=False)
+    back = unpack(meta, blob)
+    assert back["m"]["dtype"] == "uint32" and back["m"]["shape"] == [2, 3]
+    assert np.frombuffer(back["m"]["view"], np.uint32).tolist() == list(range(6))
+
+
+def test_non_finite_floats_become_null():
+    meta, _ = export.pack_state({"x": float("nan"), "y": [1.5, float("inf")]}, compress=False)
+    assert meta["state"] == {"x": None, "y": [1.5, None]}
+
+
+def test_shuffle_makes_smooth_floats_smaller():
+    # a realistic layout: smooth float32 coordinates in [-1, 1]
+    xy = np.sin(np.linspace(0, 40, 200_000, dtype=np.float32)).reshape(-1, 2)
+    wire = {"view": memoryview(xy.view(np.uint8).reshape(-1)), "dtype": "float32", "shape": list(xy.shape)}
+    _, shuffled = export.pack_state({"xy": wire})
+    plain = gzip.compress(xy.tobytes(), compresslevel=6, mtime=0)
+    assert len(shuffled) < 0.9 * len(plain)
+
+
+def test_script_json_cannot_close_the_script_tag():
+    text = export._script_json({"code": "a</script><script>alert(1)</script>&"})
+    assert "</" not in text and "<" not in text and "&" not in text
+    assert json.loads(text)["code"] == "a</script><script>alert(1)</script>&"
+
+
+class _FakeViz:
+    def __init__(self, state, **embedded):
+        self.state, self.embedded = state, embedded
+
+    def _static_state(self, top_k=0):
+        return {"state": self.state, **self.embedded}
+
+
+def test_to_html_is_self_contained(tmp_path, monkeypatch):
+    bundle = tmp_path / "widget.js"
+    bundle.write_text('export default { render({ el }) { el.textContent = "</script> ok"; } };')
+    monkeypatch.setattr(export, "BUNDLE", bundle)
+    out = export.save_html(_FakeViz({"k": b"\x00\x01"}), tmp_path / "x.html", title="t<1>")
+    text = out.read_text()
+    assert "<title>t&lt;1&gt;</title>" in text
+    assert text.count("</script>") == 4  # the page's own four script blocks, none from the bundle
+    # nothing is loaded from elsewhere: no src/href attributes, no http(s) imports
+    assert not re.search(r"""<[a-z]+[^>]*\s(src|href)\s*=""", text)
+    assert not re.search(r"""(import|from)\s*\(?\s*["']https?://""", text)
+
+
+def test_save_html_rejects_other_objects(tmp_path):
+    with pytest.raises(InputError, match="QKViz widget or a qkviz Embedding"):
+        export.save_html({"not": "a widget"}, tmp_path / "x.html")
+
+
+def test_save_html_needs_an_existing_folder(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        export.save_html(_FakeViz({}), tmp_path / "nope" / "x.html")
+
+
+def test_negative_top_k_is_refused():
+    with pytest.raises(InputError, match="top_k"):
+        export.to_html(_FakeViz({}), top_k=-1)
+
+
+def test_missing_bundle_says_how_to_build_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "BUNDLE", tmp_path / "absent.js")
+    with pytest.raises(WidgetDataError, match="npm run build"):
+        export.to_html(_FakeViz({}))

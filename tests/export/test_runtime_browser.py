@@ -1,0 +1,87 @@
+"""The page runtime in a real browser, with a test module standing in for the widget bundle.
+
+This pins what any bundle can rely on in a static page: DataViews with the exact bytes at the places
+Python had buffers, the anywidget model API (get/set/on/off/save_changes/send), and
+``experimental.invoke`` answered by a hook the bundle registers on ``globalThis.qkvizStatic``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qkviz import export
+
+pytestmark = pytest.mark.browser
+
+PROBE = r"""
+export default {
+  async initialize({ model }) { model.set("initialized", true); },
+  async render({ model, el, experimental }) {
+    const w = model.get("xy");
+    const xy = new Float32Array(w.view.buffer, w.view.byteOffset, w.view.byteLength / 4);
+    const ids = model.get("ids");
+    const u = new Uint32Array(ids.view.buffer, ids.view.byteOffset, ids.view.byteLength / 4);
+    let changes = 0;
+    const onChange = () => { changes += 1; };
+    model.on("change:layer", onChange);
+    model.set("layer", 3); model.save_changes();
+    model.off("change:layer", onChange);
+    model.set("layer", 4);
+    globalThis.qkvizStatic.answer = async (name, msg) => [{ echo: msg.x * 2, name }, []];
+    const [resp] = await experimental.invoke("_qk_fetch", { x: 21 });
+    window.probe = {
+      sum: Array.from(xy).reduce((a, b) => a + b, 0), n: xy.length, ids: Array.from(u),
+      nested: model.get("meta").label, changes, layer: model.get("layer"),
+      initialized: model.get("initialized"), resp,
+    };
+    el.textContent = "probe ready";
+  },
+};
+"""
+
+
+class _FakeViz:
+    def __init__(self, state):
+        self.state = state
+
+    def _static_state(self, top_k=0):
+        return {"state": self.state}
+
+
+@pytest.mark.parametrize("compress, compact", [(True, False), (False, False), (True, True)])
+def test_runtime_restores_state_and_answers_commands(tmp_path, monkeypatch, offline_page, compress, compact):
+    bundle = tmp_path / "widget.js"
+    bundle.write_text(PROBE)
+    monkeypatch.setattr(export, "BUNDLE", bundle)
+    xy = np.linspace(-1, 1, 5001, dtype=np.float32)
+    ids = np.array([7, 0, 2**32 - 1], np.uint32)
+    state = {
+        "xy": {"view": memoryview(xy.view(np.uint8)), "dtype": "float32", "shape": [5001]},
+        "ids": ids,
+        "meta": {"label": "héllo </script>"},
+        "layer": 0,
+    }
+    out = export.save_html(_FakeViz(state), tmp_path / "probe.html", compress=compress, compact=compact)
+    page = offline_page
+    page.goto(out.as_uri())
+    page.wait_for_function("window.probe !== undefined", timeout=20_000)
+    probe = page.evaluate("window.probe")
+    assert probe["n"] == 5001
+    assert probe["sum"] == pytest.approx(float(xy.sum(dtype=np.float64)), abs=1e-3 if not compact else 5001 * 2e-5)
+    assert probe["ids"] == ids.tolist()
+    assert probe["nested"] == "héllo </script>"
+    assert probe["changes"] == 1 and probe["layer"] == 4 and probe["initialized"] is True
+    assert probe["resp"] == {"echo": 42, "name": "_qk_fetch"}
+    assert page.get_attribute("#qkviz-root", "data-qk-static") == "ready"
+    assert page.qk_external == [] and page.qk_errors == []
+
+
+def test_runtime_shows_a_readable_error(tmp_path, monkeypatch, offline_page):
+    bundle = tmp_path / "widget.js"
+    bundle.write_text('export default { render() { throw new Error("boom in render"); } };')
+    monkeypatch.setattr(export, "BUNDLE", bundle)
+    out = export.save_html(_FakeViz({}), tmp_path / "bad.html")
+    offline_page.goto(out.as_uri())
+    offline_page.wait_for_selector(".qkviz-static-error", timeout=20_000)
+    assert "boom in render" in offline_page.get_attribute("#qkviz-root", "data-qk-error")

@@ -1,0 +1,142 @@
+"""Browser fixtures for the side-panel views: the views bundled by esbuild into a harness page, a
+local HTTP server that answers the page's ``fetchDetail`` through ``qkviz._commands.dispatch``, and
+headless Chromium (Debian's, see ../shared/browser-testing.md)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import threading
+import types
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+JS = ROOT / "js"
+HARNESS = pathlib.Path(__file__).parent / "harness"
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir():
+    out = ROOT / "test-artifacts" / "views"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def views_site(tmp_path_factory):
+    """The harness folder: index.html + bundle.js (views + pub-sub-es, bundled now from js/src)."""
+    esbuild = JS / "node_modules" / ".bin" / "esbuild"
+    if not esbuild.exists():
+        pytest.skip("js/node_modules is missing: run `npm ci` in js/ (make install does)")
+    out = tmp_path_factory.mktemp("views-site")
+    shutil.copy(HARNESS / "index.html", out / "index.html")
+    subprocess.run(
+        [str(esbuild), str(HARNESS / "entry.js"), "--bundle", "--format=esm", "--target=es2020",
+         f"--outfile={out / 'bundle.js'}"],
+        check=True, capture_output=True, env={**os.environ, "NODE_PATH": str(JS / "node_modules")},
+    )
+    return out
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    state: types.SimpleNamespace
+
+    def do_POST(self):  # noqa: N802 (http.server naming)
+        from qkviz._commands import dispatch
+
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        msg, buffers = dispatch(self.state.widget, body)
+        data = json.dumps({"msg": msg, "buffers": [base64.b64encode(bytes(b)).decode() for b in buffers]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture(scope="session")
+def views_server(views_site):
+    """(base url, state); set ``state.widget.embedding`` to what the page should see."""
+    state = types.SimpleNamespace(widget=types.SimpleNamespace(embedding=None))
+    handler = type("Handler", (_Handler,), {"state": state})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(views_site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", state
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def widget_site(views_site):
+    """Adds widget.html and the whole front end (js/src/index.js, bundled now) to the harness site."""
+    esbuild = JS / "node_modules" / ".bin" / "esbuild"
+    shutil.copy(HARNESS / "widget.html", views_site / "widget.html")
+    subprocess.run([str(esbuild), str(JS / "src" / "index.js"), "--bundle", "--format=esm", "--target=es2020",
+                    f"--outfile={views_site / 'widget.js'}"], check=True, capture_output=True,
+                   env={**os.environ, "NODE_PATH": str(JS / "node_modules")})
+    return views_site
+
+
+def wire_json(value):
+    """JSON-able trait state: buffers as {"$b64": ...} (revived to DataViews in widget.html)."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        value = memoryview(np.ascontiguousarray(value).reshape(-1).view(np.uint8))
+    if isinstance(value, (memoryview, bytes)):
+        return {"$b64": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, dict):
+        return {k: wire_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [wire_json(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def open_widget(browser, server, viz, mode):
+    """A page showing ``viz`` through widget.html (requests answered by the server); ``(page, errors)``."""
+    url, state = server
+    state.widget = viz
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text)
+            if m.type == "error" and not m.location.get("url", "").endswith("favicon.ico") else None)
+    page.goto(url + "/widget.html")
+    page.wait_for_function("window.harnessReady === true")
+    page.evaluate("(s) => mountWidget(s)", wire_json(viz._static_state()["state"]))
+    page.wait_for_selector(".qk-root[data-qk-ready='1']", state="attached", timeout=30_000)
+    page.wait_for_selector(f".qk-root[data-qk-mode='{mode}']")
+    return page, errors
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    # one Playwright per process, shared with tests/widget and tests/export
+    from _browser import shared_browser
+
+    return shared_browser()
+
+
+@pytest.fixture
+def harness(chromium_browser, views_server):
+    """A fresh harness page: ``(page, state)``; call ``window.mountPanelHarness()`` after setting data."""
+    url, state = views_server
+    page = chromium_browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/index.html")
+    page.wait_for_function("window.harnessReady === true")
+    yield page, state
+    page.close()
+    assert errors == [], f"JavaScript errors in the harness: {errors}"

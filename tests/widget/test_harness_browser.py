@@ -1,0 +1,240 @@
+"""The bundled front end in headless Chromium (WebGL2 via SwiftShader), without Jupyter.
+
+A fake model carries the traits of a real ``QKViz`` and answers requests from
+``QKViz._static_state()``, the same path a standalone page takes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from qkviz.widget import QKViz, SINGLE_SCALE
+
+from ._fakes import make_embedding
+from .conftest import ARTIFACTS, wire_json
+
+pytestmark = pytest.mark.browser
+
+
+def mount(page, url, viz, top_k=8, wid="w0", first=True):
+    if first:
+        page.goto(url)
+        page.wait_for_function("window.harnessReady === true")
+    page.evaluate("([p, id]) => mount(p, id)", [wire_json(viz._static_state(top_k=top_k)), wid])
+    root = page.locator(f"#{wid} .qk-root")
+    page.wait_for_selector(f"#{wid} .qk-root[data-qk-ready='1']", state="attached", timeout=30_000)
+    return root
+
+
+def canvas_pixels(page, wid="w0", selector=None):
+    """RGBA pixels of the view's canvas as a numpy array [h, w, 4] (sent as base64: fast)."""
+    sel = selector or f"#{wid} canvas.qk-canvas"
+    w, h, b64 = page.evaluate("""(sel) => { const c = document.querySelector(sel);
+        const g = document.createElement('canvas'); g.width = c.width; g.height = c.height;
+        const ctx = g.getContext('2d'); ctx.drawImage(c, 0, 0);
+        const d = ctx.getImageData(0, 0, c.width, c.height).data; let s = '';
+        for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
+        return [c.width, c.height, btoa(s)]; }""", sel)
+    return np.frombuffer(base64.b64decode(b64), np.uint8).reshape(h, w, 4)
+
+
+def non_background(px):
+    """Drawn pixels: opaque enough and away from the white background."""
+    return (px[..., 3] > 40) & (np.abs(px[..., :3].astype(int) - 255).sum(axis=2) > 60)
+
+
+def test_grid_renders_every_cell(page, harness_url):
+    emb = make_embedding(n_layers=2, n_heads=3)
+    viz = QKViz(emb, faithfulness=False)
+    root = mount(page, harness_url, viz)
+    assert root.get_attribute("data-qk-mode") == "matrix"
+    page.wait_for_function("document.querySelector('#w0 .qk-root').dataset.qkDraws >= '1'")
+    page.wait_for_timeout(300)
+    px = canvas_pixels(page)
+    ink = non_background(px)
+    h, w = ink.shape
+    # the matrix canvas has the grid's aspect (3 heads : 2 layers), cells are square
+    assert abs(w / h - 1.5) < 0.02
+    for r in range(2):
+        for c in range(3):
+            cell = ink[int((r + 0.15) * h / 2):int((r + 0.85) * h / 2), int((c + 0.15) * w / 3):int((c + 0.85) * w / 3)]
+            assert cell.sum() > 20, f"cell ({r}, {c}) is blank"
+            # margins between cells stay empty (each layout fills 84% of its cell)
+            assert ink[int((r + 0.5) * h / 2), int(c * w / 3) + 1] == 0
+    page.locator("#w0 .qk-root").screenshot(path=str(ARTIFACTS / "harness-grid.png"))
+    labels = page.locator("#w0 .qk-cell-label").all_inner_texts()
+    assert labels == [f"L{la} H{he}" for la in range(2) for he in range(3)]
+    page.locator("#w0 .qk-root").screenshot(path=str(ARTIFACTS / "harness-grid.png"))
+    assert page.qk_errors == []
+
+
+def test_click_cell_focuses_and_arrows_step(page, harness_url):
+    viz = QKViz(make_embedding(n_layers=2, n_heads=3))
+    mount(page, harness_url, viz)
+    box = page.locator("#w0 canvas.qk-canvas").bounding_box()
+    # centre of cell (layer 1, head 2): column 2 of 3, row 1 of 2
+    page.mouse.click(box["x"] + box["width"] * (2.5 / 3), box["y"] + box["height"] * (1.5 / 2))
+    page.wait_for_selector("#w0 .qk-root[data-qk-mode='single']")
+    assert page.evaluate("[models.w0.get('layer'), models.w0.get('head')]") == [1, 2]
+    page.locator("#w0 .qk-step[data-dir='←']").click()
+    page.wait_for_selector("#w0 .qk-root[data-qk-head='1']")
+    page.locator("#w0 .qk-root").focus()
+    page.keyboard.press("ArrowUp")
+    page.wait_for_selector("#w0 .qk-root[data-qk-layer='0']")
+    page.locator("#w0 .qk-back").click()
+    page.wait_for_selector("#w0 .qk-root[data-qk-mode='matrix']")
+    assert page.evaluate("models.w0.get('layer')") is None
+
+
+def _isolated_point(xy, candidates):
+    """The candidate with the largest distance to its nearest neighbour (safe to click)."""
+    d = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    return max(candidates, key=lambda i: d[i].min())
+
+
+def to_screen(box, x, y):
+    s = SINGLE_SCALE
+    return float(box["x"] + (x * s + 1) / 2 * box["width"]), float(box["y"] + (1 - y * s) / 2 * box["height"])
+
+
+@pytest.mark.parametrize("kind", ["query", "key"])
+def test_click_point_draws_topk_lines(page, harness_url, kind):
+    emb = make_embedding(n_layers=1, n_heads=2, lengths=(9, 7))
+    viz = QKViz(emb, layer=0, head=1, lines_k=3)
+    mount(page, harness_url, viz)
+    n = emb.n_tokens
+    xy = emb.coords(0, 1)
+    cands = range(0, n) if kind == "query" else range(n, 2 * n)
+    p = _isolated_point(xy, cands)
+    box = page.locator("#w0 canvas.qk-canvas").bounding_box()
+    page.mouse.click(*to_screen(box, *xy[p]))
+    page.wait_for_function("document.querySelector('#w0 .qk-root').dataset.qkLines !== ''")
+    lines = json.loads(page.locator("#w0 .qk-root").get_attribute("data-qk-lines"))
+    cell = 1  # (layer 0, head 1)
+    assert lines["from"] == cell * 2 * n + p and lines["kind"] == kind
+    tok = p % n
+    seq = int(emb.tokens.seq[tok])
+    first = int(np.flatnonzero(emb.tokens.seq.to_numpy() == seq)[0])
+    a = emb.attention(0, 1, seq)
+    pos = tok - first
+    w = a[pos] if kind == "query" else a[:, pos]
+    if kind == "query":
+        order = np.argsort(-w, kind="stable")[:3]
+        expected = [cell * 2 * n + n + first + j for j in order]
+        assert lines["to"] == expected
+    else:
+        # The static page knows only each query's embedded top-8, so a key's lines come from the
+        # queries whose top-8 holds it: with top_k >= seq length that is every query.
+        order = np.argsort(-w, kind="stable")[:3]
+        assert lines["to"] == [cell * 2 * n + first + j for j in order]
+    np.testing.assert_allclose(lines["weights"], w[order], rtol=1e-6)
+    page.locator("#w0 .qk-root").screenshot(path=str(ARTIFACTS / f"harness-lines-{kind}.png"))
+
+
+def test_lasso_selects_points_inside(page, harness_url):
+    emb = make_embedding(n_layers=1, n_heads=2, lengths=(30, 30, 30), seed=3)
+    viz = QKViz(emb, layer=0, head=0)
+    mount(page, harness_url, viz)
+    box = page.locator("#w0 canvas.qk-canvas").bounding_box()
+    page.locator("#w0 .qk-lasso").click()
+    fx0, fy0, fx1, fy1 = 0.2, 0.25, 0.65, 0.7
+    x0, y0 = round(box["x"] + fx0 * box["width"]), round(box["y"] + fy0 * box["height"])
+    x1, y1 = round(box["x"] + fx1 * box["width"]), round(box["y"] + fy1 * box["height"])
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for a, b in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
+        page.mouse.move(a, b, steps=12)
+    page.mouse.up()
+    page.wait_for_function("Number(document.querySelector('#w0 .qk-root').dataset.qkSelected) > 0")
+    # independent expectation: screen rectangle -> layout units
+    s = SINGLE_SCALE
+    lx = lambda px: ((px - box["x"]) / box["width"] * 2 - 1) / s  # noqa: E731
+    ly = lambda py: (1 - (py - box["y"]) / box["height"] * 2) / s  # noqa: E731
+    xy = emb.coords(0, 0)
+    inside = (xy[:, 0] > lx(x0)) & (xy[:, 0] < lx(x1)) & (xy[:, 1] < ly(y0)) & (xy[:, 1] > ly(y1))
+    wire = page.evaluate("Array.from(new Uint32Array(models.w0.get('_selection').view.buffer))")
+    assert sorted(wire) == np.flatnonzero(inside).tolist()
+    page.locator("#w0 .qk-root").screenshot(path=str(ARTIFACTS / "harness-lasso.png"))
+
+
+def test_search_count_and_two_widgets(page, harness_url):
+    emb = make_embedding(n_layers=2, n_heads=2)
+    viz = QKViz(emb)
+    expected = viz.search("th")  # "the", "them", "other"
+    mount(page, harness_url, viz)
+    assert page.locator("#w0 .qk-root").get_attribute("data-qk-search-count") == str(expected)
+    assert page.locator("#w0 .qk-count").inner_text() == f"{expected} matches"
+    viz2 = QKViz(make_embedding(n_layers=1, n_heads=1, lengths=(1,)), theme="dark")
+    mount(page, harness_url, viz2, wid="w1", first=False)
+    page.wait_for_timeout(300)
+    # both canvases have ink: one shared WebGL context serves both views
+    assert non_background(canvas_pixels(page, "w0")).sum() > 50
+    assert page.evaluate("document.querySelector('#w1 .qk-root').dataset.qkTheme") == "dark"
+    page.evaluate("models.w0.set('search_query', 'cat')")
+    assert page.locator("#w0 .qk-root").get_attribute("data-qk-search-count") == str(viz.search("cat"))
+
+
+def test_search_dims_the_other_points(page, harness_url):
+    emb = make_embedding(n_layers=1, n_heads=1, lengths=(40, 40), seed=2)
+    viz = QKViz(emb, layer=0, head=0)
+    root = mount(page, harness_url, viz)
+    page.wait_for_timeout(200)
+    ink_all = non_background(canvas_pixels(page)).sum()
+    draws = int(root.get_attribute("data-qk-draws"))
+    page.evaluate("models.w0.set('search_query', 'cat')")
+    page.wait_for_function(f"Number(document.querySelector('#w0 .qk-root').dataset.qkDraws) > {draws}")
+    page.wait_for_timeout(200)
+    ink_search = non_background(canvas_pixels(page)).sum()
+    share = viz.search("cat") / emb.n_tokens
+    assert 0 < share < 0.3
+    # matches stay as they were, the rest fade (dimmed, still drawn: not hidden)
+    assert ink_search < ink_all * (share + 0.25), (ink_search, ink_all, share)
+    page.locator("#w0 .qk-root").screenshot(path=str(ARTIFACTS / "harness-search.png"))
+    assert page.qk_errors == []
+
+
+def test_empty_state_and_theme_and_colour(page, harness_url):
+    page.goto(harness_url)
+    page.wait_for_function("window.harnessReady === true")
+    # a page with no data at all (e.g. a truncated export) renders a message, never throws
+    page.evaluate("([p, id]) => mount(p, id)", [{"state": {}, "points": [], "topk": None}, "w9"])
+    page.wait_for_selector("#w9 .qk-root[data-qk-mode='empty']", state="attached")
+    viz = QKViz(make_embedding(n_layers=1, n_heads=2), layer=0, head=0)
+    mount(page, harness_url, viz, first=False)
+    root = page.locator("#w0 .qk-root")
+    assert root.get_attribute("data-qk-theme") == "light"
+    page.evaluate("document.body.dataset.jpThemeLight = 'false'")  # JupyterLab switched to dark
+    page.wait_for_selector("#w0 .qk-root[data-qk-theme='dark']")
+    page.evaluate("document.body.dataset.jpThemeLight = 'true'")
+    page.wait_for_selector("#w0 .qk-root[data-qk-theme='light']")
+    before = canvas_pixels(page)
+    draws = int(root.get_attribute("data-qk-draws"))
+    page.evaluate("models.w0.set('color', 'position')")  # as if Python called viz.color_by
+    page.wait_for_function(f"Number(document.querySelector('#w0 .qk-root').dataset.qkDraws) > {draws}")
+    page.wait_for_timeout(200)
+    assert page.locator("#w0 .qk-legend-title").inner_text() == "normalised position"
+    assert page.locator("#w0 .qk-color").input_value() == "position"
+    assert (canvas_pixels(page) != before).any()
+    # Python -> page selection: the page counts it, and no event bounces back as a change
+    n = viz._n
+    page.evaluate("""(idx) => models.w0.set('_selection',
+        {view: new DataView(new Uint32Array(idx).buffer), dtype: 'uint32', shape: [idx.length]})""", [1, n + 2])
+    assert root.get_attribute("data-qk-selected") == "2"
+    page.locator("#w0 .qk-color").select_option("category")
+    assert page.evaluate("models.w0.get('color')") == "category"
+    assert page.qk_errors == []
+
+
+def test_wheel_on_a_cell_zooms_into_it(page, harness_url):
+    viz = QKViz(make_embedding(n_layers=2, n_heads=2))
+    mount(page, harness_url, viz)
+    box = page.locator("#w0 canvas.qk-canvas").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.75)
+    page.mouse.wheel(0, -200)
+    page.wait_for_selector("#w0 .qk-root[data-qk-mode='single']")
+    assert page.evaluate("[models.w0.get('layer'), models.w0.get('head')]") == [1, 0]
