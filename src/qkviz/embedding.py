@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import EmbeddingError, StoreError
+from .store import replace_dir
 
 __all__ = ["Embedding", "embed", "FORMAT", "VERSION"]
 
@@ -343,13 +344,7 @@ class Embedding:
             self.tokens.to_parquet(tmp / "tokens.parquet")
             self.sequences.to_parquet(tmp / "sequences.parquet")
             (tmp / _META).write_text(json.dumps(meta, indent=1))
-            if path.exists():
-                old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
+            replace_dir(tmp, path)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -412,13 +412,7 @@ class Capture:
                          None if self.images is None else self.images[rows])
                 first += n
             w.finish()
-            if path.exists():
-                old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
+            replace_dir(tmp, path)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -616,3 +610,18 @@ def load(path: str | os.PathLike[str]) -> Capture:
         images=np.concatenate(imgs) if imgs else None,
         _tensors=_DiskTensors(root, parts),
     )
+
+
+def replace_dir(tmp: pathlib.Path, path: pathlib.Path) -> None:
+    """Move the finished folder ``tmp`` to ``path``, replacing what is there.
+
+    The old folder is renamed aside before the new one moves in, so a crash leaves either the old
+    store or the new one at ``path``, never a half-written mix.
+    """
+    if path.exists():
+        old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)

@@ -16,6 +16,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from _wire import wire_json
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 JS = ROOT / "js"
@@ -84,23 +85,6 @@ def widget_site(views_site):
                     f"--outfile={views_site / 'widget.js'}"], check=True, capture_output=True,
                    env={**os.environ, "NODE_PATH": str(JS / "node_modules")})
     return views_site
-
-
-def wire_json(value):
-    """JSON-able trait state: buffers as {"$b64": ...} (revived to DataViews in widget.html)."""
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        value = memoryview(np.ascontiguousarray(value).reshape(-1).view(np.uint8))
-    if isinstance(value, (memoryview, bytes)):
-        return {"$b64": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, dict):
-        return {k: wire_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [wire_json(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def open_widget(browser, server, viz, mode):

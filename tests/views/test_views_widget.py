@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .conftest import wire_json as _wire
+from _wire import wire_json as _wire
 
 pytestmark = pytest.mark.browser
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import functools
 import http.server
 import json
@@ -16,7 +15,6 @@ import threading
 import time
 import urllib.request
 
-import numpy as np
 import pytest
 
 from ._fakes import make_embedding
@@ -30,21 +28,6 @@ ARTIFACTS = pathlib.Path(os.environ.get("QK_ARTIFACTS", ROOT / "test-artifacts")
 @pytest.fixture
 def emb():
     return make_embedding()
-
-
-def wire_json(value):
-    """JSON-able copy of a static state: memoryviews/arrays -> {"$b64": ...} (see harness/index.html)."""
-    if isinstance(value, np.ndarray):
-        value = memoryview(np.ascontiguousarray(value).reshape(-1).view(np.uint8))
-    if isinstance(value, (memoryview, bytes)):
-        return {"$b64": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, dict):
-        return {k: wire_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [wire_json(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _need_browser():

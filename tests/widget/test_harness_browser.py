@@ -15,7 +15,9 @@ import pytest
 from qkviz.widget import QKViz, SINGLE_SCALE
 
 from ._fakes import make_embedding
-from .conftest import ARTIFACTS, wire_json
+from _wire import wire_json
+
+from .conftest import ARTIFACTS
 
 pytestmark = pytest.mark.browser
 
