@@ -1,8 +1,13 @@
-"""Standalone HTML export: file size and time, per option, on a real MiniLM capture.
+"""Standalone HTML export: file size per component, and export/open time, on a real MiniLM capture.
 
 Captures the packaged MiniLM over ``--sentences`` demo sentences (all 72 heads), lays every head
 out with PCA, and writes the standalone HTML with each option set. Prints one JSON object:
 
+* ``components``: for the default export, the bytes each part adds to the file — ``bundle`` (the
+  widget's code), ``json`` (the state as JSON: token strings, settings), and per group of binary
+  buffers (``coords``, ``norms``, ``topk_keys``, ``topk_weights``, ``aggregates``, ``images``,
+  ``tokens``/``columns``/``meta`` arrays) the gzip size of that group packed alone (the file
+  compresses them together, so the parts add up to about ``bytes``);
 * per variant: ``bytes`` of the file, ``bytes_per_point`` (points = 2 x tokens x heads),
   ``export_s`` (``save_html`` wall time, best of ``--repeats``);
 * ``ratio_to_exact``: bytes / bytes of the exact, uncompressed-float variant (``compact=False``,
@@ -10,7 +15,8 @@ out with PCA, and writes the standalone HTML with each option set. Prints one JS
 * ``open_s``: for the default variant, file:// load to the first drawn frame in headless
   Chromium (when /usr/bin/chromium exists).
 
-Run: ``.venv/bin/python bench/export.py [--sentences 300] [--repeats 2]``.
+Run: ``.venv/bin/python bench/export.py [--sentences 300] [--repeats 2] [--quick]`` (``--quick``:
+the default variant only).
 """
 
 from __future__ import annotations
@@ -41,6 +47,35 @@ VARIANTS = [
 ]
 
 
+def components(viz, top_k: int = export.DEFAULT_TOP_K) -> dict[str, int]:
+    """Bytes each part of the default export adds to the file (see the module docstring)."""
+    static = export._static_state(viz, top_k)
+    state, emb = static["state"], static["embedded"]
+
+    def packed(part) -> int:
+        if not part:  # not embedded (no top-k, not an image capture)
+            return 0
+        _, blob = export.pack_state(part, compact=True, float_bits=export.COMPACT_BITS)
+        return len(export.embed_bytes(blob))
+
+    meta, _ = export.pack_state(static, compact=True, float_bits=export.COMPACT_BITS)
+    topk = emb.get("topk") or []
+    out = {
+        "bundle": len(export._bundle().encode("utf-8")),
+        "json": len(export._script_json(meta)),
+        "coords": packed([{"coords": c["coords"]} for c in emb["points"]]),
+        "norms": packed([{"norms": c["norms"]} for c in emb["points"]]),
+        "topk_keys": packed([{"keys": c["keys"]} for c in topk]),
+        "topk_weights": packed([{"weights": c["weights"]} for c in topk]),
+        "aggregates": packed(emb.get("aggregate")),
+        "images": packed(emb.get("images")),
+        "tokens": packed(state.get("_tokens")),
+        "columns": packed(state.get("_columns")),
+        "meta": packed(state.get("_meta")),
+    }
+    return out
+
+
 def open_time(path: pathlib.Path) -> float | None:
     if not shutil.which("/usr/bin/chromium"):
         return None
@@ -62,6 +97,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sentences", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="the default variant only")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -73,11 +109,12 @@ def main() -> None:
     out: dict = {
         "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count()},
         "sentences": args.sentences, "tokens": len(cap.tokens), "heads": len(emb.layers) * len(emb.heads),
-        "points": n_points, "capture_s": round(t_capture, 2), "variants": {},
+        "points": n_points, "capture_s": round(t_capture, 2), "components": components(viz), "variants": {},
     }  # fmt: skip
+    variants = VARIANTS[:1] if args.quick else VARIANTS
     with tempfile.TemporaryDirectory() as tmp:
         sizes = {}
-        for name, kw in VARIANTS:
+        for name, kw in variants:
             path = pathlib.Path(tmp) / "x.html"
             best = float("inf")
             for _ in range(args.repeats):
@@ -89,9 +126,10 @@ def main() -> None:
                                      "export_s": round(best, 2)}  # fmt: skip
             if name.startswith("default"):
                 out["variants"][name]["open_s"] = round(open_time(path), 2) if shutil.which("/usr/bin/chromium") else None
-        for name, kw in VARIANTS:
+        for name, kw in variants:
             exact = f"exact (top_k={kw['top_k']})"
-            out["variants"][name]["ratio_to_exact"] = round(sizes[name] / sizes[exact], 3)
+            if exact in sizes:
+                out["variants"][name]["ratio_to_exact"] = round(sizes[name] / sizes[exact], 3)
     print(json.dumps(out, indent=1))
 
 

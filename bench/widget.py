@@ -38,14 +38,13 @@ import pandas as pd
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
 
 from qkviz import _commands  # noqa: E402
 from qkviz.embedding import Embedding  # noqa: E402
 from qkviz.widget import QKViz  # noqa: E402
+from tests._browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (the tests' Chromium settings)
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body style="margin:0">
 <div id="root" style="width:1100px"></div><canvas id="base" width="640" height="640"></canvas>
@@ -249,7 +248,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
     results = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         for size in args.sizes:
             emb = make_grid(size)
             t0 = time.perf_counter()

@@ -4,9 +4,13 @@ import { injectStyle } from "./style.js";
 import { renderView } from "./view.js";
 
 export { staticTransport } from "./transport.js";
+export { staticExtra } from "./static.js";
 
 function render({ model, el, experimental }) {
-  injectStyle(el.ownerDocument ?? document);
+  // marimo renders each anywidget inside a shadow root, where a <style> in the document's head
+  // does not apply: put the styles into that shadow root instead.
+  const root = el.getRootNode?.();
+  injectStyle(typeof ShadowRoot !== "undefined" && root instanceof ShadowRoot ? root : el.ownerDocument ?? document);
   const controller = new AbortController();
   const fetchDetail = createTransport(model, experimental);
   try {

@@ -39,10 +39,11 @@ const CSS = `
 .qk-error{color:#b91c1c}
 `;
 
-export function injectStyle(doc = document) {
-  if (doc.getElementById("qkviz-style")) return;
-  const s = doc.createElement("style");
+export function injectStyle(root = document) {
+  // root: a Document, or a ShadowRoot (both have getElementById)
+  if (root.getElementById("qkviz-style")) return;
+  const s = (root.ownerDocument ?? root).createElement("style");
   s.id = "qkviz-style";
   s.textContent = CSS;
-  doc.head.append(s);
+  (root.head ?? root).append(s);
 }

@@ -124,15 +124,21 @@ export function renderView({ model, el, fetchDetail, signal }) {
     const avail = (el.clientWidth || 900) - 240;
     return Math.max(220, Math.min(model.get("height") ?? 640, avail));
   }
-  // The single view is square; the matrix has the grid's aspect ratio (no empty bands).
+  // The single view is square; the matrix has the grid's aspect ratio (no empty bands) and, when it
+  // is wider than tall (6 layers x 12 heads), uses the width beside the panel rather than the square.
   function canvasSize() {
-    return state.mode === "matrix" ? matrixCanvasSize(geom, state.size) : [state.size, state.size];
+    if (state.mode !== "matrix") return [state.size, state.size];
+    if (geom.aspect <= 1) return matrixCanvasSize(geom, state.size);
+    const avail = Math.max(220, (el.clientWidth || 900) - 300); // the side panel keeps ~280 px
+    const w = Math.max(state.size, Math.min(avail, (model.get("height") ?? 640) * geom.aspect));
+    return [Math.round(w), Math.round(w / geom.aspect)];
   }
   function applySize(force = false) {
-    const s = sizeFor();
-    if (s === state.size && !force) return;
-    state.size = s;
+    state.size = sizeFor();
     const [w, hgt] = canvasSize();
+    const key = `${state.mode} ${w}x${hgt}`;
+    if (key === state.sizeKey && !force) return;
+    state.sizeKey = key;
     canvas.style.width = `${w}px`;
     canvas.style.height = `${hgt}px`;
     stage.style.width = `${w}px`;
@@ -243,10 +249,18 @@ export function renderView({ model, el, fetchDetail, signal }) {
       else state.spatial.single.set(cell, idx);
     }
     state.z = z;
-    if (state.is3d && state.scene) state.scene.setColors(pointColors(z));
+    paint3D();
     publishPoints();
     state.drawn += 1;
     root.dataset.qkDraws = String(state.drawn);
+  }
+
+  /** The 3-D view's colours and selection, from the drawn palette index (as the scatter shows them). */
+  function paint3D() {
+    if (!state.is3d || !state.scene || !state.z) return;
+    // size by norm: the scatter's own mapping (regl-scatterplot: pointSize[floor(w * (len - 1))])
+    const ps = pointSize(), sizes = Array.isArray(ps) ? Float32Array.from(computeW(), (w) => ps[Math.floor(w * (ps.length - 1))]) : null;
+    state.scene.setColors(pointColors(state.z), { selected: localSelection(), sizes });
   }
 
   /** RGBA [point*4] of the drawn points from their palette index (3-D view), selection-dimmed. */
@@ -261,14 +275,25 @@ export function renderView({ model, el, fetchDetail, signal }) {
     return out;
   }
 
-  /** Screen positions of the focused head's points for the thumbnail overlay ("view:points"). */
-  function publishPoints() {
-    if (!meta.has_images) return;
-    if (state.mode !== "single" || state.is3d || !state.z || !thumbBox.checked) { bus.publish("view:points", null); return; }
+  /** 1 = thumbnail drawn faint: search/highlight-dimmed, or outside a multi-point selection. */
+  function thumbDim() {
     const z = state.z, sel = localSelection(), dim = new Uint8Array(z.length);
     for (let i = 0; i < z.length; i++) dim[i] = z[i] >= state.palette.half ? 1 : 0;
     // A lasso (several points) fades the others; a single click (lines) keeps every patch readable.
     if (sel.length > 1) { const on = new Set(sel); for (let i = 0; i < z.length; i++) if (!on.has(i)) dim[i] = 1; }
+    return dim;
+  }
+
+  /** Screen positions of the focused head's points for the thumbnail overlay ("view:points"). */
+  function publishPoints() {
+    if (!meta.has_images) return;
+    if (state.mode !== "single" || state.is3d || !state.z || !thumbBox.checked) {
+      bus.publish("view:points", null);
+      // the 3-D view draws its own thumbnails, in depth order
+      if (state.is3d) state.scene?.setThumbnails(state.z && thumbBox.checked ? { size: THUMB_SIZE, dim: thumbDim() } : null);
+      return;
+    }
+    const dim = thumbDim();
     const lines = state.lineSegs ?? [];
     bus.publish("view:points", { xy: screenPositions(), size: THUMB_SIZE, dim, lines, lineColor: `rgb(${LINE_RGB.map((v) => Math.round(v * 255)).join(",")})` });
   }
@@ -340,10 +365,16 @@ export function renderView({ model, el, fetchDetail, signal }) {
   }
 
   /** The orbitable 3-D view replaces the scatter in the single view of a 3-D layout (one extra
-   * WebGL context per widget view, made on first use and reused for every head). */
+   * WebGL context per widget view while a 3-D head is open, reused for every head; leaving the
+   * single view loses it, so many widgets on the matrix stay under the browser's context cap). */
   function show3D() {
     if (!state.is3d) {
-      if (state.sceneBox) state.sceneBox.hidden = true;
+      if (state.scene) {
+        signal.removeEventListener("abort", state.scene);
+        state.scene();
+        state.sceneBox.remove();
+        state.scene = null; state.sceneBox = null;
+      }
       canvas.style.visibility = "";
       return;
     }
@@ -352,6 +383,8 @@ export function renderView({ model, el, fetchDetail, signal }) {
       stage.insertBefore(state.sceneBox, overlay);
       state.scene = mount3D(state.sceneBox, { model, bus, getPoints }, {
         size: canvasSize()[0], camera: state.camera, external: true, background: () => BG[state.theme],
+        lasso: () => lassoBtn.getAttribute("aria-pressed") === "true", onSelect: (points) => sendSelection(points),
+        atlas: () => (state.atlas ??= fetchDetail({ kind: "atlas" })),
       });
       signal.addEventListener("abort", state.scene);
     } else {
@@ -402,6 +435,7 @@ export function renderView({ model, el, fetchDetail, signal }) {
     const local = localSelection();
     root.dataset.qkSelected = String(selectionFromModel().length);
     state.scatter.select(local, { preventEvent: true });
+    paint3D();
     publishPoints();
   }
 
@@ -489,7 +523,7 @@ export function renderView({ model, el, fetchDetail, signal }) {
     tooltip.append(b, ` (${info.kind}, pos ${info.pos} of ${tokens.seqLen[t] - 1}, ${meta.has_images ? "image" : "seq"} ${info.seq})`);
     if (meta.has_images) {
       // images: the patch itself instead of a "sentence" of patch names
-      const thumb = thumbs?.thumbnail(t, 64);
+      const thumb = thumbs?.thumbnail(t, 64) ?? (state.is3d ? state.scene?.thumbnail(t, 64) : null);
       if (thumb) { thumb.className = "qk-tip-thumb"; tooltip.append(thumb); }
       tooltip.hidden = false;
       placeTooltip();
@@ -562,7 +596,9 @@ export function renderView({ model, el, fetchDetail, signal }) {
   let orbit = null, orbitQueued = false;
   on(stage, "pointerdown", (e) => {
     state.suppressClick = false; // a drag released outside the stage never got its click
-    if (state.mode === "matrix" && meta.dim === 3 && !e.shiftKey) orbit = { x: e.clientX, y: e.clientY, moved: 0 };
+    // shift-drag or lasso mode: the scatter's lasso, not an orbit
+    const lassoing = e.shiftKey || lassoBtn.getAttribute("aria-pressed") === "true";
+    if (state.mode === "matrix" && meta.dim === 3 && !lassoing) orbit = { x: e.clientX, y: e.clientY, moved: 0 };
   });
   on(globalThis, "pointermove", (e) => {
     if (!orbit || state.mode !== "matrix") return;

@@ -4,22 +4,99 @@
 //   #qkviz-esm   JSON string: the bundled widget module (src/qkviz/static/widget.js)
 //   #qkviz-meta  JSON: {state: {state, embedded}, buffers: [{offset, length, shuffle, encoding?}],
 //                compressed, title}
-//   #qkviz-data  base64 of one binary blob (gzip when `compressed`) holding every buffer
+//   #qkviz-data  one binary blob (gzip when `compressed`) holding every buffer, as raw bytes: the
+//                page is windows-1252, one character per byte; NUL, CR, "<" and "=" are written
+//                as "=" plus 0, 1, 2 or 3 (export.embed_bytes)
 // Buffers come back as DataViews at the places where Python had memoryviews (`{"$qkbuf": i}`),
 // exactly what ipywidgets hands to an anywidget in a notebook, so the same module runs unchanged.
 // `embedded` (QKViz._static_state minus the traits) answers the widget's detail requests through
-// the bundle's `staticTransport` export, set as `model.fetchDetail`.
+// the bundle's `staticTransport` and `staticExtra` exports, set as `model.fetchDetail`.
 (() => {
   "use strict";
   const $ = (id) => document.getElementById(id);
 
-  function fromBase64(text) {
-    const clean = text.replace(/\s+/g, "");
-    if (typeof Uint8Array.fromBase64 === "function") return Uint8Array.fromBase64(clean);
-    const bin = atob(clean);
-    const out = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-    return out;
+  // windows-1252 as browsers decode it: bytes 0x80-0x9F are these code points, the rest their own.
+  const HIGH = [0x20AC, 0x81, 0x201A, 0x192, 0x201E, 0x2026, 0x2020, 0x2021, 0x2C6, 0x2030, 0x160, 0x2039,
+    0x152, 0x8D, 0x17D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x2DC, 0x2122,
+    0x161, 0x203A, 0x153, 0x9D, 0x17E, 0x178];
+  const BYTE_OF = new Map(HIGH.map((cp, i) => [cp, 0x80 + i]));
+  const UNESCAPE = [0x00, 0x0D, 0x3C, 0x3D]; // "=0" .. "=3"
+
+  function fromPage(text) {
+    const out = new Uint8Array(text.length);
+    let n = 0;
+    for (let i = 0; i < text.length; i++) {
+      let c = text.charCodeAt(i);
+      if (c === 0x3D) { out[n++] = UNESCAPE[text.charCodeAt(++i) - 0x30]; continue; }
+      if (c >= 0x80 && c < 0xA0 || c > 0xFF) {
+        const b = BYTE_OF.get(c);
+        if (b === undefined) throw new Error(`the embedded data is damaged (character U+${c.toString(16)}); was the file re-saved in another encoding?`);
+        c = b;
+      }
+      out[n++] = c;
+    }
+    return out.subarray(0, n);
+  }
+
+  // Bytes from the page's own file, when the browser did not decode it as windows-1252: a web
+  // server's `Content-Type: ...; charset=utf-8` header wins over the page's <meta charset>, and
+  // UTF-8 turns every byte >= 0x80 into U+FFFD. Over http(s) the page can read its raw bytes back.
+  async function rawDataBlock() {
+    const bytes = new Uint8Array(await (await fetch(location.href, { cache: "force-cache" })).arrayBuffer());
+    const find = (needle, from) => {
+      const pat = Array.from(needle, (c) => c.charCodeAt(0));
+      outer: for (let i = from; i <= bytes.length - pat.length; i++) {
+        for (let j = 0; j < pat.length; j++) if (bytes[i + j] !== pat[j]) continue outer;
+        return i;
+      }
+      return -1;
+    };
+    // written escaped: this runtime itself sits inside a <script> block of the page
+    const open = '\x3Cscript type="text/plain" id="qkviz-data">';
+    const start = find(open, 0);
+    const end = start < 0 ? -1 : find("\x3C/script>", start + open.length);
+    if (end < 0) throw new Error("could not find the data block in this page's own file");
+    const src = bytes.subarray(start + open.length, end);
+    const out = new Uint8Array(src.length);
+    let n = 0;
+    for (let i = 0; i < src.length; i++) out[n++] = src[i] === 0x3D ? UNESCAPE[src[++i] - 0x30] : src[i];
+    return out.subarray(0, n);
+  }
+
+  async function dataBlock(meta) {
+    const decodedAs = (document.characterSet || "").toLowerCase();
+    let blob = null;
+    if (decodedAs !== "windows-1252" && /^https?:$/.test(location.protocol)) {
+      try { blob = await rawDataBlock(); } catch (err) { console.warn("[qkviz]", err); }
+    }
+    blob ??= fromPage($("qkviz-data").textContent);
+    if (meta.blob_length !== undefined && blob.length !== meta.blob_length) {
+      throw new Error(`the embedded data is damaged (${blob.length} bytes instead of ${meta.blob_length}): ` +
+        `the page was read as ${decodedAs || "an unknown encoding"}. Was the file re-saved as text in another ` +
+        "encoding? Write it again with viz.save_html() (or qkviz.export.page_bytes() for to_html()'s text).");
+    }
+    return blob;
+  }
+
+  // The side panel shows what the page embeds; where it is less than the notebook would show
+  // (top-k attention, a cut aggregate), the answer carries a `note` that goes right under the
+  // panel's title: the latest note of each request kind, one line each.
+  const notes = new Map();
+  function showNote(root, kind, note) {
+    notes.set(kind === "image" ? "sequence" : kind, note);
+    note = [...notes.values()].filter(Boolean).join("\n");
+    const panel = root.querySelector(".qkv-panel");
+    if (!panel) return;
+    let box = panel.querySelector(".qk-static-note");
+    if (!box) {
+      box = document.createElement("div");
+      box.className = "qk-static-note";
+      box.style.cssText = "font-size: 12px; opacity: 0.8; margin: 2px 0 4px; white-space: pre-line;";
+      const title = panel.querySelector(".qkv-title");
+      if (title) title.after(box); else panel.prepend(box);
+    }
+    box.textContent = note || "";
+    box.hidden = !note;
   }
 
   async function gunzip(bytes) {
@@ -49,6 +126,11 @@
     const width = enc.as === "uint8" ? 1 : 2;
     const n = bytes.byteLength / width;
     const read = width === 1 ? (i) => src.getUint8(i) : (i) => src.getUint16(2 * i, true);
+    if (enc.to === "uint8") { // fewer levels over 0..255
+      const out = new Uint8Array(n);
+      for (let i = 0; i < n; i++) out[i] = Math.round((read(i) * 255) / enc.levels);
+      return out;
+    }
     if (enc.to === "float32") {
       const out = new Float32Array(n);
       const step = (enc.max - enc.min) / enc.levels;
@@ -140,27 +222,6 @@
     });
   }
 
-  // Side-panel requests the bundle cannot answer itself in a static page (used only when the
-  // bundle exports no `staticExtra`): the sentence and heatmap views of one sequence, from the
-  // dense matrix of its embedded top-k weights (weights outside the top-k read as 0).
-  async function answerFromTopk(request, { tokens, meta }, transport) {
-    if (request.kind !== "sequence") {
-      throw new Error(`the ${request.kind} view is not embedded in this static page; open the notebook for it`);
-    }
-    const { layer, head, seq } = request;
-    const rows = [];
-    for (let t = 0; t < tokens.seq.length; t++) if (tokens.seq[t] === seq) rows.push(t);
-    rows.sort((a, b) => tokens.pos[a] - tokens.pos[b]);
-    const { weights } = await transport({ kind: "attention", layer, head, seq });
-    const special = Uint8Array.from(rows, (t) => (tokens.category?.[t] === 2 ? 1 : 0));
-    return {
-      layer, head, seq, modality: meta.modality ?? "text", causal: Boolean(meta.causal),
-      token: Uint32Array.from(rows), display: rows.map((t) => tokens.display[t]), special,
-      raw: weights, attention: weights, value_norms: null,
-      hidden_keys: new Uint8Array(rows.length), hidden_queries: new Uint8Array(rows.length),
-    };
-  }
-
   function fail(root, err) {
     console.error("[qkviz]", err);
     root.dataset.qkError = String(err?.message ?? err);
@@ -174,7 +235,7 @@
     const root = $("qkviz-root");
     try {
       const meta = JSON.parse($("qkviz-meta").textContent);
-      let blob = fromBase64($("qkviz-data").textContent);
+      let blob = await dataBlock(meta);
       if (meta.compressed) blob = await gunzip(blob);
       const views = meta.buffers.map(({ offset, length, shuffle, encoding }) => {
         let bytes = blob.subarray(offset, offset + length);
@@ -194,12 +255,14 @@
         const tokens = {};
         for (const [k, v] of Object.entries(state._tokens ?? {})) tokens[k] = typed(v);
         const data = { ...embedded, meta: state._meta, tokens };
-        let transport = null;
-        const extra = typeof mod.staticExtra === "function"
-          ? mod.staticExtra(data, state)
-          : (request) => answerFromTopk(request, data, (r) => transport(r));
-        transport = mod.staticTransport(data, extra);
-        model.fetchDetail = transport;
+        // the side panel's requests (js/src/static.js); a bundle without it answers only the grid
+        const extra = typeof mod.staticExtra === "function" ? mod.staticExtra(data, state) : undefined;
+        const transport = mod.staticTransport(data, extra);
+        model.fetchDetail = async (request) => {
+          const reply = await transport(request);
+          if (reply && typeof reply === "object" && "note" in reply) showNote(root, request.kind, reply.note);
+          return reply;
+        };
       }
       await widget.initialize?.({ model, experimental });
       const el = document.createElement("div");

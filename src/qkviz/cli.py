@@ -36,12 +36,16 @@ from .errors import InputError, QKVizError
 __all__ = ["main", "build_parser"]
 
 PROG = "qkviz"
-# qkviz.embed's methods (listed here so that `--help` needs no heavy import)
+# qkviz.embed's methods and default method, here so that `--help` needs no heavy import (a test
+# checks them against the library)
 METHODS = ("pca", "tsne", "umap", "attention")
-DEMO_SENTENCES = 300
-# PCA: the demo must finish in about a minute on a laptop CPU. t-SNE of all 72 heads over ~8,600
-# tokens (17k points per head) takes minutes per head on 2 cores; `--method tsne` is one flag away.
-DEMO_METHOD = "pca"
+LIBRARY_METHOD = "tsne"
+# The demo runs qkviz.embed's default projection, on as many sentences as keep it near ~2 minutes and
+# its page near a few MB. Measured with bench/cli_demo.py on the 2-core machine: 200 sentences
+# (~5,700 tokens, ~11k points per head) took 139 s end to end with t-SNE (1.8 s per head under load
+# 2.5; ~95 s idle) for a 6.1 MB page; 300 sentences took 256 s idle (3.3 s per head) for 8.8 MB.
+DEMO_SENTENCES = 200
+DEMO_METHOD = LIBRARY_METHOD
 
 
 class _Reporter:
@@ -49,12 +53,15 @@ class _Reporter:
 
     Keeping chatter on stderr lets ``qkviz html ... | xargs open``-style pipelines see only paths.
     The long stages draw their own progress bars (``progress=`` of capture and embed), also on
-    stderr.
+    stderr, when it is a terminal (``bars``) and ``--quiet`` is not given.
     """
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, stream: Any = None) -> None:
         self.quiet = quiet
         self.timings: dict[str, float] = {}
+        stream = sys.stderr if stream is None else stream
+        # tqdm redraws its line with carriage returns: in a log file or a pipe that is noise
+        self.bars = not quiet and bool(getattr(stream, "isatty", lambda: False)())
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -112,6 +119,9 @@ def _cmd_demo(args: argparse.Namespace, rep: _Reporter) -> int:
     import qkviz
     from qkviz.data import demo_sentences, sentences_source
 
+    _check_output(args.output)
+    if args.save_capture:
+        _check_output(args.save_capture, folder=True)
     texts = demo_sentences(args.sentences)
     source = sentences_source().split(" (")[0].split(",")[0]  # "Lee news corpus", without the licence note
     rep.say(f"{len(texts)} demo sentences from the {source}")
@@ -135,13 +145,13 @@ def _cmd_capture(args: argparse.Namespace, rep: _Reporter) -> int:
     import qkviz
     from qkviz._cli_inputs import read_inputs
 
+    out = _check_output(args.output, folder=True)
+    if out.exists() and not args.resume and not args.force:
+        raise InputError(f"{out} already exists; pass --force to replace it, or --resume to continue it")
     inputs = read_inputs(args.inputs, field=args.field, limit=args.limit)
     kind = "image" if isinstance(inputs, dict) else "sequence"
     rep.say(f"{len(inputs)} {kind}{'s' if len(inputs) != 1 else ''} from {args.inputs}")
-    out = pathlib.Path(args.output)
     if out.exists() and not args.resume:
-        if not args.force:
-            raise InputError(f"{out} already exists; pass --force to replace it, or --resume to continue it")
         _remove_capture(out)
     model = _load_model(qkviz, args, rep)
     # streamed to disk batch by batch (memory stays bounded by one batch)
@@ -170,10 +180,14 @@ def _remove_capture(path: pathlib.Path) -> None:
 def _cmd_embed(args: argparse.Namespace, rep: _Reporter) -> int:
     import qkviz
 
+    out = args.output or _default_embedding_path(args.run, args.method or LIBRARY_METHOD)
+    out = _check_output(out, folder=True)
+    if out.exists() and not (out / "meta.json").is_file():
+        raise InputError(f"cannot write {out}: it exists and is not a qkviz embedding; refusing to replace it")
+    _require(args.run)
     with rep.stage("load", str(args.run)):
         cap = qkviz.load(args.run)
     emb = _embed(qkviz, cap, args, rep)
-    out = pathlib.Path(args.output) if args.output else _default_embedding_path(args.run, emb.method)
     with rep.stage("save", str(out)):
         emb.save(out)
     rep.summary()
@@ -184,6 +198,8 @@ def _cmd_embed(args: argparse.Namespace, rep: _Reporter) -> int:
 def _cmd_html(args: argparse.Namespace, rep: _Reporter) -> int:
     import qkviz
 
+    _check_output(args.output)
+    _require(args.run)
     with rep.stage("load", str(args.run)):
         obj = _load_any(args.run)
     if not _is_embedding(obj):
@@ -234,7 +250,7 @@ def _capture(
             heads=getattr(args, "heads", None),
             dtype=getattr(args, "dtype", None),
             values=getattr(args, "values", None),
-            progress=not rep.quiet,
+            progress=rep.bars,
             out=out,
             resume=getattr(args, "resume", None) or None,
         )
@@ -256,7 +272,7 @@ def _embed(qkviz: Any, cap: Any, args: argparse.Namespace, rep: _Reporter) -> An
             method=method,
             dim=getattr(args, "dim", None),
             random_state=getattr(args, "seed", None),
-            progress=not rep.quiet,
+            progress=rep.bars,
         )
         emb = qkviz.embed(cap, **kwargs)
     return emb
@@ -266,12 +282,36 @@ def _export(emb: Any, args: argparse.Namespace, rep: _Reporter) -> pathlib.Path:
     from qkviz.export import save_html
 
     out = pathlib.Path(args.output)
-    if not out.parent.is_dir():
-        raise InputError(f"cannot write {out}: the folder {out.parent} does not exist")
     with rep.stage("export html", str(out)):
         save_html(emb, out, top_k=args.top_k, compact=not args.exact)
     rep.say(f"  wrote {out} ({_size(out)})")
     return out
+
+
+def _check_output(path: str | os.PathLike[str], *, folder: bool = False) -> pathlib.Path:
+    """Fail before the slow stages when ``path`` cannot be written: a typo must not cost a capture.
+
+    ``folder``: the output is a store folder (captures, embeddings), which its writer may replace,
+    rather than one file.
+    """
+    out = pathlib.Path(path)
+    parent = out.parent
+    if not parent.exists():
+        raise InputError(f"cannot write {out}: the folder {parent} does not exist (create it first)")
+    if not parent.is_dir():
+        raise InputError(f"cannot write {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"cannot write {out}: no permission to write in {parent}")
+    if not folder and out.is_dir():
+        raise InputError(f"cannot write {out}: it is a folder; name the file to write, e.g. {out / 'qkviz.html'}")
+    return out
+
+
+def _require(path: str | os.PathLike[str]) -> pathlib.Path:
+    p = pathlib.Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder (make one with `qkviz capture` or `qkviz embed`)")
+    return p
 
 
 def _default_embedding_path(run: str | os.PathLike[str], method: str) -> pathlib.Path:
@@ -288,9 +328,7 @@ def _load_any(path: str | os.PathLike[str]) -> Any:
     import qkviz
     from qkviz.errors import StoreError
 
-    p = pathlib.Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file or folder (make one with `qkviz capture` or `qkviz embed`)")
+    p = _require(path)
     try:
         return qkviz.load(p)
     except StoreError as capture_error:
@@ -337,24 +375,22 @@ def _describe(obj: Any, path: pathlib.Path) -> list[str]:
 # parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number ``>= minimum`` (bad values are usage errors, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a number of at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {value}")
-    return value
+_positive_int, _count = _at_least(1), _at_least(0)
 
 
 def _int_list(text: str) -> list[int]:
@@ -364,13 +400,25 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
 
 
+def _add_embed_options(p: argparse.ArgumentParser, when: str = "") -> None:
+    """``--method``, ``--dim``, ``--seed``: the projection of ``qkviz embed`` and ``qkviz html``.
+
+    Left unset they stay out of the :func:`qkviz.embed` call, so its defaults apply.
+    """
+    when = f", {when}" if when else ""
+    p.add_argument("--method", choices=METHODS, default=None,
+                   help=f"projection{when} (default: {LIBRARY_METHOD}, qkviz.embed's default)")
+    p.add_argument("--dim", type=int, choices=(2, 3), help=f"2 or 3 dimensions{when} (default: 2)")
+    p.add_argument("--seed", type=int, help=f"random state of t-SNE/UMAP{when} (default: 0)")
+
+
 def _add_html_options(p: argparse.ArgumentParser) -> None:
     from .export import DEFAULT_TOP_K
 
     p.add_argument("--top-k", type=_count, default=DEFAULT_TOP_K, metavar="K",
                    help="strongest keys per query embedded for lines and views; 0: none (default: %(default)s)")
     p.add_argument("--exact", action="store_true",
-                   help="embed layouts and weights as exact float32 (larger file; default: 12-bit layouts)")
+                   help="embed layouts and weights as exact float32 (larger file; default: 11-bit layouts, 8-bit weights)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -406,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-n", "--sentences", type=_positive_int, default=DEMO_SENTENCES,
                       help="number of demo sentences (default: %(default)s)")  # fmt: skip
     demo.add_argument("--method", choices=METHODS, default=DEMO_METHOD,
-                      help="projection (default: %(default)s, seconds for all heads; tsne/umap take much longer)")
+                      help="projection (default: %(default)s, seconds for all heads; tsne, the library's "
+                           "default, takes minutes at 300 sentences on a laptop: try it with -n 100)")
     demo.add_argument("--model", default="minilm", help="offline model name or model path (default: %(default)s)")
     demo.add_argument("--save-capture", metavar="PATH", help="also save the capture (for `qkviz embed`/`info`)")
     demo.add_argument("--device", help="torch device (default: CUDA when present)")
@@ -444,9 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Compute the joint query-key embedding of every captured head and save it.",
     )
     emb.add_argument("run", metavar="RUN", help="a capture saved by `qkviz capture`")
-    emb.add_argument("--method", choices=METHODS, default=None, help="projection (default: qkviz.embed's default)")
-    emb.add_argument("--dim", type=int, choices=(2, 3), help="2 or 3 dimensions")
-    emb.add_argument("--seed", type=int, help="random state for t-SNE/UMAP")
+    _add_embed_options(emb)
     emb.add_argument("-o", "--output", help="where to save it (default: RUN's name + .METHOD.qke)")
     emb.set_defaults(func=_cmd_embed)
 
@@ -458,9 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     html.add_argument("run", metavar="RUN", help="a capture (`qkviz capture`) or embedding (`qkviz embed`)")
     html.add_argument("-o", "--output", required=True, help="HTML file to write")
-    html.add_argument("--method", choices=METHODS, default=None, help="projection, when RUN is a capture")
-    html.add_argument("--dim", type=int, choices=(2, 3), help="2 or 3 dimensions, when RUN is a capture")
-    html.add_argument("--seed", type=int, help="random state, when RUN is a capture")
+    _add_embed_options(html, when="when RUN is a capture")
     _add_html_options(html)
     html.set_defaults(func=_cmd_html)
 
@@ -499,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(
-            f"{PROG} {args.command}: unexpected error: {type(e).__name__}: {e}\n"
+            f"{PROG} {args.command}: unexpected error: {type(e).__name__}: {_message(e)}\n"
             f"  (this is a bug in qkviz; rerun with --debug for the traceback and report it)",
             file=sys.stderr,
         )
@@ -512,9 +557,12 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: Any, *
 
 
 def _message(e: BaseException) -> str:
+    """The error as one line: messages quoting other libraries' errors may hold line breaks."""
     if isinstance(e, OSError) and not isinstance(e, QKVizError) and e.strerror:
-        return f"{e.filename + ': ' if e.filename else ''}{e.strerror}"
-    return str(e)
+        text = f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    else:
+        text = str(e) or type(e).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

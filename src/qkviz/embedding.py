@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import pathlib
 import shutil
@@ -451,10 +452,21 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 _DEFAULT_METRIC = {"tsne": "cosine", "umap": "cosine", "attention": "cosine", "pca": "dot"}
 
 
+def _whole_numbers(name: str, value: Any) -> tuple[int, ...]:
+    items = [value] if np.isscalar(value) else list(value)
+    try:
+        return tuple(operator.index(x) for x in items)
+    except TypeError:
+        raise EmbeddingError(
+            f"{name} must be a whole number or a list of them (the grid is layers x heads, e.g. "
+            f"layers=[3], heads=[0, 1]), got {value!r}."
+        ) from None
+
+
 def _resolve_keys(capture: Any, layers: Iterable[int] | None, heads: Iterable[int] | None) -> list[HeadKey]:
     all_layers, all_heads = tuple(capture.layers), tuple(capture.heads)
-    ls = all_layers if layers is None else tuple(int(x) for x in ([layers] if np.isscalar(layers) else layers))
-    hs = all_heads if heads is None else tuple(int(x) for x in ([heads] if np.isscalar(heads) else heads))
+    ls = all_layers if layers is None else _whole_numbers("layers", layers)
+    hs = all_heads if heads is None else _whole_numbers("heads", heads)
     bad_l = [x for x in ls if x not in all_layers]
     bad_h = [x for x in hs if x not in all_heads]
     if bad_l or bad_h:
@@ -509,7 +521,7 @@ def embed(
         From :func:`qkviz.capture` or :func:`qkviz.load`.
     method : {"tsne", "umap", "pca", "attention"}
         ``"attention"`` builds the layout from the head's real attention plus q–q / k–k vector
-        neighbourhoods (see ``docs/concepts-faithfulness.md``): much more faithful to attention, but
+        neighbourhoods (see ``docs/concepts/faithfulness.md``): much more faithful to attention, but
         not a picture of vector geometry alone.
     dim : {2, 3}
     translate : bool

@@ -624,18 +624,26 @@ class QKViz(anywidget.AnyWidget):
         Parameters
         ----------
         top_k : int
-            If > 0, embed the ``top_k`` strongest keys of every query of every head (lines work
-            offline from these; the front end renormalises nothing).
+            If > 0, embed the ``top_k`` strongest keys of every query of every head (lines, the
+            sentence, heatmap and image views work offline from these).
 
         Returns
         -------
         dict
             ``state``: synced trait name -> wire value (arrays as ``{"view", "dtype", "shape"}``);
+            its ``_meta`` adds ``modality`` (``"text"``/``"image"``) and ``causal``, its ``_tokens``
+            adds ``row``/``col`` int32 [token] (-1 for non-patch tokens) for image captures.
             ``points``: list of ``{"start", "stop", "coords", "norms"}`` chunks (wire dicts), the
             answers to the ``"points"`` requests; ``topk``: None or a list, one per cell in global
             order, of ``{"layer", "head", "keys": uint32 [token, top_k] (key pos, 2**32-1 = none),
-            "weights": float32 [token, top_k]}`` (wire dicts). ``js/src/transport.js`` (``staticTransport``)
-            answers requests from exactly this dict.
+            "weights": float32 [token, top_k]}``; ``aggregate``: None or ``{"count": int32 [pos, pos],
+            "offsets": int32 [offset], "n_seqs", "cells": [{"layer", "head", "by_position": float32
+            [pos, pos], "by_offset", "by_offset_mean": float32 [offset], "scores"}]}`` (exact, from
+            ``qkviz._detail.aggregate_detail``; ``pos`` stops at ``isqrt(2**19 / heads)``); ``images``: None or ``{"jpeg": bytes (the patch
+            atlas of ``_detail.patch_atlas``, RGB JPEG), "atlas_shape": [h, w, 4], "uv": float32
+            [token, 4], "cls": [float32 [token] per cell: the weight the first non-patch token (CLS)
+            of each image puts on each token]}``. ``js/src/transport.js`` (``staticTransport``) and
+            ``js/src/static.js`` (``staticExtra``) answer requests from exactly this dict.
         """
         state = {name: getattr(self, name) for name in self.trait_names(sync=True)
                  if not name.startswith("_") or name in ("_meta", "_tokens", "_columns", "_selection")}
@@ -643,6 +651,17 @@ class QKViz(anywidget.AnyWidget):
                   "_model_module", "_model_module_version", "_model_name", "_view_count",
                   "_view_module", "_view_module_version", "_view_name"):
             state.pop(k, None)
+        from . import _detail
+
+        cap = _detail._capture_of(self._emb)
+        tok = self._emb.tokens
+        image = "row" in tok and "col" in tok
+        # copies: the widget's own traits stay as they are
+        state["_meta"] = {**state["_meta"], "modality": "image" if image else "text",
+                          "causal": bool(getattr(cap, "causal", False))}
+        if image:
+            state["_tokens"] = {**state["_tokens"], "row": array_to_binary(tok["row"].to_numpy(np.int64), "int32"),
+                                "col": array_to_binary(tok["col"].to_numpy(np.int64), "int32")}
         chunk = self._meta["chunk_points"]
         points = [
             {"start": s, "stop": min(s + chunk, len(self._coords)),
@@ -650,26 +669,113 @@ class QKViz(anywidget.AnyWidget):
              "norms": array_to_binary(self._norms[s:s + chunk], "uint8")}
             for s in range(0, len(self._coords), chunk)
         ]
-        topk = None
-        if top_k > 0 and self._meta["has_attention"]:
-            topk = []
-            for la, he in self._cells:
-                cell = self._topk_cell(la, he, top_k)
+        out: dict[str, Any] = {"state": state, "points": points, "topk": None, "aggregate": None, "images": None}
+        if not self._meta["has_attention"]:
+            return out
+        has = getattr(self._emb, "has", lambda la, he: True)
+        topk, cells, cls = [], [], []
+        shared: dict[str, Any] = {}
+        # the by-position matrices grow with the longest sequence squared (ViT: 257² per head)
+        max_pos = max(16, int(np.sqrt(_AGGREGATE_VALUES // len(self._cells))))
+        for la, he in self._cells:
+            if not has(la, he):  # a hole in the grid: nothing to embed, the page never asks
+                topk.append({"layer": la, "head": he, "keys": array_to_binary(np.zeros(0, np.uint32), "uint32"),
+                             "weights": array_to_binary(np.zeros(0, np.float32), "float32")})
+                cells.append(None)
+                cls.append(array_to_binary(np.zeros(0, np.float32), "float32"))
+                continue
+            att = _SeqAttention(self._emb, la, he)
+            if top_k > 0:
+                cell = self._topk_cell(la, he, top_k, attention=att)
                 topk.append({**cell, "keys": array_to_binary(cell["keys"], "uint32"),
                              "weights": array_to_binary(cell["weights"], "float32")})
-        return {"state": state, "points": points, "topk": topk}
+            agg = _detail.aggregate_detail(att, la, he, max_pos=max_pos)
+            if not shared:
+                shared = {"count": array_to_binary(agg["count"], "int32"),
+                          "offsets": array_to_binary(agg["offsets"], "int32"), "n_seqs": agg["n_seqs"]}
+            cells.append({"layer": la, "head": he, "scores": agg["scores"],
+                          **{k: array_to_binary(agg[k], "float32") for k in ("by_position", "by_offset", "by_offset_mean")}})
+            if image:
+                cls.append(array_to_binary(_cls_rows(att), "float32"))
+        out["topk"] = topk if top_k > 0 else None
+        out["aggregate"] = {**shared, "cells": cells}
+        if self._images and image:
+            out["images"] = {**_static_atlas(cap), "cls": cls}
+        return out
 
-    def _topk_cell(self, layer: int, head: int, k: int) -> dict[str, Any]:
+    def _topk_cell(self, layer: int, head: int, k: int, attention: Any = None) -> dict[str, Any]:
+        """The ``k`` strongest keys of every query of one head: ``keys`` uint32 [token, k] (key pos,
+        ``2**32-1`` where the sequence is shorter than ``k``) and ``weights`` float32 [token, k],
+        strongest first. ``attention``: a `_SeqAttention` to reuse (else the embedding's)."""
         n = self._n
         keys = np.full((n, k), np.iinfo(np.uint32).max, np.uint32)
         weights = np.zeros((n, k), np.float32)
+        source = attention if attention is not None else self._emb
         tok = self._emb.tokens
         seqs, offsets = tok["seq"].to_numpy(), np.arange(n)
+        pos = tok["pos"].to_numpy()
         for s in np.unique(seqs):
             rows = offsets[seqs == s]
-            a = np.asarray(self._emb.attention(layer, head, int(s)), np.float32)
+            rows = rows[np.argsort(pos[rows], kind="stable")]  # attention rows are in pos order
+            a = np.asarray(source.attention(layer, head, int(s)), np.float32)
             kk = min(k, a.shape[1])
             order = np.argsort(-a, axis=1, kind="stable")[:, :kk]
             keys[rows, :kk] = order
             weights[rows, :kk] = np.take_along_axis(a, order, axis=1)
         return {"layer": layer, "head": head, "keys": keys, "weights": weights}
+
+
+class _SeqAttention:
+    """One head's exact attention per sequence, computed once and kept (the static export reads it
+    for the top-k keys, the aggregates and the CLS rows). Quacks like an Embedding for
+    ``qkviz._detail.aggregate_detail``: ``tokens``, ``layers``, ``heads``, ``attention``."""
+
+    def __init__(self, emb: Any, layer: int, head: int) -> None:
+        self.tokens, self.layers, self.heads = emb.tokens, (layer,), (head,)
+        self._emb = emb
+        self._cache: dict[int, np.ndarray] = {}
+
+    def attention(self, layer: int, head: int, seq: int) -> np.ndarray:
+        if seq not in self._cache:
+            self._cache[seq] = np.asarray(self._emb.attention(layer, head, seq), np.float32)
+        return self._cache[seq]
+
+
+def _cls_rows(att: _SeqAttention) -> np.ndarray:
+    """float32 [token]: the attention of each image's first non-patch token (CLS) on each token of
+    its image (0 for images without one); the image view's CLS map, exact."""
+    tok = att.tokens
+    seqs, pos = tok["seq"].to_numpy(), tok["pos"].to_numpy()
+    patch = (tok["row"].to_numpy() >= 0) & (tok["col"].to_numpy() >= 0)
+    out = np.zeros(len(tok), np.float32)
+    layer, head = att.layers[0], att.heads[0]
+    for s in np.unique(seqs):
+        rows = np.flatnonzero(seqs == s)
+        rows = rows[np.argsort(pos[rows], kind="stable")]
+        special = np.flatnonzero(~patch[rows])
+        if special.size:
+            out[rows] = att.attention(layer, head, int(s))[special[0]]
+    return out
+
+
+#: Most by-position values a static page embeds over all heads (positions past
+#: ``isqrt(_AGGREGATE_VALUES / heads)`` are left out of the by-position view, as ``max_pos`` does;
+#: the by-offset view keeps every position). ~0.4 MB in the file.
+_AGGREGATE_VALUES = 1 << 19
+
+#: Largest RGBA atlas (before JPEG) a static page embeds: the notebook's own cap.
+_ATLAS_MAX_BYTES = 3 << 20
+
+
+def _static_atlas(cap: Any) -> dict[str, Any]:
+    """The patch atlas as an RGB JPEG (browsers decode it natively; ~10x smaller than raw)."""
+    import io
+
+    from PIL import Image
+
+    from . import _detail
+
+    atlas, uv = _detail.patch_atlas(cap, max_bytes=_ATLAS_MAX_BYTES)
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(atlas[..., :3])).save(buf, format="JPEG", quality=90)
+    return {"jpeg": buf.getvalue(), "atlas_shape": list(atlas.shape), "uv": array_to_binary(uv, "float32")}

@@ -145,6 +145,8 @@ def test_from_coords_boxes_each_head():
         (dict(metric="manhattan"), "metric"),
         (dict(method="pca", metric="cosine"), "PCA"),
         (dict(layers=[9]), "not captured"),
+        (dict(heads=[(0, 1)]), "heads must be a whole number"),
+        (dict(layers=[0.5]), "layers must be a whole number"),
         (dict(scale="median"), "scale"),
         (dict(executor=42), "executor"),
         (dict(cache=3.5), "cache"),

@@ -62,7 +62,7 @@ def test_alignment_on_minilm_tsne_heads(minilm_capture):
 
 @pytest.mark.slow
 def test_faithfulness_of_defaults_on_minilm(minilm_capture):
-    """The measured ordering behind the defaults (docs/concepts-faithfulness.md), on two heads."""
+    """The measured ordering behind the defaults (docs/concepts/faithfulness.md), on two heads."""
     kw = dict(cache=False, progress=False, layers=[1], heads=[0, 7], executor="serial")
 
     def recall(method, **extra):

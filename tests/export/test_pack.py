@@ -20,6 +20,8 @@ def expand(raw, enc):
     q = np.frombuffer(raw, np.dtype(enc["as"]).newbyteorder("<")).astype(np.float64)
     if enc["to"] == "float32":
         return (enc["min"] + q * ((enc["max"] - enc["min"]) / enc["levels"])).astype("<f4").tobytes()
+    if enc["to"] == "uint8":
+        return np.floor(q * 255 / enc["levels"] + 0.5).astype(np.uint8).tobytes()
     cap = np.iinfo(enc["as"]).max
     out = np.where(enc["none"] & (q == cap), 2**32 - 1, q + enc["add"])
     return out.astype(np.dtype(enc["to"]).newbyteorder("<")).tobytes()
@@ -109,6 +111,50 @@ def test_compact_floats_stay_within_the_documented_error(n, scale, shift, bits):
     assert back.min() == pytest.approx(arr.min(), abs=1e-6 * max(1.0, abs(float(arr.min()))))
 
 
+@settings(max_examples=30, deadline=None)
+@given(bits=st.integers(1, 7), n=st.integers(64, 400))
+def test_compact_uint8_keeps_the_documented_levels(bits, n):
+    norms = np.random.default_rng(n).integers(0, 256, n).astype(np.uint8)
+    norms[:2] = 0, 255
+    wire = {"view": memoryview(norms), "dtype": "uint8", "shape": [n]}
+    meta, blob = export.pack_state({"norms": wire}, compact=True, float_bits={"norms": bits})
+    back = np.frombuffer(unpack(meta, blob)["norms"]["view"], np.uint8).astype(int)
+    levels = 2**bits - 1
+    assert np.abs(back - norms).max() <= 255 / (2 * levels) + 1
+    assert back[0] == 0 and back[1] == 255  # the ends of the ramp stay the ends
+
+
+def from_key_delta(entry, n_tokens):
+    """Python mirror of transport.js ``fromKeyDelta``."""
+    gaps = np.frombuffer(entry["keys"]["view"], np.uint32).reshape(-1, n_tokens).T.astype(np.int64)
+    w = np.frombuffer(entry["weights"]["view"], np.float32).reshape(-1, n_tokens).T
+    keys = np.cumsum(gaps, axis=1)
+    none = np.zeros_like(gaps, bool)
+    none[:, 1:] = gaps[:, 1:] == 0
+    return np.where(none, 2**32 - 1, keys), np.where(none, 0, w)
+
+
+def test_topk_key_delta_layout_is_lossless():
+    from qkviz._codec import array_to_binary
+
+    rng = np.random.default_rng(0)
+    n, k = 40, 5
+    lengths = np.array([3] * 10 + [30] * 30)  # short sequences leave "no key" slots
+    keys = np.full((n, k), 2**32 - 1, np.uint32)
+    weights = np.zeros((n, k), np.float32)
+    for t in range(n):
+        kk = min(k, lengths[t])
+        keys[t, :kk] = rng.choice(lengths[t], kk, replace=False)
+        weights[t, :kk] = np.sort(rng.random(kk))[::-1]
+    entry = {"layer": 0, "head": 1, "keys": array_to_binary(keys, "uint32"), "weights": array_to_binary(weights, "float32")}
+    out = export._key_delta(entry)
+    assert out["layout"] == "key-delta" and out["layer"] == 0
+    back_k, back_w = from_key_delta(out, n)
+    # the same (key, weight) pairs per query, now in position order
+    for t in range(n):
+        assert dict(zip(back_k[t].tolist(), back_w[t].tolist())) == dict(zip(keys[t].tolist(), weights[t].tolist()))
+
+
 def test_compact_keeps_non_finite_floats_exact():
     arr = np.linspace(0, 1, 64, dtype=np.float32)
     arr[3] = np.nan
@@ -156,13 +202,41 @@ def test_to_html_is_self_contained(tmp_path, monkeypatch):
     bundle = tmp_path / "widget.js"
     bundle.write_text('export default { render({ el }) { el.textContent = "</script> ok"; } };')
     monkeypatch.setattr(export, "BUNDLE", bundle)
-    out = export.save_html(_FakeViz({"k": b"\x00\x01"}), tmp_path / "x.html", title="t<1>")
-    text = out.read_text()
-    assert "<title>t&lt;1&gt;</title>" in text
+    out = export.save_html(_FakeViz({"k": b"\x00\x01<\r="}), tmp_path / "x.html", title="t<1> é")
+    raw = out.read_bytes()
+    # ASCII outside the data block: the page is windows-1252, and nothing else may be misread
+    data = re.search(rb'id="qkviz-data">(.*?)</script>', raw, re.DOTALL).group(1)
+    assert raw.replace(data, b"").isascii()
+    text = raw.decode("latin-1")
+    assert "<title>t&lt;1&gt; &#233;</title>" in text
     assert text.count("</script>") == 4  # the page's own four script blocks, none from the bundle
     # nothing is loaded from elsewhere: no src/href attributes, no http(s) imports
     assert not re.search(r"""<[a-z]+[^>]*\s(src|href)\s*=""", text)
     assert not re.search(r"""(import|from)\s*\(?\s*["']https?://""", text)
+
+
+def from_page(text):
+    """Python mirror of the runtime's ``fromPage``: windows-1252 characters back to bytes, unescaped."""
+    raw = export.page_bytes(text)
+    out, i = bytearray(), 0
+    while i < len(raw):
+        if raw[i] == 0x3D:
+            out.append((0x00, 0x0D, 0x3C, 0x3D)[raw[i + 1] - 0x30])
+            i += 2
+        else:
+            out.append(raw[i])
+            i += 1
+    return bytes(out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(blob=st.binary(max_size=2000))
+def test_data_block_round_trips_every_byte(blob):
+    text = export.embed_bytes(blob + bytes(range(256)))
+    # nothing the HTML parser would alter or stop at
+    assert "\x00" not in text and "\r" not in text and "<" not in text
+    assert from_page(text) == blob + bytes(range(256))
+    assert len(text) <= 1.02 * len(blob) + 300
 
 
 def test_save_html_rejects_other_objects(tmp_path):

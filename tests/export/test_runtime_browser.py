@@ -85,3 +85,50 @@ def test_runtime_shows_a_readable_error(tmp_path, monkeypatch, offline_page):
     offline_page.goto(out.as_uri())
     offline_page.wait_for_selector(".qkviz-static-error", timeout=20_000)
     assert "boom in render" in offline_page.get_attribute("#qkviz-root", "data-qk-error")
+
+
+def _probe_page(tmp_path, monkeypatch):
+    bundle = tmp_path / "widget.js"
+    bundle.write_text(PROBE)
+    monkeypatch.setattr(export, "BUNDLE", bundle)
+    # values whose bytes cover 0x00-0xFF, so every byte survives (or not) the trip through the page
+    xy = np.frombuffer(bytes(range(256)) * 40, np.float32).copy()
+    xy[~np.isfinite(xy)] = 0
+    state = {"xy": {"view": memoryview(xy.view(np.uint8)), "dtype": "float32", "shape": [xy.size]},
+             "ids": np.array([1, 2], np.uint32), "meta": {"label": "é"}, "layer": 0}  # fmt: skip
+    out = export.save_html(_FakeViz(state), tmp_path / "probe.html", compress=False, compact=False)
+    return out, float(xy.sum(dtype=np.float64))
+
+
+def test_runtime_reads_its_own_bytes_when_a_server_says_utf8(tmp_path, monkeypatch, chromium):
+    """A web server's ``charset=utf-8`` header overrides the page's ``<meta charset>``: the page
+    must fetch its own bytes back instead of decoding U+FFFD."""
+    out, total = _probe_page(tmp_path, monkeypatch)
+    body = out.read_bytes()
+    ctx = chromium.new_context()
+    page = ctx.new_page()
+    served = []
+
+    def serve(route):
+        served.append(route.request.url)
+        route.fulfill(status=200, body=body, headers={"content-type": "text/html; charset=utf-8"})
+
+    page.route("http://qkviz.test/**", serve)
+    page.goto("http://qkviz.test/probe.html")
+    page.wait_for_function("window.probe !== undefined", timeout=20_000)
+    assert page.evaluate("document.characterSet").lower() == "utf-8"
+    probe = page.evaluate("window.probe")
+    assert probe["sum"] == pytest.approx(total, rel=1e-6)
+    assert len(served) == 2, served  # the page, then the page's own bytes
+    ctx.close()
+
+
+def test_runtime_says_when_the_file_was_resaved_as_utf8(tmp_path, monkeypatch, offline_page):
+    out, _ = _probe_page(tmp_path, monkeypatch)
+    # what a text editor does: read the page in its declared encoding, save it as UTF-8
+    text = out.read_bytes().decode("latin-1").translate(export._TO_PAGE)
+    out.write_bytes(text.encode("utf-8"))
+    offline_page.goto(out.as_uri())
+    offline_page.wait_for_selector(".qkviz-static-error", timeout=20_000)
+    error = offline_page.get_attribute("#qkviz-root", "data-qk-error")
+    assert "damaged" in error and "save_html" in error, error

@@ -62,6 +62,10 @@ def ink(page):
 def test_grid_head_lines_and_search_offline(offline_page, page_file, emb, artifacts):
     page = offline_page
     canvas = open_page(page, page_file)
+    # a text capture offers the text tabs only, from the start
+    page.wait_for_selector(".qkv-tabs", state="attached")
+    assert page.locator(".qkv-tabs button[data-tab='image']").is_hidden()
+    assert page.locator(".qkv-tabs button[data-tab='sentence']").is_visible()
     root = page.locator(".qk-root")
 
     # the grid: every head, labelled, with points drawn
@@ -104,15 +108,40 @@ def test_grid_head_lines_and_search_offline(offline_page, page_file, emb, artifa
     cell_offset = (1 * 12 + 7) * 2 * n
     assert lines["from"] == cell_offset + p
     assert sorted(lines["to"]) == sorted(cell_offset + n + first + top)
-    # weights come from the page's 8-bit copy of the top-k: within 0.002 of the exact ones
-    np.testing.assert_allclose(sorted(lines["weights"]), sorted(a[top]), atol=2.5e-3)
+    # weights come from the page's 8-bit copy of the top-k: within 0.002 of the exact ones (the side
+    # panel shows the embedded rows as they are when nothing is hidden: no re-normalisation)
+    np.testing.assert_allclose(np.sort(lines["weights"]), np.sort(a[top]), atol=2.5e-3)
 
     # the sentence view of the clicked token's sequence, from the embedded data
     page.wait_for_function("document.querySelector('.qkv-title').textContent.includes('sequence')", timeout=10_000)
     assert page.locator(".qkv-title").inner_text().startswith(f"layer 5 head 7 · sequence {seq}")
     words = emb.tokens.loc[emb.tokens.seq == seq, "display"].tolist()
     assert page.locator(".qkv-col-q .qkv-tok-text").all_inner_texts() == words
+    # the page says plainly that it shows a top-k cut of this sequence's attention
+    note = page.locator(".qk-static-note")
+    assert note.inner_text().startswith(f"Static page: top 5 of {len(words)} keys embedded per query")
     page.locator(".qk-root").screenshot(path=str(artifacts / "static-lines.png"))
+
+    # the aggregate view: exact (precomputed per head in Python), compared with qkviz._detail
+    from qkviz._detail import aggregate_detail
+
+    agg = aggregate_detail(emb, 5, 7)
+    page.locator(".qkv-tabs button[data-tab='aggregate']").click()
+    page.wait_for_selector(".qkv-score[data-score='previous']", timeout=10_000)
+    for name, value in agg["scores"].items():
+        text = page.locator(f".qkv-score[data-score='{name}']").inner_text()
+        assert float(text.split()[1]) == pytest.approx(value, abs=6e-4), (name, text)
+    reply = page.evaluate("""async () => { const r = await globalThis.qkvizStatic.model.fetchDetail(
+        {kind: "aggregate", layer: 5, head: 7});
+        return {pos: Array.from(r.by_position), off: Array.from(r.by_offset), offsets: Array.from(r.offsets),
+                count: Array.from(r.count), note: r.note ?? null}; }""")
+    # 12 bits over [min, max] (export.COMPACT_BITS): within 1/8190 of the range
+    np.testing.assert_allclose(reply["pos"], agg["by_position"].ravel(), atol=1.3e-4)
+    np.testing.assert_allclose(reply["off"], agg["by_offset"], atol=1.3e-4)
+    assert reply["offsets"] == agg["offsets"].tolist() and reply["count"] == agg["count"].ravel().tolist()
+    assert not reply["note"]  # exact and whole: nothing to warn about
+    page.locator(".qk-root").screenshot(path=str(artifacts / "static-aggregate.png"))
+    page.locator(".qkv-tabs button[data-tab='sentence']").click()
 
     # colour: the toolbar recolours the points from the embedded token table
     draws = int(root.get_attribute("data-qk-draws"))
@@ -133,7 +162,7 @@ def test_grid_head_lines_and_search_offline(offline_page, page_file, emb, artifa
 
 
 def test_file_has_no_remote_references(page_file):
-    text = page_file.read_text()
+    text = page_file.read_bytes().decode("latin-1")
     for needle in ('src="http', "src='http", 'href="http', "@import url(http", 'import("http', "from\"http"):
         assert needle not in text
 
@@ -148,7 +177,7 @@ def test_widget_save_html_delegates_to_the_exporter(tmp_path):
     coords = {(0, h): rng.uniform(-1, 1, (16, 2)).astype("float32") for h in range(2)}
     viz = QKViz(Embedding.from_coords(coords, tokens))
     out = viz.save_html(tmp_path / "w.html", top_k=0)
-    text = out.read_text(encoding="utf-8")
+    text = out.read_bytes().decode("latin-1")
     assert out == tmp_path / "w.html" and "<html" in text.lower()
     # licence comments in the bundle mention URLs; nothing may be *loaded* from one
     for needle in ('src="http', "src='http", 'href="http', 'from"http', 'from "http', 'import("http'):

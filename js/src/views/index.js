@@ -128,9 +128,12 @@ export function mountPanel(container, ctx) {
     const norms = typed(d.value_norms);
     valued.input.disabled = !norms;
     valued.title = norms ? "" : "capture with values=True to weight by value norms";
-    state.weights = renormalize(typed(d.raw), n, n, {
+    // Nothing hidden or weighted: show the reply's rows as they are. (Exact rows already sum to 1;
+    // a static page's top-k rows do not, and re-normalising them would inflate every weight.)
+    const weighted = state.valueWeighted && norms;
+    state.weights = !hid.keys.size && !hid.queries.size && !weighted ? typed(d.raw) : renormalize(typed(d.raw), n, n, {
       hiddenKeys: hid.keys, hiddenQueries: hid.queries,
-      keyWeights: state.valueWeighted && norms ? norms : null,
+      keyWeights: weighted ? norms : null,
     });
     root.dataset.hiddenKeys = [...hid.keys].sort((a, b) => a - b).join(",");
     sentence.render(d, state.weights, hid);
@@ -143,7 +146,7 @@ export function mountPanel(container, ctx) {
     const msg = String(err?.message ?? err);
     const offline = /not available in a static page/.test(msg);
     title.textContent = offline
-      ? "This page has no Python kernel: the sequence, heatmap and image views need one (open the notebook)."
+      ? "This page has no Python kernel and does not embed this view (open the notebook)."
       : `could not load ${what}: ${msg}`;
     title.classList.toggle("qkv-muted", offline);
   }
@@ -253,6 +256,10 @@ export function mountPanel(container, ctx) {
   ctx.model?.on?.("change:head", onHead);
 
   showTab("sentence");
+  // Offer only the tabs of this capture's modality from the start (not only after the first reply).
+  const meta = ctx.model?.get?.("_meta");
+  const modality = meta?.modality ?? (meta?.has_images === true ? "image" : meta?.has_images === false ? "text" : null);
+  if (modality) setModality(modality);
   signal.addEventListener("abort", () => {
     for (const token of subs) bus.unsubscribe(token);
     ctx.model?.off?.("change:layer", onHead);
