@@ -189,6 +189,18 @@ def test_3d_single_view_picks_and_draws_topk_lines(chromium_browser, views_serve
     page.locator(".qk-root").screenshot(path=str(artifacts_dir / "widget_3d_single_lines.png"))
     orange = (np.abs(shot - np.array([232, 89, 13])).max(-1) < 40).sum()
     assert orange > 30, "no attention lines drawn in the 3-D view"
+    # the strongest line is as wide as in 2-D (4 px, js/src/lines.js), not WebGL's 1 px GL_LINES:
+    # count orange pixels across it, a few pixels either side of its middle
+    dpr = shot.shape[1] / box["width"]
+    a_px, b_px = px[q], px[n + first + int(top[0])]
+    normal = np.array([-(b_px - a_px)[1], (b_px - a_px)[0]]) / np.linalg.norm(b_px - a_px)
+    widths = []
+    for t in (0.35, 0.5, 0.65):
+        mid = a_px + t * (b_px - a_px)
+        across = [mid + o * normal for o in np.arange(-6, 6.5, 0.5)]
+        hits = [np.abs(shot[int(y * dpr), int(x * dpr)] - np.array([232, 89, 13])).max() < 60 for x, y in across]
+        widths.append(sum(hits) * 0.5)
+    assert max(widths) >= 2.5, widths
     assert errors == []
     page.close()
 

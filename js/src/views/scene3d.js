@@ -210,7 +210,8 @@ export function mount3D(container, ctx, { size = 480, camera: cam0, external = f
       regl.clear({ depth: 1 }); // the selection sits on top, in depth order among itself
       drawPoints({ vp, elements: selEl, count: counts.sel, grow: SELECTED_GROW, solid: 1, mask: true });
     }
-    if (lines && lines.length) drawLines({ vp, count: lines.length / 4 });
+    // the widget's lines (`segments`) go on the 2-D overlay: WebGL draws GL_LINES 1 px wide only
+    if (lines && lines.length && !segments) drawLines({ vp, count: lines.length / 4 });
     paintThumbnails();
   }
 
@@ -223,7 +224,11 @@ export function mount3D(container, ctx, { size = 480, camera: cam0, external = f
     const g = thumbCanvas.getContext("2d");
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
     g.clearRect(0, 0, size, size);
-    if (!thumbs || !atlas || !n) { delete thumbCanvas.dataset.drawn; return; }
+    if (!thumbs || !atlas || !n) {
+      delete thumbCanvas.dataset.drawn;
+      if (n) paintLines(g, screenPositions());
+      return;
+    }
     const xy = screenPositions(), order = depthOrder(), half = n / 2;
     const sxy = new Float32Array(2 * n), tokens = new Uint32Array(n), kinds = new Uint8Array(n);
     const dim = thumbs.dim ? new Uint8Array(n) : null;
@@ -233,15 +238,21 @@ export function mount3D(container, ctx, { size = 480, camera: cam0, external = f
       if (dim) dim[k] = thumbs.dim[i] ? 1 : 0;
     });
     drawThumbnails(g, atlas.canvas, atlas.uv, sxy, { tokens, kinds, size: thumbs.size ?? 14, dim, bounds: [size, size] });
-    const wmax = Math.max(1e-9, ...(segments ?? []).map((sg) => sg.weight));
+    paintLines(g, xy);
+    thumbCanvas.dataset.drawn = String(n);
+  }
+  /** The widget's attention lines, width and opacity by weight, as the 2-D view draws them. */
+  function paintLines(g, xy) {
+    if (!segments) return;
+    const wmax = Math.max(1e-9, ...segments.map((sg) => sg.weight));
     g.strokeStyle = `rgb(${LINE_RGB.map((v) => Math.round(v * 255)).join(",")})`;
-    for (const { a, b, weight } of segments ?? []) {
+    g.lineCap = "round";
+    for (const { a, b, weight } of segments) {
       const w = weight / wmax;
       g.globalAlpha = 0.25 + 0.75 * w; g.lineWidth = 1 + 3 * w;
       g.beginPath(); g.moveTo(xy[2 * a], xy[2 * a + 1]); g.lineTo(xy[2 * b], xy[2 * b + 1]); g.stroke();
     }
     g.globalAlpha = 1;
-    thumbCanvas.dataset.drawn = String(n);
   }
   /** Point indices from the farthest to the nearest through the current camera. */
   function depthOrder() {
