@@ -129,7 +129,7 @@ export function renderView({ model, el, fetchDetail, signal }) {
   function canvasSize() {
     if (state.mode !== "matrix") return [state.size, state.size];
     if (geom.aspect <= 1) return matrixCanvasSize(geom, state.size);
-    const avail = Math.max(220, (el.clientWidth || 900) - 300); // the side panel keeps ~280 px
+    const avail = Math.max(220, (el.clientWidth || 900) - 360); // the side panel keeps its 340 px
     const w = Math.max(state.size, Math.min(avail, (model.get("height") ?? 640) * geom.aspect));
     return [Math.round(w), Math.round(w / geom.aspect)];
   }
