@@ -135,7 +135,7 @@ def test_image_view_thumbnails_and_overlay_offline(offline_page, page_file, emb,
     page.locator(".qkv-panel").screenshot(path=str(artifacts / "static-image-view.png"))
 
     # the aggregate view: by position cut to what the page embeds (257² per head is too much), and it says so
-    from qkviz.widget import _AGGREGATE_VALUES
+    from qkviz._static import _AGGREGATE_VALUES
 
     shown = int(np.sqrt(_AGGREGATE_VALUES // 12))  # 2 layers x 6 heads
     page.locator(".qkv-tabs button[data-tab='aggregate']").click()
