@@ -20,7 +20,6 @@ Needs /usr/bin/chromium and the built bundle (``cd js && npm run build``).
 from __future__ import annotations
 
 import argparse
-import base64
 import functools
 import http.server
 import json
@@ -44,6 +43,7 @@ from qkviz import _commands  # noqa: E402
 from qkviz.embedding import Embedding  # noqa: E402
 from qkviz.widget import QKViz  # noqa: E402
 from tests._browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (the tests' Chromium settings)
+from tests._wire import wire_json  # noqa: E402  (the harness pages' JSON of widget state)
 
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body style="margin:0">
@@ -127,18 +127,6 @@ def wire_bytes(viz: QKViz) -> int:
         msg, bufs = _commands.dispatch(viz, {"kind": "points", "start": start, "stop": min(n_points, start + chunk)})
         total += len(json.dumps(msg)) + sum(b.nbytes for b in bufs)
     return total
-
-
-def to_json(v):
-    if isinstance(v, memoryview):
-        return {"$b64": base64.b64encode(bytes(v)).decode()}
-    if isinstance(v, dict):
-        return {k: to_json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [to_json(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -256,7 +244,7 @@ def main() -> None:
             build_s = time.perf_counter() - t0
             n_points = viz._meta["n_points"]
             nbytes = wire_bytes(viz)
-            (tmp / "payload.json").write_text(json.dumps(to_json(viz._static_state())))
+            (tmp / "payload.json").write_text(json.dumps(wire_json(viz._static_state())))
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(url)
             page.wait_for_function("window.ready === true")
