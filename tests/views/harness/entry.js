@@ -1,29 +1,19 @@
 // Harness entry for the side-panel browser tests: the real views, a real pub-sub bus, and a
 // fetchDetail that asks the test's Python server (qkviz._commands.dispatch over HTTP).
 import createPubSub from "pub-sub-es";
+import { unpackBuffers } from "../../../js/src/codec.js";
 import * as views from "../../../js/src/views/index.js";
-
-const TYPES = { float32: Float32Array, uint32: Uint32Array, int32: Int32Array, uint8: Uint8Array };
 
 function b64(s) {
   const bin = atob(s), out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out.buffer;
 }
-// the same result shape as js/src/codec.js unpackBuffers: typed arrays, shapes dropped
-function unpack(value, buffers) {
-  if (Array.isArray(value)) return value.map((v) => unpack(v, buffers));
-  if (value && typeof value === "object") {
-    if (typeof value.$buffer === "number") return new TYPES[value.dtype](buffers[value.$buffer]);
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unpack(v, buffers)]));
-  }
-  return value;
-}
 async function fetchDetail(request) {
   const r = await fetch("/fetch", { method: "POST", body: JSON.stringify(request) });
   const { msg, buffers } = await r.json();
   if (msg?.error) throw new Error(msg.error);
-  return unpack(msg, buffers.map(b64));
+  return unpackBuffers(msg, buffers.map(b64)); // the widget's own decoder
 }
 
 const bus = createPubSub({ async: false });
