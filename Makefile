@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.qkviz-installed
 PIP    := $(BIN)/python -m pip
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: install demo test test-fast bundle browser docs clean
+.PHONY: install demo test test-fast lint bundle browser docs clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-weights.txt js/package.json js/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,13 @@ browser:
 demo: install bundle
 	$(BIN)/qkviz demo
 
-test: install bundle browser
+# Lint, format and type checks (seconds); `make test` runs them first.
+lint: install
+	$(BIN)/ruff check src tests bench docs
+	$(BIN)/ruff format --check src tests bench docs
+	$(BIN)/mypy
+
+test: install bundle browser lint
 	$(BIN)/python -m pytest
 
 test-fast: install bundle
@@ -44,4 +50,4 @@ docs: install
 	$(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) js/node_modules src/qkviz/static site
+	rm -rf $(VENV) js/node_modules src/qkviz/_bundle site

@@ -29,7 +29,7 @@ def main() -> None:
 
     import torch
 
-    from qkviz._capture import capture
+    from qkviz import capture
     from qkviz.data import demo_sentences, sentences_source
     from qkviz.models import load_model
 
@@ -41,8 +41,9 @@ def main() -> None:
         n_tok = 0
         with torch.inference_mode():
             for i in range(0, len(texts), args.batch_size):
-                enc = tok(texts[i : i + args.batch_size], padding=True, truncation=True, max_length=512,
-                          return_tensors="pt")
+                enc = tok(
+                    texts[i : i + args.batch_size], padding=True, truncation=True, max_length=512, return_tensors="pt"
+                )
                 model(**enc)
                 n_tok += int(enc["attention_mask"].sum())
         return n_tok
@@ -83,9 +84,14 @@ def main() -> None:
         "plain_tokens_per_s": round(n_tok / min(plain_s)),
         "captured_qk_bytes": int(stored),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                    "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "machine": {
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        },
     }
     print(json.dumps(out, indent=1))
 

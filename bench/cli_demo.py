@@ -56,8 +56,12 @@ def _one(method: str, n: int, executor: str, out: str) -> dict:
     wall = time.perf_counter() - t0
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-    return {"stages_s": {k: round(v, 2) for k, v in rep.timings.items()},
-            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "html_bytes": os.path.getsize(out)}
+    return {
+        "stages_s": {k: round(v, 2) for k, v in rep.timings.items()},
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "html_bytes": os.path.getsize(out),
+    }
 
 
 def _run(method: str, n: int, executor: str) -> dict:
@@ -67,7 +71,10 @@ def _run(method: str, n: int, executor: str) -> dict:
         before = _load()
         proc = subprocess.run(
             [sys.executable, __file__, "--child", method, str(n), executor, out],
-            env=env, capture_output=True, text=True, check=False,  # a failed run is reported, not raised
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,  # a failed run is reported, not raised
         )
         if proc.returncode != 0:
             return {"error": proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]}
@@ -88,11 +95,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="pca,tsne", help="comma-separated (default: %(default)s)")
     ap.add_argument("-n", "--sentences", type=int, default=300, help="demo sentences (default: %(default)s)")
-    ap.add_argument("--executor", default="pool",
-                    help="comma-separated embed executors: pool (the default), serial (default: %(default)s)")
+    ap.add_argument(
+        "--executor",
+        default="pool",
+        help="comma-separated embed executors: pool (the default), serial (default: %(default)s)",
+    )
     args = ap.parse_args()
-    report: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                    "sentences": args.sentences, "runs": {}}
+    report: dict = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "sentences": args.sentences,
+        "runs": {},
+    }
     for method in args.methods.split(","):
         for executor in args.executor.split(","):
             report["runs"][f"{method}/{executor}"] = _run(method, args.sentences, executor)

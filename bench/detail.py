@@ -48,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import qkviz
-    from qkviz import _detail
+    from qkviz import analysis as _detail
     from qkviz.data import demo_sentences
 
     load0 = os.getloadavg()[0]
@@ -57,21 +57,41 @@ def main() -> None:
     seq = int(np.argmax(cap.sequences["n_tokens"].to_numpy()))
     seq_t, agg_t, base_t = [], [], []
     for la, h in heads:
-        seq_t.append(_best(lambda: _detail.sequence_detail(cap, la, h, seq), args.repeats))
-        agg_t.append(_best(lambda: _detail.aggregate_detail(cap, la, h), args.repeats))
-        base_t.append(_best(lambda: _attention_only(cap, la, h), args.repeats))
-    print(json.dumps({
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_before": load0, "load_after": os.getloadavg()[0]},
-        "capture": {"sequences": int(len(cap.sequences)), "tokens": int(len(cap.tokens)), "heads": len(heads),
-                    "longest_seq": int(cap.sequences["n_tokens"].max())},
-        "sequence_detail_ms": {"median": 1e3 * float(np.median(seq_t)), "max": 1e3 * float(np.max(seq_t)),
-                               "payload_bytes": _payload_bytes(_detail.sequence_detail(cap, 0, 0, seq))},
-        "aggregate_detail_ms": {"median": 1e3 * float(np.median(agg_t)), "max": 1e3 * float(np.max(agg_t)),
-                                "payload_bytes": _payload_bytes(_detail.aggregate_detail(cap, 0, 0))},
-        "attention_only_ms": {"median": 1e3 * float(np.median(base_t))},
-        "aggregate_over_attention_only": float(np.median(agg_t) / np.median(base_t)),
-    }, indent=2))
+        # the lambdas run inside _best, within this iteration: binding la, h late is what we want
+        seq_t.append(_best(lambda: _detail.sequence_detail(cap, la, h, seq), args.repeats))  # noqa: B023
+        agg_t.append(_best(lambda: _detail.aggregate_detail(cap, la, h), args.repeats))  # noqa: B023
+        base_t.append(_best(lambda: _attention_only(cap, la, h), args.repeats))  # noqa: B023
+    print(
+        json.dumps(
+            {
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "load_before": load0,
+                    "load_after": os.getloadavg()[0],
+                },
+                "capture": {
+                    "sequences": int(len(cap.sequences)),
+                    "tokens": int(len(cap.tokens)),
+                    "heads": len(heads),
+                    "longest_seq": int(cap.sequences["n_tokens"].max()),
+                },
+                "sequence_detail_ms": {
+                    "median": 1e3 * float(np.median(seq_t)),
+                    "max": 1e3 * float(np.max(seq_t)),
+                    "payload_bytes": _payload_bytes(_detail.sequence_detail(cap, 0, 0, seq)),
+                },
+                "aggregate_detail_ms": {
+                    "median": 1e3 * float(np.median(agg_t)),
+                    "max": 1e3 * float(np.max(agg_t)),
+                    "payload_bytes": _payload_bytes(_detail.aggregate_detail(cap, 0, 0)),
+                },
+                "attention_only_ms": {"median": 1e3 * float(np.median(base_t))},
+                "aggregate_over_attention_only": float(np.median(agg_t) / np.median(base_t)),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

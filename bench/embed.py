@@ -50,9 +50,11 @@ def _calibrate() -> float:
 
 def _faith(emb) -> dict:
     f = emb.faithfulness(5)
-    return {"recall@5": round(float(f["recall"].mean()), 4),
-            "spearman": round(float(f["spearman"].mean()), 4),
-            "chance_recall@5": round(float(f["chance_recall"].mean()), 4)}
+    return {
+        "recall@5": round(float(f["recall"].mean()), 4),
+        "spearman": round(float(f["spearman"].mean()), 4),
+        "chance_recall@5": round(float(f["chance_recall"].mean()), 4),
+    }
 
 
 def _embed_row(cap, method, keys, **kw) -> dict:
@@ -63,9 +65,14 @@ def _embed_row(cap, method, keys, **kw) -> dict:
     t = time.perf_counter()
     emb = qkviz.embed(cap, method, layers=layers, heads=heads, cache=False, progress=False, **kw)
     total = time.perf_counter() - t
-    n = len(emb.keys)
-    return {"heads": n, "total_s": round(total, 2), "per_head_s": round(total / n, 3),
-            **_faith(emb), "params": {k: v for k, v in emb.params.items() if k != "random_state"}}, emb
+    n = len(emb.cells)
+    return {
+        "heads": n,
+        "total_s": round(total, 2),
+        "per_head_s": round(total / n, 3),
+        **_faith(emb),
+        "params": {k: v for k, v in emb.params.items() if k != "random_state"},
+    }, emb
 
 
 def _per_head(cap, method, keys, **kw) -> dict:
@@ -75,12 +82,17 @@ def _per_head(cap, method, keys, **kw) -> dict:
     times, recalls = [], []
     for layer, head in keys:
         t = time.perf_counter()
-        emb = qkviz.embed(cap, method, layers=[layer], heads=[head], cache=False, progress=False,
-                          executor="serial", **kw)
+        emb = qkviz.embed(
+            cap, method, layers=[layer], heads=[head], cache=False, progress=False, executor="serial", **kw
+        )
         times.append(time.perf_counter() - t)
         recalls.append(float(emb.faithfulness(5)["recall"].iloc[0]))
-    return {"heads": len(keys), "per_head_s": round(float(np.mean(times)), 3),
-            "recall@5": round(float(np.mean(recalls)), 4), "recall@5_per_head": [round(r, 3) for r in recalls]}
+    return {
+        "heads": len(keys),
+        "per_head_s": round(float(np.mean(times)), 3),
+        "recall@5": round(float(np.mean(recalls)), 4),
+        "recall@5_per_head": [round(r, 3) for r in recalls],
+    }
 
 
 def _recipe_sample(cap, sample) -> dict:
@@ -101,16 +113,20 @@ def _recipe_sample(cap, sample) -> dict:
             t = time.perf_counter()
             if name == "attentionviz_recipe":
                 qn, kn, _ = normalize(q, k, translate=True, scale=None)
-                y = TSNE(2, perplexity=50, max_iter=300, metric="cosine", n_jobs=2,
-                         random_state=0).fit_transform(np.vstack([qn, kn]))
+                y = TSNE(2, perplexity=50, max_iter=300, metric="cosine", n_jobs=2, random_state=0).fit_transform(
+                    np.vstack([qn, kn])
+                )
             else:
                 qn, kn, _ = normalize(q, k, translate=True, scale="auto")
                 y = np.asarray(OTSNE(n_jobs=2, random_state=0).fit(np.vstack([qn, kn])))
             times.append(time.perf_counter() - t)
             recalls.append(head_faithfulness(y, q, k, seq, cap.scaling[layer], k=5).recall)
-        out[name] = {"heads": len(heads), "per_head_s": round(float(np.mean(times)), 3),
-                     "recall@5": round(float(np.mean(recalls)), 4),
-                     "recall@5_per_head": [round(r, 3) for r in recalls]}
+        out[name] = {
+            "heads": len(heads),
+            "per_head_s": round(float(np.mean(times)), 3),
+            "recall@5": round(float(np.mean(recalls)), 4),
+            "recall@5_per_head": [round(r, 3) for r in recalls],
+        }
     return out
 
 
@@ -130,9 +146,13 @@ def _pca_144(cap, keys) -> dict:
         for x in clouds:
             PCA(2).fit_transform(x)
         runs.append(time.perf_counter() - t)
-    return {"heads": len(clouds), "points_per_head": int(clouds[0].shape[0]),
-            "total_s_best_of_3": round(min(runs), 3), "total_s_runs": [round(r, 3) for r in runs],
-            "calibration_matmul_s": _calibrate()}
+    return {
+        "heads": len(clouds),
+        "points_per_head": int(clouds[0].shape[0]),
+        "total_s_best_of_3": round(min(runs), 3),
+        "total_s_runs": [round(r, 3) for r in runs],
+        "calibration_matmul_s": _calibrate(),
+    }
 
 
 _JIT_SNIPPET = r"""
@@ -153,8 +173,7 @@ def _umap_jit(cap, key) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         f = os.path.join(tmp, "head.npz")
         np.savez(f, q=cap.q(*key), k=cap.k(*key))
-        r = subprocess.run([sys.executable, "-c", _JIT_SNIPPET, f], capture_output=True, text=True,
-                           timeout=600)
+        r = subprocess.run([sys.executable, "-c", _JIT_SNIPPET, f], capture_output=True, text=True, timeout=600)
     if r.returncode:
         return {"error": r.stderr[-500:]}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -170,13 +189,19 @@ def main() -> None:
     import qkviz
     from qkviz.data import demo_sentences
 
-    report: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                "platform": platform.platform()},
-                    "load_avg_start": _load(), "calibration_matmul_s_start": _calibrate()}
+    report: dict = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "load_avg_start": _load(),
+        "calibration_matmul_s_start": _calibrate(),
+    }
     t = time.perf_counter()
     cap = qkviz.capture("minilm", demo_sentences(84), progress=False)
-    report["capture"] = {"sentences": len(cap.sequences), "tokens": int(cap.n_tokens),
-                         "points_per_head": 2 * int(cap.n_tokens), "seconds": round(time.perf_counter() - t, 2)}
+    report["capture"] = {
+        "sentences": len(cap.sequences),
+        "tokens": int(cap.n_tokens),
+        "points_per_head": 2 * int(cap.n_tokens),
+        "seconds": round(time.perf_counter() - t, 2),
+    }
     keys = [(l, h) for l in cap.layers for h in cap.heads]
     if args.quick:
         keys = [(l, h) for l in (0, 3) for h in (0, 1, 2, 3)]
@@ -204,7 +229,8 @@ def main() -> None:
         rows["tsne_on_sample"] = _per_head(cap, "tsne", sample)
         rows.update(_recipe_sample(cap, sample))
         rows["speedup_default_tsne_grid_vs_attentionviz_recipe"] = round(
-            rows["attentionviz_recipe"]["per_head_s"] / rows["tsne"]["per_head_s"], 2)
+            rows["attentionviz_recipe"]["per_head_s"] / rows["tsne"]["per_head_s"], 2
+        )
         with tempfile.TemporaryDirectory() as tmp:
             a = time.perf_counter()
             qkviz.embed(cap, "tsne", layers=[0], heads=[0, 1], cache=tmp, progress=False)
@@ -212,8 +238,13 @@ def main() -> None:
             a = time.perf_counter()
             e2 = qkviz.embed(cap, "tsne", layers=[0], heads=[0, 1], cache=tmp, progress=False)
             second = time.perf_counter() - a
-        rows["cache"] = {"heads": 2, "first_s": round(first, 2), "second_s": round(second, 3),
-                         "second_per_head_s": round(second / 2, 3), "all_hits": e2.timings["heads_cached"] == 2}
+        rows["cache"] = {
+            "heads": 2,
+            "first_s": round(first, 2),
+            "second_s": round(second, 3),
+            "second_per_head_s": round(second / 2, 3),
+            "all_hits": e2.timings["heads_cached"] == 2,
+        }
     if "umap" in methods:
         rows["umap_numba_compile_fresh_process"] = _umap_jit(cap, keys[0])
         rows["umap"], _ = _embed_row(cap, "umap", keys)

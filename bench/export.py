@@ -33,9 +33,11 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import qkviz  # noqa: E402
-from qkviz import export  # noqa: E402
-from qkviz.data import demo_sentences  # noqa: E402
+import qkviz
+from qkviz import export
+from qkviz.data import demo_sentences
+from qkviz.export import _pack
+from qkviz.export._snapshot import snapshot
 
 VARIANTS = [
     ("default (top_k=5, compact)", {"top_k": 5, "compact": True}),
@@ -49,16 +51,16 @@ VARIANTS = [
 
 def components(viz, top_k: int = export.DEFAULT_TOP_K) -> dict[str, int]:
     """Bytes each part of the default export adds to the file (see the module docstring)."""
-    static = export._static_state(viz, top_k)
+    static = export._page_state(snapshot(viz.state, viz.view(), top_k))
     state, emb = static["state"], static["embedded"]
 
     def packed(part) -> int:
         if not part:  # not embedded (no top-k, not an image capture)
             return 0
-        _, blob = export.pack_state(part, compact=True, float_bits=export.COMPACT_BITS)
-        return len(export.embed_bytes(blob))
+        _, blob = _pack.pack_state(part, compact=True, float_bits=_pack.COMPACT_BITS)
+        return len(_pack.embed_bytes(blob))
 
-    meta, _ = export.pack_state(static, compact=True, float_bits=export.COMPACT_BITS)
+    meta, _ = _pack.pack_state(static, compact=True, float_bits=_pack.COMPACT_BITS)
     topk = emb.get("topk") or []
     out = {
         "bundle": len(export._bundle().encode("utf-8")),
@@ -125,7 +127,9 @@ def main() -> None:
             out["variants"][name] = {"bytes": sizes[name], "bytes_per_point": round(sizes[name] / n_points, 3),
                                      "export_s": round(best, 2)}  # fmt: skip
             if name.startswith("default"):
-                out["variants"][name]["open_s"] = round(open_time(path), 2) if shutil.which("/usr/bin/chromium") else None
+                out["variants"][name]["open_s"] = (
+                    round(open_time(path), 2) if shutil.which("/usr/bin/chromium") else None
+                )
         for name, kw in variants:
             exact = f"exact (top_k={kw['top_k']})"
             if exact in sizes:

@@ -5,7 +5,7 @@ For grids of ~100k, 720k and 1.5M points (12 x 12 heads of random layouts), prin
 * ``bytes_per_point``: everything the kernel sends for the grid (initial trait state plus every
   ``points`` chunk response, binary frames and their JSON headers) divided by the point count;
 * ``first_paint_s``: from ``render()`` of the bundled widget (fake model answering requests from
-  ``QKViz._static_state()``, so no kernel round trips are included) until its first frame is on the
+  ``qkviz.export._snapshot.snapshot``, so no kernel round trips are included) until its first frame is on the
   canvas; ``baseline_s``: the same points drawn by a bare regl-scatterplot (no widget) in the same
   page, interleaved; ``ratio`` = widget / baseline (minimum over repeats).
 
@@ -39,12 +39,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from qkviz import _commands  # noqa: E402
-from qkviz.embedding import Embedding  # noqa: E402
-from qkviz.widget import QKViz  # noqa: E402
-from tests._browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (the tests' Chromium settings)
-from tests._wire import wire_json  # noqa: E402  (the harness pages' JSON of widget state)
+from tests._browser import CHROMIUM, CHROMIUM_ARGS
+from tests._wire import wire_json
 
+from qkviz import Embedding
+from qkviz.export._snapshot import snapshot
+from qkviz.widget import (
+    QKViz,
+    _commands,
+)
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body style="margin:0">
 <div id="root" style="width:1100px"></div><canvas id="base" width="640" height="640"></canvas>
@@ -102,16 +105,25 @@ def make_grid(points: int, n_layers=12, n_heads=12, seq_len=30, seed=0) -> Embed
     rng = np.random.default_rng(seed)
     seq = np.arange(n) // seq_len
     pos = np.arange(n) % seq_len
-    tokens = pd.DataFrame({"seq": seq.astype("int32"), "pos": pos.astype("int32"),
-                           "token": [f"t{i % 997}" for i in range(n)], "display": [f"t{i % 997}" for i in range(n)],
-                           "special": pos == 0})
-    coords = {(la, h): rng.uniform(-1, 1, (2 * n, 2)).astype(np.float32) for la in range(n_layers) for h in range(n_heads)}
+    tokens = pd.DataFrame(
+        {
+            "seq": seq.astype("int32"),
+            "pos": pos.astype("int32"),
+            "token": [f"t{i % 997}" for i in range(n)],
+            "display": [f"t{i % 997}" for i in range(n)],
+            "special": pos == 0,
+        }
+    )
+    coords = {
+        (la, h): rng.uniform(-1, 1, (2 * n, 2)).astype(np.float32) for la in range(n_layers) for h in range(n_heads)
+    }
     norms = {k: rng.uniform(0.5, 2, 2 * n).astype(np.float32) for k in coords}
     return Embedding(coords, tokens, norms=norms)
 
 
 def wire_bytes(viz: QKViz) -> int:
     """Bytes the kernel sends for the grid: trait state + every chunk response."""
+
     def size(v):
         if isinstance(v, memoryview):
             return v.nbytes
@@ -120,11 +132,14 @@ def wire_bytes(viz: QKViz) -> int:
         if isinstance(v, (list, tuple)):
             return sum(size(x) for x in v) + 2
         return len(json.dumps(v))
+
     state = viz.get_state()  # what ipywidgets serialises on display (layout is a model reference)
     total = sum(size(v) for k, v in state.items() if k not in ("_esm", "_css"))
     chunk, n_points = viz._meta["chunk_points"], viz._meta["n_points"]
     for start in range(0, n_points, chunk):
-        msg, bufs = _commands.dispatch(viz, {"kind": "points", "start": start, "stop": min(n_points, start + chunk)})
+        msg, bufs = _commands.dispatch(
+            viz.state, {"kind": "points", "start": start, "stop": min(n_points, start + chunk)}
+        )
         total += len(json.dumps(msg)) + sum(b.nbytes for b in bufs)
     return total
 
@@ -156,26 +171,49 @@ def lab_first_paint(browser, sizes, repeats):
     root = home / "root"
     root.mkdir()
     for size in sizes:
-        nb = new_notebook(cells=[new_code_cell(LAB_SETUP.format(bench=str(ROOT / "bench"), size=size)),
-                                 new_code_cell("QKViz(emb)")])
+        nb = new_notebook(
+            cells=[new_code_cell(LAB_SETUP.format(bench=str(ROOT / "bench"), size=size)), new_code_cell("QKViz(emb)")]
+        )
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, root / f"b{size}.ipynb")
     (home / "config" / "labconfig").mkdir(parents=True)
-    (home / "config" / "labconfig" / "page_config.json").write_text(_json.dumps(
-        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    (home / "config" / "labconfig" / "page_config.json").write_text(
+        _json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_DATA_DIR=str(home / "data"),
-               JUPYTER_RUNTIME_DIR=str(home / "runtime"), IPYTHONDIR=str(home / "ipython"))
+    env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_DATA_DIR=str(home / "data"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        IPYTHONDIR=str(home / "ipython"),
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--IdentityProvider.token=", "--ServerApp.password=",
-         "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}",
-         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly",
-         f"--LabApp.workspaces_dir={home / 'ws'}", f"--LabApp.user_settings_dir={home / 'settings'}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--IdentityProvider.token=",
+            "--ServerApp.password=",
+            "--ServerApp.disable_check_xsrf=True",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",
+            f"--LabApp.workspaces_dir={home / 'ws'}",
+            f"--LabApp.user_settings_dir={home / 'settings'}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     out = {}
     try:
@@ -188,15 +226,19 @@ def lab_first_paint(browser, sizes, repeats):
         for size in sizes:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"{url}/lab/tree/b{size}.ipynb?reset", wait_until="domcontentloaded")
-            page.wait_for_function("""() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+            page.wait_for_function(
+                """() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
                 const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-                return k && k.status === 'idle'; }""", timeout=120_000)
+                return k && k.status === 'idle'; }""",
+                timeout=120_000,
+            )
             page.evaluate("() => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = 0; }")
             page.evaluate("window.jupyterapp.commands.execute('notebook:run-cell')")
             page.wait_for_selector(".jp-OutputArea-output:has-text('READY')", timeout=300_000)
             times = []
-            for r in range(repeats):
-                times.append(page.evaluate("""async () => {
+            for _ in range(repeats):
+                times.append(
+                    page.evaluate("""async () => {
                     const nb = window.jupyterapp.shell.currentWidget.content;
                     const old = new Set(document.querySelectorAll('.qk-root'));
                     nb.activeCellIndex = 1;
@@ -207,7 +249,8 @@ def lab_first_paint(browser, sizes, repeats):
                         const v = [...document.querySelectorAll('.qk-root[data-qk-ready="1"]')].find((e) => !old.has(e));
                         if (v) ok(); else setTimeout(tick, 5); }; tick(); });
                     await new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok)));
-                    return (performance.now() - t0) / 1000; }"""))
+                    return (performance.now() - t0) / 1000; }""")
+                )
                 page.wait_for_timeout(300)
             out[size] = {"min": round(min(times), 3), "median": round(float(np.median(times)), 3)}
             page.close()
@@ -227,9 +270,13 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="qkviz-bench-"))
-    shutil.copy(ROOT / "src/qkviz/static/widget.js", tmp / "widget.js")
-    subprocess.run(["npx", "esbuild", "regl-scatterplot", "--bundle", "--format=esm", "--minify",
-                    f"--outfile={tmp / 'rs.js'}"], cwd=ROOT / "js", check=True, capture_output=True)
+    shutil.copy(ROOT / "src/qkviz/_bundle/widget.js", tmp / "widget.js")
+    subprocess.run(
+        ["npx", "esbuild", "regl-scatterplot", "--bundle", "--format=esm", "--minify", f"--outfile={tmp / 'rs.js'}"],
+        cwd=ROOT / "js",
+        check=True,
+        capture_output=True,
+    )
     (tmp / "index.html").write_text(PAGE)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tmp)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -244,7 +291,7 @@ def main() -> None:
             build_s = time.perf_counter() - t0
             n_points = viz._meta["n_points"]
             nbytes = wire_bytes(viz)
-            (tmp / "payload.json").write_text(json.dumps(wire_json(viz._static_state())))
+            (tmp / "payload.json").write_text(json.dumps(wire_json(snapshot(viz.state, viz.view()))))
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(url)
             page.wait_for_function("window.ready === true")
@@ -254,14 +301,19 @@ def main() -> None:
                 widget_s.append(page.evaluate("timeWidget()"))
                 base_s.append(page.evaluate("timeBaseline()"))
             page.close()
-            results.append({
-                "points": n_points, "heads": 144, "tokens": emb.n_tokens,
-                "bytes_per_point": round(nbytes / n_points, 2), "wire_mib": round(nbytes / 2**20, 2),
-                "python_build_s": round(build_s, 3),
-                "first_paint_s": {"min": round(min(widget_s), 3), "median": round(float(np.median(widget_s)), 3)},
-                "baseline_s": {"min": round(min(base_s), 3), "median": round(float(np.median(base_s)), 3)},
-                "ratio_min": round(min(widget_s) / min(base_s), 2),
-            })
+            results.append(
+                {
+                    "points": n_points,
+                    "heads": 144,
+                    "tokens": emb.n_tokens,
+                    "bytes_per_point": round(nbytes / n_points, 2),
+                    "wire_mib": round(nbytes / 2**20, 2),
+                    "python_build_s": round(build_s, 3),
+                    "first_paint_s": {"min": round(min(widget_s), 3), "median": round(float(np.median(widget_s)), 3)},
+                    "baseline_s": {"min": round(min(base_s), 3), "median": round(float(np.median(base_s)), 3)},
+                    "ratio_min": round(min(widget_s) / min(base_s), 2),
+                }
+            )
             print(json.dumps(results[-1]), file=sys.stderr)
         if args.lab:
             lab = lab_first_paint(browser, args.sizes, args.repeats)
@@ -271,8 +323,18 @@ def main() -> None:
         browser.close()
     server.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)
-    print(json.dumps({"bench": "widget", "machine": platform.machine(), "cpus": __import__("os").cpu_count(),
-                      "chromium": "SwiftShader WebGL (CPU)", "results": results}, indent=1))
+    print(
+        json.dumps(
+            {
+                "bench": "widget",
+                "machine": platform.machine(),
+                "cpus": __import__("os").cpu_count(),
+                "chromium": "SwiftShader WebGL (CPU)",
+                "results": results,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

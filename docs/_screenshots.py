@@ -8,7 +8,7 @@ and the offline weights; no network)::
 
 The widget is driven the way ``tests/views`` drives it: the front end is bundled now from ``js/src``
 (esbuild), mounted in headless Chromium by ``tests/views/harness/widget.html`` with a fake anywidget
-model, and every request of the page is answered over HTTP by ``qkviz._commands.dispatch`` on a
+model, and every request of the page is answered over HTTP by ``qkviz.widget._commands.dispatch`` on a
 real ``QKViz``. Each shot is cropped to the widget (or to its side panel) and reduced to a palette
 with Pillow so that it stays under :data:`MAX_BYTES`.
 
@@ -49,8 +49,9 @@ PREV_TOKEN_HEAD = (0, 2)  # attends to the previous token (tests/views/test_view
 IMAGE_HEAD = (5, 1)
 
 sys.path[:0] = [str(TESTS)]  # the tests' browser helpers: one recipe for tests and docs
-from _browser import CHROMIUM, CHROMIUM_ARGS
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from _browser import CHROMIUM, CHROMIUM_ARGS
 from views.conftest import HARNESS, _Handler, open_widget
 from views.test_widget_images_3d import DEFAULT_CAMERA, project
 
@@ -324,8 +325,13 @@ def shot_dark(site: Site) -> None:
 
 
 SHOTS = {
-    "matrix": shot_matrix, "faithfulness": shot_faithfulness, "head": shot_head, "aggregate": shot_aggregate, "image": shot_image,
-    "3d": shot_3d, "dark": shot_dark,
+    "matrix": shot_matrix,
+    "faithfulness": shot_faithfulness,
+    "head": shot_head,
+    "aggregate": shot_aggregate,
+    "image": shot_image,
+    "3d": shot_3d,
+    "dark": shot_dark,
 }  # fmt: skip  ("head" also writes "sentence")
 
 

@@ -8,10 +8,17 @@ def tiny_bert(seed: int = 0, **overrides):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from qkviz.models import _minilm_dir
+    from qkviz.models._offline import minilm_dir as _minilm_dir
 
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=128, **overrides)
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        **overrides,
+    )
     model = BertModel(cfg, add_pooling_layer=False).eval()
     return model, AutoTokenizer.from_pretrained(_minilm_dir())

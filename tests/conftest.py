@@ -7,8 +7,9 @@
 * ``vit_capture``: the converted ViT-S/14 (``"vit-s14"``) over 3 demo images (257 tokens each:
   [CLS] + 16x16 patches; 12 layers x 6 heads, d_head 64), with thumbnails in ``images``.
 
-Converted models are cached under ``QKVIZ_CACHE`` (set here to a per-machine folder in the
-temporary directory unless already set, so test runs share the one-off conversions).
+qkviz's caches (converted models, cached layouts) live under ``QKVIZ_CACHE_DIR``, set here to a
+per-machine folder in the temporary directory unless already set, so test runs share the one-off
+conversions and never touch the user's own cache.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 
 from _models import tiny_bert
 
-os.environ.setdefault("QKVIZ_CACHE", str(pathlib.Path(tempfile.gettempdir()) / "qkviz-test-cache"))
+os.environ.setdefault("QKVIZ_CACHE_DIR", str(pathlib.Path(tempfile.gettempdir()) / "qkviz-test-cache"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -35,14 +36,14 @@ def demo_texts():
 
 @pytest.fixture(scope="session")
 def minilm_capture(demo_texts):
-    from qkviz._capture import capture
+    from qkviz import capture
 
     return capture("minilm", demo_texts, batch_size=16, progress=False)
 
 
 @pytest.fixture(scope="session")
 def tiny_capture():
-    from qkviz._capture import capture
+    from qkviz import capture
     from qkviz.data import demo_sentences
 
     return capture(tiny_bert(), demo_sentences(6), values=True, progress=False)
@@ -57,6 +58,6 @@ def vit_images():
 
 @pytest.fixture(scope="session")
 def vit_capture(vit_images):
-    from qkviz._capture import capture
+    from qkviz import capture
 
     return capture("vit-s14", vit_images, batch_size=3, progress=False)

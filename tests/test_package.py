@@ -43,7 +43,7 @@ def test_unknown_attribute_is_an_attribute_error():
 
 
 def test_bundle_ships_with_the_package_and_fetches_nothing():
-    bundle = importlib.resources.files("qkviz") / "static" / "widget.js"
+    bundle = importlib.resources.files("qkviz") / "_bundle" / "widget.js"
     assert bundle.is_file(), "run `pip install -e .` or `cd js && npm run build` to build the bundle"
     text = bundle.read_text(encoding="utf-8")
     assert len(text) > 1000

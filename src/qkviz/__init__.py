@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import (
     EmbeddingError,
     InputError,
@@ -25,26 +26,26 @@ from .errors import (
     WidgetDataError,
 )
 
-__version__ = "0.1.0"
-
-# public name -> module that defines it
+# public name -> module that defines it (imported on first use)
 _LAZY = {
-    "capture": "_capture",
-    "Capture": "store",
-    "load": "store",
+    "capture": "_capture._run",
+    "Capture": "_capture._container",
+    "HeadGeometry": "_capture._geometry",
+    "load": "_load",
     "load_model": "models",
-    "embed": "embedding",
-    "Embedding": "embedding",
+    "embed": "project._recipe",
+    "Embedding": "project._embedding",
     "QKViz": "widget",
+    "save_html": "export",
 }
 
-# submodules reachable as attributes without an explicit import (``qkviz.data.demo_sentences()``)
-_SUBMODULES = ("data", "errors", "export")
+# submodules reachable as attributes without an explicit import (``qkviz.data.demo_sentences()``);
+# the pipeline's public stages, in the order data flows through them
+_SUBMODULES = ("data", "errors", "attention", "joint", "metrics", "analysis", "project", "wire", "export")
 
 __all__ = [
     *_LAZY,
-    "data",
-    "export",
+    *_SUBMODULES,
     "EmbeddingError",
     "InputError",
     "MissingDependencyError",
@@ -57,10 +58,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._capture import capture
-    from .embedding import Embedding, embed
+    from ._capture._container import Capture
+    from ._capture._geometry import HeadGeometry
+    from ._capture._run import capture
+    from ._load import load
+    from .export import save_html
     from .models import load_model
-    from .store import Capture, load
+    from .project._embedding import Embedding
+    from .project._recipe import embed
     from .widget import QKViz
 
 

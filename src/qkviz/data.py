@@ -161,7 +161,7 @@ def demo_images(n: int | None = None) -> dict[str, object]:
         if not full():
             import matplotlib.cbook as cbook
 
-            with cbook.get_sample_data("grace_hopper.jpg") as fh:
+            with cbook.get_sample_data("grace_hopper.jpg", asfileobj=True) as fh:  # type: ignore[union-attr]
                 out["grace_hopper"] = Image.open(fh).convert("RGB")
     except ImportError:  # scikit-learn / matplotlib are optional extras on top of scikit-image
         pass

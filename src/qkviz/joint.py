@@ -40,12 +40,13 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .errors import EmbeddingError
 
-__all__ = ["JointTransform", "normalize", "fit_transform_params", "dot_lift"]
+__all__ = ["JointTransform", "normalize", "fit_transform_params", "dot_lift", "check_scale_mode"]
 
 
 @dataclass(frozen=True)
@@ -73,19 +74,19 @@ class JointTransform:
         """Normalise ``q, k`` (float32 [token, d_head] each)."""
         q = np.asarray(q, np.float32)
         k = np.asarray(k, np.float32)
-        return (q / np.float32(self.scale)).astype(np.float32), (
-            (k + self.shift) * np.float32(self.scale)
-        ).astype(np.float32)
+        return (q / np.float32(self.scale)).astype(np.float32), ((k + self.shift) * np.float32(self.scale)).astype(
+            np.float32
+        )
 
     def invert(self, q: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Undo :meth:`apply`: back to the model's own vectors (float32 [token, d_head] each)."""
         q = np.asarray(q, np.float32)
         k = np.asarray(k, np.float32)
-        return (q * np.float32(self.scale)).astype(np.float32), (
-            k / np.float32(self.scale) - self.shift
-        ).astype(np.float32)
+        return (q * np.float32(self.scale)).astype(np.float32), (k / np.float32(self.scale) - self.shift).astype(
+            np.float32
+        )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-friendly record (for an embedding's metadata)."""
         return {
             "shift": [float(x) for x in self.shift],
@@ -95,7 +96,7 @@ class JointTransform:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> JointTransform:
+    def from_dict(cls, d: dict[str, Any]) -> JointTransform:
         """Inverse of :meth:`to_dict`."""
         return cls(
             shift=np.asarray(d["shift"], np.float32),
@@ -105,7 +106,8 @@ class JointTransform:
         )
 
 
-def _check_scale_mode(scale: str | float | None) -> None:
+def check_scale_mode(scale: str | float | None) -> None:
+    """Raise :class:`qkviz.EmbeddingError` unless ``scale`` is ``"auto"``, ``None`` or a positive number."""
     if scale is None or scale == "auto":
         return
     if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating, np.integer)):
@@ -133,7 +135,7 @@ def fit_transform_params(
     -------
     JointTransform
     """
-    _check_scale_mode(scale)
+    check_scale_mode(scale)
     q = np.asarray(q, np.float64)
     k = np.asarray(k, np.float64)
     if q.ndim != 2 or k.shape != q.shape:
@@ -148,9 +150,7 @@ def fit_transform_params(
         a = float(np.sqrt(nq / nk)) if nq > 0 and nk > 0 and np.isfinite(nq / nk) else 1.0
     else:
         a = float(scale)
-    return JointTransform(
-        shift=shift.astype(np.float32), scale=a, translate=bool(translate), scale_mode=scale
-    )
+    return JointTransform(shift=shift.astype(np.float32), scale=a, translate=bool(translate), scale_mode=scale)
 
 
 def normalize(

@@ -35,9 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .attention import attention_rows, sequence_slices, visible
 from .errors import EmbeddingError
 
-__all__ = ["Faithfulness", "head_faithfulness", "attention_rows", "sequence_slices", "visible"]
+__all__ = ["Faithfulness", "head_faithfulness"]
 
 
 @dataclass(frozen=True)
@@ -60,76 +61,6 @@ class Faithfulness:
     spearman: float
     chance_recall: float
     n_rows: int
-
-
-def sequence_slices(seq: np.ndarray) -> list[slice]:
-    """Contiguous token ranges of each sequence.
-
-    Parameters
-    ----------
-    seq : int array [token]
-        Sequence id of every token; tokens of one sequence must be contiguous (as in a capture's
-        token table).
-
-    Returns
-    -------
-    list of slice
-        One slice per sequence, in token order.
-    """
-    seq = np.asarray(seq)
-    if seq.ndim != 1:
-        raise EmbeddingError(f"seq must be 1-D [token], got shape {seq.shape}.")
-    if seq.size == 0:
-        return []
-    starts = np.flatnonzero(np.r_[True, seq[1:] != seq[:-1]])
-    if len(np.unique(seq[starts])) != len(starts):
-        raise EmbeddingError(
-            "tokens of one sequence must be contiguous in the token table; sort the tokens by "
-            "(seq, pos) first."
-        )
-    ends = np.r_[starts[1:], seq.size]
-    return [slice(int(a), int(b)) for a, b in zip(starts, ends)]
-
-
-def visible(n: int, causal: bool = False, window: int | None = None) -> np.ndarray:
-    """Which keys each query of an ``n``-token sequence sees: bool [query_pos, key_pos]."""
-    pos = np.arange(n)
-    diff = pos[:, None] - pos[None, :]
-    ok = np.ones((n, n), bool)
-    if causal:
-        ok &= diff >= 0
-    if window:
-        ok &= diff < window
-    return ok
-
-
-def attention_rows(
-    q: np.ndarray, k: np.ndarray, scaling: float, causal: bool = False, window: int | None = None
-) -> np.ndarray:
-    """Attention probabilities of one sequence: ``softmax(scaling * q kᵀ + mask)``.
-
-    Parameters
-    ----------
-    q, k : float array [pos, d_head]
-        Queries and keys of one sequence.
-    scaling : float
-        The model's score factor.
-    causal : bool
-        Mask keys after each query's position.
-    window : int, optional
-        Sliding window: query ``i`` sees only keys ``j > i - window``.
-
-    Returns
-    -------
-    float64 array [query_pos, key_pos]
-        Each row sums to 1; masked entries are 0.
-    """
-    s = (np.asarray(q, np.float64) @ np.asarray(k, np.float64).T) * float(scaling)
-    if causal or window:
-        s = np.where(visible(len(q), causal, window), s, -np.inf)
-    s -= s.max(axis=1, keepdims=True)
-    e = np.exp(s)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _ranks_desc(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -205,14 +136,13 @@ def head_faithfulness(
     n = len(seq)
     if coords.ndim != 2 or coords.shape[0] != 2 * n:
         raise EmbeddingError(
-            f"coords must be [point={2 * n}, dim] (queries then keys of {n} tokens), "
-            f"got shape {coords.shape}."
+            f"coords must be [point={2 * n}, dim] (queries then keys of {n} tokens), got shape {coords.shape}."
         )
     if q.shape[0] != n or keys.shape[0] != n:
         raise EmbeddingError(f"q and keys must have {n} rows (one per token), got {q.shape}, {keys.shape}.")
     if k < 1:
         raise EmbeddingError(f"k must be >= 1, got {k}.")
-    rec, cha, rho, ok = [], [], [], []
+    recs, chas, rhos, oks = [], [], [], []
     for sl in sequence_slices(seq):
         m = sl.stop - sl.start
         attn = attention_rows(q[sl], keys[sl], scaling, causal, window)
@@ -220,11 +150,14 @@ def head_faithfulness(
         d2 = (cq**2).sum(1)[:, None] + (ck**2).sum(1)[None, :] - 2.0 * cq @ ck.T
         valid = visible(m, causal, window)
         r, c, s, mask = _sequence_scores(attn, d2, valid, k)
-        rec.append(r), cha.append(c), rho.append(s), ok.append(mask)
-    if not rec:
+        recs.append(r)
+        chas.append(c)
+        rhos.append(s)
+        oks.append(mask)
+    if not recs:
         raise EmbeddingError("no tokens to score.")
-    rec, cha, rho = np.concatenate(rec), np.concatenate(cha), np.concatenate(rho)
-    scored, rho_ok = np.concatenate(ok, axis=1)
+    rec, cha, rho = np.concatenate(recs), np.concatenate(chas), np.concatenate(rhos)
+    scored, rho_ok = np.concatenate(oks, axis=1)
     rho_ok &= np.isfinite(rho)
     nan = float("nan")
     return Faithfulness(

@@ -45,7 +45,11 @@ if __name__ == "__main__":  # pragma: no cover - maintenance script
     lm = load_model("vit-s14", device="cpu")
     h = backbone_hidden(pixels(lm.processor))[0]
     REFERENCE.parent.mkdir(exist_ok=True)
-    REFERENCE.write_text(json.dumps({
-        "image": "astronaut (first of qkviz.data.demo_images)",
-        "rows": {"0": h[0].tolist(), "1": h[1].tolist(), "200": h[200].tolist()},
-    }))
+    REFERENCE.write_text(
+        json.dumps(
+            {
+                "image": "astronaut (first of qkviz.data.demo_images)",
+                "rows": {"0": h[0].tolist(), "1": h[1].tolist(), "200": h[200].tolist()},
+            }
+        )
+    )

@@ -14,7 +14,7 @@ def eager_single(model, inputs: dict) -> list[np.ndarray]:
     """Per layer ``float32 [head, query_pos, key_pos]`` for one unpadded input."""
     import torch
 
-    from qkviz._verify import eager_attentions
+    from qkviz._capture._checks import eager_attentions
 
     with torch.inference_mode():
         att = eager_attentions(model, inputs)
@@ -26,7 +26,7 @@ def max_error_texts(cap, model, tokenizer, texts) -> float:
     import torch
 
     worst = 0.0
-    for s, text in enumerate(texts):
+    for s in range(len(texts)):
         ids = torch.from_numpy(cap.tokens["token_id"][cap.tokens["seq"] == s].to_numpy()[None].copy())
         ref = eager_single(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
         for layer in cap.layers:
@@ -36,7 +36,7 @@ def max_error_texts(cap, model, tokenizer, texts) -> float:
 
 
 def max_error_images(cap, model, processor, images) -> float:
-    from qkviz._tokens import to_rgb
+    from qkviz._capture._inputs import to_rgb
 
     worst = 0.0
     for s, img in enumerate(images):

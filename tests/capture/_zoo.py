@@ -15,7 +15,7 @@ VOCAB = 30522  # MiniLM's WordPiece vocabulary, so its tokenizer drives every ti
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from qkviz.models import _minilm_dir
+    from qkviz.models._offline import minilm_dir as _minilm_dir
 
     return AutoTokenizer.from_pretrained(_minilm_dir())
 
@@ -36,12 +36,14 @@ def build(name: str, seed: int = 0):
     text = {
         "bert": lambda: tf.BertModel(tf.BertConfig(vocab_size=VOCAB, **small), add_pooling_layer=False),
         "roberta": lambda: tf.RobertaModel(tf.RobertaConfig(vocab_size=VOCAB, **small), add_pooling_layer=False),
-        "distilbert": lambda: tf.DistilBertModel(tf.DistilBertConfig(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4,
-                                                                     hidden_dim=64)),
+        "distilbert": lambda: tf.DistilBertModel(
+            tf.DistilBertConfig(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64)
+        ),
         "gpt2": lambda: tf.GPT2Model(tf.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4)),
         "llama": lambda: tf.LlamaModel(tf.LlamaConfig(vocab_size=VOCAB, num_key_value_heads=2, **small)),
-        "mistral": lambda: tf.MistralModel(tf.MistralConfig(vocab_size=VOCAB, num_key_value_heads=2,
-                                                            sliding_window=5, **small)),
+        "mistral": lambda: tf.MistralModel(
+            tf.MistralConfig(vocab_size=VOCAB, num_key_value_heads=2, sliding_window=5, **small)
+        ),
         "qwen2": lambda: tf.Qwen2Model(tf.Qwen2Config(vocab_size=VOCAB, num_key_value_heads=1, **small)),
         "gpt_neox": lambda: tf.GPTNeoXModel(tf.GPTNeoXConfig(vocab_size=VOCAB, rotary_pct=0.5, **small)),
         "mpnet": lambda: tf.MPNetModel(tf.MPNetConfig(vocab_size=VOCAB, **small), add_pooling_layer=False),

@@ -13,7 +13,9 @@ import pytest
 @pytest.mark.slow
 def test_public_names_after_importing_the_submodule():
     code = (
-        "import qkviz._capture, qkviz\n"
+        "import qkviz._capture._run, qkviz._capture._store as store, qkviz\n"
+        "from qkviz._capture import Capture, HeadGeometry\n"
+        "assert qkviz.HeadGeometry is HeadGeometry and callable(qkviz.capture)\n"
         "from qkviz.data import demo_sentences\n"
         "cap = qkviz.capture('minilm', demo_sentences(2), progress=False, layers=[0], heads=[0])\n"
         "print(type(cap).__name__, qkviz.load, qkviz.load_model)\n"

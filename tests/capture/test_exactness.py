@@ -10,7 +10,7 @@ import types
 import numpy as np
 import pytest
 
-from qkviz._capture import capture
+from qkviz import capture
 from qkviz.data import demo_sentences
 from qkviz.errors import UnsupportedModelError
 
@@ -149,9 +149,9 @@ def test_relative_position_bias_is_refused():
 
 def test_bias_model_refused_even_when_not_listed(monkeypatch):
     """Without the named list, the generic checks still refuse MPNet (it bypasses the interface)."""
-    import qkviz._capture as cap_mod
+    import qkviz._capture._checks as checks
 
-    monkeypatch.setattr(cap_mod, "_UNSUPPORTED", {})
+    monkeypatch.setattr(checks, "UNSUPPORTED", {})
     model, tok = _zoo.build("mpnet")
     with pytest.raises(UnsupportedModelError, match="AttentionInterface"):
         capture((model, tok), ["A sentence."], progress=False)
@@ -204,5 +204,5 @@ def test_additive_bias_through_the_interface_is_refused():
                 return _orig(hidden_states, attention_mask=mask, **kw)
 
             m.forward = forward
-    with pytest.raises(UnsupportedModelError, match="bias|differs"):
+    with pytest.raises(UnsupportedModelError, match=r"bias|differs"):
         capture((model, tok), ["A sentence.", "Another one here."], progress=False)

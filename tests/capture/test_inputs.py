@@ -7,8 +7,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from qkviz._capture import capture
-from qkviz._tokens import to_rgb
+from qkviz import capture
+from qkviz._capture._inputs import to_rgb
 from qkviz.errors import InputError
 
 

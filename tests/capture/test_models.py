@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-import qkviz.models as models
 from qkviz.errors import MissingDependencyError, ModelLoadError
 from qkviz.models import LoadedModel, cache_dir, load_model
+from qkviz.models._offline import minilm_dir
 
 from . import _onnx_ref
 
@@ -26,7 +26,7 @@ def test_named_minilm_and_its_hub_alias():
 
 
 def test_local_folder_and_loaded_object(tmp_path):
-    lm = load_model(str(models._minilm_dir()), device="cpu")
+    lm = load_model(str(minilm_dir()), device="cpu")
     assert lm.spec["source"] == "folder" and lm.tokenizer is not None
     wrapped = load_model((lm.model, lm.tokenizer))
     assert isinstance(wrapped, LoadedModel) and wrapped.model is lm.model
@@ -44,7 +44,7 @@ def test_bad_specs():
 
 
 def test_folder_without_config(tmp_path):
-    with pytest.raises(ModelLoadError, match="no config.json"):
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
         load_model(tmp_path)
 
 
@@ -72,19 +72,26 @@ def test_missing_weight_package(monkeypatch):
     ("smollm2", "gguf", "gguf"), ("smollm2", "accelerate", "accelerate"), ("vit-s14", "onnx", "onnx"),
 ])  # fmt: skip
 def test_missing_converter_dependency(monkeypatch, tmp_path, spec, module, dist):
-    monkeypatch.setenv("QKVIZ_CACHE", str(tmp_path))  # nothing cached: the conversion must run
+    monkeypatch.setenv("QKVIZ_CACHE_DIR", str(tmp_path))  # nothing cached: the conversion must run
     _hide(monkeypatch, module)
     with pytest.raises(MissingDependencyError, match=f"pip install {dist}") as e:
         load_model(spec)
     assert e.value.package == dist
-    assert not any(tmp_path.iterdir())  # no half-built cache folder left
+    assert not [p for p in tmp_path.rglob("*") if p != tmp_path / "models"]  # no half-built cache folder left
 
 
 def test_cache_dir_override(monkeypatch, tmp_path):
-    monkeypatch.setenv("QKVIZ_CACHE", str(tmp_path / "c"))
-    assert cache_dir() == tmp_path / "c"
-    monkeypatch.delenv("QKVIZ_CACHE")
+    from qkviz.project import default_cache_dir
+
+    monkeypatch.delenv("QKVIZ_CACHE", raising=False)
+    monkeypatch.setenv("QKVIZ_CACHE_DIR", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c" / "models"
+    assert default_cache_dir() == tmp_path / "c" / "layouts"  # one variable for every cache
+    monkeypatch.delenv("QKVIZ_CACHE_DIR")
     assert "qkviz" in str(cache_dir())
+    monkeypatch.setenv("QKVIZ_CACHE", str(tmp_path / "old"))  # the old variable still works, with a warning
+    with pytest.warns(DeprecationWarning, match="QKVIZ_CACHE_DIR"):
+        assert cache_dir() == tmp_path / "old" / "models"
 
 
 @pytest.mark.slow

@@ -8,16 +8,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import qkviz.store as store
+import qkviz._capture._store as store
+from qkviz._capture import load
 from qkviz.errors import InputError, StoreError
-from qkviz.store import load
 
 
 def _same(a, b):
     pd.testing.assert_frame_equal(a.tokens, b.tokens)
     pd.testing.assert_frame_equal(a.sequences, b.sequences)
-    for attr in ("layers", "heads", "n_heads", "n_kv_heads", "d_head", "causal", "scaling",
-                 "sliding_window", "model", "params"):
+    for attr in (
+        "layers",
+        "heads",
+        "n_heads",
+        "n_kv_heads",
+        "d_head",
+        "causal",
+        "scaling",
+        "sliding_window",
+        "model",
+        "params",
+    ):
         assert getattr(a, attr) == getattr(b, attr), attr
     for layer in a.layers:
         for h in a.heads:
@@ -49,7 +59,7 @@ def test_image_round_trip(vit_capture, tmp_path):
 
 def test_float16_storage(tiny_capture, tmp_path):
     from _models import tiny_bert
-    from qkviz._capture import capture
+    from qkviz import capture
 
     half = capture(tiny_bert(), list(tiny_capture.sequences["text"]), dtype="float16", progress=False)
     assert half.q(0, 0).dtype == np.float32
@@ -184,12 +194,12 @@ def test_attention_rows_are_distributions(minilm_capture):
 def test_multi_part_save_round_trip(tmp_path, monkeypatch):
     """Saving writes one part per group of batches; both in-memory and disk-backed captures."""
     from _models import tiny_bert
-    from qkviz._capture import capture
+    from qkviz import capture
     from qkviz.data import demo_sentences
 
     cap = capture(tiny_bert(), demo_sentences(5), batch_size=2, values=True, progress=False)
-    orig = store._MemoryTensors.parts
-    monkeypatch.setattr(store._MemoryTensors, "parts", lambda self: orig(self, max_bytes=1))
+    orig = store.MemoryTensors.parts
+    monkeypatch.setattr(store.MemoryTensors, "parts", lambda self: orig(self, max_bytes=1))
     back = load(cap.save(tmp_path / "a.qkv"))
     assert len(list((tmp_path / "a.qkv").glob("part-*.safetensors"))) == 3
     _same(cap, back)
@@ -201,7 +211,7 @@ def test_multi_part_save_round_trip(tmp_path, monkeypatch):
 def test_returned_arrays_are_the_callers(tmp_path):
     """Editing what q() returns never changes the capture (in memory or read from a store)."""
     from _models import tiny_bert
-    from qkviz._capture import capture
+    from qkviz import capture
 
     cap = capture(tiny_bert(), ["One sentence.", "And another one."], heads=[1], progress=False)
     for c in (cap, load(cap.save(tmp_path / "r.qkv"))):

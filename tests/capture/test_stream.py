@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qkviz._capture import capture
+from qkviz import capture
+from qkviz._capture import load
 from qkviz.data import demo_sentences
 from qkviz.errors import StoreError
-from qkviz.store import load
 
 
 @pytest.fixture(scope="module")

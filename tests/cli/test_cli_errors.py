@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from qkviz import cli
-from qkviz._cli_inputs import read_inputs
+from qkviz.cli._inputs import read_inputs
 from qkviz.errors import InputError
 
 SUBCOMMANDS = ["demo", "capture", "embed", "html", "info"]
@@ -149,7 +149,7 @@ def test_jsonl_errors_name_the_line(tmp_path, content, fragment):
 def test_non_utf8_text_says_how_to_convert(tmp_path):
     f = tmp_path / "latin.txt"
     f.write_bytes("caf\xe9\n".encode("latin-1"))
-    with pytest.raises(InputError, match="not UTF-8.*iconv"):
+    with pytest.raises(InputError, match=r"not UTF-8.*iconv"):
         read_inputs(f)
 
 
@@ -171,7 +171,7 @@ def test_folder_without_images_and_broken_images(tmp_path):
     with pytest.raises(InputError, match="folder without images"):
         read_inputs(tmp_path)
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(InputError, match="broken.png: not a readable image"):
+    with pytest.raises(InputError, match=r"broken\.png: not a readable image"):
         read_inputs(tmp_path)
 
 

@@ -194,7 +194,9 @@ def test_debug_raises_the_real_exception(capsys, files, no_heavy_work, argv):
 def test_messages_are_one_line():
     multi = QKVizError("could not load 'x' (OSError: We couldn't connect.\nCheck your connection)")
     assert cli._message(multi) == "could not load 'x' (OSError: We couldn't connect. Check your connection)"
-    assert cli._message(FileNotFoundError(2, "No such file or directory", "a.txt")) == "a.txt: No such file or directory"
+    assert (
+        cli._message(FileNotFoundError(2, "No such file or directory", "a.txt")) == "a.txt: No such file or directory"
+    )
 
 
 # --- the happy path on the tiny run: stage lines, sizes, no progress bars in a pipe -------------
@@ -245,10 +247,10 @@ def test_progress_bars_follow_the_terminal(capsys, tiny_run, tmp_path, monkeypat
 
 
 def test_parser_defaults_match_the_library():
-    from qkviz.project._driver import METHODS
+    from qkviz.project import METHODS
 
     sig = inspect.signature(qkviz.embed).parameters
-    assert cli.LIBRARY_METHOD == sig["method"].default
+    assert sig["method"].default == cli.DEFAULT_METHOD
     assert set(cli.METHODS) == set(METHODS)
     help_text = cli.build_parser()._subparsers._group_actions[0].choices["embed"].format_help()
     assert f"(default: {sig['dim'].default})" in help_text

@@ -67,11 +67,16 @@ def test_page_snippets_run(page, reader, tmp_path, monkeypatch):
     # one layout cache for the whole module: pages that embed the same small capture share it
     monkeypatch.setenv("QKVIZ_CACHE_DIR", str(reader["cache"]))
     monkeypatch.chdir(tmp_path)
-    ns = {"__name__": "docs_snippet", "qkviz": qkviz, "texts": reader["texts"], "cap": reader["cap"],
-          "emb": reader["emb"]}
+    ns = {
+        "__name__": "docs_snippet",
+        "qkviz": qkviz,
+        "texts": reader["texts"],
+        "cap": reader["cap"],
+        "emb": reader["emb"],
+    }
     for line, code in _blocks(page):
         where = f"{page.relative_to(ROOT)}:{line}"
         try:
-            exec(compile(code, where, "exec"), ns)  # noqa: S102 (running the docs is the point)
+            exec(compile(code, where, "exec"), ns)
         except Exception as err:  # name the page and line: the traceback alone points into exec
             raise AssertionError(f"the snippet at {where} fails: {type(err).__name__}: {err}") from err

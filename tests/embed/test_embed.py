@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 import qkviz
-from qkviz.embedding import Embedding, embed
+from qkviz import Embedding, embed
 from qkviz.errors import EmbeddingError, StoreError
 
-from ._fakes import synthetic_capture
+from ._fakes import capture_from_arrays, synthetic_capture
 
 FAST = dict(early_exaggeration_iter=15, n_iter=20)
 
@@ -31,7 +31,7 @@ def test_pca_embedding_contract(cap):
     emb = embed(cap, "pca", cache=False, progress=False)
     assert emb.layers == cap.layers and emb.heads == cap.heads and emb.dim == 2
     n = len(cap.tokens)
-    for l, h in emb.keys:
+    for l, h in emb.cells:
         y = emb.coords(l, h)
         assert y.dtype == np.float32 and y.shape == (2 * n, 2)
         assert np.abs(y).max() == pytest.approx(1.0) and np.abs(y).max() <= 1.0
@@ -48,7 +48,7 @@ def test_same_seed_identical_coordinates_and_executor_agnostic(cap, dim):
     a = embed(cap, "tsne", dim, cache=False, progress=False, executor="serial", **FAST)
     with cf.ThreadPoolExecutor(2) as ex:
         b = embed(cap, "tsne", dim, cache=False, progress=False, executor=ex, **FAST)
-    for key in a.keys:
+    for key in a.cells:
         np.testing.assert_array_equal(a.coords(*key), b.coords(*key))
     assert a.coords(0, 0).shape[1] == dim
 
@@ -66,10 +66,16 @@ def test_cache_hit_then_any_change_misses(cap, cache_dir):
     assert a.timings["heads_computed"] == 6
     b = embed(cap, "tsne", cache=cache_dir, progress=False, executor="serial", **FAST)
     assert b.timings["heads_cached"] == 6 and b.timings["heads_computed"] == 0
-    for key in a.keys:
+    for key in a.cells:
         np.testing.assert_array_equal(a.coords(*key), b.coords(*key))
-    changes = [dict(perplexity=5), dict(random_state=1), dict(translate=False), dict(scale=2.0),
-               dict(metric="euclidean"), dict(dim=3)]
+    changes = [
+        dict(perplexity=5),
+        dict(random_state=1),
+        dict(translate=False),
+        dict(scale=2.0),
+        dict(metric="euclidean"),
+        dict(dim=3),
+    ]
     for change in changes:
         kw = {**FAST, **change}
         c = embed(cap, "tsne", cache=cache_dir, progress=False, executor="serial", heads=[0], layers=[0], **kw)
@@ -81,8 +87,8 @@ def test_alignment_makes_heads_look_alike(cap):
 
     un = embed(cap, "pca", align=False, cache=False, progress=False)
     al = embed(cap, "pca", align=True, cache=False, progress=False)
-    d_un = np.mean([disparity(un.coords(*a), un.coords(*b)) for a, b in zip(un.keys, un.keys[1:])])
-    d_al = np.mean([disparity(al.coords(*a), al.coords(*b)) for a, b in zip(al.keys, al.keys[1:])])
+    d_un = np.mean([disparity(un.coords(*a), un.coords(*b)) for a, b in zip(un.cells, un.cells[1:])])
+    d_al = np.mean([disparity(al.coords(*a), al.coords(*b)) for a, b in zip(al.cells, al.cells[1:])])
     assert d_al < d_un
     # rotations are orthogonal and never change faithfulness
     for r in al.rotations.values():
@@ -98,7 +104,7 @@ def test_callback_stops_early_with_partial_result(cap):
         return done >= 2
 
     emb = embed(cap, "pca", cache=False, progress=False, callback=cb)
-    assert len(emb.keys) == 2 and seen[-1][:2] == (2, 6)
+    assert len(emb.cells) == 2 and seen[-1][:2] == (2, 6)
 
 
 def test_save_load_round_trip(cap, tmp_path):
@@ -107,7 +113,7 @@ def test_save_load_round_trip(cap, tmp_path):
     path = emb.save(tmp_path / "e.qke")
     back = Embedding.load(path)
     assert back.capture is None and back.dim == 3 and back.method == "pca"
-    for key in emb.keys:
+    for key in emb.cells:
         np.testing.assert_array_equal(back.coords(*key), emb.coords(*key))
         np.testing.assert_array_equal(back.norms(*key), emb.norms(*key))
         np.testing.assert_allclose(back.rotations[key], emb.rotations[key])
@@ -163,8 +169,11 @@ def test_not_a_capture():
 
 
 def test_non_finite_head_names_the_head():
-    c = synthetic_capture(n_layers=1, n_heads=2)
-    c._q[0, 1, 3, 0] = np.nan
+    base = synthetic_capture(n_layers=1, n_heads=2)
+    q = np.stack([[base.q(0, h) for h in base.heads]])
+    k = np.stack([[base.k(0, h) for h in base.heads]])
+    q[0, 1, 3, 0] = np.nan
+    c = capture_from_arrays(q, k, base.tokens["seq"].to_numpy())
     with pytest.raises(EmbeddingError, match="layer 0 head 1: 1 of"):
         embed(c, "pca", cache=False, progress=False)
 
@@ -177,6 +186,5 @@ def test_tiny_head_tsne_perplexity_falls_back(recwarn):
 
 
 def test_attention_method_runs_on_small_heads(cap):
-    emb = embed(cap, "attention", cache=False, progress=False, executor="serial",
-                layers=[0], heads=[0, 1], **FAST)
+    emb = embed(cap, "attention", cache=False, progress=False, executor="serial", layers=[0], heads=[0, 1], **FAST)
     assert emb.method == "attention" and emb.coords(0, 1).shape == (2 * len(cap.tokens), 2)

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from qkviz.attention import attention_rows
 from qkviz.errors import EmbeddingError
 from qkviz.joint import JointTransform, fit_transform_params, normalize
-from qkviz.metrics import attention_rows
 
 finite = st.floats(-4, 4, allow_nan=False, allow_infinity=False, width=32)
 
@@ -29,7 +29,7 @@ def heads(draw):
 def _rows(q, k, lens, scaling, causal):
     out, start = [], 0
     for m in lens:
-        out.append(attention_rows(q[start:start + m], k[start:start + m], scaling, causal))
+        out.append(attention_rows(q[start : start + m], k[start : start + m], scaling, causal))
         start += m
     return out
 
@@ -40,7 +40,7 @@ def _padded_batch(q, k, lens, scaling, causal):
     out, start = [], 0
     for m in lens:
         qb, kb = np.zeros((T, d)), np.full((T, d), 7.0)  # padding vectors are arbitrary
-        qb[:m], kb[:m] = q[start:start + m], k[start:start + m]
+        qb[:m], kb[:m] = q[start : start + m], k[start : start + m]
         s = qb @ kb.T * scaling
         mask = np.zeros((T, T), bool)
         mask[:, :m] = True

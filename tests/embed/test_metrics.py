@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from qkviz.attention import attention_rows, sequence_slices
 from qkviz.errors import EmbeddingError
-from qkviz.metrics import attention_rows, head_faithfulness, sequence_slices
+from qkviz.metrics import head_faithfulness
 
 
 def _circle_head(lens=(20, 16, 25), seed=0):
@@ -32,8 +33,7 @@ def test_perfect_layout_scores_one_and_reversed_scores_zero():
 def test_chance_is_k_over_n_and_a_random_layout_matches_it():
     q, k, seq = _circle_head(lens=(30, 40, 25, 35), seed=1)
     rng = np.random.default_rng(0)
-    recalls = [head_faithfulness(rng.normal(size=(2 * len(seq), 2)), q, k, seq, 1.0, k=5).recall
-               for _ in range(30)]
+    recalls = [head_faithfulness(rng.normal(size=(2 * len(seq), 2)), q, k, seq, 1.0, k=5).recall for _ in range(30)]
     f = head_faithfulness(rng.normal(size=(2 * len(seq), 2)), q, k, seq, 1.0, k=5)
     expected = np.mean(np.concatenate([np.full(n, 5 / n) for n in (30, 40, 25, 35)]))
     assert f.chance_recall == pytest.approx(expected)

@@ -17,9 +17,8 @@ CELL = LAYER * N_HEADS + HEAD  # its cell in the global point order
 
 def small_embedding():
     """The embedding every environment test shows (about 5 s, torch import included)."""
-    from _models import tiny_bert
-
     import qkviz
+    from _models import tiny_bert
     from qkviz.data import demo_sentences
 
     cap = qkviz.capture(tiny_bert(), demo_sentences(4), progress=False)

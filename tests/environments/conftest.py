@@ -3,7 +3,7 @@
 Each server runs from a temporary directory on a free port on 127.0.0.1, without a token, with the
 environment of this process plus ``QK_TESTS`` (so that the kernel can import ``tests/_models.py``).
 ``QK_ESM``, when set, is passed on: the notebook and the app then load the front end from that file
-instead of the packaged bundle (to check a front-end build before it lands in ``src/qkviz/static``).
+instead of the packaged bundle (to check a front-end build before it lands in ``src/qkviz/_bundle``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 HERE = pathlib.Path(__file__).parent
 TESTS = HERE.parent
 ROOT = TESTS.parent
-BUNDLE = ROOT / "src" / "qkviz" / "static" / "widget.js"
+BUNDLE = ROOT / "src" / "qkviz" / "_bundle" / "widget.js"
 ARTIFACTS = pathlib.Path(os.environ.get("QK_ARTIFACTS", ROOT / "test-artifacts"))
 
 
@@ -35,9 +35,17 @@ def _free_port() -> int:
 
 
 def _env(home: pathlib.Path) -> dict:
-    return dict(os.environ, QK_TESTS=str(TESTS), PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_DATA_DIR=str(home / "data"),
-                JUPYTER_RUNTIME_DIR=str(home / "runtime"), IPYTHONDIR=str(home / "ipython"))
+    return dict(
+        os.environ,
+        QK_TESTS=str(TESTS),
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_DATA_DIR=str(home / "data"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        IPYTHONDIR=str(home / "ipython"),
+    )
 
 
 @contextlib.contextmanager
@@ -120,8 +128,21 @@ def marimo_app(tmp_path_factory, browser):
     home = tmp_path_factory.mktemp("marimo")
     shutil.copy(HERE / "marimo_app.py", home / "marimo_app.py")
     port = _free_port()
-    cmd = [sys.executable, "-m", "marimo", "run", str(home / "marimo_app.py"), "--headless", "--host", "127.0.0.1",
-           "--port", str(port), "--no-token", "--no-sandbox", "--no-skew-protection"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "marimo",
+        "run",
+        str(home / "marimo_app.py"),
+        "--headless",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-token",
+        "--no-sandbox",
+        "--no-skew-protection",
+    ]
     env = _env(home)
     env["MARIMO_SKIP_UPDATE_CHECK"] = "1"
     url = f"http://127.0.0.1:{port}"

@@ -15,8 +15,13 @@ QUICKSTART = ROOT / "notebooks" / "marimo_quickstart.py"
 
 def test_marimo_check_passes():
     # marimo's own linter: parse errors, cycles, names defined twice, formatting it cares about
-    proc = subprocess.run([sys.executable, "-m", "marimo", "check", "--strict", str(QUICKSTART)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "marimo", "check", "--strict", str(QUICKSTART)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -41,9 +41,12 @@ def _read_selection(page, pred, timeout=30.0) -> dict:
     while time.time() - t0 < timeout:
         before = page.evaluate(f"() => {cell}.executionCount ?? 0")
         _run_cell(page, 1)
-        page.wait_for_function(f"""(n) => {{ const c = {cell};
+        page.wait_for_function(
+            f"""(n) => {{ const c = {cell};
             return (c.executionCount ?? 0) > n && JSON.stringify(c.outputs.toJSON()).includes('QK-SELECTED'); }}""",
-                               arg=before, timeout=30_000)
+            arg=before,
+            timeout=30_000,
+        )
         outputs = page.evaluate(f"() => {cell}.outputs.toJSON()")
         text = "".join("".join(o.get("text", "")) for o in outputs if o.get("output_type") == "stream")
         last = parse_report(text)
@@ -56,9 +59,12 @@ def _read_selection(page, pred, timeout=30.0) -> dict:
 def test_notebook7_end_to_end(notebook7, page):
     t0 = time.time()
     page.goto(notebook7["url"] + "/notebooks/notebook7.ipynb", wait_until="domcontentloaded")
-    page.wait_for_function(f"""() => {{ const w = window.jupyterapp && {_APP};
+    page.wait_for_function(
+        f"""() => {{ const w = window.jupyterapp && {_APP};
         const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-        return k && k.status === 'idle'; }}""", timeout=60_000)
+        return k && k.status === 'idle'; }}""",
+        timeout=60_000,
+    )
     assert page.evaluate("() => window.jupyterapp.name") == "Jupyter Notebook"  # Notebook 7, not Lab
     _run_cell(page, 0)
     wait_ready(page)

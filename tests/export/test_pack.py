@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from qkviz import export
 from qkviz.errors import InputError, WidgetDataError
+from qkviz.export import _pack
+from qkviz.export._pack import page_bytes
 
 
 def expand(raw, enc):
@@ -65,7 +67,7 @@ def test_round_trip_restores_every_byte(n, dtype, compress, extra):
     arr = (rng.standard_normal(n) * 1000).astype(dtype)
     wire = {"view": memoryview(arr.view(np.uint8)), "dtype": dtype, "shape": [n]}
     state = {"a": wire, "nested": [{"b": extra}], "n": np.int64(3), "name": "x"}
-    meta, blob = export.pack_state(state, compress=compress)
+    meta, blob = _pack.pack_state(state, compress=compress)
     json.dumps(meta, allow_nan=False)  # the meta block must be plain JSON
     back = unpack(meta, blob)
     assert back["a"]["view"] == arr.tobytes()
@@ -89,7 +91,7 @@ def test_compact_integers_are_lossless(values, none_share, span, dtype):
     if dtype == "uint32":
         a[rng.random(a.size) < none_share] = 2**32 - 1  # the "no key" marker of the top-k table
     arr = a.astype(dtype)
-    meta, blob = export.pack_state({"a": arr}, compact=True)
+    meta, blob = _pack.pack_state({"a": arr}, compact=True)
     assert np.array_equal(np.frombuffer(unpack(meta, blob)["a"]["view"], dtype), arr)
 
 
@@ -102,7 +104,7 @@ def test_compact_integers_are_lossless(values, none_share, span, dtype):
 )
 def test_compact_floats_stay_within_the_documented_error(n, scale, shift, bits):
     arr = (np.random.default_rng(n).uniform(-1, 1, n) * scale + shift).astype(np.float32)
-    meta, blob = export.pack_state({"a": arr}, compact=True, float_bits={"a": bits} if bits else None)
+    meta, blob = _pack.pack_state({"a": arr}, compact=True, float_bits={"a": bits} if bits else None)
     back = np.frombuffer(unpack(meta, blob)["a"]["view"], np.float32)
     span = float(arr.max()) - float(arr.min())
     levels = 2 ** (bits or 16) - 1
@@ -117,7 +119,7 @@ def test_compact_uint8_keeps_the_documented_levels(bits, n):
     norms = np.random.default_rng(n).integers(0, 256, n).astype(np.uint8)
     norms[:2] = 0, 255
     wire = {"view": memoryview(norms), "dtype": "uint8", "shape": [n]}
-    meta, blob = export.pack_state({"norms": wire}, compact=True, float_bits={"norms": bits})
+    meta, blob = _pack.pack_state({"norms": wire}, compact=True, float_bits={"norms": bits})
     back = np.frombuffer(unpack(meta, blob)["norms"]["view"], np.uint8).astype(int)
     levels = 2**bits - 1
     assert np.abs(back - norms).max() <= 255 / (2 * levels) + 1
@@ -135,7 +137,7 @@ def from_key_delta(entry, n_tokens):
 
 
 def test_topk_key_delta_layout_is_lossless():
-    from qkviz._codec import array_to_binary
+    from qkviz.wire import array_to_binary
 
     rng = np.random.default_rng(0)
     n, k = 40, 5
@@ -146,8 +148,13 @@ def test_topk_key_delta_layout_is_lossless():
         kk = min(k, lengths[t])
         keys[t, :kk] = rng.choice(lengths[t], kk, replace=False)
         weights[t, :kk] = np.sort(rng.random(kk))[::-1]
-    entry = {"layer": 0, "head": 1, "keys": array_to_binary(keys, "uint32"), "weights": array_to_binary(weights, "float32")}
-    out = export._key_delta(entry)
+    entry = {
+        "layer": 0,
+        "head": 1,
+        "keys": array_to_binary(keys, "uint32"),
+        "weights": array_to_binary(weights, "float32"),
+    }
+    out = _pack.key_delta(entry)
     assert out["layout"] == "key-delta" and out["layer"] == 0
     back_k, back_w = from_key_delta(out, n)
     # the same (key, weight) pairs per query, now in position order
@@ -158,20 +165,20 @@ def test_topk_key_delta_layout_is_lossless():
 def test_compact_keeps_non_finite_floats_exact():
     arr = np.linspace(0, 1, 64, dtype=np.float32)
     arr[3] = np.nan
-    meta, blob = export.pack_state({"a": arr}, compact=True)
+    meta, blob = _pack.pack_state({"a": arr}, compact=True)
     assert "encoding" not in meta["buffers"][0]
     assert np.array_equal(np.frombuffer(unpack(meta, blob)["a"]["view"], np.float32), arr, equal_nan=True)
 
 
 def test_numpy_arrays_become_wire_dicts():
-    meta, blob = export.pack_state({"m": np.arange(6, dtype=np.uint32).reshape(2, 3)}, compress=False)
+    meta, blob = _pack.pack_state({"m": np.arange(6, dtype=np.uint32).reshape(2, 3)}, compress=False)
     back = unpack(meta, blob)
     assert back["m"]["dtype"] == "uint32" and back["m"]["shape"] == [2, 3]
     assert np.frombuffer(back["m"]["view"], np.uint32).tolist() == list(range(6))
 
 
 def test_non_finite_floats_become_null():
-    meta, _ = export.pack_state({"x": float("nan"), "y": [1.5, float("inf")]}, compress=False)
+    meta, _ = _pack.pack_state({"x": float("nan"), "y": [1.5, float("inf")]}, compress=False)
     assert meta["state"] == {"x": None, "y": [1.5, None]}
 
 
@@ -179,7 +186,7 @@ def test_shuffle_makes_smooth_floats_smaller():
     # a realistic layout: smooth float32 coordinates in [-1, 1]
     xy = np.sin(np.linspace(0, 40, 200_000, dtype=np.float32)).reshape(-1, 2)
     wire = {"view": memoryview(xy.view(np.uint8).reshape(-1)), "dtype": "float32", "shape": list(xy.shape)}
-    _, shuffled = export.pack_state({"xy": wire})
+    _, shuffled = _pack.pack_state({"xy": wire})
     plain = gzip.compress(xy.tobytes(), compresslevel=6, mtime=0)
     assert len(shuffled) < 0.9 * len(plain)
 
@@ -190,19 +197,17 @@ def test_script_json_cannot_close_the_script_tag():
     assert json.loads(text)["code"] == "a</script><script>alert(1)</script>&"
 
 
-class _FakeViz:
-    def __init__(self, state, **embedded):
-        self.state, self.embedded = state, embedded
-
-    def _static_state(self, top_k=0):
-        return {"state": self.state, **self.embedded}
+def _write_page(state, path, title="qkviz", **kw):
+    """A page around any trait state (the runtime does not care what the widget's traits are)."""
+    path.write_bytes(page_bytes(export.page_html({"state": state}, title=title, **kw)))
+    return path
 
 
 def test_to_html_is_self_contained(tmp_path, monkeypatch):
     bundle = tmp_path / "widget.js"
     bundle.write_text('export default { render({ el }) { el.textContent = "</script> ok"; } };')
     monkeypatch.setattr(export, "BUNDLE", bundle)
-    out = export.save_html(_FakeViz({"k": b"\x00\x01<\r="}), tmp_path / "x.html", title="t<1> é")
+    out = _write_page({"k": b"\x00\x01<\r="}, tmp_path / "x.html", title="t<1> é")
     raw = out.read_bytes()
     # ASCII outside the data block: the page is windows-1252, and nothing else may be misread
     data = re.search(rb'id="qkviz-data">(.*?)</script>', raw, re.DOTALL).group(1)
@@ -217,7 +222,7 @@ def test_to_html_is_self_contained(tmp_path, monkeypatch):
 
 def from_page(text):
     """Python mirror of the runtime's ``fromPage``: windows-1252 characters back to bytes, unescaped."""
-    raw = export.page_bytes(text)
+    raw = _pack.page_bytes(text)
     out, i = bytearray(), 0
     while i < len(raw):
         if raw[i] == 0x3D:
@@ -232,7 +237,7 @@ def from_page(text):
 @settings(max_examples=60, deadline=None)
 @given(blob=st.binary(max_size=2000))
 def test_data_block_round_trips_every_byte(blob):
-    text = export.embed_bytes(blob + bytes(range(256)))
+    text = _pack.embed_bytes(blob + bytes(range(256)))
     # nothing the HTML parser would alter or stop at
     assert "\x00" not in text and "\r" not in text and "<" not in text
     assert from_page(text) == blob + bytes(range(256))
@@ -246,15 +251,15 @@ def test_save_html_rejects_other_objects(tmp_path):
 
 def test_save_html_needs_an_existing_folder(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
-        export.save_html(_FakeViz({}), tmp_path / "nope" / "x.html")
+        export.save_html(object(), tmp_path / "nope" / "x.html")
 
 
 def test_negative_top_k_is_refused():
     with pytest.raises(InputError, match="top_k"):
-        export.to_html(_FakeViz({}), top_k=-1)
+        export.to_html(object(), top_k=-1)
 
 
 def test_missing_bundle_says_how_to_build_it(tmp_path, monkeypatch):
     monkeypatch.setattr(export, "BUNDLE", tmp_path / "absent.js")
     with pytest.raises(WidgetDataError, match="npm run build"):
-        export.to_html(_FakeViz({}))
+        export.page_html({"state": {}}, title="x")

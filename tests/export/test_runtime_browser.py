@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from qkviz import export
+from qkviz.export import _pack
+from qkviz.export._pack import page_bytes
 
 pytestmark = pytest.mark.browser
 
@@ -41,12 +43,10 @@ export default {
 """
 
 
-class _FakeViz:
-    def __init__(self, state):
-        self.state = state
-
-    def _static_state(self, top_k=0):
-        return {"state": self.state}
+def _write_page(state, path, title="qkviz", **kw):
+    """A page around any trait state (the runtime does not care what the widget's traits are)."""
+    path.write_bytes(page_bytes(export.page_html({"state": state}, title=title, **kw)))
+    return path
 
 
 @pytest.mark.parametrize("compress, compact", [(True, False), (False, False), (True, True)])
@@ -62,7 +62,7 @@ def test_runtime_restores_state_and_answers_commands(tmp_path, monkeypatch, offl
         "meta": {"label": "héllo </script>"},
         "layer": 0,
     }
-    out = export.save_html(_FakeViz(state), tmp_path / "probe.html", compress=compress, compact=compact)
+    out = _write_page(state, tmp_path / "probe.html", compress=compress, compact=compact)
     page = offline_page
     page.goto(out.as_uri())
     page.wait_for_function("window.probe !== undefined", timeout=20_000)
@@ -81,7 +81,7 @@ def test_runtime_shows_a_readable_error(tmp_path, monkeypatch, offline_page):
     bundle = tmp_path / "widget.js"
     bundle.write_text('export default { render() { throw new Error("boom in render"); } };')
     monkeypatch.setattr(export, "BUNDLE", bundle)
-    out = export.save_html(_FakeViz({}), tmp_path / "bad.html")
+    out = _write_page({}, tmp_path / "bad.html")
     offline_page.goto(out.as_uri())
     offline_page.wait_for_selector(".qkviz-static-error", timeout=20_000)
     assert "boom in render" in offline_page.get_attribute("#qkviz-root", "data-qk-error")
@@ -96,7 +96,7 @@ def _probe_page(tmp_path, monkeypatch):
     xy[~np.isfinite(xy)] = 0
     state = {"xy": {"view": memoryview(xy.view(np.uint8)), "dtype": "float32", "shape": [xy.size]},
              "ids": np.array([1, 2], np.uint32), "meta": {"label": "é"}, "layer": 0}  # fmt: skip
-    out = export.save_html(_FakeViz(state), tmp_path / "probe.html", compress=False, compact=False)
+    out = _write_page(state, tmp_path / "probe.html", compress=False, compact=False)
     return out, float(xy.sum(dtype=np.float64))
 
 
@@ -126,7 +126,7 @@ def test_runtime_reads_its_own_bytes_when_a_server_says_utf8(tmp_path, monkeypat
 def test_runtime_says_when_the_file_was_resaved_as_utf8(tmp_path, monkeypatch, offline_page):
     out, _ = _probe_page(tmp_path, monkeypatch)
     # what a text editor does: read the page in its declared encoding, save it as UTF-8
-    text = out.read_bytes().decode("latin-1").translate(export._TO_PAGE)
+    text = out.read_bytes().decode("latin-1").translate(_pack._TO_PAGE)
     out.write_bytes(text.encode("utf-8"))
     offline_page.goto(out.as_uri())
     offline_page.wait_for_selector(".qkviz-static-error", timeout=20_000)

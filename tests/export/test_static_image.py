@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import qkviz
-from qkviz import _detail, export
+from qkviz import analysis, export
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -63,7 +63,9 @@ def test_image_view_thumbnails_and_overlay_offline(offline_page, page_file, emb,
     isolation = d.min(axis=1)
     isolation[(tok["seq"].to_numpy() != 1) | (tok["row"].to_numpy() < 0)] = -1
     p = int(np.argmax(isolation))
-    sx, sy = page.evaluate(f"() => Array.from(document.querySelector('.qk-root').qkScreenPositions().slice({2 * p}, {2 * p + 2}))")
+    sx, sy = page.evaluate(
+        f"() => Array.from(document.querySelector('.qk-root').qkScreenPositions().slice({2 * p}, {2 * p + 2}))"
+    )
     box = page.locator("canvas.qk-canvas").bounding_box()
     page.mouse.click(box["x"] + sx, box["y"] + sy)
     page.wait_for_function("document.querySelector('.qkv-panel')?.dataset.imagePatch !== undefined", timeout=15_000)
@@ -96,7 +98,7 @@ def test_image_view_thumbnails_and_overlay_offline(offline_page, page_file, emb,
     np.testing.assert_allclose(bright[:3], base[:3], atol=12)
 
     # the base image is the capture's own image (through the JPEG atlas): compare patch means
-    colours = _detail.patch_colors(vit_capture)
+    colours = analysis.patch_colors(vit_capture)
     means = page.evaluate(
         """([pw, ph, cells]) => { const c = document.querySelector('.qkv-image-base');
         const s = c.width / c.clientWidth, g = c.getContext('2d');
@@ -135,12 +137,12 @@ def test_image_view_thumbnails_and_overlay_offline(offline_page, page_file, emb,
     page.locator(".qkv-panel").screenshot(path=str(artifacts / "static-image-view.png"))
 
     # the aggregate view: by position cut to what the page embeds (257² per head is too much), and it says so
-    from qkviz._static import _AGGREGATE_VALUES
+    from qkviz.export._snapshot import _AGGREGATE_VALUES
 
     shown = int(np.sqrt(_AGGREGATE_VALUES // 12))  # 2 layers x 6 heads
     page.locator(".qkv-tabs button[data-tab='aggregate']").click()
     page.wait_for_selector(".qkv-score[data-score='first']", timeout=10_000)
-    agg = _detail.aggregate_detail(emb, LAYER, HEAD, max_pos=shown)
+    agg = analysis.aggregate_detail(emb, LAYER, HEAD, max_pos=shown)
     text = page.locator(".qkv-score[data-score='first']").inner_text()
     assert float(text.split()[1]) == pytest.approx(agg["scores"]["first"], abs=6e-4)
     lines = page.locator(".qk-static-note").inner_text().splitlines()

@@ -15,7 +15,7 @@ import pytest
 
 import qkviz
 from qkviz import export
-from qkviz.widget import SINGLE_SCALE
+from qkviz.wire import SINGLE_SCALE
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -122,8 +122,8 @@ def test_grid_head_lines_and_search_offline(offline_page, page_file, emb, artifa
     assert note.inner_text().startswith(f"Static page: top 5 of {len(words)} keys embedded per query")
     page.locator(".qk-root").screenshot(path=str(artifacts / "static-lines.png"))
 
-    # the aggregate view: exact (precomputed per head in Python), compared with qkviz._detail
-    from qkviz._detail import aggregate_detail
+    # the aggregate view: exact (precomputed per head in Python), compared with qkviz.analysis
+    from qkviz.analysis import aggregate_detail
 
     agg = aggregate_detail(emb, 5, 7)
     page.locator(".qkv-tabs button[data-tab='aggregate']").click()
@@ -150,7 +150,7 @@ def test_grid_head_lines_and_search_offline(offline_page, page_file, emb, artifa
     assert "position" in page.locator(".qk-legend").inner_text()
 
     # search: typing in the box highlights the same tokens Python would match
-    expected = int(qkviz.QKViz(emb)._match_tokens("the", False).sum())
+    expected = int(qkviz.QKViz(emb).state.match_tokens("the", False).sum())
     page.locator(".qk-search").fill("the")
     page.wait_for_function(f"document.querySelector('.qk-root').dataset.qkSearchCount === '{expected}'")
     assert page.locator(".qk-count").inner_text() == f"{expected} matches"
@@ -163,17 +163,24 @@ def test_grid_head_lines_and_search_offline(offline_page, page_file, emb, artifa
 
 def test_file_has_no_remote_references(page_file):
     text = page_file.read_bytes().decode("latin-1")
-    for needle in ('src="http', "src='http", 'href="http', "@import url(http", 'import("http', "from\"http"):
+    for needle in ('src="http', "src='http", 'href="http', "@import url(http", 'import("http', 'from"http'):
         assert needle not in text
 
 
 def test_widget_save_html_delegates_to_the_exporter(tmp_path):
-    from qkviz.embedding import Embedding
+    from qkviz import Embedding
     from qkviz.widget import QKViz
 
     rng = np.random.default_rng(0)
-    tokens = pd.DataFrame({"seq": np.repeat([0, 1], 4).astype("int32"), "pos": np.tile(np.arange(4), 2).astype("int32"),
-                           "token": list("abcdefgh"), "display": list("abcdefgh"), "special": [False] * 8})
+    tokens = pd.DataFrame(
+        {
+            "seq": np.repeat([0, 1], 4).astype("int32"),
+            "pos": np.tile(np.arange(4), 2).astype("int32"),
+            "token": list("abcdefgh"),
+            "display": list("abcdefgh"),
+            "special": [False] * 8,
+        }
+    )
     coords = {(0, h): rng.uniform(-1, 1, (16, 2)).astype("float32") for h in range(2)}
     viz = QKViz(Embedding.from_coords(coords, tokens))
     out = viz.save_html(tmp_path / "w.html", top_k=0)

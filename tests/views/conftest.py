@@ -1,5 +1,5 @@
 """Browser fixtures for the side-panel views: the views bundled by esbuild into a harness page, a
-local HTTP server that answers the page's ``fetchDetail`` through ``qkviz._commands.dispatch``, and
+local HTTP server that answers the page's ``fetchDetail`` through ``qkviz.widget._commands.dispatch``, and
 headless Chromium (Debian's, see ../shared/browser-testing.md)."""
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from _wire import wire_json
+from qkviz.export._snapshot import snapshot
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 JS = ROOT / "js"
@@ -39,21 +41,52 @@ def views_site(tmp_path_factory):
     out = tmp_path_factory.mktemp("views-site")
     shutil.copy(HARNESS / "index.html", out / "index.html")
     subprocess.run(
-        [str(esbuild), str(HARNESS / "entry.js"), "--bundle", "--format=esm", "--target=es2020",
-         f"--outfile={out / 'bundle.js'}"],
-        check=True, capture_output=True, env={**os.environ, "NODE_PATH": str(JS / "node_modules")},
+        [
+            str(esbuild),
+            str(HARNESS / "entry.js"),
+            "--bundle",
+            "--format=esm",
+            "--target=es2020",
+            f"--outfile={out / 'bundle.js'}",
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "NODE_PATH": str(JS / "node_modules")},
     )
     return out
+
+
+def _widget_state(widget):
+    """The WidgetState behind what a test set: a QKViz, or ``.embedding`` = an Embedding or a Capture."""
+    import numpy as np
+
+    from qkviz import Capture, Embedding
+    from qkviz.wire import WidgetState
+
+    if hasattr(widget, "state"):
+        return widget.state
+    given = widget.embedding
+    if _STATES.get("given") is not given:  # built once per object the test sets (norms cost a pass)
+        source = given
+        if isinstance(source, Capture):  # the analyses read attention only: any layout will do
+            n = len(source.tokens)
+            zeros = {(la, h): np.zeros((2 * n, 2)) for la in source.layers for h in source.heads}
+            source = Embedding.from_coords(zeros, source.tokens, source.sequences, capture=source)
+        _STATES.update(given=given, state=WidgetState.from_embedding(source))
+    return _STATES["state"]
+
+
+_STATES: dict = {}
 
 
 class _Handler(SimpleHTTPRequestHandler):
     state: types.SimpleNamespace
 
-    def do_POST(self):  # noqa: N802 (http.server naming)
-        from qkviz._commands import dispatch
+    def do_POST(self):
+        from qkviz.widget._commands import dispatch
 
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        msg, buffers = dispatch(self.state.widget, body)
+        msg, buffers = dispatch(_widget_state(self.state.widget), body)
         data = json.dumps({"msg": msg, "buffers": [base64.b64encode(bytes(b)).decode() for b in buffers]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -81,9 +114,19 @@ def widget_site(views_site):
     """Adds widget.html and the whole front end (js/src/index.js, bundled now) to the harness site."""
     esbuild = JS / "node_modules" / ".bin" / "esbuild"
     shutil.copy(HARNESS / "widget.html", views_site / "widget.html")
-    subprocess.run([str(esbuild), str(JS / "src" / "index.js"), "--bundle", "--format=esm", "--target=es2020",
-                    f"--outfile={views_site / 'widget.js'}"], check=True, capture_output=True,
-                   env={**os.environ, "NODE_PATH": str(JS / "node_modules")})
+    subprocess.run(
+        [
+            str(esbuild),
+            str(JS / "src" / "index.js"),
+            "--bundle",
+            "--format=esm",
+            "--target=es2020",
+            f"--outfile={views_site / 'widget.js'}",
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "NODE_PATH": str(JS / "node_modules")},
+    )
     return views_site
 
 
@@ -94,11 +137,17 @@ def open_widget(browser, server, viz, mode):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("console", lambda m: errors.append(m.text)
-            if m.type == "error" and not m.location.get("url", "").endswith("favicon.ico") else None)
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and not m.location.get("url", "").endswith("favicon.ico")
+            else None
+        ),
+    )
     page.goto(url + "/widget.html")
     page.wait_for_function("window.harnessReady === true")
-    page.evaluate("(s) => mountWidget(s)", wire_json(viz._static_state()["state"]))
+    page.evaluate("(s) => mountWidget(s)", wire_json(snapshot(viz.state, viz.view())["state"]))
     page.wait_for_selector(".qk-root[data-qk-ready='1']", state="attached", timeout=30_000)
     page.wait_for_selector(f".qk-root[data-qk-mode='{mode}']")
     return page, errors

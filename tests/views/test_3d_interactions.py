@@ -19,6 +19,8 @@ import math
 import numpy as np
 import pytest
 
+from qkviz.export._snapshot import snapshot
+
 from .conftest import open_widget
 from .test_widget_images_3d import DEFAULT_CAMERA, project
 
@@ -32,7 +34,7 @@ SENT = """() => { const v = window.model.get('_selection').view;
 
 @pytest.fixture(scope="module")
 def emb3(tiny_capture):
-    from qkviz.embedding import Embedding
+    from qkviz import Embedding
 
     n = len(tiny_capture.tokens)
     rng = np.random.default_rng(5)
@@ -121,13 +123,16 @@ def _pixels(page, selector, rgba=False):
     its own RGBA."""
     import base64
 
-    w, h, b64 = page.evaluate("""([sel, rgba]) => { const c = document.querySelector(sel);
+    w, h, b64 = page.evaluate(
+        """([sel, rgba]) => { const c = document.querySelector(sel);
         const g = document.createElement('canvas'); g.width = c.width; g.height = c.height;
         const x = g.getContext('2d'); if (!rgba) { x.fillStyle = '#fff'; x.fillRect(0, 0, c.width, c.height); }
         x.drawImage(c, 0, 0);
         const d = x.getImageData(0, 0, c.width, c.height).data; let s = '';
         for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
-        return [c.width, c.height, btoa(s)]; }""", [selector, rgba])
+        return [c.width, c.height, btoa(s)]; }""",
+        [selector, rgba],
+    )
     px = np.frombuffer(base64.b64decode(b64), np.uint8).reshape(h, w, 4).astype(int)
     return px if rgba else px[..., :3]
 
@@ -136,15 +141,16 @@ def _centre(px, xy):
     """Mean RGB of the 3x3 pixels at each of the positions ``xy [k, 2]``: [k, 3]."""
     out = []
     for x, y in np.round(xy).astype(int):
-        out.append(px[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3).mean(0))
+        out.append(px[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(0))
     return np.array(out)
 
 
 # ---- lasso ------------------------------------------------------------------------------------------
 
 
-def test_3d_shift_lasso_selects_the_projected_points_inside(chromium_browser, views_server, widget_site, emb3,
-                                                            artifacts_dir):
+def test_3d_shift_lasso_selects_the_projected_points_inside(
+    chromium_browser, views_server, widget_site, emb3, artifacts_dir
+):
     viz, page, errors, scene = _open(chromium_browser, views_server, emb3)
     box = scene.bounding_box()
     # turn the camera first: the lasso must use the camera the view shows, not the default one
@@ -164,13 +170,13 @@ def test_3d_shift_lasso_selects_the_projected_points_inside(chromium_browser, vi
     after = json.loads(page.locator(".qk-root").get_attribute("data-qk-camera"))
     assert after == camera, "a shift-drag must lasso, not orbit"
     per = 2 * len(emb3.tokens)
-    cell = viz._cell_index()
+    cell = viz.state.cell_index(viz.layer, viz.head)
     sent = page.evaluate(SENT)
     assert sent == (cell * per + want).tolist()
     page.locator(".qk-root").screenshot(path=str(artifacts_dir / "widget_3d_lasso.png"))
 
     # what the page wrote reaches Python as viz.selected, the same rows as a 2-D lasso's
-    from qkviz._codec import array_to_binary
+    from qkviz.wire import array_to_binary
 
     viz._selection = array_to_binary(np.array(sent, np.uint32), "uint32")
     sel = viz.selected
@@ -199,7 +205,7 @@ def test_3d_lasso_mode_and_selection_look_like_2d(chromium_browser, views_server
     page.wait_for_function(f"+{ROOT}.dataset.qkSelected > 0", timeout=5_000)
     assert page.locator(".qk-root").get_attribute("data-qk-camera") is None, "lasso mode must not orbit"
     per = 2 * len(emb3.tokens)
-    assert page.evaluate(SENT) == (viz._cell_index() * per + want).tolist()
+    assert page.evaluate(SENT) == (viz.state.cell_index(viz.layer, viz.head) * per + want).tolist()
     page.wait_for_timeout(300)
     page.locator(".qk-root").screenshot(path=str(artifacts_dir / "widget_3d_lasso_mode.png"))
 
@@ -208,8 +214,11 @@ def test_3d_lasso_mode_and_selection_look_like_2d(chromium_browser, views_server
     three = _pixels(page, ".qk-3d canvas.qkv-3d")
     two = _pixels(page, "canvas.qk-canvas")
     inside = set(want.tolist())
-    ok = [i for i in _isolated([xy, flat], range(len(xy)), 9)
-          if 8 < xy[i, 0] < box["width"] - 8 and 8 < xy[i, 1] < box["height"] - 8]
+    ok = [
+        i
+        for i in _isolated([xy, flat], range(len(xy)), 9)
+        if 8 < xy[i, 0] < box["width"] - 8 and 8 < xy[i, 1] < box["height"] - 8
+    ]
     chosen = [i for i in ok if i in inside]
     others = [i for i in ok if i not in inside]
     assert chosen and len(others) > 5
@@ -220,10 +229,11 @@ def test_3d_lasso_mode_and_selection_look_like_2d(chromium_browser, views_server
     assert (765 - o3.sum(1)).max() < (765 - c3.sum(1)).min(), (o3, c3)
     np.testing.assert_allclose(c3, c2, atol=30)
     np.testing.assert_allclose(o3, o2, atol=30)
+
     # selected points are drawn bigger than the others (2-D: pointSizeSelected)
     def ink(p):
         x, y = int(p[0]), int(p[1])
-        return (np.abs(three[y - 6:y + 7, x - 6:x + 7] - 255).sum(-1) > 60).sum()
+        return (np.abs(three[y - 6 : y + 7, x - 6 : x + 7] - 255).sum(-1) > 60).sum()
 
     assert np.mean([ink(xy[i]) for i in chosen]) > np.mean([ink(xy[i]) for i in others])
 
@@ -231,7 +241,7 @@ def test_3d_lasso_mode_and_selection_look_like_2d(chromium_browser, views_server
     q = others[0]
     page.mouse.click(box["x"] + xy[q, 0], box["y"] + xy[q, 1])
     page.wait_for_function(f"{ROOT}.dataset.qkSelected === '1'")
-    assert page.evaluate(SENT) == [viz._cell_index() * per + q]
+    assert page.evaluate(SENT) == [viz.state.cell_index(viz.layer, viz.head) * per + q]
     # the clear button empties the selection and the 3-D view shows every point undimmed again
     page.locator(".qk-clear").click()
     page.wait_for_function(f"{ROOT}.dataset.qkSelected === '0'")
@@ -246,8 +256,7 @@ def test_3d_lasso_mode_and_selection_look_like_2d(chromium_browser, views_server
 
 
 @pytest.mark.parametrize("color", ["kind", "sequence", "position"])
-def test_3d_search_and_colour_by_look_like_2d(chromium_browser, views_server, widget_site, emb3, artifacts_dir,
-                                             color):
+def test_3d_search_and_colour_by_look_like_2d(chromium_browser, views_server, widget_site, emb3, artifacts_dir, color):
     viz, page, errors, scene = _open(chromium_browser, views_server, emb3, color=color)
     box = scene.bounding_box()
     query = "the"
@@ -264,8 +273,11 @@ def test_3d_search_and_colour_by_look_like_2d(chromium_browser, views_server, wi
     two = _pixels(page, "canvas.qk-canvas")
     n = len(emb3.tokens)
     hit = emb3.tokens["display"].str.lower().str.contains(query, regex=False).to_numpy()
-    ok = [i for i in _isolated([xy, flat], range(2 * n), 9)
-          if 8 < xy[i, 0] < box["width"] - 8 and 8 < xy[i, 1] < box["height"] - 8]
+    ok = [
+        i
+        for i in _isolated([xy, flat], range(2 * n), 9)
+        if 8 < xy[i, 0] < box["width"] - 8 and 8 < xy[i, 1] < box["height"] - 8
+    ]
     bright = [i for i in ok if hit[i % n]]
     dim = [i for i in ok if not hit[i % n]]
     assert bright and dim
@@ -317,15 +329,16 @@ def _open_hidpi(browser, server, viz):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url + "/widget.html")
     page.wait_for_function("window.harnessReady === true")
-    page.evaluate("(s) => mountWidget(s)", wire_json(viz._static_state()["state"]))
+    page.evaluate("(s) => mountWidget(s)", wire_json(snapshot(viz.state, viz.view())["state"]))
     page.wait_for_selector(".qk-root[data-qk-mode='single']", timeout=30_000)
     page.locator(".qk-3d canvas.qkv-3d").wait_for(timeout=10_000)
     page.wait_for_timeout(300)
     return page, errors
 
 
-def test_3d_point_sizes_follow_norm_and_match_2d_on_hidpi(chromium_browser, views_server, widget_site, emb3,
-                                                          artifacts_dir):
+def test_3d_point_sizes_follow_norm_and_match_2d_on_hidpi(
+    chromium_browser, views_server, widget_site, emb3, artifacts_dir
+):
     from qkviz.widget import QKViz
 
     viz = QKViz(emb3, layer=LAYER, head=HEAD, theme="light", size_by_norm=True)
@@ -341,13 +354,16 @@ def test_3d_point_sizes_follow_norm_and_match_2d_on_hidpi(chromium_browser, view
     three = _pixels(page, ".qk-3d canvas.qkv-3d")
     two = _pixels(page, "canvas.qk-canvas")
     assert two.shape == three.shape
-    ok = [i for i in _isolated([xy / 2, flat / 2], range(len(xy)), 14)
-          if 20 < xy[i, 0] < 2 * box["width"] - 20 and 20 < xy[i, 1] < 2 * box["height"] - 20]
+    ok = [
+        i
+        for i in _isolated([xy / 2, flat / 2], range(len(xy)), 14)
+        if 20 < xy[i, 0] < 2 * box["width"] - 20 and 20 < xy[i, 1] < 2 * box["height"] - 20
+    ]
     assert len(ok) > 10
 
     def ink(px, p):
         x, y = np.round(p).astype(int)
-        return int(((np.abs(px[y - 12:y + 13, x - 12:x + 13] - 255).sum(-1)) > 40).sum())
+        return int(((np.abs(px[y - 12 : y + 13, x - 12 : x + 13] - 255).sum(-1)) > 40).sum())
 
     a3 = np.array([ink(three, xy[i]) for i in ok])
     a2 = np.array([ink(two, flat[i]) for i in ok])
@@ -367,11 +383,17 @@ def test_3d_lasso_without_the_widget_publishes_global_selection(harness):
     rng = np.random.default_rng(8)
     n_tok = 40
     coords = rng.uniform(-0.8, 0.8, size=(2 * n_tok, 3)).astype(np.float32)
-    page.evaluate("([c, t]) => window.mount3DHarness(c, t)",
-                  [coords.ravel().tolist(), {"seq": [0] * n_tok, "pos": list(range(n_tok))}])
-    page.evaluate("""() => { window.sel = []; window.qkv.bus.subscribe('selection', (p) => window.sel.push(Array.from(p.points))); }""")
+    page.evaluate(
+        "([c, t]) => window.mount3DHarness(c, t)",
+        [coords.ravel().tolist(), {"seq": [0] * n_tok, "pos": list(range(n_tok))}],
+    )
+    page.evaluate(
+        """() => { window.sel = []; window.qkv.bus.subscribe('selection', (p) => window.sel.push(Array.from(p.points))); }"""
+    )
     box = page.locator("canvas.qkv-3d").bounding_box()
-    camera = page.evaluate("() => { const c = window.scene.camera(); return {theta: c.theta, phi: c.phi, distance: c.distance, fov: c.fov}; }")
+    camera = page.evaluate(
+        "() => { const c = window.scene.camera(); return {theta: c.theta, phi: c.phi, distance: c.distance, fov: c.fov}; }"
+    )
     ndc = project(coords, **camera)
     xy = np.stack([(ndc[:, 0] + 1) / 2 * 320, (1 - ndc[:, 1]) / 2 * 320], axis=1)
     poly = _polygon(xy, (150, 170), 70, corners=6)
@@ -390,7 +412,8 @@ def test_3d_scenes_torn_down_never_push_out_other_contexts(harness):
     an older context (here a sentinel made first) its drawing."""
     page, _ = harness
     coords = np.random.default_rng(2).uniform(-1, 1, size=(60, 3)).astype(np.float32).ravel().tolist()
-    lost = page.evaluate("""(c) => {
+    lost = page.evaluate(
+        """(c) => {
         const sentinel = document.createElement('canvas').getContext('webgl');
         const host = document.getElementById('scene');
         for (let k = 0; k < 24; k++) {
@@ -399,12 +422,15 @@ def test_3d_scenes_torn_down_never_push_out_other_contexts(harness):
           scene();
         }
         return [sentinel.isContextLost(), host.querySelectorAll('canvas').length];
-      }""", coords)
+      }""",
+        coords,
+    )
     assert lost == [False, 0]
 
 
-def test_3d_matrix_in_lasso_mode_lassos_instead_of_turning(chromium_browser, views_server, widget_site, emb3,
-                                                           artifacts_dir):
+def test_3d_matrix_in_lasso_mode_lassos_instead_of_turning(
+    chromium_browser, views_server, widget_site, emb3, artifacts_dir
+):
     from qkviz.widget import QKViz
 
     viz = QKViz(emb3, theme="light")
@@ -415,8 +441,14 @@ def test_3d_matrix_in_lasso_mode_lassos_instead_of_turning(chromium_browser, vie
     page.locator(".qk-lasso").click()
     # a rectangle over the middle of the grid
     fx0, fy0, fx1, fy1 = 0.3, 0.3, 0.7, 0.7
-    poly = np.array([[fx0 * box["width"], fy0 * box["height"]], [fx1 * box["width"], fy0 * box["height"]],
-                     [fx1 * box["width"], fy1 * box["height"]], [fx0 * box["width"], fy1 * box["height"]]]).round()
+    poly = np.array(
+        [
+            [fx0 * box["width"], fy0 * box["height"]],
+            [fx1 * box["width"], fy0 * box["height"]],
+            [fx1 * box["width"], fy1 * box["height"]],
+            [fx0 * box["width"], fy1 * box["height"]],
+        ]
+    ).round()
     _draw_lasso(page, box, poly, shift=False)
     page.wait_for_function(f"+{ROOT}.dataset.qkSelected > 0", timeout=5_000)
     assert page.locator(".qk-root").get_attribute("data-qk-camera") is None, "the lasso turned the camera"

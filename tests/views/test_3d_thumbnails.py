@@ -36,7 +36,7 @@ def _camera_basis(theta, phi, distance, **_):
 def image_viz3():
     """Two 3x4-patch images; every patch query paired with the next patch's key on one camera ray,
     the query in front for even pairs and behind for odd ones."""
-    from qkviz.embedding import Embedding
+    from qkviz import Embedding
     from qkviz.widget import QKViz
 
     fake, colours = image_embedding(n_images=2, grid=(3, 4), px=6)
@@ -67,10 +67,11 @@ def _shot(locator):
     return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB")).astype(int)
 
 
-def test_3d_thumbnails_nearer_patch_covers_farther(chromium_browser, views_server, widget_site, image_viz3,
-                                                   artifacts_dir):
+def test_3d_thumbnails_nearer_patch_covers_farther(
+    chromium_browser, views_server, widget_site, image_viz3, artifacts_dir
+):
     viz, colours = image_viz3
-    emb = viz._emb
+    emb = viz.embedding
     page, errors = open_widget(chromium_browser, views_server, viz, "single")
     thumbs = page.locator("canvas.qkv-3d-thumbs")
     page.wait_for_selector("canvas.qkv-3d-thumbs[data-drawn]", state="attached", timeout=10_000)
@@ -107,7 +108,7 @@ def test_3d_thumbnails_nearer_patch_covers_farther(chromium_browser, views_serve
             continue
         near, far = (a, b) if depth[a] < depth[b] else (b, a)
         mx, my = np.round((xy[a] + xy[b]) / 2).astype(int)
-        seen = shot[my - 1:my + 2, mx - 1:mx + 2].reshape(-1, 3).mean(0)
+        seen = shot[my - 1 : my + 2, mx - 1 : mx + 2].reshape(-1, 3).mean(0)
         assert np.abs(seen - colour(near)).max() <= 12, (near, far, seen, colour(near), colour(far))
         checked["query" if near < n else "key"] += 1
     # both orders occur: drawing by index alone would fail one of them
@@ -131,7 +132,7 @@ def test_3d_thumbnails_nearer_patch_covers_farther(chromium_browser, views_serve
     assert len(lone) >= 3
     for p in lone:
         x, y = np.round(xy2[p]).astype(int)
-        seen = shot2[y - 2:y + 3, x - 2:x + 3].reshape(-1, 3).mean(0)
+        seen = shot2[y - 2 : y + 3, x - 2 : x + 3].reshape(-1, 3).mean(0)
         assert np.abs(seen - colour(p)).max() <= 12, (p, seen, colour(p))
 
     # hovering a patch shows it in the tooltip (the 3-D view's atlas: the 2-D overlay never loaded one)
@@ -139,8 +140,9 @@ def test_3d_thumbnails_nearer_patch_covers_farther(chromium_browser, views_serve
     page.mouse.move(box["x"] + xy2[p, 0], box["y"] + xy2[p, 1])
     tip = page.locator(".qk-tooltip canvas.qk-tip-thumb")
     tip.wait_for(timeout=5_000)
-    rgb = page.evaluate("c => Array.from(c.getContext('2d').getImageData(32, 32, 1, 1).data.slice(0, 3))",
-                        tip.element_handle())
+    rgb = page.evaluate(
+        "c => Array.from(c.getContext('2d').getImageData(32, 32, 1, 1).data.slice(0, 3))", tip.element_handle()
+    )
     assert np.abs(np.array(rgb) - colour(p)).max() <= 2, (rgb, colour(p))
 
     # thumbnails off: only the dots remain
@@ -155,7 +157,7 @@ def test_3d_thumbnails_nearer_patch_covers_farther(chromium_browser, views_serve
 
 @pytest.mark.slow
 def test_vit_3d_thumbnails_and_lines(chromium_browser, views_server, widget_site, vit_capture, artifacts_dir):
-    from qkviz.embedding import embed
+    from qkviz import embed
     from qkviz.widget import QKViz
 
     emb = embed(vit_capture, "pca", dim=3, layers=[5], heads=[1], cache=False, progress=False)

@@ -1,11 +1,13 @@
-"""The side-panel views in headless Chromium, fed by the real request handlers (qkviz._detail)."""
+"""The side-panel views in headless Chromium, fed by the real request handlers (qkviz.analysis)."""
 
 from __future__ import annotations
+
+import types
 
 import numpy as np
 import pytest
 
-from qkviz import _detail
+from qkviz import analysis
 
 from ._fakes import image_embedding, text_embedding
 
@@ -36,7 +38,7 @@ def _events(page, name):
 
 
 def _mount(page, state, emb):
-    state.widget.embedding = emb
+    state.widget = types.SimpleNamespace(embedding=emb)
     page.evaluate("window.mountPanelHarness()")
 
 
@@ -69,15 +71,16 @@ def test_hiding_keys_renormalises_rows_like_python(harness):
     page.locator(".qkv-col-q .qkv-tok[data-pos='5']").hover()
     page.locator(".qkv-col-q .qkv-tok[data-pos='5'] .qkv-hide").click()
     js = np.array(_events(page, "lines:weights")[-1]["weights"]).reshape(7, 7)
-    py = _detail.sequence_detail(TEXT, 0, 0, 1, hide_keys=[2], hide_queries=[5])["attention"]
+    py = analysis.sequence_detail(TEXT, 0, 0, 1, hide_keys=[2], hide_queries=[5])["attention"]
     np.testing.assert_allclose(js, py, atol=1e-6)
     assert not js[:, 2].any() and not js[5].any()
     # the toggles and value weighting agree with Python too
     page.locator("[data-name='hide-special']").check()
     page.locator("[data-name='value-weighted']").check()
     js = np.array(_events(page, "lines:weights")[-1]["weights"]).reshape(7, 7)
-    py = _detail.sequence_detail(TEXT, 0, 0, 1, hide_keys=[2], hide_queries=[5], hide_special=True,
-                                 value_weighted=True)["attention"]
+    py = analysis.sequence_detail(
+        TEXT, 0, 0, 1, hide_keys=[2], hide_queries=[5], hide_special=True, value_weighted=True
+    )["attention"]
     np.testing.assert_allclose(js, py, atol=1e-6)
     # the heatmap shows the same numbers
     page.locator("button[data-tab='heatmap']").click()
@@ -98,7 +101,9 @@ def test_selection_from_the_scatter_marks_tokens(harness):
     n = len(TEXT.tokens)
     page.evaluate("(n) => window.qkv.setPoints({nTokens: n})", n)
     # global points: query of token 1 in cell 0, key of token 3 in cell 2 (cell·2n + n + token)
-    page.evaluate("(pts) => window.qkv.bus.publish('selection', {points: Uint32Array.from(pts)})", [1, 2 * (2 * n) + n + 3])
+    page.evaluate(
+        "(pts) => window.qkv.bus.publish('selection', {points: Uint32Array.from(pts)})", [1, 2 * (2 * n) + n + 3]
+    )
     marked = page.locator(".qkv-col-q .qkv-tok.qkv-marked").evaluate_all("els => els.map(e => +e.dataset.pos)")
     assert marked == [1, 3]
 
@@ -109,7 +114,7 @@ def test_aggregate_view_shows_the_previous_token_head(harness):
     _click_point(page, TEXT, seq=0, pos=1, head=1)
     page.locator("button[data-tab='aggregate']").click()
     page.wait_for_selector(".qkv-score[data-score='previous']")
-    py = _detail.aggregate_detail(TEXT, 0, 1)["scores"]
+    py = analysis.aggregate_detail(TEXT, 0, 1)["scores"]
     text = page.locator(".qkv-score[data-score='previous']").inner_text()
     assert float(text.split()[1]) == pytest.approx(py["previous"], abs=1e-3)
     assert page.locator("canvas.qkv-offset-bars").is_visible()
@@ -142,21 +147,26 @@ def test_image_overlay_shows_the_clicked_patch_attention(harness):
     _mount(page, state, emb)
     _click_point(page, emb, seq=1, pos=6)
     page.wait_for_selector("canvas.qkv-image-overlay")
-    assert page.locator("button[data-tab='image']").is_visible() and page.locator("button[data-tab='sentence']").is_hidden()
-    d = _detail.image_detail(emb, 0, 0, 1, 6)
+    assert (
+        page.locator("button[data-tab='image']").is_visible()
+        and page.locator("button[data-tab='sentence']").is_hidden()
+    )
+    d = analysis.image_detail(emb, 0, 0, 1, 6)
     _check_overlay(page, d)
-    assert float(page.locator(".qkv-cls-box").get_attribute("data-value")) == pytest.approx(float(d["to_special"][0]), abs=1e-6)
+    assert float(page.locator(".qkv-cls-box").get_attribute("data-value")) == pytest.approx(
+        float(d["to_special"][0]), abs=1e-6
+    )
     # clicking another patch re-centres the view on it
     x, y = page.evaluate("window.panel.views.image.patchCenter(0, 3)")
     page.locator("canvas.qkv-image-base").click(position={"x": x, "y": y})
     page.wait_for_function("document.querySelector('.qkv-panel').dataset.imagePatch === '4'")
-    _check_overlay(page, _detail.image_detail(emb, 0, 0, 1, 4))
+    _check_overlay(page, analysis.image_detail(emb, 0, 0, 1, 4))
 
 
 def test_thumbnails_draw_each_patch_from_the_atlas(harness):
     page, state = harness
     emb, colours = image_embedding(n_images=2, grid=(3, 4), px=6)
-    state.widget.embedding = emb
+    state.widget = types.SimpleNamespace(embedding=emb)
     # draw the 13 tokens of image 1 (CLS + 12 patches) at known spots, 20 px apart
     rows = np.flatnonzero((emb.tokens["seq"] == 1).to_numpy())
     xy = [v for i in range(len(rows)) for v in (20 + 24 * (i % 6), 20 + 24 * (i // 6))]
@@ -193,8 +203,9 @@ def test_project3d_and_picking_in_3d(harness):
     assert got[4] is None or np.isnan(got[4])  # behind the camera
     rng = np.random.default_rng(3)
     coords = rng.uniform(-0.8, 0.8, size=(2 * 20, 3)).astype(np.float32)
-    page.evaluate("([c, t]) => window.mount3DHarness(c, t)",
-                  [coords.ravel().tolist(), {"seq": [0] * 20, "pos": list(range(20))}])
+    page.evaluate(
+        "([c, t]) => window.mount3DHarness(c, t)", [coords.ravel().tolist(), {"seq": [0] * 20, "pos": list(range(20))}]
+    )
     lit = page.evaluate("""() => { const c = document.querySelector('canvas.qkv-3d');
         const g = document.createElement('canvas'); g.width = c.width; g.height = c.height;
         const x = g.getContext('2d'); x.drawImage(c, 0, 0);
@@ -202,10 +213,14 @@ def test_project3d_and_picking_in_3d(harness):
         for (let i = 0; i < d.length; i += 4) if (d[i] < 240 || d[i+1] < 240 || d[i+2] < 240) n++; return n; }""")
     assert lit > 40  # 40 points of ~4 px
     # click where point 27 (the key of token 7) projects: the pick publishes it
-    ndc = page.evaluate("(c) => Array.from(window.qkv.views.project3D(c, window.scene.camera()))", coords.ravel().tolist())
+    ndc = page.evaluate(
+        "(c) => Array.from(window.qkv.views.project3D(c, window.scene.camera()))", coords.ravel().tolist()
+    )
     target = 27
     x, y = (ndc[2 * target] + 1) / 2 * 320, (1 - ndc[2 * target + 1]) / 2 * 320
-    near = [i for i in range(40) if ((ndc[2 * i] + 1) / 2 * 320 - x) ** 2 + ((1 - ndc[2 * i + 1]) / 2 * 320 - y) ** 2 < 64]
+    near = [
+        i for i in range(40) if ((ndc[2 * i] + 1) / 2 * 320 - x) ** 2 + ((1 - ndc[2 * i + 1]) / 2 * 320 - y) ** 2 < 64
+    ]
     assert near == [target], "test layout has overlapping points; change the seed"
     box = page.locator("canvas.qkv-3d").bounding_box()
     page.mouse.click(box["x"] + x, box["y"] + y)
@@ -214,14 +229,16 @@ def test_project3d_and_picking_in_3d(harness):
     # dragging orbits the camera
     before = page.evaluate("window.scene.camera().theta")
     page.mouse.move(box["x"] + 100, box["y"] + 100)
-    page.mouse.down(); page.mouse.move(box["x"] + 160, box["y"] + 110, steps=4); page.mouse.up()
+    page.mouse.down()
+    page.mouse.move(box["x"] + 160, box["y"] + 110, steps=4)
+    page.mouse.up()
     assert page.evaluate("window.scene.camera().theta") != pytest.approx(before)
 
 
 def test_thumbnail_overlay_follows_view_points(harness):
     page, state = harness
     emb, colours = image_embedding(n_images=2, grid=(3, 4), px=6)
-    state.widget.embedding = emb
+    state.widget = types.SimpleNamespace(embedding=emb)
     n = len(emb.tokens)
     # queries on a 24 px grid, keys off screen (NaN): only the query thumbnails are drawn
     xy = [float(v) for i in range(n) for v in (16 + 24 * (i % 12), 16 + 24 * (i // 12))] + [float("nan")] * (2 * n)
@@ -238,5 +255,10 @@ def test_thumbnail_overlay_follows_view_points(harness):
         expected = [95, 185, 108] if r < 0 else colours[s, r, c].tolist()  # CLS: query-coloured marker
         assert np.abs(np.array(px[:3]) - expected).max() <= 2, (t, px, expected)
     page.evaluate("window.qkv.bus.publish('view:points', null)")
-    assert page.evaluate("document.querySelector('canvas.qkv-thumbs').getContext('2d')"
-                         ".getImageData(0, 0, 320, 320).data.some((v, i) => i % 4 === 3 && v > 0)") is False
+    assert (
+        page.evaluate(
+            "document.querySelector('canvas.qkv-thumbs').getContext('2d')"
+            ".getImageData(0, 0, 320, 320).data.some((v, i) => i % 4 === 3 && v > 0)"
+        )
+        is False
+    )

@@ -1,4 +1,4 @@
-"""Unit tests of qkviz._detail against hand computations on stand-ins with known attention."""
+"""Unit tests of qkviz.analysis against hand computations on stand-ins with known attention."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import colorsys
 import numpy as np
 import pytest
 
-from qkviz import _detail
+from qkviz import analysis, attention
 from qkviz.errors import InputError, WidgetDataError
 
 from ._fakes import image_embedding, text_embedding
@@ -19,7 +19,7 @@ def emb():
 
 
 def test_sequence_detail_returns_the_sequence_in_position_order(emb):
-    d = _detail.sequence_detail(emb, 0, 0, 1)
+    d = analysis.sequence_detail(emb, 0, 0, 1)
     rows = np.flatnonzero(emb.tokens["seq"].to_numpy() == 1)
     assert d["token"].dtype == np.uint32 and d["token"].tolist() == rows.tolist()
     assert d["display"] == emb.tokens["display"].iloc[rows].tolist()
@@ -30,7 +30,7 @@ def test_sequence_detail_returns_the_sequence_in_position_order(emb):
 
 def test_hiding_a_key_renormalises_rows_like_the_hand_formula(emb):
     raw = emb.attention(0, 0, 0).astype(np.float64)
-    d = _detail.sequence_detail(emb, 0, 0, 0, hide_keys=[2])
+    d = analysis.sequence_detail(emb, 0, 0, 0, hide_keys=[2])
     # AttentionViz: a_ij / (1 - sum_hidden a_ih), hidden column zero
     expected = raw / (1.0 - raw[:, [2]])
     expected[:, 2] = 0.0
@@ -40,31 +40,31 @@ def test_hiding_a_key_renormalises_rows_like_the_hand_formula(emb):
 
 
 def test_hiding_a_query_zeroes_only_its_row(emb):
-    d = _detail.sequence_detail(emb, 0, 0, 0, hide_queries=[3])
+    d = analysis.sequence_detail(emb, 0, 0, 0, hide_queries=[3])
     assert d["attention"].shape == (5, 5)  # shape never changes with a flag
     assert not d["attention"][3].any()
     np.testing.assert_allclose(np.delete(d["attention"], 3, 0), np.delete(d["raw"], 3, 0), atol=1e-6)
 
 
 def test_hide_special_and_first_hide_the_right_positions(emb):
-    d = _detail.sequence_detail(emb, 0, 0, 1, hide_special=True)
+    d = analysis.sequence_detail(emb, 0, 0, 1, hide_special=True)
     assert d["hidden_keys"].tolist() == [1, 0, 0, 0, 0, 0, 1]
     assert d["hidden_queries"].tolist() == [1, 0, 0, 0, 0, 0, 1]
     assert not d["attention"][:, [0, 6]].any() and not d["attention"][[0, 6]].any()
     np.testing.assert_allclose(d["attention"][1:6].sum(1), 1.0, atol=1e-5)
-    f = _detail.sequence_detail(emb, 0, 0, 1, hide_first=True)
+    f = analysis.sequence_detail(emb, 0, 0, 1, hide_first=True)
     assert f["hidden_keys"].tolist() == [1, 0, 0, 0, 0, 0, 0]
 
 
 def test_value_weighting_is_a_times_norm_row_renormalised(emb):
-    d = _detail.sequence_detail(emb, 0, 0, 2, value_weighted=True)
+    d = analysis.sequence_detail(emb, 0, 0, 2, value_weighted=True)
     rows = d["token"].astype(int)
     norms = np.linalg.norm(emb.capture.v(0, 0)[rows].astype(np.float64), axis=1)
     np.testing.assert_allclose(d["value_norms"], norms, rtol=1e-6)
     w = d["raw"] * norms[None, :]
     np.testing.assert_allclose(d["attention"], w / w.sum(1, keepdims=True), rtol=1e-5)
     # weighting then hiding = one renormalisation over both factors
-    both = _detail.sequence_detail(emb, 0, 0, 2, value_weighted=True, hide_keys=[1])
+    both = analysis.sequence_detail(emb, 0, 0, 2, value_weighted=True, hide_keys=[1])
     w[:, 1] = 0
     np.testing.assert_allclose(both["attention"], w / w.sum(1, keepdims=True), rtol=1e-5)
 
@@ -72,13 +72,13 @@ def test_value_weighting_is_a_times_norm_row_renormalised(emb):
 def test_value_weighting_without_values_says_how_to_capture_them():
     emb = text_embedding(values=False)
     with pytest.raises(WidgetDataError, match="values=True"):
-        _detail.sequence_detail(emb, 0, 0, 0, value_weighted=True)
-    assert _detail.sequence_detail(emb, 0, 0, 0)["value_norms"] is None
+        analysis.sequence_detail(emb, 0, 0, 0, value_weighted=True)
+    assert analysis.sequence_detail(emb, 0, 0, 0)["value_norms"] is None
 
 
 def test_a_row_with_every_visible_key_hidden_stays_zero_not_nan():
     a = np.array([[1.0, 0.0], [0.5, 0.5]], np.float32)
-    out = _detail.renormalize(a, hidden_keys=[0])
+    out = attention.renormalize(a, hidden_keys=[0])
     assert np.isfinite(out).all() and out[0].tolist() == [0.0, 0.0] and out[1].tolist() == [0.0, 1.0]
 
 
@@ -89,11 +89,11 @@ def test_a_row_with_every_visible_key_hidden_stays_zero_not_nan():
 def test_bad_requests_raise_typed_errors(emb, kwargs, match):
     args = dict(layer=0, head=0, seq=0) | kwargs
     with pytest.raises(InputError, match=match):
-        _detail.sequence_detail(emb, args.pop("layer"), args.pop("head"), args.pop("seq"), **args)
+        analysis.sequence_detail(emb, args.pop("layer"), args.pop("head"), args.pop("seq"), **args)
 
 
 def test_aggregate_shows_the_previous_token_peak_at_offset_minus_one(emb):
-    agg = _detail.aggregate_detail(emb, 0, 1)
+    agg = analysis.aggregate_detail(emb, 0, 1)
     offsets = agg["offsets"].tolist()
     assert offsets[0] == -6 and offsets[-1] == 6
     assert offsets[int(np.argmax(agg["by_offset"]))] == -1
@@ -108,7 +108,7 @@ def test_aggregate_shows_the_previous_token_peak_at_offset_minus_one(emb):
 
 
 def test_aggregate_by_position_is_the_mean_over_sequences_that_have_both_positions(emb):
-    agg = _detail.aggregate_detail(emb, 0, 0)
+    agg = analysis.aggregate_detail(emb, 0, 0)
     a = [emb.attention(0, 0, s).astype(np.float64) for s in range(3)]
     # cell (1, 2) exists in all three sequences; (5, 5) only in the 7-token one
     mean = np.zeros((7, 7))
@@ -127,15 +127,15 @@ def test_aggregate_by_position_is_the_mean_over_sequences_that_have_both_positio
 
 
 def test_aggregate_first_token_score_finds_the_sink_head(emb):
-    assert _detail.aggregate_detail(emb, 0, 2)["scores"]["first"] > 0.85
-    assert _detail.aggregate_detail(emb, 0, 1)["scores"]["first"] < 0.5
+    assert analysis.aggregate_detail(emb, 0, 2)["scores"]["first"] > 0.85
+    assert analysis.aggregate_detail(emb, 0, 1)["scores"]["first"] < 0.5
 
 
 def test_image_detail_lays_the_row_of_the_clicked_patch_on_the_grid():
     emb, _ = image_embedding()
     att = emb.attention(0, 0, 1)
     patch = 1 + 2 * 4 + 1  # row 2, col 1
-    d = _detail.image_detail(emb, 0, 0, 1, patch)
+    d = analysis.image_detail(emb, 0, 0, 1, patch)
     assert d["grid"] == [3, 4] and (d["patch_row"], d["patch_col"]) == (2, 1)
     np.testing.assert_allclose(d["heat"].ravel(), att[patch, 1:], rtol=1e-6)
     np.testing.assert_allclose(d["to_special"], att[patch, [0]])
@@ -147,29 +147,29 @@ def test_image_detail_lays_the_row_of_the_clicked_patch_on_the_grid():
     assert s.max() == pytest.approx(1.0) and 0 <= s.min() < 1
     assert d["argmax"].tolist() == att.argmax(1).tolist()
     assert d["image"].shape == (18, 24, 3)
-    key = _detail.image_detail(emb, 0, 0, 1, patch, kind="key")
+    key = analysis.image_detail(emb, 0, 0, 1, patch, kind="key")
     np.testing.assert_allclose(key["heat"].ravel(), att[1:, patch], rtol=1e-6)
 
 
 def test_overlay_strength_matches_attentionviz_formula():
     a = np.array([0.1, 0.2, 0.4])
     b = a - 0.25 * 0.1
-    np.testing.assert_allclose(_detail.overlay_strength(a), np.sqrt(b / b.max()), rtol=1e-6)
+    np.testing.assert_allclose(attention.overlay_strength(a), np.sqrt(b / b.max()), rtol=1e-6)
 
 
 def test_image_detail_rejects_text_and_bad_patches(emb):
     with pytest.raises(WidgetDataError, match="row"):
-        _detail.image_detail(emb, 0, 0, 0, 1)
+        analysis.image_detail(emb, 0, 0, 0, 1)
     img, _ = image_embedding()
     with pytest.raises(InputError, match="out of range"):
-        _detail.image_detail(img, 0, 0, 0, 99)
+        analysis.image_detail(img, 0, 0, 0, 99)
     with pytest.raises(InputError, match="kind"):
-        _detail.image_detail(img, 0, 0, 0, 1, kind="value")
+        analysis.image_detail(img, 0, 0, 0, 1, kind="value")
 
 
 def test_patch_atlas_uv_points_at_each_patch_pixels():
     emb, colours = image_embedding(n_images=3)
-    atlas, uv = _detail.patch_atlas(emb.capture, thumb=4)
+    atlas, uv = analysis.patch_atlas(emb.capture, thumb=4)
     assert atlas.dtype == np.uint8 and atlas.shape[2] == 4
     tokens = emb.tokens
     assert (uv[tokens["row"].to_numpy() < 0] == -1).all()
@@ -185,13 +185,13 @@ def test_patch_atlas_uv_points_at_each_patch_pixels():
 
 def test_patch_atlas_default_thumb_fits_limits():
     emb, _ = image_embedding(n_images=5, grid=(16, 16), px=2)
-    atlas, _uv = _detail.patch_atlas(emb.capture, max_side=512, max_bytes=1 << 20)
+    atlas, _uv = analysis.patch_atlas(emb.capture, max_side=512, max_bytes=1 << 20)
     assert max(atlas.shape[:2]) <= 512 and atlas.nbytes <= 1 << 20
 
 
 def test_patch_colors_are_the_patch_means():
     emb, colours = image_embedding()
-    cols = _detail.patch_colors(emb.capture)
+    cols = analysis.patch_colors(emb.capture)
     tokens = emb.tokens
     t = int(np.flatnonzero((tokens["seq"] == 1) & (tokens["row"] == 2) & (tokens["col"] == 3))[0])
     rgb = colours[1, 2, 3] / 255.0
@@ -205,7 +205,7 @@ def test_patch_colors_are_the_patch_means():
 
 def test_value_weighting_on_a_real_capture_uses_its_value_vectors(tiny_capture):
     seq = 1
-    d = _detail.sequence_detail(tiny_capture, 0, 1, seq, value_weighted=True)
+    d = analysis.sequence_detail(tiny_capture, 0, 1, seq, value_weighted=True)
     rows = d["token"].astype(int)
     norms = np.linalg.norm(tiny_capture.v(0, 1)[rows].astype(np.float64), axis=1)
     w = tiny_capture.attention(0, 1, seq).astype(np.float64) * norms[None, :]
@@ -214,19 +214,17 @@ def test_value_weighting_on_a_real_capture_uses_its_value_vectors(tiny_capture):
 
 
 def test_request_handlers_answer_through_the_command_router():
-    import types
-
-    from qkviz._codec import binary_to_array
-    from qkviz._commands import dispatch
+    from qkviz.widget._commands import dispatch
+    from qkviz.wire import WidgetState, binary_to_array
 
     emb, _ = image_embedding()
-    widget = types.SimpleNamespace(_emb=emb)
+    widget = WidgetState.from_embedding(emb)
     token = int(np.flatnonzero(((emb.tokens["seq"] == 1) & (emb.tokens["pos"] == 5)).to_numpy())[0])
     msg, buffers = dispatch(widget, {"kind": "image", "layer": 0, "head": 0, "seq": 1, "token": token})
     assert "error" not in msg and msg["patch"] == 5
     heat = msg["heat"]
     got = binary_to_array({"view": buffers[heat["$buffer"]], "dtype": heat["dtype"], "shape": heat["shape"]})
-    np.testing.assert_allclose(got, _detail.image_detail(emb, 0, 0, 1, 5)["heat"])
+    np.testing.assert_allclose(got, analysis.image_detail(emb, 0, 0, 1, 5)["heat"])
     msg, _ = dispatch(widget, {"kind": "atlas"})
     assert msg["atlas_shape"][2] == 4 and set(msg["colors"]) >= {"brightness", "hue"}
     msg, _ = dispatch(widget, {"kind": "sequence", "layer": 0, "head": 0, "seq": 7})

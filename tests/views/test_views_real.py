@@ -5,10 +5,12 @@ Screenshots go to test-artifacts/views/ for a human to look at.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 
-from qkviz import _detail
+from qkviz import analysis
 
 from .test_views_browser import _check_overlay, _click_point
 
@@ -19,7 +21,7 @@ PREV_HEAD = (0, 2)
 
 
 def test_minilm_previous_token_head_peaks_at_offset_minus_one(minilm_capture):
-    agg = _detail.aggregate_detail(minilm_capture, *PREV_HEAD)
+    agg = analysis.aggregate_detail(minilm_capture, *PREV_HEAD)
     assert agg["offsets"][int(np.argmax(agg["by_offset"]))] == -1
     assert agg["scores"]["previous"] > 0.8
 
@@ -27,7 +29,7 @@ def test_minilm_previous_token_head_peaks_at_offset_minus_one(minilm_capture):
 def test_minilm_views_render(harness, minilm_capture, artifacts_dir):
     page, state = harness
     cap = minilm_capture
-    state.widget.embedding = cap
+    state.widget = types.SimpleNamespace(embedding=cap)
     page.evaluate("window.mountPanelHarness()")
     lengths = cap.sequences["n_tokens"].to_numpy()
     seq = int(np.flatnonzero((lengths >= 10) & (lengths <= 16))[0])
@@ -38,7 +40,7 @@ def test_minilm_views_render(harness, minilm_capture, artifacts_dir):
     panel.screenshot(path=str(artifacts_dir / "minilm_sentence_hover.png"))
     page.locator("[data-name='hide-special']").check()
     js = np.array(page.evaluate("Array.from(window.panel.state.weights)")).reshape(lengths[seq], -1)
-    py = _detail.sequence_detail(cap, 2, 0, seq, hide_special=True)["attention"]
+    py = analysis.sequence_detail(cap, 2, 0, seq, hide_special=True)["attention"]
     np.testing.assert_allclose(js, py, atol=1e-6)
     panel.screenshot(path=str(artifacts_dir / "minilm_sentence_hide_special.png"))
     page.locator("button[data-tab='heatmap']").click()
@@ -53,15 +55,19 @@ def test_minilm_views_render(harness, minilm_capture, artifacts_dir):
 def test_vit_image_view_and_thumbnails(harness, vit_capture, artifacts_dir):
     page, state = harness
     cap = vit_capture
-    state.widget.embedding = cap
+    state.widget = types.SimpleNamespace(embedding=cap)
     page.evaluate("window.mountPanelHarness()")
     layer, head, seq = 9, 0, 0
     # a patch near the image centre (row 8, col 8)
     tokens = cap.tokens
-    pos = int(tokens["pos"][np.flatnonzero(((tokens["seq"] == seq) & (tokens["row"] == 8) & (tokens["col"] == 8)).to_numpy())[0]])
+    pos = int(
+        tokens["pos"][
+            np.flatnonzero(((tokens["seq"] == seq) & (tokens["row"] == 8) & (tokens["col"] == 8)).to_numpy())[0]
+        ]
+    )
     _click_point(page, cap, seq=seq, pos=pos, layer=layer, head=head)
     page.wait_for_selector("canvas.qkv-image-overlay")
-    d = _detail.image_detail(cap, layer, head, seq, pos)
+    d = analysis.image_detail(cap, layer, head, seq, pos)
     _check_overlay(page, d)
     panel = page.locator(".qkv-panel")
     panel.screenshot(path=str(artifacts_dir / "vit_image.png"))
@@ -90,7 +96,7 @@ def test_vit_image_view_and_thumbnails(harness, vit_capture, artifacts_dir):
     canvas = page.locator("#thumbs")
     canvas.screenshot(path=str(artifacts_dir / "vit_thumbnails.png"))
     # the last-drawn thumbnail (the key of the last token, a patch) shows that patch's pixels
-    atlas, uv = _detail.patch_atlas(cap, max_bytes=3 << 20)
+    atlas, uv = analysis.patch_atlas(cap, max_bytes=3 << 20)
     t = n - 1
     cx, cy = xy[2 * n - 1]
     px = page.evaluate(
@@ -107,7 +113,7 @@ def test_vit_image_view_and_thumbnails(harness, vit_capture, artifacts_dir):
 def test_minilm_3d_view_renders_and_picks(harness, minilm_capture, artifacts_dir):
     page, state = harness
     cap = minilm_capture
-    state.widget.embedding = cap
+    state.widget = types.SimpleNamespace(embedding=cap)
     q, k = cap.q(2, 0), cap.k(2, 0)
     x = np.concatenate([q, k]).astype(np.float64)
     x -= x.mean(0)

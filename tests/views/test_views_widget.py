@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def tiny_embedding(tiny_capture):
-    from qkviz.embedding import Embedding
+    from qkviz import Embedding
 
     n = len(tiny_capture.tokens)
     rng = np.random.default_rng(5)
@@ -40,7 +40,9 @@ def _ink(page):
 
 
 def _mount_widget(chromium_browser, views_server, tiny_embedding):
-    from qkviz.widget import SINGLE_SCALE, QKViz
+    from qkviz.export._snapshot import snapshot
+    from qkviz.widget import QKViz
+    from qkviz.wire import SINGLE_SCALE
 
     url, state = views_server
     viz = QKViz(tiny_embedding, layer=1, head=2)
@@ -50,7 +52,7 @@ def _mount_widget(chromium_browser, views_server, tiny_embedding):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url + "/widget.html")
     page.wait_for_function("window.harnessReady === true")
-    page.evaluate("(s) => mountWidget(s)", _wire(viz._static_state()["state"]))
+    page.evaluate("(s) => mountWidget(s)", _wire(snapshot(viz.state, viz.view())["state"]))
     page.wait_for_selector(".qk-root[data-qk-ready='1']", state="attached", timeout=30_000)
     page.wait_for_selector(".qk-root[data-qk-mode='single']")
     page.wait_for_timeout(300)
@@ -62,8 +64,10 @@ def _mount_widget(chromium_browser, views_server, tiny_embedding):
     p = max(range(n), key=lambda i: d[i].min())  # the most isolated query: safe to click
     box = page.locator("canvas.qk-canvas").bounding_box()
     x, y = xy[p]
-    page.mouse.click(float(box["x"] + (x * SINGLE_SCALE + 1) / 2 * box["width"]),
-                     float(box["y"] + (1 - y * SINGLE_SCALE) / 2 * box["height"]))
+    page.mouse.click(
+        float(box["x"] + (x * SINGLE_SCALE + 1) / 2 * box["width"]),
+        float(box["y"] + (1 - y * SINGLE_SCALE) / 2 * box["height"]),
+    )
     seq = int(emb.tokens["seq"][p])
     length = int((emb.tokens["seq"] == seq).sum())
     page.wait_for_function(f"document.querySelectorAll('.qkv-col-q .qkv-tok').length === {length}")

@@ -59,7 +59,7 @@ def _isolated(xy, candidates):
 
 @pytest.fixture(scope="module")
 def image_viz():
-    from qkviz.embedding import Embedding
+    from qkviz import Embedding
     from qkviz.widget import QKViz
 
     fake, colours = image_embedding(n_images=2, grid=(3, 4), px=6)
@@ -71,12 +71,12 @@ def image_viz():
 
 def test_image_capture_adds_patch_colour_fields(image_viz):
     viz, colours = image_viz
-    tok = viz._emb.tokens
+    tok = viz.embedding.tokens
     cols = viz._columns
     assert {"row", "col", "mean_r", "mean_g", "mean_b", "brightness", "hue", "saturation"} <= set(cols)
     viz.color_by("brightness")  # accepted like any user column
     viz.color_by("patch_color")
-    from qkviz._codec import binary_to_array
+    from qkviz.wire import binary_to_array
 
     bright = binary_to_array(cols["brightness"]["values"])
     s, r, c = (tok[k].to_numpy() for k in ("seq", "row", "col"))
@@ -94,7 +94,7 @@ def test_thumbnails_show_each_patch_at_its_point(chromium_browser, views_server,
     page, errors = open_widget(chromium_browser, views_server, viz, "single")
     page.wait_for_selector("canvas.qkv-thumbs[data-drawn]", state="attached", timeout=10_000)
     page.wait_for_timeout(300)
-    tok = viz._emb.tokens
+    tok = viz.embedding.tokens
     n = len(tok)
     assert page.locator("canvas.qkv-thumbs").get_attribute("data-drawn") == str(2 * n)
     xy = np.array(page.evaluate("Array.from(document.querySelector('.qk-root').qkScreenPositions())")).reshape(-1, 2)
@@ -107,10 +107,10 @@ def test_thumbnails_show_each_patch_at_its_point(chromium_browser, views_server,
     x, y = (int(round(v)) for v in xy[p])
     t = p % n
     want = colours[seq[t], row[t], col[t]]
-    centre = shot[y - 3:y + 4, x - 3:x + 4].reshape(-1, 3)
+    centre = shot[y - 3 : y + 4, x - 3 : x + 4].reshape(-1, 3)
     assert np.abs(centre - want).max() <= 12, (p, want, centre.mean(0))
     # the border tells queries (green) from keys (pink)
-    edge = shot[y - THUMB // 2, x - 2:x + 3].mean(0)
+    edge = shot[y - THUMB // 2, x - 2 : x + 3].mean(0)
     border = (95, 185, 108) if p < n else (227, 55, 143)
     assert np.abs(edge - border).max() < 60, (edge, border)
     # CLS is a diamond in the q/k colour, not a thumbnail
@@ -118,7 +118,7 @@ def test_thumbnails_show_each_patch_at_its_point(chromium_browser, views_server,
     c, cgap = _isolated(xy, cls)
     if cgap > THUMB:
         cx, cy = (int(round(v)) for v in xy[c])
-        fill = shot[cy - 1:cy + 2, cx - 1:cx + 2].reshape(-1, 3).mean(0)
+        fill = shot[cy - 1 : cy + 2, cx - 1 : cx + 2].reshape(-1, 3).mean(0)
         want_c = (95, 185, 108) if c < n else (227, 55, 143)
         assert np.abs(fill - want_c).max() < 25, (fill, want_c)
     # the patch colour fields are offered in the colour menu
@@ -132,7 +132,7 @@ def test_thumbnails_show_each_patch_at_its_point(chromium_browser, views_server,
     page.wait_for_timeout(300)
     page.locator(".qk-root").screenshot(path=str(artifacts_dir / "widget_patch_color_dots.png"))
     dots = _screenshot_rgb(page.locator(".qk-stage"))
-    dot = dots[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3)
+    dot = dots[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3)
     # 6 levels per channel (±26) drawn at 0.9 opacity over white (+26 at most)
     assert np.abs(dot - want).min(0).max() <= 56, (want, dot.mean(0))
     assert errors == []
@@ -144,7 +144,7 @@ def test_thumbnails_show_each_patch_at_its_point(chromium_browser, views_server,
 
 @pytest.fixture(scope="module")
 def emb3(tiny_capture):
-    from qkviz.embedding import Embedding
+    from qkviz import Embedding
 
     n = len(tiny_capture.tokens)
     rng = np.random.default_rng(11)
@@ -170,7 +170,7 @@ def test_3d_single_view_picks_and_draws_topk_lines(chromium_browser, views_serve
     page.mouse.click(box["x"] + px[q, 0], box["y"] + px[q, 1])
     page.wait_for_function("document.querySelector('.qk-root').dataset.qkLines !== ''", timeout=10_000)
     lines = json.loads(page.locator(".qk-root").get_attribute("data-qk-lines"))
-    cell = viz._cell_index()
+    cell = viz.state.cell_index(viz.layer, viz.head)
     per = 2 * n
     seq, pos = int(emb3.tokens["seq"][q]), int(emb3.tokens["pos"][q])
     first = q - pos
@@ -208,12 +208,12 @@ def test_3d_single_view_picks_and_draws_topk_lines(chromium_browser, views_serve
 def _matrix_expected(viz, emb, camera, width, height):
     """CSS px of every grid point: each head projected with the camera's angles at the default
     distance, placed in its cell like a 2-D layout (js/src/layout.js matrixPositions3D)."""
-    from qkviz.widget import CELL_FILL
+    from qkviz.wire import CELL_FILL
 
-    n_rows, n_cols = len(viz._layers), len(viz._heads)
+    n_rows, n_cols = len(viz.state.layers), len(viz.state.heads)
     cw, ch = 2 / n_cols, 2 / n_rows
     out = []
-    for c, (la, he) in enumerate(viz._cells):
+    for c, (la, he) in enumerate(viz.state.cells):
         ndc = project(emb.coords(la, he), **{**camera, "distance": DEFAULT_CAMERA["distance"]})
         cx, cy = -1 + (c % n_cols + 0.5) * cw, 1 - (c // n_cols + 0.5) * ch
         x = cx + ndc[:, 0] * cw / 2 * CELL_FILL
@@ -222,8 +222,9 @@ def _matrix_expected(viz, emb, camera, width, height):
     return np.concatenate(out)
 
 
-def test_3d_matrix_reprojects_when_the_shared_camera_turns(chromium_browser, views_server, widget_site, emb3,
-                                                           artifacts_dir):
+def test_3d_matrix_reprojects_when_the_shared_camera_turns(
+    chromium_browser, views_server, widget_site, emb3, artifacts_dir
+):
     from qkviz.widget import QKViz
 
     viz = QKViz(emb3, theme="light")
@@ -283,7 +284,7 @@ def test_3d_matrix_reprojects_when_the_shared_camera_turns(chromium_browser, vie
 
 @pytest.mark.slow
 def test_vit_widget_thumbnails(chromium_browser, views_server, widget_site, vit_capture, artifacts_dir):
-    from qkviz.embedding import embed
+    from qkviz import embed
     from qkviz.widget import QKViz
 
     emb = embed(vit_capture, "pca", layers=[5], heads=[0, 1], cache=False, progress=False)
@@ -303,13 +304,13 @@ def test_vit_widget_thumbnails(chromium_browser, views_server, widget_site, vit_
     ok = [p for p in range(2 * n) if row[p % n] >= 0 and 10 < xy[p, 0] < w - 10 and 10 < xy[p, 1] < hgt - 10]
     p, gap = _isolated(xy, ok)
     assert gap > THUMB
-    from qkviz._detail import patch_colors
+    from qkviz.analysis import patch_colors
 
     cols = patch_colors(vit_capture)
     want = np.array([cols["mean_r"][p % n], cols["mean_g"][p % n], cols["mean_b"][p % n]]) * 255
     shot = _screenshot_rgb(page.locator(".qk-stage"))
     x, y = (int(round(v)) for v in xy[p])
-    inner = shot[y - 5:y + 5, x - 5:x + 5].reshape(-1, 3).mean(0)
+    inner = shot[y - 5 : y + 5, x - 5 : x + 5].reshape(-1, 3).mean(0)
     assert np.abs(inner - want).max() < 30, (inner, want)
     # the focused head's points clicked: lines over the thumbnails, panel shows the image
     page.mouse.click(stage["x"] + x, stage["y"] + y)
@@ -322,7 +323,7 @@ def test_vit_widget_thumbnails(chromium_browser, views_server, widget_site, vit_
 
 @pytest.mark.slow
 def test_minilm_widget_3d(chromium_browser, views_server, widget_site, minilm_capture, artifacts_dir):
-    from qkviz.embedding import embed
+    from qkviz import embed
     from qkviz.widget import QKViz
 
     emb = embed(minilm_capture, "pca", dim=3, layers=[0, 1], heads=[0, 1, 2], cache=False, progress=False)

@@ -21,7 +21,7 @@ from ._fakes import make_embedding
 
 HERE = pathlib.Path(__file__).parent
 ROOT = HERE.parents[1]
-BUNDLE = ROOT / "src" / "qkviz" / "static" / "widget.js"
+BUNDLE = ROOT / "src" / "qkviz" / "_bundle" / "widget.js"
 ARTIFACTS = pathlib.Path(os.environ.get("QK_ARTIFACTS", ROOT / "test-artifacts"))
 
 
@@ -90,20 +90,41 @@ def jupyter(tmp_path_factory):
     root.mkdir()
     shutil.copy(HERE / "lab.ipynb", root / "lab.ipynb")
     (home / "config" / "labconfig").mkdir(parents=True)
-    (home / "config" / "labconfig" / "page_config.json").write_text(json.dumps(
-        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    (home / "config" / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
     port = _free_port()
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_DATA_DIR=str(home / "data"),
-               JUPYTER_RUNTIME_DIR=str(home / "runtime"), IPYTHONDIR=str(home / "ipython"),
-               QK_STATE=str(home / "state.json"), QK_TESTS=str(HERE.parent), PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           "--IdentityProvider.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
-           f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.extension_manager=readonly",
-           f"--LabApp.workspaces_dir={home / 'ws'}", f"--LabApp.user_settings_dir={home / 'settings'}"]
-    log = open(home / "server.log", "w")
+    env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_DATA_DIR=str(home / "data"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        IPYTHONDIR=str(home / "ipython"),
+        QK_STATE=str(home / "state.json"),
+        QK_TESTS=str(HERE.parent),
+        PYTHONUNBUFFERED="1",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        "--ServerApp.disable_check_xsrf=True",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+        f"--LabApp.workspaces_dir={home / 'ws'}",
+        f"--LabApp.user_settings_dir={home / 'settings'}",
+    ]
+    log = open(home / "server.log", "w")  # noqa: SIM115 - the server writes to it until the session ends
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -112,7 +133,7 @@ def jupyter(tmp_path_factory):
             break
         except Exception:
             if proc.poll() is not None:
-                raise RuntimeError((home / "server.log").read_text())
+                raise RuntimeError((home / "server.log").read_text()) from None
             time.sleep(0.1)
     else:
         proc.terminate()

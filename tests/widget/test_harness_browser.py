@@ -12,11 +12,12 @@ import json
 import numpy as np
 import pytest
 
-from qkviz.widget import QKViz, SINGLE_SCALE
+from _wire import wire_json
+from qkviz.export._snapshot import snapshot
+from qkviz.widget import QKViz
+from qkviz.wire import SINGLE_SCALE
 
 from ._fakes import make_embedding
-from _wire import wire_json
-
 from .conftest import ARTIFACTS
 
 pytestmark = pytest.mark.browser
@@ -26,7 +27,7 @@ def mount(page, url, viz, top_k=8, wid="w0", first=True):
     if first:
         page.goto(url)
         page.wait_for_function("window.harnessReady === true")
-    page.evaluate("([p, id]) => mount(p, id)", [wire_json(viz._static_state(top_k=top_k)), wid])
+    page.evaluate("([p, id]) => mount(p, id)", [wire_json(snapshot(viz.state, viz.view(), top_k)), wid])
     root = page.locator(f"#{wid} .qk-root")
     page.wait_for_selector(f"#{wid} .qk-root[data-qk-ready='1']", state="attached", timeout=30_000)
     return root
@@ -35,12 +36,15 @@ def mount(page, url, viz, top_k=8, wid="w0", first=True):
 def canvas_pixels(page, wid="w0", selector=None):
     """RGBA pixels of the view's canvas as a numpy array [h, w, 4] (sent as base64: fast)."""
     sel = selector or f"#{wid} canvas.qk-canvas"
-    w, h, b64 = page.evaluate("""(sel) => { const c = document.querySelector(sel);
+    w, h, b64 = page.evaluate(
+        """(sel) => { const c = document.querySelector(sel);
         const g = document.createElement('canvas'); g.width = c.width; g.height = c.height;
         const ctx = g.getContext('2d'); ctx.drawImage(c, 0, 0);
         const d = ctx.getImageData(0, 0, c.width, c.height).data; let s = '';
         for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
-        return [c.width, c.height, btoa(s)]; }""", sel)
+        return [c.width, c.height, btoa(s)]; }""",
+        sel,
+    )
     return np.frombuffer(base64.b64decode(b64), np.uint8).reshape(h, w, 4)
 
 
@@ -63,7 +67,9 @@ def test_grid_renders_every_cell(page, harness_url):
     assert abs(w / h - 1.5) < 0.02
     for r in range(2):
         for c in range(3):
-            cell = ink[int((r + 0.15) * h / 2):int((r + 0.85) * h / 2), int((c + 0.15) * w / 3):int((c + 0.85) * w / 3)]
+            cell = ink[
+                int((r + 0.15) * h / 2) : int((r + 0.85) * h / 2), int((c + 0.15) * w / 3) : int((c + 0.85) * w / 3)
+            ]
             assert cell.sum() > 20, f"cell ({r}, {c}) is blank"
             # margins between cells stay empty (each layout fills 84% of its cell)
             assert ink[int((r + 0.5) * h / 2), int(c * w / 3) + 1] == 0
@@ -223,9 +229,12 @@ def test_empty_state_and_theme_and_colour(page, harness_url):
     assert page.locator("#w0 .qk-color").input_value() == "position"
     assert (canvas_pixels(page) != before).any()
     # Python -> page selection: the page counts it, and no event bounces back as a change
-    n = viz._n
-    page.evaluate("""(idx) => models.w0.set('_selection',
-        {view: new DataView(new Uint32Array(idx).buffer), dtype: 'uint32', shape: [idx.length]})""", [1, n + 2])
+    n = viz.state.n_tokens
+    page.evaluate(
+        """(idx) => models.w0.set('_selection',
+        {view: new DataView(new Uint32Array(idx).buffer), dtype: 'uint32', shape: [idx.length]})""",
+        [1, n + 2],
+    )
     assert root.get_attribute("data-qk-selected") == "2"
     page.locator("#w0 .qk-color").select_option("category")
     assert page.evaluate("models.w0.get('color')") == "category"

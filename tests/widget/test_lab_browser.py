@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from qkviz.widget import SINGLE_SCALE
+from qkviz.wire import SINGLE_SCALE
 
 from ._fakes import make_embedding
 from .conftest import ARTIFACTS
@@ -46,9 +46,12 @@ def test_lab_end_to_end(jupyter, page):
     page.goto(jupyter["url"] + "/lab/tree/lab.ipynb?reset", wait_until="domcontentloaded")
     page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget", timeout=60_000)
     page.wait_for_selector(".jp-Notebook", timeout=60_000)
-    page.wait_for_function("""() => { const w = window.jupyterapp.shell.currentWidget;
+    page.wait_for_function(
+        """() => { const w = window.jupyterapp.shell.currentWidget;
         const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-        return k && k.status === 'idle'; }""", timeout=60_000)
+        return k && k.status === 'idle'; }""",
+        timeout=60_000,
+    )
     run_cell(page, 0)
     page.wait_for_selector(".qk-root[data-qk-ready='1']", state="attached", timeout=60_000)
     canvas = page.locator("canvas.qk-canvas")
@@ -62,7 +65,9 @@ def test_lab_end_to_end(jupyter, page):
     h, w = ink.shape
     for r in range(2):
         for c in range(3):
-            cell = ink[int((r + 0.15) * h / 2):int((r + 0.85) * h / 2), int((c + 0.15) * w / 3):int((c + 0.85) * w / 3)]
+            cell = ink[
+                int((r + 0.15) * h / 2) : int((r + 0.85) * h / 2), int((c + 0.15) * w / 3) : int((c + 0.85) * w / 3)
+            ]
             assert cell.sum() > 20, (r, c)
     page.screenshot(path=str(ARTIFACTS / "lab-grid.png"))
 

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qkviz import _commands
-from qkviz._codec import MAX_MESSAGE_BYTES, array_to_binary, binary_to_array, pack_buffers
 from qkviz.errors import WidgetDataError
-from qkviz.widget import COLOR_FIELDS, QKViz
+from qkviz.export._snapshot import snapshot
+from qkviz.widget import COLOR_FIELDS, QKViz, _commands
+from qkviz.wire import MAX_MESSAGE_BYTES, array_to_binary, binary_to_array, pack_buffers
 
 from ._fakes import make_embedding
 
@@ -45,8 +45,13 @@ def test_non_contiguous_input_is_made_contiguous():
 
 def test_pack_buffers_references_arrays():
     msg, bufs = pack_buffers({"a": [np.ones(2, np.uint8), {"b": np.zeros((1, 2), np.float32)}], "k": np.int64(3)})
-    assert msg == {"a": [{"$buffer": 0, "dtype": "uint8", "shape": [2]},
-                         {"b": {"$buffer": 1, "dtype": "float32", "shape": [1, 2]}}], "k": 3}
+    assert msg == {
+        "a": [
+            {"$buffer": 0, "dtype": "uint8", "shape": [2]},
+            {"b": {"$buffer": 1, "dtype": "float32", "shape": [1, 2]}},
+        ],
+        "k": 3,
+    }
     assert [b.nbytes for b in bufs] == [2, 8]
 
 
@@ -60,6 +65,7 @@ def _state_bytes(viz):
         if isinstance(v, (list, tuple)):
             return sum(size(x) for x in v)
         return len(str(v))
+
     return sum(size(getattr(viz, k)) for k in viz.trait_names(sync=True) if k not in ("_esm", "_css"))
 
 
@@ -73,29 +79,30 @@ def test_no_json_number_lists_and_small_state(emb):
     assert _state_bytes(viz) < 5 * 2**20
 
 
-def test_grid_points_are_chunked_under_the_budget():
+def test_grid_points_are_chunked_under_the_budget(monkeypatch):
+    from qkviz.wire import WidgetState
+
     emb = make_embedding(n_layers=2, n_heads=2, lengths=(50,) * 4)
     viz = QKViz(emb)
-    viz._meta = {**viz._meta, "chunk_points": 150}  # force several chunks
-    st = viz._static_state()
+    assert viz._meta["chunk_points"] * 9 <= MAX_MESSAGE_BYTES
+    monkeypatch.setattr(WidgetState, "chunk_points", property(lambda self: 150))  # force several chunks
+    st = snapshot(viz.state, viz.view())
     chunks = st["points"]
     assert len(chunks) == int(np.ceil(viz._meta["n_points"] / 150))
     coords = np.concatenate([binary_to_array(c["coords"]) for c in chunks])
     n = emb.n_tokens
-    for c, (la, he) in enumerate(viz._cells):
-        np.testing.assert_array_equal(coords[c * 2 * n:(c + 1) * 2 * n], emb.coords(la, he)[:, :2])
-    assert viz._meta["chunk_points"] * 9 <= MAX_MESSAGE_BYTES or viz._meta["chunk_points"] == 150
-    msg, bufs = _commands.dispatch(viz, {"kind": "points", "start": 150, "stop": 300})
+    for c, (la, he) in enumerate(viz.state.cells):
+        np.testing.assert_array_equal(coords[c * 2 * n : (c + 1) * 2 * n], emb.coords(la, he)[:, :2])
+    msg, bufs = _commands.dispatch(viz.state, {"kind": "points", "start": 150, "stop": 300})
     assert msg["start"] == 150 and sum(b.nbytes for b in bufs) == 150 * 9
-    assert QKViz(emb)._meta["chunk_points"] * 9 <= MAX_MESSAGE_BYTES
 
 
 def test_norms_quantised_per_head(emb):
     viz = QKViz(emb)
     n = emb.n_tokens
     nm = emb.norms(1, 2)
-    c = viz._cells.index((1, 2))
-    q = viz._norms[c * 2 * n:(c + 1) * 2 * n]
+    c = viz.state.cells.index((1, 2))
+    q = viz.state.norms[c * 2 * n : (c + 1) * 2 * n]
     assert q[nm.argmin()] == 0 and q[nm.argmax()] == 255
     np.testing.assert_allclose(q / 255, (nm - nm.min()) / (nm.max() - nm.min()), atol=1 / 255)
 
@@ -117,7 +124,7 @@ def test_bad_inputs_fail_before_anything_is_sent(emb, monkeypatch):
         QKViz(emb, columns={"freq": np.arange(emb.n_tokens + 1)})
     with pytest.raises(WidgetDataError, match="unknown colour field 'nope'"):
         QKViz(emb, color="nope")
-    with pytest.raises(WidgetDataError, match="needs a qkviz.embedding.Embedding"):
+    with pytest.raises(WidgetDataError, match="expected a qkviz Embedding"):
         QKViz(np.zeros((3, 2)))
     with pytest.raises(WidgetDataError, match="clashes"):
         QKViz(emb, columns={"kind": np.zeros(emb.n_tokens)})
@@ -242,41 +249,46 @@ def test_select_from_python(emb):
 # ---- commands ------------------------------------------------------------------------------------
 def test_attention_command_is_exact(emb):
     viz = QKViz(emb)
-    msg, bufs = _commands.dispatch(viz, {"kind": "attention", "layer": 1, "head": 0, "seq": 2})
+    msg, bufs = _commands.dispatch(viz.state, {"kind": "attention", "layer": 1, "head": 0, "seq": 2})
     w = np.frombuffer(bufs[0], np.float32).reshape(msg["weights"]["shape"])
     np.testing.assert_array_equal(w, emb.attention(1, 0, 2))
 
 
 def test_bad_requests_answer_with_an_error(emb):
     viz = QKViz(emb)
-    assert "unknown request kind" in _commands.dispatch(viz, {"kind": "nope"})[0]["error"]
-    assert "error" in _commands.dispatch(viz, {"kind": "attention", "layer": 9, "head": 0, "seq": 0})[0]
-    assert "error" in _commands.dispatch(viz, {"kind": "points", "start": 0, "stop": 10**9})[0]
-    assert "error" in _commands.dispatch(viz, "points")[0]
+    assert "unknown request kind" in _commands.dispatch(viz.state, {"kind": "nope"})[0]["error"]
+    assert "error" in _commands.dispatch(viz.state, {"kind": "attention", "layer": 9, "head": 0, "seq": 0})[0]
+    assert "error" in _commands.dispatch(viz.state, {"kind": "points", "start": 0, "stop": 10**9})[0]
+    assert "error" in _commands.dispatch(viz.state, "points")[0]
     no_cap = QKViz(make_embedding(capture=False))
     assert not no_cap._meta["has_attention"]
-    assert "no capture" in _commands.dispatch(no_cap, {"kind": "attention", "layer": 0, "head": 0, "seq": 0})[0]["error"]
+    assert (
+        "no capture"
+        in _commands.dispatch(no_cap.state, {"kind": "attention", "layer": 0, "head": 0, "seq": 0})[0]["error"]
+    )
 
 
 def test_static_state_embeds_topk(emb):
     viz = QKViz(emb)
-    st = viz._static_state(top_k=3)
+    st = snapshot(viz.state, viz.view(), 3)
     assert {"_meta", "_tokens", "layer", "color", "_selection"} <= set(st["state"])
     assert "_esm" not in st["state"]
-    cell = st["topk"][viz._cells.index((1, 2))]
+    cell = st["topk"][viz.state.cells.index((1, 2))]
     keys, weights = binary_to_array(cell["keys"]), binary_to_array(cell["weights"])
     a = emb.attention(1, 2, 1)
     first = int(np.flatnonzero(emb.tokens.seq == 1)[0])
     np.testing.assert_array_equal(keys[first], np.argsort(-a[0], kind="stable")[:3])
     np.testing.assert_allclose(weights[first], np.sort(a[0])[::-1][:3])
-    assert viz._static_state()["topk"] is None
+    assert snapshot(viz.state, viz.view())["topk"] is None
 
 
 def test_three_d_layouts_send_z():
-    emb = make_embedding(n_layers=1, n_heads=2, lengths=(4,), coords=lambda la, he: np.random.default_rng(he).uniform(-1, 1, (8, 3)))
+    emb = make_embedding(
+        n_layers=1, n_heads=2, lengths=(4,), coords=lambda la, he: np.random.default_rng(he).uniform(-1, 1, (8, 3))
+    )
     viz = QKViz(emb)
     assert viz._meta["dim"] == 3 and viz._meta["chunk_points"] * 13 <= MAX_MESSAGE_BYTES
-    msg, bufs = _commands.dispatch(viz, {"kind": "points", "start": 8, "stop": 16})
+    msg, bufs = _commands.dispatch(viz.state, {"kind": "points", "start": 8, "stop": 16})
     assert msg["coords"]["shape"] == [8, 3]
     np.testing.assert_array_equal(np.frombuffer(bufs[0], np.float32).reshape(8, 3), emb.coords(0, 1))
     viz.select([9])
@@ -284,7 +296,7 @@ def test_three_d_layouts_send_z():
 
 
 def test_bundle_has_no_network_imports():
-    bundle = ROOT / "src" / "qkviz" / "static" / "widget.js"
+    bundle = ROOT / "src" / "qkviz" / "_bundle" / "widget.js"
     if not bundle.exists():
         pytest.skip("bundle not built (cd js && npm run build)")
     text = bundle.read_text()
@@ -296,7 +308,7 @@ def test_bundle_has_no_network_imports():
 @pytest.mark.slow
 def test_real_capture_attention_and_selection(tiny_capture):
     """The widget over a real (tiny BERT) capture: lines use the capture's exact attention."""
-    from qkviz.embedding import Embedding
+    from qkviz import Embedding
 
     coords = {}
     for la in tiny_capture.layers:
@@ -308,7 +320,7 @@ def test_real_capture_attention_and_selection(tiny_capture):
     viz = QKViz(emb, faithfulness=True)
     assert viz._meta["has_faithfulness"] and (binary_to_array(viz._meta["recall"]) >= 0).all()
     la, he = tiny_capture.layers[-1], tiny_capture.heads[-1]
-    msg, bufs = _commands.dispatch(viz, {"kind": "attention", "layer": la, "head": he, "seq": 1})
+    msg, bufs = _commands.dispatch(viz.state, {"kind": "attention", "layer": la, "head": he, "seq": 1})
     w = np.frombuffer(bufs[0], np.float32).reshape(msg["weights"]["shape"])
     np.testing.assert_array_equal(w, tiny_capture.attention(la, he, 1))
     np.testing.assert_allclose(w.sum(axis=1), 1, atol=1e-5)
@@ -331,14 +343,17 @@ def test_text_embedding_has_no_patch_fields(emb):
 
 
 def test_image_embedding_offers_patch_fields_and_keeps_user_columns():
-    from qkviz.embedding import Embedding
-
+    from qkviz import Embedding
     from views._fakes import image_embedding
 
     fake, colours = image_embedding(n_images=2, grid=(2, 3), px=4)
     n = len(fake.tokens)
-    emb = Embedding.from_coords({(0, 0): np.random.default_rng(0).uniform(-1, 1, (2 * n, 2))}, fake.tokens,
-                                norms={(0, 0): np.ones(2 * n)}, capture=fake.capture)
+    emb = Embedding.from_coords(
+        {(0, 0): np.random.default_rng(0).uniform(-1, 1, (2 * n, 2))},
+        fake.tokens,
+        norms={(0, 0): np.ones(2 * n)},
+        capture=fake.capture,
+    )
     mine = np.arange(n, dtype=float)
     viz = QKViz(emb, columns={"hue": mine}, color="patch_color")
     assert viz._meta["has_images"] is True
@@ -347,8 +362,9 @@ def test_image_embedding_offers_patch_fields_and_keeps_user_columns():
     red = binary_to_array(viz._columns["mean_r"]["values"])
     tok = fake.tokens
     patch = tok["row"].to_numpy() >= 0
-    np.testing.assert_allclose(red[patch], colours[tok["seq"][patch], tok["row"][patch], tok["col"][patch], 0] / 255,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        red[patch], colours[tok["seq"][patch], tok["row"][patch], tok["col"][patch], 0] / 255, atol=1e-6
+    )
     # the patch fields come back in viz.selected like user columns
     viz.select(np.array([1]))
     assert viz.selected["row"].iloc[0] == tok["row"][1]

@@ -62,9 +62,7 @@ def disparity(a: np.ndarray, b: np.ndarray) -> float:
     return float(((standardize(a) - standardize(b)) ** 2).sum())
 
 
-def generalized_procrustes(
-    layouts: list[np.ndarray], *, n_iter: int = 3
-) -> tuple[list[np.ndarray], np.ndarray]:
+def generalized_procrustes(layouts: list[np.ndarray], *, n_iter: int = 3) -> tuple[list[np.ndarray], np.ndarray]:
     """Rotations aligning every layout to the consensus of all of them.
 
     Parameters

@@ -77,7 +77,7 @@ def attention_affinities(
     import scipy.sparse as sp
     from openTSNE.affinity import joint_probabilities_nn
 
-    from ..metrics import attention_rows, sequence_slices, visible
+    from ..attention import attention_rows, sequence_slices, visible
     from ._knn import exact_knn
 
     n = len(qn)
@@ -96,9 +96,7 @@ def attention_affinities(
         rows.append(r + sl.start)
         cols.append(c + sl.start + n)
         vals.append(v / np.maximum(a[r, c].reshape(m, keep).sum(1), 1e-300).repeat(keep))
-    pa = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(2 * n, 2 * n)
-    )
+    pa = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(2 * n, 2 * n))
     pa = pa + pa.T
     pa = pa / pa.sum()
 
@@ -150,8 +148,15 @@ class AttentionMap(Reducer):
     ):
         params.setdefault("early_exaggeration_iter", 125)
         params.setdefault("n_iter", 250)
-        super().__init__(n_components, random_state=random_state, attention_weight=attention_weight,
-                         top_keys=top_keys, perplexity=perplexity, metric=metric, **params)
+        super().__init__(
+            n_components,
+            random_state=random_state,
+            attention_weight=attention_weight,
+            top_keys=top_keys,
+            perplexity=perplexity,
+            metric=metric,
+            **params,
+        )
 
     def fit(
         self,
@@ -182,8 +187,17 @@ class AttentionMap(Reducer):
         # Attention comes from the head's own vectors; X (possibly lifted) gives the neighbourhoods.
         qa = X[:n] if q is None else np.asarray(q, np.float32)
         ka = X[n:] if k is None else np.asarray(k, np.float32)
-        P = attention_affinities(qa, ka, np.asarray(seq), scaling, causal=causal, window=window,
-                                 n_jobs=int(p.get("n_jobs", 1)), x=X, **aff_kw)
+        P = attention_affinities(
+            qa,
+            ka,
+            np.asarray(seq),
+            scaling,
+            causal=causal,
+            window=window,
+            n_jobs=int(p.get("n_jobs", 1)),
+            x=X,
+            **aff_kw,
+        )
         initialization = p.pop("initialization", "pca") if init is None else np.asarray(init, np.float64)
         if isinstance(initialization, str) and initialization == "pca":
             initialization = pca_init(X, self.n_components)

@@ -5,8 +5,8 @@ initial layout (if any), the random state and the versions of qkviz and the wrap
 change in any of them misses. Values are ``.npy`` files written atomically (temporary file, then
 ``os.replace``), so concurrent workers and interrupted runs never leave a torn entry.
 
-The directory is ``$QKVIZ_CACHE_DIR`` when set, else the platform's user cache directory
-(``platformdirs.user_cache_dir("qkviz")``), under ``layouts/``.
+The directory is the ``layouts/`` folder of qkviz's cache root (``$QKVIZ_CACHE_DIR`` when set, else
+the platform's user cache directory; see :func:`qkviz._fs.cache_root`).
 """
 
 from __future__ import annotations
@@ -20,23 +20,23 @@ from typing import Any
 
 import numpy as np
 
+from .._fs import cache_root
+
 __all__ = ["LayoutCache", "default_cache_dir", "layout_key"]
 
 
 def default_cache_dir() -> Path:
     """Where layouts are cached when ``cache=True``."""
-    env = os.environ.get("QKVIZ_CACHE_DIR")
-    if env:
-        return Path(env) / "layouts"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("qkviz")) / "layouts"
+    return cache_root() / "layouts"
 
 
 def _jsonable(v: Any) -> Any:
     if isinstance(v, np.ndarray):
-        return {"__array__": hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest(),
-                "shape": list(v.shape), "dtype": str(v.dtype)}
+        return {
+            "__array__": hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest(),
+            "shape": list(v.shape),
+            "dtype": str(v.dtype),
+        }
     if isinstance(v, (np.integer,)):
         return int(v)
     if isinstance(v, (np.floating,)):

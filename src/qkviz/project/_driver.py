@@ -20,19 +20,21 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import EmbeddingError
-from ..joint import JointTransform, fit_transform_params
+from ..joint import JointTransform, dot_lift, fit_transform_params
 from ._cache import LayoutCache, layout_key
+from ._methods import get_method
 
-__all__ = ["HeadSpec", "HeadResult", "HeadSource", "run_heads", "make_reducer", "warm_up", "METHODS"]
+if TYPE_CHECKING:
+    from .._capture import Capture
+
+__all__ = ["HeadSpec", "HeadResult", "HeadSource", "run_heads", "make_reducer", "warm_up", "sources_for"]
 
 log = logging.getLogger(__name__)
-
-METHODS = ("tsne", "umap", "pca", "attention")
 
 
 @dataclass(frozen=True)
@@ -48,14 +50,20 @@ class HeadSpec:
     random_state: int | None
 
     def as_dict(self) -> dict:
-        return {"method": self.method, "dim": self.dim, "translate": self.translate,
-                "scale": self.scale, "metric": self.metric, "params": self.params,
-                "random_state": self.random_state}
+        return {
+            "method": self.method,
+            "dim": self.dim,
+            "translate": self.translate,
+            "scale": self.scale,
+            "metric": self.metric,
+            "params": self.params,
+            "random_state": self.random_state,
+        }
 
     def reducer_params(self) -> dict:
         """Parameters for the reducer: the vector metric (the ``dot`` lift is Euclidean)."""
         p = dict(self.params)
-        if self.method != "pca":
+        if get_method(self.method).takes_metric:
             p["metric"] = "euclidean" if self.metric == "dot" else self.metric
         return p
 
@@ -63,8 +71,6 @@ class HeadSpec:
 def layout_input(qn: np.ndarray, kn: np.ndarray, metric: str) -> np.ndarray:
     """The cloud a reducer sees: queries over keys, through the dot lift for ``metric="dot"``."""
     if metric == "dot":
-        from ..joint import dot_lift
-
         return dot_lift(qn, kn)
     return np.concatenate([qn, kn])
 
@@ -94,8 +100,8 @@ class HeadSource:
 
 
 @functools.lru_cache(maxsize=4)
-def _open_capture(path: str):
-    from ..store import load
+def _open_capture(path: str) -> Capture:
+    from .._capture._container import load
 
     return load(path)
 
@@ -114,20 +120,8 @@ class HeadResult:
 
 
 def make_reducer(method: str, dim: int, params: dict, random_state: int | None):
-    """The reducer object for a method name (see :mod:`qkviz.project`)."""
-    from ._reducers import PCA, TSNE, UMAP
-
-    if method == "pca":
-        return PCA(dim, random_state=random_state, **params)
-    if method == "tsne":
-        return TSNE(dim, random_state=random_state, **params)
-    if method == "umap":
-        return UMAP(dim, random_state=random_state, **params)
-    if method == "attention":
-        from ._attention import AttentionMap
-
-        return AttentionMap(dim, random_state=random_state, **params)
-    raise EmbeddingError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    """The reducer object for a method name (see :mod:`qkviz.project._methods`)."""
+    return get_method(method).make(dim, params, random_state)
 
 
 def _normalised(src: HeadSource, spec: HeadSpec):
@@ -142,22 +136,21 @@ def _normalised(src: HeadSource, spec: HeadSpec):
 
 
 def _key(qn: np.ndarray, kn: np.ndarray, src: HeadSource, spec: HeadSpec) -> str:
-    from .. import __version__
+    from .._version import __version__
 
     arrays = [qn, kn]
     extra: dict[str, Any] = {}
-    if spec.method == "attention":
+    if get_method(spec.method).needs_attention:
         arrays.append(np.asarray(src.seq))
         extra = {"scaling": float(src.scaling), "causal": bool(src.causal), "window": src.window}
-    return layout_key(arrays, {**spec.as_dict(), **extra, "qkviz": __version__,
-                               "lib": _library_version(spec.method)})
+    return layout_key(arrays, {**spec.as_dict(), **extra, "qkviz": __version__, "lib": _library_version(spec.method)})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _library_version(method: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    pkg = {"tsne": "openTSNE", "attention": "openTSNE", "umap": "umap-learn", "pca": "torch"}[method]
+    pkg = get_method(method).library
     try:
         return f"{pkg}=={version(pkg)}"
     except PackageNotFoundError:  # pragma: no cover
@@ -173,22 +166,32 @@ def project_one(src: HeadSource, spec: HeadSpec, cache_dir: str | None) -> HeadR
     t0 = time.perf_counter()
     qn, kn, t = _normalised(src, spec)
     cache = LayoutCache(cache_dir) if cache_dir else None
-    key = _key(qn, kn, src, spec) if cache else None
-    y = cache.get(key) if cache else None
+    key = _key(qn, kn, src, spec) if cache is not None else ""
+    y = cache.get(key) if cache is not None else None
     cached = y is not None
     if y is None:
         params, init = _initialisation(spec, qn, kn)
         reducer = make_reducer(spec.method, spec.dim, params, spec.random_state)
         X = layout_input(qn, kn, spec.metric)
-        if spec.method == "attention":
-            y = reducer.fit_transform(X, init, seq=src.seq, scaling=src.scaling, causal=src.causal,
-                                      window=src.window, n_tokens=len(qn), q=qn, k=kn)
+        if get_method(spec.method).needs_attention:
+            y = reducer.fit_transform(
+                X,
+                init,
+                seq=src.seq,
+                scaling=src.scaling,
+                causal=src.causal,
+                window=src.window,
+                n_tokens=len(qn),
+                q=qn,
+                k=kn,
+            )
         else:
             y = reducer.fit_transform(X, init)
-        if cache:
+        if cache is not None:
             cache.put(key, y)
-    return HeadResult(src.layer, src.head, np.asarray(y, np.float32), _norms(qn, kn), t,
-                      time.perf_counter() - t0, cached)
+    return HeadResult(
+        src.layer, src.head, np.asarray(y, np.float32), _norms(qn, kn), t, time.perf_counter() - t0, cached
+    )
 
 
 def _initialisation(spec: HeadSpec, qn: np.ndarray, kn: np.ndarray):
@@ -202,12 +205,12 @@ def _initialisation(spec: HeadSpec, qn: np.ndarray, kn: np.ndarray):
     Other values are the library's own: openTSNE's ``initialization``, umap-learn's ``init``.
     """
     params = spec.reducer_params()
-    if spec.method == "pca":
+    method = get_method(spec.method)
+    if method.init_param is None:
         return params, None
     mode = params.pop("init", None)
     std = params.pop("init_std", None)
     if isinstance(mode, str) and mode == "pca_dot":
-        from ..joint import dot_lift
         from ._reducers import pca_init
 
         init = pca_init(dot_lift(qn, kn), spec.dim)
@@ -215,7 +218,7 @@ def _initialisation(spec: HeadSpec, qn: np.ndarray, kn: np.ndarray):
             init = init * (float(std) / 1e-4)
         return params, init
     if mode is not None:
-        params["init" if spec.method == "umap" else "initialization"] = mode
+        params[method.init_param] = mode
     return params, None
 
 
@@ -253,14 +256,11 @@ def warm_up(method: str) -> float:
     Called in every pool worker as it starts, so the compile overlaps the main process's own work
     and the first real head does not pay it.
     """
-    if method != "umap":
+    if not get_method(method).jit:
         return 0.0
     t0 = time.perf_counter()
-    from ._reducers import UMAP
-
     x = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
-    for dim in (2,):
-        UMAP(dim, n_neighbors=5, n_epochs=5).fit(x)
+    get_method(method).make(2, {"n_neighbors": 5, "n_epochs": 5}, 0).fit(x)
     return time.perf_counter() - t0
 
 
@@ -271,7 +271,7 @@ class _Serial(cf.Executor):
         f: cf.Future = cf.Future()
         try:
             f.set_result(fn(*args, **kwargs))
-        except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+        except BaseException as e:
             f.set_exception(e)
         return f
 
@@ -282,14 +282,16 @@ def _is_dask_client(x: Any) -> bool:
 
 def _executor_for(executor: Any, n_tasks: int, method: str) -> tuple[cf.Executor, bool, int]:
     """(executor, owned, workers) for the ``executor`` argument of :func:`run_heads`."""
-    if executor == "serial" or (executor is None and (n_tasks <= 1 or method == "pca")):
+    if executor == "serial" or (executor is None and (n_tasks <= 1 or get_method(method).inline)):
         return _Serial(), True, 1
     if executor is None:
         workers = max(1, min(os.cpu_count() or 1, n_tasks))
         threads = max(1, (os.cpu_count() or 1) // workers)
         pool = cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init, initargs=(method, threads),
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(method, threads),
         )
         return pool, True, workers
     if _is_dask_client(executor):
@@ -340,9 +342,7 @@ def run_heads(
         done[(res.layer, res.head)] = res
         if bar is not None:
             bar.update(1)
-        if callback is not None and callback(len(done), total, (res.layer, res.head)):
-            return True
-        return False
+        return bool(callback is not None and callback(len(done), total, (res.layer, res.head)))
 
     try:
         pending: list[HeadSource] = []
@@ -386,22 +386,20 @@ def _run_pending(pending, spec, executor, cache_dir, finish) -> bool:
     return stopped
 
 
-def sources_for(
-    capture: Any, keys: Iterable[tuple[int, int]], *, with_attention: bool
-) -> list[HeadSource]:
+def sources_for(capture: Capture, cells: Iterable[tuple[int, int]], *, with_attention: bool) -> list[HeadSource]:
     """One :class:`HeadSource` per (layer, head): by path for a capture on disk, else by arrays."""
-    root = getattr(getattr(capture, "_tensors", None), "root", None)
-    path = str(root) if root is not None else None
+    path = str(capture.path) if capture.path is not None else None
     seq = capture.tokens["seq"].to_numpy() if with_attention else None
-    windows = getattr(capture, "sliding_window", {}) or {}
+    windows = capture.sliding_window
     out = []
-    for layer, head in keys:
-        extra = dict(seq=seq, scaling=float(capture.scaling[layer]), causal=bool(capture.causal),
-                     window=windows.get(layer))
+    for layer, head in cells:
+        scaling, causal, window = float(capture.scaling[layer]), bool(capture.causal), windows.get(layer)
         if path is not None:
-            out.append(HeadSource(layer, head, path=path, **extra))
+            out.append(HeadSource(layer, head, path=path, seq=seq, scaling=scaling, causal=causal, window=window))
         else:
-            out.append(_LazyArrays(layer, head, capture=capture, **extra))
+            out.append(
+                _LazyArrays(layer, head, seq=seq, scaling=scaling, causal=causal, window=window, capture=capture)
+            )
     return out
 
 
@@ -409,12 +407,12 @@ def sources_for(
 class _LazyArrays(HeadSource):
     """An in-memory capture's head: its arrays are read only when the task is pickled or run."""
 
-    capture: Any = field(default=None, repr=False, compare=False)
+    capture: Capture | None = field(default=None, repr=False, compare=False)
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self.capture is not None  # sources_for always sets it
         return self.capture.q(self.layer, self.head), self.capture.k(self.layer, self.head)
 
     def __reduce__(self):
         q, k = self.load()
-        return (HeadSource, (self.layer, self.head, None, q, k, self.seq, self.scaling, self.causal,
-                             self.window))
+        return (HeadSource, (self.layer, self.head, None, q, k, self.seq, self.scaling, self.causal, self.window))

@@ -19,9 +19,7 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def exact_knn(
-    x: np.ndarray, k: int, *, metric: str = "euclidean", block: int = 4096
-) -> tuple[np.ndarray, np.ndarray]:
+def exact_knn(x: np.ndarray, k: int, *, metric: str = "euclidean", block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest other rows of every row of ``x``.
 
     Parameters

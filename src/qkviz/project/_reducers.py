@@ -155,8 +155,8 @@ def query_key_links(X: np.ndarray, m: int):
     k = torch.as_tensor(np.asarray(X[n:], np.float32), device=dev)
     cols = np.empty((n, m), np.int64)
     for start in range(0, n, 4096):  # bounded memory: [block, n] scores at a time
-        s = q[start:start + 4096] @ k.T
-        cols[start:start + 4096] = torch.topk(s, m, dim=1).indices.cpu().numpy()
+        s = q[start : start + 4096] @ k.T
+        cols[start : start + 4096] = torch.topk(s, m, dim=1).indices.cpu().numpy()
     rows = np.repeat(np.arange(n), m)
     p = sp.csr_matrix((np.ones(n * m), (rows, cols.ravel() + n)), shape=(2 * n, 2 * n))
     p = p + p.T
@@ -195,8 +195,9 @@ class PCA(Reducer):
         _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
         comps = vecs.flip(1)[:, : self.n_components].T  # [n_components, d]
         if comps.shape[0] < self.n_components:  # d_head < dim: pad with zero axes
-            pad = torch.zeros(self.n_components - comps.shape[0], comps.shape[1], dtype=comps.dtype,
-                              device=comps.device)
+            pad = torch.zeros(
+                self.n_components - comps.shape[0], comps.shape[1], dtype=comps.dtype, device=comps.device
+            )
             comps = torch.cat([comps, pad])
         # Deterministic sign: make the largest-magnitude loading of each component positive.
         pick = comps.abs().argmax(1)
@@ -255,8 +256,7 @@ class TSNE(Reducer):
         random_state: int | None = 0,
         **params: Any,
     ):
-        super().__init__(n_components, random_state=random_state, metric=metric,
-                         perplexity=perplexity, **params)
+        super().__init__(n_components, random_state=random_state, metric=metric, perplexity=perplexity, **params)
 
     def _effective_perplexity(self, n: int) -> float:
         perplexity = float(self.params["perplexity"])
@@ -306,9 +306,7 @@ class TSNE(Reducer):
         if init is not None:
             init = np.asarray(init, np.float64)
             if init.shape != (len(X), self.n_components):
-                raise EmbeddingError(
-                    f"init must be [point={len(X)}, dim={self.n_components}], got {init.shape}."
-                )
+                raise EmbeddingError(f"init must be [point={len(X)}, dim={self.n_components}], got {init.shape}.")
         if cuml_available() and neighbors != "annoy":
             self.embedding_ = self._fit_cuml(X, perplexity, metric, init, params)
             return self
@@ -321,16 +319,22 @@ class TSNE(Reducer):
         if neighbors == "exact" and metric in ("cosine", "euclidean"):
             aff = self._affinities(X, perplexity, qk_neighbors, qk_weight)
             tsne = openTSNE.TSNE(
-                n_components=self.n_components, initialization=initialization,
-                random_state=self.random_state, **params,
+                n_components=self.n_components,
+                initialization=initialization,
+                random_state=self.random_state,
+                **params,
             )
             with _quiet_opentsne():
                 emb = tsne.fit(affinities=aff, initialization=initialization)
         else:
             tsne = openTSNE.TSNE(
-                n_components=self.n_components, perplexity=perplexity, metric=metric,
-                neighbors=neighbors, initialization=initialization,
-                random_state=self.random_state, **params,
+                n_components=self.n_components,
+                perplexity=perplexity,
+                metric=metric,
+                neighbors=neighbors,
+                initialization=initialization,
+                random_state=self.random_state,
+                **params,
             )
             emb = tsne.fit(X)
         self._tsne_embedding = emb
@@ -345,8 +349,9 @@ class TSNE(Reducer):
         for name in ("metric", "perplexity", "neighbors", "qk_neighbors", "qk_weight"):
             params.pop(name, None)
         initialization = params.pop("initialization", "spectral") if init is None else init
-        tsne = openTSNE.TSNE(n_components=self.n_components, random_state=self.random_state,
-                             initialization=initialization, **params)
+        tsne = openTSNE.TSNE(
+            n_components=self.n_components, random_state=self.random_state, initialization=initialization, **params
+        )
         emb = tsne.fit(affinities=affinities, initialization=initialization)
         self._tsne_embedding = emb
         self.embedding_ = np.asarray(emb, dtype=np.float32)
@@ -356,13 +361,22 @@ class TSNE(Reducer):
         # cuML's TSNE has its own parameter names; pass through the ones it shares with openTSNE.
         from cuml.manifold import TSNE as CuTSNE
 
-        kw = {k: v for k, v in params.items() if k in ("learning_rate", "n_iter", "early_exaggeration",
-                                                        "exaggeration_iter", "theta", "n_neighbors")}
+        kw = {
+            k: v
+            for k, v in params.items()
+            if k in ("learning_rate", "n_iter", "early_exaggeration", "exaggeration_iter", "theta", "n_neighbors")
+        }
         if "n_iter" in kw:
             kw["n_iter"] = kw["n_iter"] + int(params.get("early_exaggeration_iter", 250))
-        model = CuTSNE(n_components=self.n_components, perplexity=perplexity, metric=metric,
-                       random_state=self.random_state, init="pca" if init is None else "random",
-                       method="fft" if self.n_components == 2 else "exact", **kw)
+        model = CuTSNE(
+            n_components=self.n_components,
+            perplexity=perplexity,
+            metric=metric,
+            random_state=self.random_state,
+            init="pca" if init is None else "random",
+            method="fft" if self.n_components == 2 else "exact",
+            **kw,
+        )
         return np.asarray(model.fit_transform(X), dtype=np.float32)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -409,8 +423,9 @@ class UMAP(Reducer):
         random_state: int | None = 0,
         **params: Any,
     ):
-        super().__init__(n_components, random_state=random_state, metric=metric,
-                         n_neighbors=n_neighbors, min_dist=min_dist, **params)
+        super().__init__(
+            n_components, random_state=random_state, metric=metric, n_neighbors=n_neighbors, min_dist=min_dist, **params
+        )
 
     def fit(self, X: np.ndarray, init: np.ndarray | None = None) -> UMAP:
         X = check_points(X, dim=self.n_components)
@@ -430,9 +445,7 @@ class UMAP(Reducer):
         if init is not None:
             init = np.asarray(init, np.float64)
             if init.shape != (n, self.n_components):
-                raise EmbeddingError(
-                    f"init must be [point={n}, dim={self.n_components}], got {init.shape}."
-                )
+                raise EmbeddingError(f"init must be [point={n}, dim={self.n_components}], got {init.shape}.")
             params["init"] = init
         if cuml_available():
             from cuml.manifold import UMAP as CuUMAP
@@ -444,7 +457,8 @@ class UMAP(Reducer):
                 import umap
             except ImportError as e:  # pragma: no cover - a declared dependency
                 raise MissingDependencyError(
-                    "method='umap' needs umap-learn.", package="umap-learn",
+                    "method='umap' needs umap-learn.",
+                    package="umap-learn",
                     install="pip install umap-learn",
                 ) from e
             if params.get("metric") in ("cosine", "euclidean") and params.pop("neighbors", "exact") == "exact":
@@ -465,8 +479,7 @@ class UMAP(Reducer):
                 warnings.filterwarnings("ignore", message=".*random_state.*")
                 warnings.filterwarnings("ignore", message=".*knn_search_index.*")
                 warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
-                model = umap.UMAP(n_components=self.n_components, random_state=self.random_state,
-                                  **params)
+                model = umap.UMAP(n_components=self.n_components, random_state=self.random_state, **params)
                 self.embedding_ = np.asarray(model.fit_transform(X), dtype=np.float32)
             self._model = model
             return self

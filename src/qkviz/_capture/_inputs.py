@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from ..errors import InputError
+
 
 @dataclass
 class Batch:
@@ -71,9 +72,7 @@ def normalize_inputs(inputs: Any) -> tuple[str, list[Any], list[str]]:
         try:
             inputs = list(inputs)
         except TypeError:
-            raise InputError(
-                f"inputs must be a list of strings or of images, got {type(inputs).__name__}"
-            ) from None
+            raise InputError(f"inputs must be a list of strings or of images, got {type(inputs).__name__}") from None
     items = list(inputs)
     if not items:
         raise InputError("inputs is empty: pass at least one text or image")
@@ -94,8 +93,10 @@ def normalize_inputs(inputs: Any) -> tuple[str, list[Any], list[str]]:
                 raise InputError(f"input {i} is an empty (or blank) string; every text needs some content")
         names = items
     elif names is None:
-        names = [os.fspath(x) if isinstance(x, pathlib.Path) else
-                 getattr(x, "filename", "") or f"image {i}" for i, x in enumerate(items)]
+        names = [
+            os.fspath(x) if isinstance(x, pathlib.Path) else getattr(x, "filename", "") or f"image {i}"
+            for i, x in enumerate(items)
+        ]
     return modality, items, names
 
 
@@ -128,8 +129,9 @@ def model_max_length(tokenizer: Any, model: Any) -> int | None:
     return min(limits) if limits else None
 
 
-def encode_texts(tokenizer: Any, texts: list[str], first_seq: int, first_token: int, max_length: int | None,
-                 truncation: str) -> Batch:
+def encode_texts(
+    tokenizer: Any, texts: list[str], first_seq: int, first_token: int, max_length: int | None, truncation: str
+) -> Batch:
     """Tokenise one batch of texts and build its table rows.
 
     Parameters
@@ -153,11 +155,15 @@ def encode_texts(tokenizer: Any, texts: list[str], first_seq: int, first_token: 
                 truncated[i] = len(ids) > max_length
         cut = [first_seq + i for i, t in enumerate(truncated) if t]
         if cut:
-            msg = (f"{len(cut)} text(s) longer than max_length={max_length} tokens were truncated "
-                   f"(seq {cut[:5]}{'...' if len(cut) > 5 else ''}); see sequences['truncated']")
+            msg = (
+                f"{len(cut)} text(s) longer than max_length={max_length} tokens were truncated "
+                f"(seq {cut[:5]}{'...' if len(cut) > 5 else ''}); see sequences['truncated']"
+            )
             if truncation == "error":
-                raise InputError(msg.replace("were truncated", "would be truncated") +
-                                 "; pass truncation='warn' to allow it, or shorten the texts")
+                raise InputError(
+                    msg.replace("were truncated", "would be truncated")
+                    + "; pass truncation='warn' to allow it, or shorten the texts"
+                )
             if truncation == "warn":
                 warnings.warn(msg, stacklevel=4)
     lengths = [len(ids) for ids in ids_list]
@@ -183,23 +189,27 @@ def encode_texts(tokenizer: Any, texts: list[str], first_seq: int, first_token: 
         word_ids = [-1] * len(flat_ids)
     seq = np.repeat(np.arange(first_seq, first_seq + b, dtype=np.int32), lengths)
     pos = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
-    tokens = pd.DataFrame({
-        "seq": seq,
-        "pos": pos,
-        "token": pd.Series(toks),
-        "display": pd.Series([_display(x) for x in toks]),
-        "token_id": flat_ids,
-        "special": np.fromiter((x in special_ids for x in flat_ids), dtype=bool, count=len(flat_ids)),
-        "word_id": np.asarray(word_ids, dtype=np.int32),
-    })
+    tokens = pd.DataFrame(
+        {
+            "seq": seq,
+            "pos": pos,
+            "token": pd.Series(toks),
+            "display": pd.Series([_display(x) for x in toks]),
+            "token_id": flat_ids,
+            "special": np.fromiter((x in special_ids for x in flat_ids), dtype=bool, count=len(flat_ids)),
+            "word_id": np.asarray(word_ids, dtype=np.int32),
+        }
+    )
     offsets = first_token + np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    sequences = pd.DataFrame({
-        "seq": np.arange(first_seq, first_seq + b, dtype=np.int32),
-        "text": pd.Series(texts),
-        "n_tokens": np.asarray(lengths, dtype=np.int32),
-        "offset": offsets,
-        "truncated": np.asarray(truncated, dtype=bool),
-    })
+    sequences = pd.DataFrame(
+        {
+            "seq": np.arange(first_seq, first_seq + b, dtype=np.int32),
+            "text": pd.Series(texts),
+            "n_tokens": np.asarray(lengths, dtype=np.int32),
+            "offset": offsets,
+            "truncated": np.asarray(truncated, dtype=bool),
+        }
+    )
     return Batch({"input_ids": input_ids, "attention_mask": mask}, mask, tokens, sequences)
 
 
@@ -258,8 +268,16 @@ def _patch_size(model: Any) -> int:
     return p
 
 
-def encode_images(processor: Any, model: Any, images: list[Any], names: list[str], first_seq: int,
-                  first_token: int, n_tokens: int | None, thumbnail: int) -> Batch:
+def encode_images(
+    processor: Any,
+    model: Any,
+    images: list[Any],
+    names: list[str],
+    first_seq: int,
+    first_token: int,
+    n_tokens: int | None,
+    thumbnail: int,
+) -> Batch:
     """Preprocess one batch of images.
 
     ``n_tokens`` is the model's sequence length if already known (from an earlier batch); otherwise
@@ -276,8 +294,9 @@ def encode_images(processor: Any, model: Any, images: list[Any], names: list[str
     return Batch({"pixel_values": px}, None, tokens, sequences, _thumbnails(processor, px, thumbnail), grid)
 
 
-def image_tables(names: list[str], first_seq: int, first_token: int, n: int,
-                 grid: tuple[int, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def image_tables(
+    names: list[str], first_seq: int, first_token: int, n: int, grid: tuple[int, int]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Token and sequence rows for ``len(names)`` images of ``n`` tokens over a ``rows x cols`` grid."""
     b = len(names)
     rows, cols = grid
@@ -288,23 +307,27 @@ def image_tables(names: list[str], first_seq: int, first_token: int, n: int,
     extra_names = ["[CLS]"] + [f"[REG{i}]" for i in range(1, n_extra)]
     r, c = np.divmod(np.arange(n_patch), cols)
     tok_names = extra_names[:n_extra] + [f"patch {i},{j}" for i, j in zip(r, c)]
-    per = pd.DataFrame({
-        "pos": np.arange(n, dtype=np.int32),
-        "token": pd.Series(tok_names),
-        "display": pd.Series(tok_names),
-        "special": np.arange(n) < n_extra,
-        "row": np.concatenate([np.full(n_extra, -1), r]).astype(np.int16),
-        "col": np.concatenate([np.full(n_extra, -1), c]).astype(np.int16),
-    })
+    per = pd.DataFrame(
+        {
+            "pos": np.arange(n, dtype=np.int32),
+            "token": pd.Series(tok_names),
+            "display": pd.Series(tok_names),
+            "special": np.arange(n) < n_extra,
+            "row": np.concatenate([np.full(n_extra, -1), r]).astype(np.int16),
+            "col": np.concatenate([np.full(n_extra, -1), c]).astype(np.int16),
+        }
+    )
     tokens = pd.concat([per] * b, ignore_index=True)
     tokens.insert(0, "seq", np.repeat(np.arange(first_seq, first_seq + b, dtype=np.int32), n))
-    sequences = pd.DataFrame({
-        "seq": np.arange(first_seq, first_seq + b, dtype=np.int32),
-        "text": pd.Series(names),
-        "n_tokens": np.full(b, n, dtype=np.int32),
-        "offset": first_token + np.arange(b, dtype=np.int64) * n,
-        "truncated": np.zeros(b, dtype=bool),
-    })
+    sequences = pd.DataFrame(
+        {
+            "seq": np.arange(first_seq, first_seq + b, dtype=np.int32),
+            "text": pd.Series(names),
+            "n_tokens": np.full(b, n, dtype=np.int32),
+            "offset": first_token + np.arange(b, dtype=np.int64) * n,
+            "truncated": np.zeros(b, dtype=bool),
+        }
+    )
     return tokens, sequences
 
 

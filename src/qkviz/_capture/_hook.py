@@ -16,13 +16,15 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .errors import UnsupportedModelError
+from ..errors import UnsupportedModelError
+
+__all__ = ["Recorder", "LayerInfo", "recording", "eager", "visible_t", "attention_t", "choose_delegate"]
 
 _PREFIX = "qkviz_"
 _STATE = threading.local()  # per thread: a stack of active recorders (forward runs in the caller's thread)
@@ -34,6 +36,7 @@ def _active() -> list[Recorder]:
         stack = _STATE.stack = []
     return stack
 
+
 # kwargs that add something to the scores besides scaling * q.k + mask.
 _SCORE_MODIFIERS = {
     "position_bias": "a relative-position bias is added to the attention scores",
@@ -41,6 +44,28 @@ _SCORE_MODIFIERS = {
     "s_aux": "attention sinks add a learned logit to every softmax row",
     "sinks": "attention sinks add a learned logit to every softmax row",
 }
+
+
+def visible_t(n: int, causal: bool, window: int | None, device: Any = None) -> torch.Tensor:
+    """Torch twin of :func:`qkviz.attention.visible`: bool ``[query_pos, key_pos]``."""
+    pos = torch.arange(n, device=device)
+    diff = pos[:, None] - pos[None, :]  # query_pos - key_pos
+    ok = torch.ones((n, n), dtype=torch.bool, device=device)
+    if causal:
+        ok &= diff >= 0
+    if window:
+        ok &= diff < window
+    return ok
+
+
+def attention_t(q: torch.Tensor, k: torch.Tensor, scaling: float, causal: bool, window: int | None) -> torch.Tensor:
+    """Torch twin of :func:`qkviz.attention.attention_rows` over heads: ``[head, query_pos, key_pos]``.
+
+    ``q``, ``k``: float ``[head, pos, d_head]`` (one sequence). Tested against the numpy definition.
+    """
+    n = q.shape[-2]
+    s = q @ k.transpose(-1, -2) * scaling
+    return torch.softmax(s.masked_fill(~visible_t(n, causal, window, s.device), float("-inf")), dim=-1)
 
 
 @dataclass
@@ -137,8 +162,15 @@ class Recorder:
 
     # -- the hot path ---------------------------------------------------------------------------
 
-    def record(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
-               value: torch.Tensor, mask: torch.Tensor | None, kw: dict[str, Any]) -> None:
+    def record(
+        self,
+        module: torch.nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        mask: torch.Tensor | None,
+        kw: dict[str, Any],
+    ) -> None:
         layer = self._calls
         self._calls += 1
         if layer >= len(self.modules):  # first batch: learn the layer order and geometry
@@ -162,9 +194,10 @@ class Recorder:
         if idx is not None:
             q, k = q.index_select(0, idx), k.index_select(0, idx)
         q, k = q.view(-1, h, d), k.view(-1, hk, d)
-        if self._head_index is not None:
-            q = q.index_select(1, self._on(query.device, "_head_index"))
-            k = k.index_select(1, self._on(query.device, "_kv_index"))
+        head_index, kv_index = self._on(query.device, "_head_index"), self._on(query.device, "_kv_index")
+        if head_index is not None and kv_index is not None:
+            q = q.index_select(1, head_index)
+            k = k.index_select(1, kv_index)
         self.q[layer] = q
         self.k[layer] = k
         if self.values:
@@ -173,8 +206,8 @@ class Recorder:
             if idx is not None:
                 v = v.index_select(0, idx)
             v = v.view(-1, hv, dv)
-            if self._kv_index is not None:
-                v = v.index_select(1, self._on(query.device, "_kv_index"))
+            if kv_index is not None:
+                v = v.index_select(1, kv_index)
             self.v[layer] = v
 
     def _on(self, device: torch.device, name: str) -> torch.Tensor | None:
@@ -189,8 +222,15 @@ class Recorder:
 
     # -- first batch only -----------------------------------------------------------------------
 
-    def _learn(self, layer: int, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
-               mask: torch.Tensor | None, kw: dict[str, Any]) -> None:
+    def _learn(
+        self,
+        layer: int,
+        module: torch.nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        mask: torch.Tensor | None,
+        kw: dict[str, Any],
+    ) -> None:
         if query.shape[2] != key.shape[2]:
             self.problems.append(
                 f"layer {layer} attends from {query.shape[2]} queries to {key.shape[2]} keys "
@@ -210,8 +250,12 @@ class Recorder:
             causal = bool(getattr(module, "is_causal", False))
         self.modules.append(id(module))
         self.info[layer] = LayerInfo(
-            scaling=float(scaling), causal=bool(causal), sliding_window=kw.get("sliding_window"),
-            n_heads=n_heads, n_kv_heads=n_kv, d_head=query.shape[-1],
+            scaling=float(scaling),
+            causal=bool(causal),
+            sliding_window=kw.get("sliding_window"),
+            n_heads=n_heads,
+            n_kv_heads=n_kv,
+            d_head=query.shape[-1],
         )
         if layer == 0 and self.heads is not None:
             group = n_heads // max(n_kv, 1)
@@ -219,8 +263,7 @@ class Recorder:
             self._head_index = torch.tensor(self.heads, device=query.device)
             self._kv_index = torch.tensor(kv, device=query.device)
 
-    def _check_mask(self, layer: int, query: torch.Tensor, mask: torch.Tensor | None,
-                    kw: dict[str, Any]) -> None:
+    def _check_mask(self, layer: int, query: torch.Tensor, mask: torch.Tensor | None, kw: dict[str, Any]) -> None:
         """Compare the mask the model passed with the one :meth:`Capture.attention` will rebuild.
 
         Only over real (query, key) pairs: what the model does with padding rows is irrelevant.
@@ -230,20 +273,12 @@ class Recorder:
         pad = self.padding
         if pad is None:
             pad = torch.ones((query.shape[0], t), dtype=torch.bool, device=query.device)
-        expected = pad[:, None, :].expand(-1, t, -1)
-        pos = torch.arange(t, device=pad.device)
-        diff = pos[:, None] - pos[None, :]  # query_pos - key_pos
-        if info.causal:
-            expected = expected & (diff >= 0)
-        if info.sliding_window:
-            expected = expected & (diff < info.sliding_window)
+        expected = pad[:, None, :].expand(-1, t, -1) & visible_t(t, info.causal, info.sliding_window, pad.device)
         if mask is not None and not isinstance(mask, torch.Tensor):
             return  # e.g. flex attention's BlockMask: built by transformers from the same pattern
         if mask is None:
             # sdpa lets `is_causal` (or nothing) stand in for the mask when there is no padding.
-            got = torch.ones_like(expected)
-            if info.causal:
-                got = got & (diff >= 0)
+            got = visible_t(t, info.causal, None, pad.device).expand_as(expected)
             if bool((~pad).any()):
                 self.problems.append(
                     f"layer {layer} received no attention mask for a padded batch; padding would be "
@@ -279,7 +314,7 @@ def _module_eager(module: torch.nn.Module):
     return fn
 
 
-def _make_recording(delegate: str):
+def _make_recording(delegate: str) -> Callable[..., Any]:
     def recording_attention(module, query, key, value, attention_mask, **kwargs):
         stack = _active()
         if stack:
@@ -347,7 +382,7 @@ def choose_delegate(model: torch.nn.Module) -> str:
     """
     current = getattr(model.config, "_attn_implementation", None) or "sdpa"
     if current.startswith(_PREFIX):
-        current = current[len(_PREFIX):]
+        current = current[len(_PREFIX) :]
     if current in ("eager", "sdpa", None):
         return "sdpa" if getattr(model, "_supports_sdpa", False) else "eager"
     return current
@@ -373,12 +408,26 @@ def recording(model: torch.nn.Module, delegate: str | None = None) -> Iterator[s
             model_type=getattr(model.config, "model_type", None),
         )
     name = _register(delegate or choose_delegate(model))
+    with _implementation(model, name):
+        yield name
+
+
+@contextlib.contextmanager
+def eager(model: torch.nn.Module) -> Iterator[None]:
+    """Temporarily switch every config of ``model`` to transformers' eager attention."""
+    with _implementation(model, "eager"):
+        yield
+
+
+@contextlib.contextmanager
+def _implementation(model: torch.nn.Module, name: str) -> Iterator[None]:
+    """Set every config's attention implementation to ``name``; restore the old ones on exit."""
     configs = _configs(model)
     saved = [(c, c._attn_implementation_internal) for c in configs]
     try:
         for c in configs:
             c._attn_implementation_internal = name
-        yield name
+        yield
     finally:
         for c, old in saved:
             c._attn_implementation_internal = old

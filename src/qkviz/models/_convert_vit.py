@@ -94,19 +94,45 @@ def _vit_state(sd: dict[str, Any]) -> dict[str, Any]:
     return {k: x.contiguous() for k, x in v.items()}
 
 
-def convert(onnx_file: pathlib.Path, dinov2_dir: pathlib.Path | None = None,
-            vit_dir: pathlib.Path | None = None) -> None:
+def convert(
+    onnx_file: pathlib.Path, dinov2_dir: pathlib.Path | None = None, vit_dir: pathlib.Path | None = None
+) -> None:
     """Write the Dinov2Model and/or ViTModel folders (config.json is written last)."""
     import torch
 
     sd = backbone_state_dict(pathlib.Path(onnx_file))
-    common = dict(hidden_size=_HIDDEN, num_hidden_layers=_LAYERS, num_attention_heads=_HEADS,
-                  hidden_act="gelu", layer_norm_eps=1e-6, qkv_bias=True)
+    common = dict(
+        hidden_size=_HIDDEN,
+        num_hidden_layers=_LAYERS,
+        num_attention_heads=_HEADS,
+        hidden_act="gelu",
+        layer_norm_eps=1e-6,
+        qkv_bias=True,
+    )
     if dinov2_dir is not None:
-        _write(pathlib.Path(dinov2_dir), {**sd, "embeddings.mask_token": torch.zeros(1, _HIDDEN)},
-               dict(model_type="dinov2", architectures=["Dinov2Model"], mlp_ratio=4, image_size=518,
-                    patch_size=14, layerscale_value=1.0, **common))
+        _write(
+            pathlib.Path(dinov2_dir),
+            {**sd, "embeddings.mask_token": torch.zeros(1, _HIDDEN)},
+            dict(
+                model_type="dinov2",
+                architectures=["Dinov2Model"],
+                mlp_ratio=4,
+                image_size=518,
+                patch_size=14,
+                layerscale_value=1.0,
+                **common,
+            ),
+        )
     if vit_dir is not None:
-        _write(pathlib.Path(vit_dir), _vit_state(sd),
-               dict(model_type="vit", architectures=["ViTModel"], intermediate_size=1536, image_size=224,
-                    patch_size=14, **common))
+        _write(
+            pathlib.Path(vit_dir),
+            _vit_state(sd),
+            dict(
+                model_type="vit",
+                architectures=["ViTModel"],
+                intermediate_size=1536,
+                image_size=224,
+                patch_size=14,
+                **common,
+            ),
+        )

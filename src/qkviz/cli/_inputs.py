@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["read_inputs", "IMAGE_SUFFIXES"]
 
@@ -87,9 +87,7 @@ def _read_jsonl(p: pathlib.Path, field: str, limit: int | None) -> list[str]:
             raise InputError(f"{p}, line {i}: not valid JSON ({e.msg})") from None
         if not isinstance(record, dict) or field not in record:
             keys = ", ".join(map(repr, record)) if isinstance(record, dict) else type(record).__name__
-            raise InputError(
-                f"{p}, line {i}: no {field!r} field (found {keys}); choose the text field with --field"
-            )
+            raise InputError(f"{p}, line {i}: no {field!r} field (found {keys}); choose the text field with --field")
         value = record[field]
         if not isinstance(value, str):
             raise InputError(f"{p}, line {i}: {field!r} is {type(value).__name__}, expected a string")

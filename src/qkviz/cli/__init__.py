@@ -31,21 +31,16 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .errors import InputError, QKVizError
+from ..errors import InputError, QKVizError
+from ..project._methods import DEFAULT_METHOD, METHODS
 
 __all__ = ["main", "build_parser"]
 
 PROG = "qkviz"
-# qkviz.embed's methods and default method, here so that `--help` needs no heavy import (a test
-# checks them against the library)
-METHODS = ("pca", "tsne", "umap", "attention")
-LIBRARY_METHOD = "tsne"
-# The demo runs qkviz.embed's default projection, on as many sentences as keep it near ~2 minutes and
-# its page near a few MB. Measured with bench/cli_demo.py on the 2-core machine: 200 sentences
-# (~5,700 tokens, ~11k points per head) took 139 s end to end with t-SNE (1.8 s per head under load
-# 2.5; ~95 s idle) for a 6.1 MB page; 300 sentences took 256 s idle (3.3 s per head) for 8.8 MB.
+# The demo runs qkviz.embed's default projection, on as many sentences as keep it near two minutes
+# and its page near a few MB on a laptop (bench/cli_demo.py measures both).
 DEMO_SENTENCES = 200
-DEMO_METHOD = LIBRARY_METHOD
+DEMO_METHOD = DEFAULT_METHOD
 
 
 class _Reporter:
@@ -91,7 +86,7 @@ def _seconds(dt: float) -> str:
 
 
 def _size(path: pathlib.Path) -> str:
-    n = path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    n = float(path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file()))
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -143,7 +138,8 @@ def _cmd_demo(args: argparse.Namespace, rep: _Reporter) -> int:
 
 def _cmd_capture(args: argparse.Namespace, rep: _Reporter) -> int:
     import qkviz
-    from qkviz._cli_inputs import read_inputs
+
+    from ._inputs import read_inputs
 
     out = _check_output(args.output, folder=True)
     if out.exists() and not args.resume and not args.force:
@@ -166,7 +162,7 @@ def _remove_capture(path: pathlib.Path) -> None:
     """Delete a saved capture for ``--force``; anything that is not one is left alone."""
     import shutil
 
-    from qkviz.store import read_meta
+    from .._capture._store import read_meta
 
     try:
         read_meta(path)
@@ -180,7 +176,7 @@ def _remove_capture(path: pathlib.Path) -> None:
 def _cmd_embed(args: argparse.Namespace, rep: _Reporter) -> int:
     import qkviz
 
-    out = args.output or _default_embedding_path(args.run, args.method or LIBRARY_METHOD)
+    out = args.output or _default_embedding_path(args.run, args.method or DEFAULT_METHOD)
     out = _check_output(out, folder=True)
     if out.exists() and not (out / "meta.json").is_file():
         raise InputError(f"cannot write {out}: it exists and is not a qkviz embedding; refusing to replace it")
@@ -237,9 +233,7 @@ def _load_model(qkviz: Any, args: argparse.Namespace, rep: _Reporter) -> Any:
         return qkviz.load_model(args.model, **_accepted(qkviz.load_model, device=getattr(args, "device", None)))
 
 
-def _capture(
-    qkviz: Any, model: Any, inputs: Any, args: argparse.Namespace, rep: _Reporter, out: Any = None
-) -> Any:
+def _capture(qkviz: Any, model: Any, inputs: Any, args: argparse.Namespace, rep: _Reporter, out: Any = None) -> Any:
     n = len(inputs)
     with rep.stage("capture", f"{n} inputs"):
         kwargs = _accepted(
@@ -320,22 +314,16 @@ def _default_embedding_path(run: str | os.PathLike[str], method: str) -> pathlib
 
 
 def _is_embedding(obj: Any) -> bool:
-    return hasattr(obj, "coords") and hasattr(obj, "method")
+    from ..project import Embedding
+
+    return isinstance(obj, Embedding)
 
 
 def _load_any(path: str | os.PathLike[str]) -> Any:
     """Open a saved capture or a saved embedding, whichever ``path`` holds."""
-    import qkviz
-    from qkviz.errors import StoreError
+    from .._load import load
 
-    p = _require(path)
-    try:
-        return qkviz.load(p)
-    except StoreError as capture_error:
-        try:
-            return qkviz.Embedding.load(p)
-        except StoreError:
-            raise capture_error from None
+    return load(_require(path))
 
 
 def _describe(obj: Any, path: pathlib.Path) -> list[str]:
@@ -406,24 +394,36 @@ def _add_embed_options(p: argparse.ArgumentParser, when: str = "") -> None:
     Left unset they stay out of the :func:`qkviz.embed` call, so its defaults apply.
     """
     when = f", {when}" if when else ""
-    p.add_argument("--method", choices=METHODS, default=None,
-                   help=f"projection{when} (default: {LIBRARY_METHOD}, qkviz.embed's default)")
+    p.add_argument(
+        "--method",
+        choices=tuple(METHODS),
+        default=None,
+        help=f"projection{when} (default: {DEFAULT_METHOD}, qkviz.embed's default)",
+    )
     p.add_argument("--dim", type=int, choices=(2, 3), help=f"2 or 3 dimensions{when} (default: 2)")
     p.add_argument("--seed", type=int, help=f"random state of t-SNE/UMAP{when} (default: 0)")
 
 
 def _add_html_options(p: argparse.ArgumentParser) -> None:
-    from .export import DEFAULT_TOP_K
+    from ..export import DEFAULT_TOP_K
 
-    p.add_argument("--top-k", type=_count, default=DEFAULT_TOP_K, metavar="K",
-                   help="strongest keys per query embedded for lines and views; 0: none (default: %(default)s)")
-    p.add_argument("--exact", action="store_true",
-                   help="embed layouts and weights as exact float32 (larger file; default: 11-bit layouts, 8-bit weights)")
+    p.add_argument(
+        "--top-k",
+        type=_count,
+        default=DEFAULT_TOP_K,
+        metavar="K",
+        help="strongest keys per query embedded for lines and views; 0: none (default: %(default)s)",
+    )
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="embed layouts and weights as exact float32 (larger file; default: 11-bit layouts, 8-bit weights)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``qkviz`` command (exposed for the docs and the tests)."""
-    from . import __version__
+    from .._version import __version__
 
     # SUPPRESS: a flag given before the subcommand is not reset by the subparser's default.
     common = argparse.ArgumentParser(add_help=False)
@@ -453,9 +453,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", default="qkviz-demo.html", help="HTML file to write (default: %(default)s)")
     demo.add_argument("-n", "--sentences", type=_positive_int, default=DEMO_SENTENCES,
                       help="number of demo sentences (default: %(default)s)")  # fmt: skip
-    demo.add_argument("--method", choices=METHODS, default=DEMO_METHOD,
-                      help="projection (default: %(default)s, seconds for all heads; tsne, the library's "
-                           "default, takes minutes at 300 sentences on a laptop: try it with -n 100)")
+    demo.add_argument(
+        "--method",
+        choices=tuple(METHODS),
+        default=DEMO_METHOD,
+        help="projection (default: %(default)s, seconds for all heads; tsne, the library's "
+        "default, takes minutes at 300 sentences on a laptop: try it with -n 100)",
+    )
     demo.add_argument("--model", default="minilm", help="offline model name or model path (default: %(default)s)")
     demo.add_argument("--save-capture", metavar="PATH", help="also save the capture (for `qkviz embed`/`info`)")
     demo.add_argument("--device", help="torch device (default: CUDA when present)")
@@ -540,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{PROG} {args.command}: error: {_message(e)}", file=sys.stderr)
         return 1
-    except Exception as e:  # noqa: BLE001 - the last line of defence of a shell command
+    except Exception as e:
         if debug:
             raise
         print(

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import WidgetDataError
+from ..errors import WidgetDataError
 
 __all__ = ["DTYPES", "array_to_binary", "binary_to_array", "pack_buffers", "MAX_MESSAGE_BYTES"]
 
@@ -52,7 +52,7 @@ def array_to_binary(array: Any, dtype: str | None = None) -> dict[str, Any]:
             "Cast it first (e.g. arr.astype('float32'))."
         )
     arr = np.ascontiguousarray(arr, dtype=np.dtype(name).newbyteorder("<"))
-    return {"view": memoryview(arr.reshape(-1).view(np.uint8)), "dtype": name, "shape": list(arr.shape)}
+    return {"view": arr.reshape(-1).view(np.uint8).data, "dtype": name, "shape": list(arr.shape)}
 
 
 def binary_to_array(wire: dict[str, Any]) -> np.ndarray:
@@ -83,7 +83,9 @@ def binary_to_array(wire: dict[str, Any]) -> np.ndarray:
     buf = memoryview(view).cast("B")
     expected = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
     if buf.nbytes != expected:
-        raise WidgetDataError(f"wire buffer holds {buf.nbytes} bytes but shape {list(shape)} of {name} needs {expected}")
+        raise WidgetDataError(
+            f"wire buffer holds {buf.nbytes} bytes but shape {list(shape)} of {name} needs {expected}"
+        )
     return np.frombuffer(buf, dtype=dt).reshape(shape)
 
 

@@ -7,7 +7,6 @@ the model's attention. Only real tokens are kept (never padding).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import pathlib
@@ -16,65 +15,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import _tokens
-from .errors import InputError, StoreError, UnsupportedModelError
-from .store import Capture, StoreWriter, _MemoryTensors, load, read_meta
+from ..errors import InputError, StoreError, UnsupportedModelError
+from . import _inputs
+from ._checks import check_supported, first_batch_check, forward_kwargs, model_device
+from ._container import Capture, load
+from ._geometry import HeadGeometry
+from ._store import FORMAT, VERSION, MemoryTensors, StoreWriter, done_sequences, read_meta, tensor_key
 
 __all__ = ["capture"]
 
 log = logging.getLogger(__name__)
-
-# Architectures whose attention scores add something q.k cannot carry. The generic checks (mask
-# inspection, interface kwargs, a first-batch comparison with eager attention) would also catch
-# most of them; naming them here gives the clearest message before any work is done.
-_UNSUPPORTED = {
-    "t5": "T5 adds a learned relative-position bias to its attention scores",
-    "mt5": "mT5 adds a learned relative-position bias to its attention scores",
-    "umt5": "UMT5 adds a learned relative-position bias to its attention scores",
-    "longt5": "LongT5 adds a relative-position bias and uses local/global attention",
-    "switch_transformers": "Switch Transformers add a relative-position bias to the scores",
-    "mpnet": "MPNet adds a relative-position bias to its attention scores",
-    "deberta": "DeBERTa adds disentangled content-position terms to its attention scores",
-    "deberta-v2": "DeBERTa-v2 adds disentangled content-position terms to its attention scores",
-    "bloom": "BLOOM adds an ALiBi position bias to its attention scores",
-    "mpt": "MPT adds an ALiBi position bias to its attention scores",
-    "xlnet": "XLNet uses two-stream relative attention",
-    "funnel": "Funnel Transformer adds relative-position terms to its scores",
-    "transfo-xl": "Transformer-XL adds relative-position terms to its scores",
-}
-
-
-def _model_device(model: Any) -> Any:
-    import torch
-
-    try:
-        return next(model.parameters()).device
-    except StopIteration:  # pragma: no cover - a model without parameters
-        return torch.device("cpu")
-
-
-def _forward_kwargs(model: Any) -> dict[str, Any]:
-    """Extra forward arguments: no KV cache for decoders (it would only cost memory)."""
-    params = inspect.signature(model.forward).parameters
-    return {"use_cache": False} if "use_cache" in params else {}
-
-
-def _check_supported(model: Any) -> None:
-    cfg = model.config
-    mt = getattr(cfg, "model_type", None)
-    if mt in _UNSUPPORTED:
-        raise UnsupportedModelError(
-            f"{type(model).__name__}: {_UNSUPPORTED[mt]}, so its attention is not softmax(scaling * q.k + mask) "
-            "and a q/k capture would misrepresent it",
-            reason=_UNSUPPORTED[mt],
-            model_type=mt,
-        )
-    if getattr(cfg, "position_embedding_type", "absolute") in ("relative_key", "relative_key_query"):
-        why = f"position_embedding_type={cfg.position_embedding_type!r} adds relative-position terms to the scores"
-        raise UnsupportedModelError(f"{type(model).__name__}: {why}", reason=why, model_type=mt)
-    if getattr(cfg, "is_encoder_decoder", False):
-        why = "encoder-decoder models mix self- and cross-attention; capture the encoder or decoder alone"
-        raise UnsupportedModelError(f"{type(model).__name__}: {why}", reason=why, model_type=mt)
 
 
 def _geometry(model: Any) -> tuple[int | None, int | None]:
@@ -170,69 +120,22 @@ class _Collector:
             for layer, a in d.items():
                 acc.setdefault(layer, []).append(a)
 
-    def tensors(self, heads: tuple[int, ...], kv_heads: tuple[int, ...]) -> _MemoryTensors:
+    def tensors(self, heads: tuple[int, ...], kv_heads: tuple[int, ...]) -> MemoryTensors:
         chunks = {kind: dict(getattr(self, kind)) for kind in ("q", "k", "v")}
-        return _MemoryTensors(chunks, {"q": heads, "k": kv_heads, "v": kv_heads})
+        return MemoryTensors(chunks, {"q": heads, "k": kv_heads, "v": kv_heads})
 
 
-def _part_tensors(host: dict[str, dict[int, np.ndarray]], heads: tuple[int, ...],
-                  kv_heads: tuple[int, ...]) -> dict[str, np.ndarray]:
+def _part_tensors(
+    host: dict[str, dict[int, np.ndarray]], heads: tuple[int, ...], kv_heads: tuple[int, ...]
+) -> dict[str, np.ndarray]:
     """One batch as store keys ``kind.layer.head -> [token, d]``."""
     out = {}
     for kind, d in host.items():
         idx = heads if kind == "q" else kv_heads
         for layer, a in d.items():
             for i, h in enumerate(idx):
-                out[f"{kind}.{layer}.{h}"] = np.ascontiguousarray(a[:, i])
+                out[tensor_key(kind, layer, h)] = np.ascontiguousarray(a[:, i])
     return out
-
-
-def _first_batch_check(model: Any, batch: Any, rec: Any, device: Any, atol: float) -> None:
-    """Compare the first sequence's recomputed attention with the model's eager attention.
-
-    Catches scores that are not ``scaling * q.k + mask`` (biases added inside custom attention code)
-    at the cost of one eager forward pass over one sequence.
-    """
-    import torch
-
-    from ._verify import eager_attentions
-
-    one = {k: v[:1].to(device) for k, v in batch.model_inputs.items()}
-    if "pixel_values" in one:
-        one["pixel_values"] = one["pixel_values"].to(next(model.parameters()).dtype)
-    if batch.mask is not None:
-        n = int(batch.mask[0].sum())
-        one = {k: (v[:, :n] if v.dim() == 2 else v) for k, v in one.items()}
-    else:
-        n = rec.seq_len
-    att = eager_attentions(model, one)
-    worst = (0.0, -1)
-    for layer, q in rec.q.items():
-        info = rec.info[layer]
-        k = rec.k[layer]
-        group = info.n_heads // info.n_kv_heads
-        heads = rec.heads if rec.heads is not None else tuple(range(info.n_heads))
-        kv = sorted({h // group for h in heads})
-        qs = q[:n].float().transpose(0, 1)  # [head, pos, d]
-        ks = k[:n].float().transpose(0, 1)[[kv.index(h // group) for h in heads]]
-        s = qs @ ks.transpose(1, 2) * info.scaling
-        pos = torch.arange(n, device=s.device)
-        diff = pos[:, None] - pos[None, :]
-        allowed = torch.ones((n, n), dtype=torch.bool, device=s.device)
-        if info.causal:
-            allowed &= diff >= 0
-        if info.sliding_window:
-            allowed &= diff < info.sliding_window
-        p = torch.softmax(s.masked_fill(~allowed, float("-inf")), dim=-1)
-        ref = att[layer][0, list(heads), :n, :n].float().to(p.device)
-        e = float((p - ref).abs().max())
-        if e > worst[0]:
-            worst = (e, layer)
-    if worst[0] > atol:
-        why = (f"attention recomputed from the recorded q/k differs from the model's own by {worst[0]:.2g} "
-               f"at layer {worst[1]} (the scores include something besides scaling * q.k + mask)")
-        raise UnsupportedModelError(f"{type(model).__name__}: {why}", reason=why,
-                                    model_type=getattr(model.config, "model_type", None))
 
 
 def capture(
@@ -315,18 +218,17 @@ def capture(
     """
     import torch
 
-    from . import _attention_hook
-    from .models import load_model
+    from ..models import load_model
+    from . import _hook
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
-    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
-                                   or max_length < 1):
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
         raise InputError(f"max_length must be a positive int or None, got {max_length!r}")
     if truncation not in ("warn", "error", "silent"):
         raise InputError(f"truncation must be 'warn', 'error' or 'silent', got {truncation!r}")
     store_dtype = _storage_dtype(dtype)
-    modality, items, names = _tokens.normalize_inputs(inputs)
+    modality, items, names = _inputs.normalize_inputs(inputs)
     if resume and out is None:
         raise InputError("resume=True needs out=<store directory>")
 
@@ -337,20 +239,26 @@ def capture(
     net = lm.model
     if lm.modality != modality:
         raise InputError(f"{lm.spec['name']} takes {lm.modality} inputs but {modality}s were given")
-    _check_supported(net)
+    check_supported(net)
     n_layers, n_heads = _geometry(net)
     sel_layers = _select("layers", layers, n_layers)
     sel_heads = _select("heads", heads, n_heads)
 
-    limit = _tokens.model_max_length(lm.tokenizer, net) if modality == "text" else None
+    limit = _inputs.model_max_length(lm.tokenizer, net) if modality == "text" else None
     if max_length is not None and limit is not None and max_length > limit:
         raise InputError(f"max_length={max_length} exceeds the model's limit of {limit} tokens")
     max_len = max_length or limit
     params = {
-        "batch_size": int(batch_size), "max_length": max_len, "truncation": truncation,
-        "dtype": store_dtype, "values": bool(values), "model_dtype": str(next(net.parameters()).dtype),
-        "device": str(_model_device(net)), "n_inputs": len(items),
-        "layers": list(sel_layers) if sel_layers else None, "heads": list(sel_heads) if sel_heads else None,
+        "batch_size": int(batch_size),
+        "max_length": max_len,
+        "truncation": truncation,
+        "dtype": store_dtype,
+        "values": bool(values),
+        "model_dtype": str(next(net.parameters()).dtype),
+        "device": str(model_device(net)),
+        "n_inputs": len(items),
+        "layers": list(sel_layers) if sel_layers else None,
+        "heads": list(sel_heads) if sel_heads else None,
     }
 
     writer, start = None, 0
@@ -359,9 +267,9 @@ def capture(
         if writer is None:  # already complete
             return load(out)
 
-    dev = _model_device(net)
-    fwd = _forward_kwargs(net)
-    rec = _attention_hook.Recorder(set(sel_layers) if sel_layers else None, sel_heads, values=values)
+    dev = model_device(net)
+    fwd = forward_kwargs(net)
+    rec = _hook.Recorder(set(sel_layers) if sel_layers else None, sel_heads, values=values)
     col = _Collector(store_dtype, values)
     tables_t: list[pd.DataFrame] = []
     tables_s: list[pd.DataFrame] = []
@@ -369,20 +277,21 @@ def capture(
     n_tok = writer.n_tokens if writer else 0
     seq_len_img: int | None = None
     first = True
-    geometry: dict[str, Any] = {}
+    geometry: HeadGeometry | None = None
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(items), initial=start, desc="capture", unit="seq", disable=not progress)
-    with bar, torch.inference_mode(), _attention_hook.recording(net) as impl:
+    with bar, torch.inference_mode(), _hook.recording(net) as impl:
         params["attn_implementation"] = impl
         for b0 in range(start, len(items), batch_size):
             chunk = items[b0 : b0 + batch_size]
             if modality == "text":
-                batch = _tokens.encode_texts(lm.tokenizer, chunk, b0, n_tok, max_len, truncation)
+                batch = _inputs.encode_texts(lm.tokenizer, chunk, b0, n_tok, max_len, truncation)
             else:
-                batch = _tokens.encode_images(lm.processor, net, chunk, names[b0 : b0 + batch_size], b0, n_tok,
-                                              seq_len_img, thumbnail)
+                batch = _inputs.encode_images(
+                    lm.processor, net, chunk, names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, thumbnail
+                )
             model_inputs = {k: v.to(dev) for k, v in batch.model_inputs.items()}
             if "pixel_values" in model_inputs:
                 model_inputs["pixel_values"] = model_inputs["pixel_values"].to(next(net.parameters()).dtype)
@@ -392,20 +301,25 @@ def capture(
             if first:
                 geometry = _first_batch(rec, sel_layers, sel_heads)
                 if check:
-                    _first_batch_check(net, batch, rec, dev, atol=1e-3)
+                    first_batch_check(net, batch, rec, dev, atol=1e-3)
                 first = False
+            assert geometry is not None  # learnt from the first batch, above
             if modality == "image" and seq_len_img != rec.seq_len:
+                # the model's real sequence length is known only now (DINOv2 adds register tokens)
+                assert rec.seq_len is not None and batch.grid is not None
                 seq_len_img = rec.seq_len
-                batch.tokens, batch.sequences = _tokens.image_tables(
-                    names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, batch.grid)
+                batch.tokens, batch.sequences = _inputs.image_tables(
+                    names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, batch.grid
+                )
             host = col.to_host(rec)
             rec.q, rec.k, rec.v = {}, {}, {}  # drop device tensors before the next batch
             n_tok += len(batch.tokens)
             if writer is not None:
                 if not writer.parts:
-                    writer.header.update(_header_geometry(geometry))
-                writer.append(_part_tensors(host, geometry["heads"], geometry["kv_heads"]),
-                              batch.tokens, batch.sequences, batch.images)
+                    writer.header.update(geometry.to_json())
+                writer.append(
+                    _part_tensors(host, geometry.heads, geometry.kv_heads), batch.tokens, batch.sequences, batch.images
+                )
             else:
                 col.add(host)
                 tables_t.append(batch.tokens)
@@ -416,34 +330,29 @@ def capture(
 
     if writer is not None:
         writer.finish()
-        return load(out)
+        return load(writer.root)
     tokens = pd.concat(tables_t, ignore_index=True)
+    assert geometry is not None  # the loop ran at least once: inputs are never empty
     return Capture(
         tokens=tokens,
         sequences=pd.concat(tables_s, ignore_index=True),
-        layers=geometry["layers"],
-        heads=geometry["heads"],
-        n_heads=geometry["n_heads"],
-        n_kv_heads=geometry["n_kv_heads"],
-        d_head=geometry["d_head"],
-        causal=geometry["causal"],
-        scaling=geometry["scaling"],
-        sliding_window=geometry["sliding_window"],
+        geometry=geometry,
         model=dict(lm.spec),
         params=params,
         images=np.concatenate(thumbs) if thumbs else None,
-        _tensors=col.tensors(geometry["heads"], geometry["kv_heads"]),
+        _tensors=col.tensors(geometry.heads, geometry.kv_heads),
     )
 
 
-def _first_batch(rec: Any, sel_layers: tuple[int, ...] | None, sel_heads: tuple[int, ...] | None) -> dict[str, Any]:
+def _first_batch(rec: Any, sel_layers: tuple[int, ...] | None, sel_heads: tuple[int, ...] | None) -> HeadGeometry:
     """Geometry learnt from the first forward pass; re-validates layers/heads against it."""
     n_layers = len(rec.info)
     info0 = rec.info[0]
     n_heads, n_kv = info0.n_heads, info0.n_kv_heads
     if any(i.n_heads != n_heads or i.n_kv_heads != n_kv or i.d_head != info0.d_head for i in rec.info.values()):
-        raise UnsupportedModelError("layers differ in head count or head size; qkviz needs one geometry",
-                                    reason="heterogeneous layers")
+        raise UnsupportedModelError(
+            "layers differ in head count or head size; qkviz needs one geometry", reason="heterogeneous layers"
+        )
     layers = sel_layers if sel_layers is not None else tuple(range(n_layers))
     heads = sel_heads if sel_heads is not None else tuple(range(n_heads))
     if layers[-1] >= n_layers:
@@ -453,54 +362,42 @@ def _first_batch(rec: Any, sel_layers: tuple[int, ...] | None, sel_heads: tuple[
     causal = {rec.info[layer].causal for layer in layers}
     if len(causal) > 1:
         raise UnsupportedModelError("some layers are causal and others not", reason="mixed causal layers")
-    group = n_heads // n_kv
-    return {
-        "layers": layers,
-        "heads": heads,
-        "kv_heads": tuple(sorted({h // group for h in heads})),
-        "n_heads": n_heads,
-        "n_kv_heads": n_kv,
-        "d_head": info0.d_head,
-        "causal": causal.pop(),
-        "scaling": {layer: rec.info[layer].scaling for layer in layers},
-        "sliding_window": {layer: rec.info[layer].sliding_window for layer in layers},
-    }
+    return HeadGeometry(
+        layers=layers,
+        heads=heads,
+        n_heads=n_heads,
+        n_kv_heads=n_kv,
+        d_head=info0.d_head,
+        causal=causal.pop(),
+        scaling={layer: rec.info[layer].scaling for layer in layers},
+        sliding_window={layer: rec.info[layer].sliding_window for layer in layers},
+    )
 
 
-def _header_geometry(g: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "layers": list(g["layers"]), "heads": list(g["heads"]), "n_heads": g["n_heads"],
-        "n_kv_heads": g["n_kv_heads"], "d_head": g["d_head"], "causal": g["causal"],
-        "scaling": {str(k): v for k, v in g["scaling"].items()},
-        "sliding_window": {str(k): v for k, v in g["sliding_window"].items()},
-    }
-
-
-def _open_store(root: pathlib.Path, resume: bool, lm: Any, params: dict[str, Any],
-                names: list[str]) -> tuple[StoreWriter | None, int]:
+def _open_store(
+    root: pathlib.Path, resume: bool, lm: Any, params: dict[str, Any], names: list[str]
+) -> tuple[StoreWriter | None, int]:
     """Start (or resume) a streaming store; returns ``(writer, first input to process)``."""
-    from .store import FORMAT, VERSION
-
     header = {"format": FORMAT, "version": VERSION, "model": dict(lm.spec), "params": params}
     if root.exists() and any(root.iterdir()):
         if not resume:
-            raise StoreError(f"{root} already exists; pass resume=True to continue it, or choose a new path",
-                             path=root)
+            raise StoreError(f"{root} already exists; pass resume=True to continue it, or choose a new path", path=root)
         meta = read_meta(root)
         mine = {k: v for k, v in params.items() if k not in ("device", "attn_implementation")}
         theirs = {k: v for k, v in meta["params"].items() if k not in ("device", "attn_implementation")}
         if meta["model"].get("name") != lm.spec["name"] or mine != theirs:
-            raise StoreError(f"{root} was captured with other settings or model; it cannot be resumed with "
-                             "these. Use a new path.", path=root)
-        done = pd.concat([pd.read_parquet(root / p["file"].replace(".safetensors", ".sequences.parquet"))
-                          for p in meta["parts"]], ignore_index=True) if meta["parts"] else None
+            raise StoreError(
+                f"{root} was captured with other settings or model; it cannot be resumed with these. Use a new path.",
+                path=root,
+            )
+        done = done_sequences(root, meta)
         n_done = 0 if done is None else len(done)
         if done is not None and list(done["text"]) != names[:n_done]:
             raise StoreError(f"{root} holds other inputs than the ones given; it cannot be resumed", path=root)
         if meta.get("status") == "complete":
             return None, n_done
-        header.update({k: meta[k] for k in ("layers", "heads", "n_heads", "n_kv_heads", "d_head", "causal",
-                                            "scaling", "sliding_window") if k in meta})
+        if "layers" in meta:  # the geometry, learnt from the first batch the interrupted run wrote
+            header.update(HeadGeometry.from_json(meta).to_json())
         log.info("resuming %s after %d of %d inputs", root, n_done, len(names))
         return StoreWriter(root, header, resume=True), n_done
     return StoreWriter(root, header), 0

@@ -1,0 +1,193 @@
+"""Exactness checks: refuse models whose scores q·k cannot carry, and verify a capture end to end.
+
+Three layers, cheapest first:
+
+* :func:`check_supported`: architectures known (by config) to add something to their scores that
+  q·k cannot carry are refused by name before any work is done;
+* :func:`first_batch_check`: on the first batch of every capture, one sequence's attention is
+  recomputed from the recorded q/k (the torch twin of :mod:`qkviz.attention`) and compared with the
+  model's own eager attention, which catches biases added inside custom attention code;
+* :func:`verify` (``Capture.verify``): the same comparison over any sequences of a finished capture.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError, UnsupportedModelError
+
+if TYPE_CHECKING:
+    from ._container import Capture
+
+__all__ = [
+    "check_supported",
+    "first_batch_check",
+    "verify",
+    "eager_attentions",
+    "model_device",
+    "forward_kwargs",
+    "UNSUPPORTED",
+]
+
+# Architectures whose attention scores add something q.k cannot carry. The generic checks (mask
+# inspection, interface kwargs, a first-batch comparison with eager attention) would also catch
+# most of them; naming them here gives the clearest message before any work is done.
+UNSUPPORTED = {
+    "t5": "T5 adds a learned relative-position bias to its attention scores",
+    "mt5": "mT5 adds a learned relative-position bias to its attention scores",
+    "umt5": "UMT5 adds a learned relative-position bias to its attention scores",
+    "longt5": "LongT5 adds a relative-position bias and uses local/global attention",
+    "switch_transformers": "Switch Transformers add a relative-position bias to the scores",
+    "mpnet": "MPNet adds a relative-position bias to its attention scores",
+    "deberta": "DeBERTa adds disentangled content-position terms to its attention scores",
+    "deberta-v2": "DeBERTa-v2 adds disentangled content-position terms to its attention scores",
+    "bloom": "BLOOM adds an ALiBi position bias to its attention scores",
+    "mpt": "MPT adds an ALiBi position bias to its attention scores",
+    "xlnet": "XLNet uses two-stream relative attention",
+    "funnel": "Funnel Transformer adds relative-position terms to its scores",
+    "transfo-xl": "Transformer-XL adds relative-position terms to its scores",
+}
+
+
+def model_device(model: Any) -> Any:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
+    import torch
+
+    try:
+        return next(model.parameters()).device
+    except StopIteration:  # pragma: no cover - a model without parameters
+        return torch.device("cpu")
+
+
+def forward_kwargs(model: Any) -> dict[str, Any]:
+    """Extra forward arguments: no KV cache for decoders (it would only cost memory)."""
+    params = inspect.signature(model.forward).parameters
+    return {"use_cache": False} if "use_cache" in params else {}
+
+
+def check_supported(model: Any) -> None:
+    """Refuse, by name, architectures whose scores are not ``scaling · q·k + mask``."""
+    cfg = model.config
+    mt = getattr(cfg, "model_type", None)
+    if mt in UNSUPPORTED:
+        raise UnsupportedModelError(
+            f"{type(model).__name__}: {UNSUPPORTED[mt]}, so its attention is not softmax(scaling * q.k + mask) "
+            "and a q/k capture would misrepresent it",
+            reason=UNSUPPORTED[mt],
+            model_type=mt,
+        )
+    if getattr(cfg, "position_embedding_type", "absolute") in ("relative_key", "relative_key_query"):
+        why = f"position_embedding_type={cfg.position_embedding_type!r} adds relative-position terms to the scores"
+        raise UnsupportedModelError(f"{type(model).__name__}: {why}", reason=why, model_type=mt)
+    if getattr(cfg, "is_encoder_decoder", False):
+        why = "encoder-decoder models mix self- and cross-attention; capture the encoder or decoder alone"
+        raise UnsupportedModelError(f"{type(model).__name__}: {why}", reason=why, model_type=mt)
+
+
+def eager_attentions(model: Any, model_inputs: dict[str, Any]) -> tuple[Any, ...]:
+    """The model's attention probabilities, one ``[B, H, T, T]`` tensor per layer (call order)."""
+    import torch
+
+    from ._hook import eager
+
+    with torch.inference_mode(), eager(model):
+        out = model(**model_inputs, **forward_kwargs(model), output_attentions=True)
+    att = getattr(out, "attentions", None)
+    if att is None:
+        raise InputError(f"{type(model).__name__} returned no attentions with output_attentions=True")
+    return att
+
+
+def first_batch_check(model: Any, batch: Any, rec: Any, device: Any, atol: float) -> None:
+    """Compare the first sequence's recomputed attention with the model's eager attention.
+
+    Catches scores that are not ``scaling * q.k + mask`` (biases added inside custom attention code)
+    at the cost of one eager forward pass over one sequence.
+    """
+    from ._hook import attention_t
+
+    one = {k: v[:1].to(device) for k, v in batch.model_inputs.items()}
+    if "pixel_values" in one:
+        one["pixel_values"] = one["pixel_values"].to(next(model.parameters()).dtype)
+    if batch.mask is not None:
+        n = int(batch.mask[0].sum())
+        one = {k: (v[:, :n] if v.dim() == 2 else v) for k, v in one.items()}
+    else:
+        n = rec.seq_len
+    att = eager_attentions(model, one)
+    worst = (0.0, -1)
+    for layer, q in rec.q.items():
+        info = rec.info[layer]
+        k = rec.k[layer]
+        group = info.n_heads // info.n_kv_heads
+        heads = rec.heads if rec.heads is not None else tuple(range(info.n_heads))
+        kv = sorted({h // group for h in heads})
+        qs = q[:n].float().transpose(0, 1)  # [head, pos, d_head]
+        ks = k[:n].float().transpose(0, 1)[[kv.index(h // group) for h in heads]]
+        p = attention_t(qs, ks, info.scaling, info.causal, info.sliding_window)
+        ref = att[layer][0, list(heads), :n, :n].float().to(p.device)
+        e = float((p - ref).abs().max())
+        if e > worst[0]:
+            worst = (e, layer)
+    if worst[0] > atol:
+        why = (
+            f"attention recomputed from the recorded q/k differs from the model's own by {worst[0]:.2g} "
+            f"at layer {worst[1]} (the scores include something besides scaling * q.k + mask)"
+        )
+        raise UnsupportedModelError(
+            f"{type(model).__name__}: {why}", reason=why, model_type=getattr(model.config, "model_type", None)
+        )
+
+
+def verify(cap: Capture, model: Any, inputs: Any, *, seqs: Any = None, batch_size: int = 8) -> pd.DataFrame:
+    """See :meth:`qkviz.Capture.verify`."""
+    from ..models import load_model
+    from . import _inputs
+
+    lm = load_model(model, device=None)
+    n = len(cap.sequences)
+    seqs = list(range(n)) if seqs is None else [int(s) for s in seqs]
+    if any(not 0 <= s < n for s in seqs):
+        raise InputError(f"seqs must lie in [0, {n}); got {seqs}")
+    if cap.model.get("modality") == "image":
+        if inputs is None:
+            raise InputError("verifying an image capture needs the original images: verify(model, inputs)")
+        _, items, names = _inputs.normalize_inputs(inputs)
+    else:
+        items = list(cap.sequences["text"]) if inputs is None else _inputs.normalize_inputs(inputs)[1]
+        names = items
+    if len(items) != n:
+        raise InputError(f"the capture holds {n} sequences but {len(items)} inputs were given")
+    device = model_device(lm.model)
+    err = {(layer, h): 0.0 for layer in cap.layers for h in cap.heads}
+    for start in range(0, len(seqs), batch_size):
+        chunk = seqs[start : start + batch_size]
+        if lm.modality == "image":
+            batch = _inputs.encode_images(
+                lm.processor, lm.model, [items[s] for s in chunk], [names[s] for s in chunk], 0, 0, None, 8
+            )
+        else:
+            batch = _inputs.encode_texts(
+                lm.tokenizer, [items[s] for s in chunk], 0, 0, cap.params.get("max_length"), "silent"
+            )
+            offsets, lengths = cap.sequences["offset"], cap.sequences["n_tokens"]
+            mine = np.concatenate(
+                [cap.tokens["token_id"].to_numpy()[offsets.iloc[s] : offsets.iloc[s] + lengths.iloc[s]] for s in chunk]
+            )
+            if not np.array_equal(mine, batch.tokens["token_id"].to_numpy()):
+                raise InputError("the inputs tokenise differently from the capture (another tokenizer or text?)")
+        att = eager_attentions(lm.model, {k: v.to(device) for k, v in batch.model_inputs.items()})
+        for b, s in enumerate(chunk):
+            m = int(cap.sequences["n_tokens"].iloc[s])
+            for layer in cap.layers:
+                ref = att[layer][b, :, :m, :m].float().cpu().numpy()
+                for h in cap.heads:
+                    e = float(np.abs(cap.attention(layer, h, s) - ref[h]).max())
+                    err[layer, h] = max(err[layer, h], e)
+    df = pd.DataFrame([(layer, h, e) for (layer, h), e in err.items()], columns=["layer", "head", "max_abs_error"])
+    df.attrs["max"] = float(df["max_abs_error"].max()) if len(df) else 0.0
+    return df

@@ -1,0 +1,387 @@
+"""The :class:`Capture` container: per-head queries and keys plus the tables that explain each row.
+
+Made by :func:`qkviz.capture`, by :meth:`Capture.from_arrays` (vectors computed elsewhere) or by
+:func:`load` (a store on disk, read lazily one head at a time). Exact attention is recomputed from
+the stored vectors by :mod:`qkviz.attention`.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .._fs import META, replace_dir, temp_sibling
+from ..attention import attention_rows
+from ..errors import InputError, StoreError
+from ._geometry import HeadGeometry
+from ._store import FORMAT, VERSION, DiskTensors, MemoryTensors, read_store, write_store
+
+if TYPE_CHECKING:
+    from ._store import StoreContents
+
+__all__ = ["Capture", "load"]
+
+
+@dataclass(eq=False)
+class Capture:
+    """Per-head queries and keys of many inputs, with the token table that explains each row.
+
+    Made by :func:`qkviz.capture`, saved by :meth:`save`, read back by :func:`qkviz.load`. The
+    attributes follow ``docs/internals.md``.
+
+    Attributes
+    ----------
+    tokens : pandas.DataFrame
+        One row per (real, non-padding) token; the index is the ``token`` axis.
+    sequences : pandas.DataFrame
+        One row per input: ``seq``, ``text`` (or image name), ``n_tokens``, ``offset``, ``truncated``.
+    geometry : HeadGeometry
+        Captured layers and heads, head counts, ``d_head``, and how the model scores (causal mask,
+        per-layer scaling and sliding window). Its fields are also attributes of the capture
+        (``cap.layers``, ``cap.scaling``...).
+    model, params : dict
+        Model spec and capture parameters.
+    images : numpy.ndarray or None
+        ``uint8 [seq, h, w, 3]`` thumbnails of the images as the model saw them.
+
+    Examples
+    --------
+    >>> cap = qkviz.capture("minilm", ["The cat sat on the mat."])    # doctest: +SKIP
+    >>> cap.q(0, 0).shape                                               # doctest: +SKIP
+    (9, 32)
+    """
+
+    tokens: pd.DataFrame
+    sequences: pd.DataFrame
+    geometry: HeadGeometry
+    model: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    images: np.ndarray | None = None
+    _tensors: MemoryTensors | DiskTensors | None = field(default=None, repr=False)
+
+    # -- construction -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_arrays(
+        cls,
+        q: Mapping[tuple[int, int], np.ndarray],
+        k: Mapping[tuple[int, int], np.ndarray],
+        tokens: pd.DataFrame,
+        geometry: HeadGeometry,
+        *,
+        v: Mapping[tuple[int, int], np.ndarray] | None = None,
+        sequences: pd.DataFrame | None = None,
+        model: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        images: np.ndarray | None = None,
+    ) -> Capture:
+        """Wrap vectors computed elsewhere (another framework, a test) as a capture.
+
+        Parameters
+        ----------
+        q : dict of (layer, head) to float array [token, d_head]
+            Queries of every head in ``geometry``.
+        k, v : dict of (layer, kv_head) to float array [token, d_head]
+            Keys (and optionally values) of every key/value head the heads use.
+        tokens : pandas.DataFrame
+            One row per token with at least ``seq`` and ``pos``; tokens of one sequence contiguous
+            and in position order.
+        geometry : HeadGeometry
+        sequences : pandas.DataFrame, optional
+            Derived from ``tokens`` when omitted (``text`` empty).
+        model, params : dict, optional
+            Recorded as given.
+        images : uint8 array [seq, h, w, 3], optional
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> g = HeadGeometry(layers=(0,), heads=(0,), n_heads=1, n_kv_heads=1, d_head=4, causal=False,
+        ...                  scaling={0: 0.5})
+        >>> tokens = pd.DataFrame({"seq": [0, 0, 0], "pos": [0, 1, 2]})
+        >>> rng = np.random.default_rng(0)
+        >>> cap = Capture.from_arrays({(0, 0): rng.normal(size=(3, 4))}, {(0, 0): rng.normal(size=(3, 4))},
+        ...                           tokens, g)
+        >>> cap.attention(0, 0, seq=0).shape
+        (3, 3)
+        """
+        if not isinstance(tokens, pd.DataFrame) or not {"seq", "pos"} <= set(tokens.columns):
+            raise InputError("tokens must be a pandas DataFrame with 'seq' and 'pos' columns")
+        n = len(tokens)
+        index = {"q": geometry.heads, "k": geometry.kv_heads, "v": geometry.kv_heads}
+        chunks: dict[str, dict[int, list[np.ndarray]]] = {}
+        for kind, arrays in (("q", q), ("k", k), ("v", v)):
+            if arrays is None:
+                continue
+            chunks[kind] = {}
+            for layer in geometry.layers:
+                per_head = []
+                for h in index[kind]:
+                    if (layer, h) not in arrays:
+                        what = "head" if kind == "q" else "kv head"
+                        raise InputError(f"{kind} lacks (layer {layer}, {what} {h}) of the geometry")
+                    a = np.asarray(arrays[(layer, h)], np.float32)
+                    if a.shape != (n, geometry.d_head):
+                        raise InputError(
+                            f"{kind}[({layer}, {h})] must be [token={n}, d_head={geometry.d_head}], got {a.shape}"
+                        )
+                    per_head.append(a)
+                chunks[kind][layer] = [np.stack(per_head, axis=1)]  # [token, head, d_head]
+        if sequences is None:
+            sequences = sequences_from_tokens(tokens)
+        return cls(
+            tokens=tokens.reset_index(drop=True),
+            sequences=sequences,
+            geometry=geometry,
+            model=dict(model or {}),
+            params=dict(params or {}),
+            images=images,
+            _tensors=MemoryTensors(chunks, index),
+        )
+
+    # -- geometry ---------------------------------------------------------------------------------
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """Captured layers (model numbering)."""
+        return self.geometry.layers
+
+    @property
+    def heads(self) -> tuple[int, ...]:
+        """Captured query heads (model numbering)."""
+        return self.geometry.heads
+
+    @property
+    def n_heads(self) -> int:
+        return self.geometry.n_heads
+
+    @property
+    def n_kv_heads(self) -> int:
+        return self.geometry.n_kv_heads
+
+    @property
+    def d_head(self) -> int:
+        return self.geometry.d_head
+
+    @property
+    def causal(self) -> bool:
+        return self.geometry.causal
+
+    @property
+    def scaling(self) -> dict[int, float]:
+        return self.geometry.scaling
+
+    @property
+    def sliding_window(self) -> dict[int, int | None]:
+        return self.geometry.sliding_window
+
+    @property
+    def n_tokens(self) -> int:
+        """Number of captured tokens (rows of :attr:`tokens`)."""
+        return len(self.tokens)
+
+    @property
+    def kv_heads(self) -> tuple[int, ...]:
+        """The key heads stored (those used by :attr:`heads`)."""
+        return self.geometry.kv_heads
+
+    @property
+    def path(self) -> pathlib.Path | None:
+        """The store this capture reads from, or ``None`` for a capture held in memory."""
+        return self._tensors.root if isinstance(self._tensors, DiskTensors) else None
+
+    def kv_head(self, head: int) -> int:
+        """The key/value head that query head ``head`` attends with (GQA/MQA share one)."""
+        self._check_head(head)
+        return self.geometry.kv_head(head)
+
+    def _check_layer(self, layer: int) -> None:
+        if layer not in self.layers:
+            raise InputError(f"layer {layer!r} was not captured; captured layers: {list(self.layers)}")
+
+    def _check_head(self, head: int) -> None:
+        if head not in self.heads:
+            raise InputError(f"head {head!r} was not captured; captured heads: {list(self.heads)}")
+
+    # -- vectors ----------------------------------------------------------------------------------
+
+    def q(self, layer: int, head: int) -> np.ndarray:
+        """Queries of one head.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``[token, d_head]``.
+        """
+        self._check_layer(layer)
+        self._check_head(head)
+        return self._source().get("q", layer, head).astype(np.float32, copy=False)
+
+    def k(self, layer: int, head: int) -> np.ndarray:
+        """Keys seen by query head ``head`` (those of its kv head).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``[token, d_head]``.
+        """
+        self._check_layer(layer)
+        return self._source().get("k", layer, self.kv_head(head)).astype(np.float32, copy=False)
+
+    def v(self, layer: int, head: int) -> np.ndarray:
+        """Values of query head ``head``'s kv head (only when captured with ``values=True``).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``[token, d_head]``.
+        """
+        if not self.has_values:
+            raise InputError("value vectors were not captured; pass values=True to qkviz.capture")
+        self._check_layer(layer)
+        return self._source().get("v", layer, self.kv_head(head)).astype(np.float32, copy=False)
+
+    @property
+    def has_values(self) -> bool:
+        """Whether :meth:`v` is available."""
+        return bool(self._source().has("v"))
+
+    def _source(self) -> MemoryTensors | DiskTensors:
+        if self._tensors is None:
+            raise InputError("this Capture holds no vectors; make one with qkviz.capture or Capture.from_arrays")
+        return self._tensors
+
+    # -- exact attention --------------------------------------------------------------------------
+
+    def _seq_rows(self, seq: int) -> tuple[int, int]:
+        if not 0 <= int(seq) < len(self.sequences):
+            raise InputError(f"seq {seq!r} out of range: the capture holds {len(self.sequences)} sequences")
+        row = self.sequences.iloc[int(seq)]
+        return int(row["offset"]), int(row["n_tokens"])
+
+    def attention(self, layer: int, head: int, seq: int) -> np.ndarray:
+        """The head's attention probabilities over one sequence, recomputed exactly from q and k.
+
+        ``softmax(scaling * q kᵀ + mask)`` with the causal and sliding-window masks the model used
+        (:func:`qkviz.attention.attention_rows`).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``[query_pos, key_pos]``; rows sum to 1.
+        """
+        off, n = self._seq_rows(seq)
+        q = self.q(layer, head)[off : off + n]
+        k = self.k(layer, head)[off : off + n]
+        return attention_rows(q, k, self.scaling[layer], self.causal, self.geometry.window(layer)).astype(np.float32)
+
+    def verify(self, model: Any, inputs: Any = None, *, seqs: Any = None, batch_size: int = 8) -> pd.DataFrame:
+        """Compare :meth:`attention` with the model's own eager attention probabilities.
+
+        Parameters
+        ----------
+        model : model spec or loaded model
+            The model that made the capture (anything :func:`qkviz.load_model` accepts).
+        inputs : list, optional
+            The original inputs; needed for images (texts are re-read from :attr:`sequences`).
+        seqs : sequence of int, optional
+            Which sequences to check (default: all).
+        batch_size : int
+            Sequences per eager forward pass (padded batches, as in the capture).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``layer``, ``head``, ``max_abs_error`` (over real query/key pairs); ``df.attrs["max"]``.
+        """
+        from ._checks import verify
+
+        return verify(self, model, inputs, seqs=seqs, batch_size=batch_size)
+
+    # -- persistence ------------------------------------------------------------------------------
+
+    def _header(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "model": self.model,
+            "params": self.params,
+            **self.geometry.to_json(),
+        }
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> pathlib.Path:
+        """Write the capture to a store directory (bit-exact; see :mod:`qkviz._capture._store`).
+
+        The store is assembled under a temporary name next to ``path`` and renamed into place, so an
+        existing store at ``path`` is replaced only once the new one is complete.
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        path = pathlib.Path(path)
+        if path.exists() and not overwrite:
+            raise StoreError(f"{path} exists; pass overwrite=True to replace it", path=path)
+        if path.exists() and not (path / META).is_file():
+            raise StoreError(f"{path} exists and is not a qkviz store; refusing to replace it", path=path)
+        tmp = temp_sibling(path)
+        try:
+            write_store(tmp, self._header(), self._source(), self.tokens, self.sequences, self.images)
+            replace_dir(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    def __repr__(self) -> str:
+        return (
+            f"Capture(model={self.model.get('name')!r}, sequences={len(self.sequences)}, "
+            f"tokens={self.n_tokens}, layers={len(self.layers)}, heads={len(self.heads)})"
+        )
+
+
+def sequences_from_tokens(tokens: pd.DataFrame) -> pd.DataFrame:
+    seq = tokens["seq"].to_numpy()
+    ids, offsets, counts = np.unique(seq, return_index=True, return_counts=True)
+    return pd.DataFrame(
+        {
+            "seq": ids.astype(np.int32),
+            "text": [""] * len(ids),
+            "n_tokens": counts.astype(np.int32),
+            "offset": offsets.astype(np.int64),
+            "truncated": np.zeros(len(ids), bool),
+        }
+    )
+
+
+def _from_contents(c: StoreContents) -> Capture:
+    return Capture(
+        tokens=c.tokens,
+        sequences=c.sequences,
+        geometry=HeadGeometry.from_json(c.meta),
+        model=c.meta["model"],
+        params=dict(c.meta["params"]),
+        images=c.images,
+        _tensors=c.tensors,
+    )
+
+
+def load(path: str | os.PathLike[str]) -> Capture:
+    """Open a capture store written by :meth:`Capture.save` or a streaming :func:`qkviz.capture`.
+
+    Tensors stay on disk and load per head on first use. A partial store (an interrupted streaming
+    capture) loads with a warning and holds the sequences finished so far.
+
+    Raises
+    ------
+    StoreError
+        Missing, truncated or corrupted files, or an unknown format version.
+    """
+    return _from_contents(read_store(pathlib.Path(path)))

@@ -1,0 +1,415 @@
+"""The capture store: a folder of safetensors parts, parquet tables and a ``meta.json``.
+
+A store is a directory (``run.qkv/``)::
+
+    meta.json                      format name and version, model spec, capture parameters, geometry,
+                                   status ("partial" while a streaming capture runs, then "complete"),
+                                   and per part: file sizes and a CRC-32 per tensor / table
+    part-00000.safetensors         q.<layer>.<head>, k.<layer>.<kv_head>, v.<layer>.<kv_head>:
+                                   float32 or float16 [token, d_head] for the tokens of this part
+    part-00000.tokens.parquet      the part's rows of the token table (global seq ids)
+    part-00000.sequences.parquet   the part's rows of the sequence table (global offsets)
+    part-00000.images.npy          uint8 [seq, h, w, 3] thumbnails (image captures only)
+
+A whole capture saved at once is one part; a streaming capture appends one part per flushed batch.
+Each file is written to a temporary name and renamed into place, and ``meta.json`` (also replaced
+atomically) only lists finished parts, so an interrupted run leaves a readable partial store.
+Safetensors files are read lazily: one head's tensors load without reading the others.
+
+This module knows the file names; :class:`qkviz.Capture` knows only the two tensor sources
+defined here (:class:`MemoryTensors` while a capture is in memory, :class:`DiskTensors` once it is
+in a store).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._fs import META, array_crc, atomic_write_bytes, file_crc, read_header
+from ..errors import StoreError
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "MemoryTensors",
+    "DiskTensors",
+    "StoreWriter",
+    "StoreContents",
+    "read_meta",
+    "read_store",
+    "write_store",
+    "done_sequences",
+    "tensor_key",
+]
+
+FORMAT = "qkviz.capture"
+VERSION = 1
+
+
+def tensor_key(kind: str, layer: int, index: int) -> str:
+    """The safetensors key of one head's vectors: ``q.<layer>.<head>``, ``k.<layer>.<kv_head>``..."""
+    return f"{kind}.{layer}.{index}"
+
+
+def _stem(part: dict[str, Any]) -> str:
+    return part["file"][: -len(".safetensors")]
+
+
+# --------------------------------------------------------------------------------------------
+# tensor sources: where Capture.q/k/v read from
+# --------------------------------------------------------------------------------------------
+
+
+class MemoryTensors:
+    """In-memory tensors kept as the per-batch chunks ``[token, head, d_head]`` the capture made.
+
+    Joining them into one array per head happens on access (a small copy of one head) rather than
+    once for everything at the end of a capture, which would copy every vector twice more.
+    """
+
+    def __init__(self, chunks: dict[str, dict[int, list[np.ndarray]]], index: dict[str, tuple[int, ...]]):
+        self.chunks = chunks  # kind -> layer -> list of [token_in_batch, head_or_kv, d]
+        self.index = index  # kind -> stored head (or kv head) numbers, in axis-1 order
+
+    def has(self, kind: str) -> bool:
+        return bool(self.chunks.get(kind))
+
+    def get(self, kind: str, layer: int, idx: int) -> np.ndarray:
+        pos = self.index[kind].index(idx)
+        parts = self.chunks[kind][layer]
+        if len(parts) == 1:
+            return parts[0][:, pos].copy()  # a copy even when the slice is contiguous: callers own it
+        return np.concatenate([a[:, pos] for a in parts])
+
+    def parts(self, max_bytes: int = 256 << 20) -> list[tuple[int, int]]:
+        """Consecutive groups of batch chunks ``[first, stop)`` of at most about ``max_bytes`` each."""
+        layers = self.chunks["q"]
+        n = len(next(iter(layers.values())))
+        sizes = [sum(parts[i].nbytes for d in self.chunks.values() for parts in d.values()) for i in range(n)]
+        groups, start, acc = [], 0, 0
+        for i, size in enumerate(sizes):
+            if acc and acc + size > max_bytes:
+                groups.append((start, i))
+                start, acc = i, 0
+            acc += size
+        groups.append((start, n))
+        return groups
+
+    def part_tensors(self, group: tuple[int, int]) -> tuple[int, dict[str, np.ndarray]]:
+        """``(n_tokens, {key: [token, d]})`` for the batch chunks ``group``."""
+        a, b = group
+        out = {}
+        for kind, layers in self.chunks.items():
+            for layer, parts in layers.items():
+                sel = parts[a:b]
+                for pos, h in enumerate(self.index[kind]):
+                    out[tensor_key(kind, layer, h)] = np.concatenate([x[:, pos] for x in sel])
+        n = sum(x.shape[0] for x in next(iter(self.chunks["q"].values()))[a:b])
+        return n, out
+
+    def iter_parts(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """``(n_tokens, {key: [token, d]})`` for each group of batch chunks, in token order."""
+        for group in self.parts():
+            yield self.part_tensors(group)
+
+
+class DiskTensors:
+    """Lazy reader over the safetensors parts of a store, with a CRC check per tensor read."""
+
+    def __init__(self, root: pathlib.Path, parts: list[dict[str, Any]], cache: int = 16):
+        self.root = root
+        self.parts_meta = parts
+        self._cache: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
+        self._size = cache
+
+    def has(self, kind: str) -> bool:
+        return any(k.startswith(kind + ".") for p in self.parts_meta[:1] for k in p["crc32"])
+
+    def parts(self) -> list[int]:
+        return list(range(len(self.parts_meta)))
+
+    def part_tensors(self, i: int) -> tuple[int, dict[str, np.ndarray]]:
+        """``(n_tokens, {key: [token, d]})`` of stored part ``i`` (checksums verified)."""
+        from safetensors import safe_open
+
+        part = self.parts_meta[i]
+        f = self.root / part["file"]
+        out = {}
+        try:
+            with safe_open(str(f), framework="numpy") as fh:
+                for key in fh.keys():  # noqa: SIM118 - safe_open is not a dict
+                    out[key] = fh.get_tensor(key)
+        except Exception as e:
+            raise StoreError(f"cannot read {f}: {e}. The store is damaged; re-run the capture.", path=f) from e
+        for key, a in out.items():
+            if array_crc(a) != part["crc32"].get(key):
+                raise StoreError(f"{f} is corrupted: tensor {key!r} does not match its checksum.", path=f)
+        return part["n_tokens"], out
+
+    def iter_parts(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """``(n_tokens, {key: [token, d]})`` for each stored part, in token order."""
+        for i in self.parts():
+            yield self.part_tensors(i)
+
+    def get(self, kind: str, layer: int, idx: int) -> np.ndarray:
+        ck = (kind, layer, idx)
+        if ck in self._cache:
+            self._cache.move_to_end(ck)
+            return self._cache[ck].copy()  # callers own what they get; the cached copy stays intact
+        from safetensors import safe_open
+
+        key = tensor_key(kind, layer, idx)
+        chunks = []
+        for part in self.parts_meta:
+            f = self.root / part["file"]
+            try:
+                with safe_open(str(f), framework="numpy") as fh:
+                    a = fh.get_tensor(key)
+            except Exception as e:  # safetensors raises its own error types for truncated headers
+                raise StoreError(
+                    f"cannot read {key!r} from {f}: {e}. The store is damaged; re-run the capture.", path=f
+                ) from e
+            if array_crc(a) != part["crc32"][key]:
+                raise StoreError(
+                    f"{f} is corrupted: tensor {key!r} does not match its checksum. Re-run the capture.",
+                    path=f,
+                )
+            chunks.append(a)
+        out = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        self._cache[ck] = out
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return out.copy()
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+
+
+class StoreWriter:
+    """Append parts to a store directory; ``meta.json`` always lists only finished parts.
+
+    Parameters
+    ----------
+    root : path
+        The store directory (created if missing).
+    header : dict
+        Everything in ``meta.json`` except ``parts`` and ``status``.
+    resume : bool
+        Keep the parts already listed in an existing ``meta.json`` and append after them.
+    """
+
+    def __init__(self, root: pathlib.Path, header: dict[str, Any], *, resume: bool = False):
+        self.root = pathlib.Path(root)
+        self.header = dict(header)
+        self.parts: list[dict[str, Any]] = []
+        if resume and (self.root / META).is_file():
+            self.parts = read_meta(self.root)["parts"]
+            self._drop_strays()
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+        self._write_meta("partial")
+
+    def _drop_strays(self) -> None:
+        """Remove files of parts that were being written when a previous run stopped."""
+        keep = {META} | {f for p in self.parts for f in p["files"]}
+        for f in self.root.iterdir():
+            if f.name not in keep:
+                f.unlink() if f.is_file() else shutil.rmtree(f, ignore_errors=True)
+
+    @property
+    def n_seqs(self) -> int:
+        return sum(p["n_seqs"] for p in self.parts)
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(p["n_tokens"] for p in self.parts)
+
+    def _write_meta(self, status: str) -> None:
+        meta = {**self.header, "status": status, "parts": self.parts}
+        atomic_write_bytes(self.root / META, json.dumps(meta, indent=1).encode())
+
+    def append(
+        self,
+        tensors: Mapping[str, np.ndarray],
+        tokens: pd.DataFrame,
+        sequences: pd.DataFrame,
+        images: np.ndarray | None = None,
+    ) -> None:
+        """Write one part (tensors ``{key: [token, d_head]}`` and the matching table rows)."""
+        from safetensors.numpy import save_file
+
+        i = len(self.parts)
+        stem = f"part-{i:05d}"
+        files: dict[str, dict[str, int]] = {}
+
+        def place(name: str, write) -> None:
+            final = self.root / name
+            tmp = self.root / f".{name}.tmp"
+            write(tmp)
+            with open(tmp, "rb+") as fh:  # durable before meta.json lists it
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+            files[name] = {
+                "bytes": final.stat().st_size,
+                "crc32": file_crc(final) if not name.endswith(".safetensors") else 0,
+            }
+
+        arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+        place(f"{stem}.safetensors", lambda p: save_file(arrays, str(p)))
+        place(f"{stem}.tokens.parquet", lambda p: tokens.reset_index(drop=True).to_parquet(p, index=False))
+        place(f"{stem}.sequences.parquet", lambda p: sequences.reset_index(drop=True).to_parquet(p, index=False))
+        if images is not None:
+
+            def save_images(p: pathlib.Path) -> None:
+                with open(p, "wb") as fh:
+                    np.save(fh, images, allow_pickle=False)
+
+            place(f"{stem}.images.npy", save_images)
+        self.parts.append(
+            {
+                "file": f"{stem}.safetensors",
+                "files": files,
+                "n_tokens": int(len(tokens)),
+                "n_seqs": int(len(sequences)),
+                "crc32": {k: array_crc(a) for k, a in arrays.items()},
+            }
+        )
+        self._write_meta("partial")
+
+    def finish(self) -> None:
+        self._write_meta("complete")
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+
+
+def read_meta(root: pathlib.Path) -> dict[str, Any]:
+    """Parse and check ``meta.json`` (format, version, listed files present with their sizes)."""
+    root = pathlib.Path(root)
+    meta = read_header(root, FORMAT, VERSION, "capture store")
+    for part in meta.get("parts", []):
+        for name, info in part["files"].items():
+            f = root / name
+            if not f.is_file():
+                raise StoreError(f"{f} is missing; the store is incomplete", path=f)
+            size = f.stat().st_size
+            if size != info["bytes"]:
+                raise StoreError(
+                    f"{f} is {size} bytes but was written as {info['bytes']}: the file is truncated or "
+                    "was modified. Re-run the capture.",
+                    path=f,
+                )
+    return meta
+
+
+def _read_table(root: pathlib.Path, name: str, info: dict[str, int]) -> pd.DataFrame:
+    f = root / name
+    if file_crc(f) != info["crc32"]:
+        raise StoreError(f"{f} is corrupted (checksum mismatch); re-run the capture", path=f)
+    return pd.read_parquet(f)
+
+
+def done_sequences(root: pathlib.Path, meta: dict[str, Any]) -> pd.DataFrame | None:
+    """The sequence table of the parts a (partial) store holds, or ``None`` when it has none."""
+    if not meta["parts"]:
+        return None
+    return pd.concat(
+        [
+            _read_table(root, f"{_stem(p)}.sequences.parquet", p["files"][f"{_stem(p)}.sequences.parquet"])
+            for p in meta["parts"]
+        ],
+        ignore_index=True,
+    )
+
+
+@dataclass
+class StoreContents:
+    """What :func:`read_store` found: the header, the tables, the thumbnails and a lazy tensor source."""
+
+    meta: dict[str, Any]
+    tokens: pd.DataFrame
+    sequences: pd.DataFrame
+    images: np.ndarray | None
+    tensors: DiskTensors
+
+
+def read_store(path: pathlib.Path) -> StoreContents:
+    """Read a store's header and tables (checksums verified); tensors stay on disk.
+
+    A partial store (an interrupted streaming capture) reads with a warning and holds the sequences
+    finished so far.
+
+    Raises
+    ------
+    StoreError
+        Missing, truncated or corrupted files, or an unknown format version.
+    """
+    root = pathlib.Path(path)
+    meta = read_meta(root)
+    parts = meta["parts"]
+    if not parts:
+        raise StoreError(
+            f"{root} holds no finished batch yet (the capture stopped before its first batch was written); re-run it",
+            path=root,
+        )
+    if meta.get("status") != "complete":
+        warnings.warn(
+            f"{root} is a partial capture ({sum(p['n_seqs'] for p in parts)} sequences written before "
+            "it stopped); resume it with qkviz.capture(..., out=path, resume=True)",
+            stacklevel=3,
+        )
+    tok, seq, imgs = [], [], []
+    for p in parts:
+        stem = _stem(p)
+        tok.append(_read_table(root, f"{stem}.tokens.parquet", p["files"][f"{stem}.tokens.parquet"]))
+        seq.append(_read_table(root, f"{stem}.sequences.parquet", p["files"][f"{stem}.sequences.parquet"]))
+        if f"{stem}.images.npy" in p["files"]:
+            f = root / f"{stem}.images.npy"
+            if file_crc(f) != p["files"][f.name]["crc32"]:
+                raise StoreError(f"{f} is corrupted (checksum mismatch)", path=f)
+            imgs.append(np.load(f, allow_pickle=False))
+    return StoreContents(
+        meta=meta,
+        tokens=pd.concat(tok, ignore_index=True),
+        sequences=pd.concat(seq, ignore_index=True),
+        images=np.concatenate(imgs) if imgs else None,
+        tensors=DiskTensors(root, parts),
+    )
+
+
+def write_store(
+    path: pathlib.Path,
+    header: dict[str, Any],
+    tensors: MemoryTensors | DiskTensors,
+    tokens: pd.DataFrame,
+    sequences: pd.DataFrame,
+    images: np.ndarray | None,
+) -> None:
+    """Write a whole capture as a complete store at ``path`` (a fresh folder).
+
+    Part by part (one part holds whole sequences), so saving needs at most one part's worth of
+    extra memory rather than a second copy of every vector.
+    """
+    w = StoreWriter(path, header)
+    first = 0
+    offsets = sequences["offset"].to_numpy()
+    for n, part in tensors.iter_parts():
+        rows = np.nonzero((offsets >= first) & (offsets < first + n))[0]
+        w.append(part, tokens.iloc[first : first + n], sequences.iloc[rows], None if images is None else images[rows])
+        first += n
+    w.finish()

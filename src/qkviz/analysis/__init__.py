@@ -1,0 +1,27 @@
+"""Analyses of a head's exact attention: per-sequence detail, aggregates, and image patches.
+
+Pure numpy over anything that can give a token table and exact attention (a
+:class:`~qkviz.Capture` or an :class:`~qkviz.Embedding` with its capture), so it sits below the
+model stack: ``Capture`` and the widget both call it.
+
+* :func:`sequence_detail` — one sequence of one head: tokens and (re-normalised) attention;
+* :func:`aggregate_detail` — one head's attention averaged over every sequence, by position and by
+  relative offset, with previous/self/next/first scores;
+* :func:`image_detail` — one image patch's attention on its image's patch grid;
+* :func:`patch_grid`, :func:`patch_atlas`, :func:`patch_colors` — image captures' patches.
+"""
+
+from ._images import patch_atlas, patch_colors, patch_grid
+from ._panel import ARROW_MIN_WEIGHT, AttentionSource, aggregate_detail, capture_of, image_detail, sequence_detail
+
+__all__ = [
+    "AttentionSource",
+    "sequence_detail",
+    "aggregate_detail",
+    "image_detail",
+    "patch_grid",
+    "patch_atlas",
+    "patch_colors",
+    "capture_of",
+    "ARROW_MIN_WEIGHT",
+]

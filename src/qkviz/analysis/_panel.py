@@ -1,0 +1,380 @@
+"""Per-sequence attention detail: the sentence, heatmap, aggregate and image views' numbers.
+
+Every function here takes an :class:`AttentionSource` (an ``Embedding`` with its capture, or a
+``Capture``) and returns a plain ``dict`` of numpy arrays and scalars; the widget's codec turns the
+arrays into binary buffers. Nothing here imports torch. Hiding and value weighting use
+:func:`qkviz.attention.renormalize`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from ..attention import check_positions, overlay_strength, renormalize
+from ..errors import InputError, WidgetDataError
+from ._images import patch_grid
+
+if TYPE_CHECKING:
+    from .._capture import Capture
+
+__all__ = ["AttentionSource", "sequence_detail", "aggregate_detail", "image_detail", "capture_of"]
+
+
+class AttentionSource(Protocol):
+    """What the analyses read: a token table and exact attention per (layer, head, seq).
+
+    Both :class:`qkviz.Embedding` (with its capture) and :class:`qkviz.Capture` are sources.
+    """
+
+    tokens: pd.DataFrame
+
+    def attention(self, layer: int, head: int, seq: int) -> np.ndarray: ...
+
+
+#: Attention weights below this are not worth an arrow in the image view (AttentionViz uses 0.05).
+ARROW_MIN_WEIGHT = 0.05
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def capture_of(embedding: Any) -> Capture | None:
+    """The capture behind an embedding (or the object itself if it already is a capture)."""
+    cap = getattr(embedding, "capture", None)
+    if cap is None and hasattr(embedding, "q") and hasattr(embedding, "k"):
+        cap = embedding
+    return cap
+
+
+def _check_head(embedding: AttentionSource, layer: int, head: int) -> None:
+    layers = tuple(getattr(embedding, "layers", ()) or ())
+    heads = tuple(getattr(embedding, "heads", ()) or ())
+    if layers and int(layer) not in layers:
+        raise InputError(f"layer {layer} was not captured; available layers: {list(layers)}.")
+    if heads and int(head) not in heads:
+        raise InputError(f"head {head} was not captured; available heads: {list(heads)}.")
+
+
+def _seq_rows(embedding: AttentionSource, seq: int) -> np.ndarray:
+    """Global token rows of sequence ``seq`` in position order: int64 [pos]."""
+    tokens = embedding.tokens
+    seqs = tokens["seq"].to_numpy()
+    if not 0 <= int(seq) <= (int(seqs.max()) if len(seqs) else -1):
+        raise InputError(
+            f"seq {seq} is out of range: the embedding holds sequences 0..{int(seqs.max()) if len(seqs) else -1}."
+        )
+    rows = np.flatnonzero(seqs == int(seq))
+    if rows.size == 0:
+        raise InputError(f"seq {seq} has no tokens in this embedding.")
+    order = np.argsort(tokens["pos"].to_numpy()[rows], kind="stable")
+    return rows[order]
+
+
+def _attention(embedding: AttentionSource, layer: int, head: int, seq: int) -> np.ndarray:
+    """Exact attention of one sequence: float32 [query_pos, key_pos].
+
+    An embedding without its capture raises its own `EmbeddingError` (which says how to attach one).
+    """
+    if not callable(getattr(embedding, "attention", None)):
+        raise WidgetDataError(
+            f"expected an Embedding or Capture with an attention(layer, head, seq) method; got "
+            f"{type(embedding).__name__}. Pass the result of qkviz.embed(capture)."
+        )
+    att = np.asarray(embedding.attention(int(layer), int(head), int(seq)), dtype=np.float32)
+    if att.ndim != 2 or att.shape[0] != att.shape[1]:
+        raise WidgetDataError(f"attention must be square [query_pos, key_pos]; got shape {att.shape}.")
+    return att
+
+
+# --------------------------------------------------------------------------------------------------
+# sentence / heatmap
+
+
+def sequence_detail(
+    embedding: AttentionSource,
+    layer: int,
+    head: int,
+    seq: int,
+    *,
+    hide_keys: Iterable[int] = (),
+    hide_queries: Iterable[int] = (),
+    hide_special: bool = False,
+    hide_first: bool = False,
+    value_weighted: bool = False,
+) -> dict[str, Any]:
+    """Tokens and (re-normalised) attention of one sequence in one head.
+
+    Parameters
+    ----------
+    embedding : Embedding
+        Must carry its capture (exact attention comes from the stored q/k).
+    layer, head : int
+        The head, model numbering.
+    seq : int
+        The sequence (text or image) to show.
+    hide_keys, hide_queries : iterable of int
+        Positions (``pos``) to hide; see `renormalize`.
+    hide_special : bool
+        Also hide every special token ([CLS], [SEP], ...) as key and query.
+    hide_first : bool
+        Also hide position 0 (the attention sink of decoders) as key and query.
+    value_weighted : bool
+        Weight each key by its value-vector norm ``‖v_j‖`` and renormalise rows; needs a capture
+        made with ``values=True``.
+
+    Returns
+    -------
+    dict
+        ``token`` uint32 [pos] (global token rows), ``display`` list[str] [pos], ``special`` uint8 [pos],
+        ``raw`` float32 [query_pos, key_pos] (the model's attention), ``attention`` float32
+        [query_pos, key_pos] (after weighting and hiding), ``value_norms`` float32 [key_pos] or
+        ``None``, ``hidden_keys`` / ``hidden_queries`` uint8 [pos] masks, and the scalars ``layer``,
+        ``head``, ``seq``, ``causal``, ``modality`` (``"text"`` or ``"image"``).
+    """
+    _check_head(embedding, layer, head)
+    rows = _seq_rows(embedding, seq)
+    raw = _attention(embedding, layer, head, seq)
+    n = raw.shape[0]
+    if n != rows.size:
+        raise WidgetDataError(f"seq {seq} has {rows.size} tokens but its attention is {n}×{n}.")
+    tokens = embedding.tokens
+    special = tokens["special"].to_numpy()[rows].astype(bool) if "special" in tokens else np.zeros(n, dtype=bool)
+    display_col = "display" if "display" in tokens else "token"
+    display = [str(s) for s in tokens[display_col].to_numpy()[rows]]
+
+    hk = np.zeros(n, dtype=bool)
+    hq = np.zeros(n, dtype=bool)
+    hk[check_positions(hide_keys, n, "hidden key")] = True
+    hq[check_positions(hide_queries, n, "hidden query")] = True
+    if hide_special:
+        hk |= special
+        hq |= special
+    if hide_first:
+        hk[0] = hq[0] = True
+
+    value_norms = (
+        _value_norms(embedding, layer, head, rows)
+        if value_weighted
+        else _maybe_value_norms(embedding, layer, head, rows)
+    )
+    att = renormalize(
+        raw,
+        key_weights=value_norms if value_weighted else None,
+        hidden_keys=np.flatnonzero(hk),
+        hidden_queries=np.flatnonzero(hq),
+    )
+    cap = capture_of(embedding)
+    return {
+        "layer": int(layer),
+        "head": int(head),
+        "seq": int(seq),
+        "causal": bool(getattr(cap, "causal", False)),
+        "modality": "image" if "row" in tokens else "text",
+        "token": rows.astype(np.uint32),
+        "display": display,
+        "special": special.astype(np.uint8),
+        "raw": np.ascontiguousarray(raw, dtype=np.float32),
+        "attention": att,
+        "value_norms": value_norms,
+        "hidden_keys": hk.astype(np.uint8),
+        "hidden_queries": hq.astype(np.uint8),
+    }
+
+
+_NO_VALUES = (
+    "value weighting needs value vectors, which this capture lacks; capture again with qkviz.capture(..., values=True)."
+)
+
+
+def _value_norms(embedding: AttentionSource, layer: int, head: int, rows: np.ndarray) -> np.ndarray:
+    """‖v_j‖ of the given token rows: float32 [pos]."""
+    v_of = getattr(capture_of(embedding), "v", None)
+    if v_of is None:
+        raise WidgetDataError(_NO_VALUES)
+    try:
+        v = v_of(int(layer), int(head))
+    except (LookupError, ValueError) as exc:  # Capture.v raises InputError when not captured
+        raise WidgetDataError(_NO_VALUES) from exc
+    if v is None:
+        raise WidgetDataError(_NO_VALUES)
+    return np.linalg.norm(np.asarray(v, dtype=np.float32)[rows], axis=1).astype(np.float32)
+
+
+def _maybe_value_norms(embedding: AttentionSource, layer: int, head: int, rows: np.ndarray) -> np.ndarray | None:
+    """Value norms when the capture has them (so the front end can toggle weighting locally)."""
+    try:
+        return _value_norms(embedding, layer, head, rows)
+    except (WidgetDataError, AttributeError, NotImplementedError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# aggregate
+
+
+def aggregate_detail(embedding: AttentionSource, layer: int, head: int, *, max_pos: int = 512) -> dict[str, Any]:
+    """The head's attention averaged over every sequence, by position and by relative offset.
+
+    Parameters
+    ----------
+    embedding : Embedding
+        Must carry its capture.
+    layer, head : int
+        The head.
+    max_pos : int
+        Positions at or beyond this are left out of the position matrix (it is ``max_pos²`` floats);
+        offsets still use every token.
+
+    Returns
+    -------
+    dict
+        ``by_position`` float32 [query_pos, key_pos]: the mean over sequences of ``a[i, j]``,
+        row-normalised; ``count`` int32 [query_pos, key_pos]: sequences that have both positions;
+        ``offsets`` int32 [offset] (``key_pos - query_pos``, from ``-(L-1)`` to ``L-1``);
+        ``by_offset`` float32 [offset]: the share of all attention mass at each offset (sums to 1);
+        ``by_offset_mean`` float32 [offset]: the mean weight at an offset where it exists;
+        ``scores`` dict of floats ``previous`` (offset −1), ``self`` (0), ``next`` (+1), ``first``
+        (key_pos 0), each a share of the attention mass; ``n_seqs`` int.
+
+    Notes
+    -----
+    A previous-token head shows ``by_offset`` peaking at −1; an attention-sink head a column at
+    key_pos 0 in ``by_position`` and a large ``first`` score.
+    """
+    _check_head(embedding, layer, head)
+    if max_pos < 1:
+        raise InputError(f"max_pos must be at least 1; got {max_pos}.")
+    seqs, lengths = np.unique(embedding.tokens["seq"].to_numpy(), return_counts=True)
+    if seqs.size == 0:
+        raise InputError("the embedding holds no tokens, so there is nothing to aggregate.")
+    longest = int(lengths.max())
+    size = min(longest, max_pos)
+    total = np.zeros((size, size), dtype=np.float64)
+    count = np.zeros((size, size), dtype=np.int32)
+    off_sum = np.zeros(2 * longest - 1, dtype=np.float64)
+    off_count = np.zeros(2 * longest - 1, dtype=np.int64)
+    n_queries = 0
+    first_mass = 0.0
+    offset_index: dict[int, np.ndarray] = {}  # n -> (j - i) + longest - 1 for an n × n matrix, raveled
+    for s in seqs:
+        a = _attention(embedding, layer, head, int(s)).astype(np.float64)
+        n = a.shape[0]
+        m = min(n, size)
+        total[:m, :m] += a[:m, :m]
+        count[:m, :m] += 1
+        d = offset_index.get(n)
+        if d is None:
+            i, j = np.indices((n, n))
+            d = offset_index[n] = (j - i).ravel() + longest - 1
+        off_sum += np.bincount(d, weights=a.ravel(), minlength=off_sum.size)
+        # every (i, j) pair exists, so offset k occurs n - |k| times in this sequence
+        k = np.arange(-(n - 1), n)
+        off_count[k + longest - 1] += n - np.abs(k)
+        n_queries += n
+        first_mass += float(a[:, 0].sum())
+    mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    row = mean.sum(axis=1, keepdims=True)
+    by_pos = np.divide(mean, row, out=np.zeros_like(mean), where=row > 0)
+    by_offset = off_sum / max(n_queries, 1)
+    by_offset_mean = np.divide(off_sum, off_count, out=np.zeros_like(off_sum), where=off_count > 0)
+    zero = longest - 1
+
+    def share(d: int) -> float:
+        return float(by_offset[zero + d]) if 0 <= zero + d < by_offset.size else 0.0
+
+    first = first_mass / max(n_queries, 1)
+    return {
+        "layer": int(layer),
+        "head": int(head),
+        "n_seqs": int(seqs.size),
+        "by_position": by_pos.astype(np.float32),
+        "count": count,
+        "offsets": np.arange(-(longest - 1), longest, dtype=np.int32),
+        "by_offset": by_offset.astype(np.float32),
+        "by_offset_mean": by_offset_mean.astype(np.float32),
+        "scores": {"previous": share(-1), "self": share(0), "next": share(1), "first": first},
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# images
+
+
+def image_detail(
+    embedding: AttentionSource, layer: int, head: int, seq: int, patch: int, *, kind: str = "query"
+) -> dict[str, Any]:
+    """The attention of one image patch, laid out on the image's patch grid.
+
+    Parameters
+    ----------
+    embedding : Embedding
+        Of an image capture (token table with ``row``/``col``).
+    layer, head : int
+        The head.
+    seq : int
+        The image.
+    patch : int
+        Position (``pos``) of the clicked token in that image (the CLS token is a valid choice).
+    kind : {"query", "key"}
+        ``"query"``: where this patch looks (its attention row). ``"key"``: who looks at it (its
+        column, each query's weight on it).
+
+    Returns
+    -------
+    dict
+        ``grid`` [rows, cols]; ``row``/``col`` int32 [pos]; ``patch_row``/``patch_col`` of the clicked
+        token (−1 for CLS); ``heat`` float32 [rows, cols]: the weights on patches; ``strength``
+        float32 [rows, cols]: the darkening factor (`overlay_strength`); ``to_special`` float32
+        [n_special]: the weight on each non-patch token (CLS first); ``cls_heat`` float32 [rows, cols]:
+        the CLS query's attention over the patches; ``argmax`` int32 [pos]: each query's most
+        attended position, ``argmax_weight`` float32 [pos]; ``image`` uint8 [h, w, 3] or ``None`` and its ``image_size`` [h, w];
+        ``token`` uint32 [pos]; scalars ``layer``, ``head``, ``seq``, ``patch``, ``kind``.
+    """
+    if kind not in ("query", "key"):
+        raise InputError(f"kind must be 'query' or 'key'; got {kind!r}.")
+    _check_head(embedding, layer, head)
+    rows = _seq_rows(embedding, seq)
+    r, c, n_rows, n_cols = patch_grid(embedding.tokens, rows)
+    att = _attention(embedding, layer, head, seq)
+    n = att.shape[0]
+    if not 0 <= int(patch) < n:
+        raise InputError(f"patch {patch} is out of range for image {seq}, which has {n} tokens (pos 0..{n - 1}).")
+    weights = att[int(patch)] if kind == "query" else att[:, int(patch)]
+    is_patch = (r >= 0) & (c >= 0)
+    heat = np.zeros((n_rows, n_cols), dtype=np.float32)
+    heat[r[is_patch], c[is_patch]] = weights[is_patch]
+    specials = np.flatnonzero(~is_patch)
+    cls_heat = np.zeros((n_rows, n_cols), dtype=np.float32)
+    if specials.size:
+        cls_heat[r[is_patch], c[is_patch]] = att[specials[0]][is_patch]
+    cap = capture_of(embedding)
+    images = getattr(cap, "images", None)
+    image = None
+    if images is not None and 0 <= int(seq) < len(images):
+        image = np.ascontiguousarray(images[int(seq)], dtype=np.uint8)
+    return {
+        "layer": int(layer),
+        "head": int(head),
+        "seq": int(seq),
+        "patch": int(patch),
+        "kind": kind,
+        "grid": [n_rows, n_cols],
+        "row": r.astype(np.int32),
+        "col": c.astype(np.int32),
+        "patch_row": int(r[int(patch)]),
+        "patch_col": int(c[int(patch)]),
+        "token": rows.astype(np.uint32),
+        "heat": heat,
+        "strength": overlay_strength(heat),
+        "to_special": weights[specials].astype(np.float32),
+        "cls_heat": cls_heat,
+        "argmax": att.argmax(axis=1).astype(np.int32),
+        "argmax_weight": att.max(axis=1).astype(np.float32),
+        "image": image,
+        "image_size": list(image.shape[:2]) if image is not None else None,
+    }

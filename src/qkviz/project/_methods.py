@@ -1,0 +1,178 @@
+"""The projection methods: one record per method, read by ``embed``, the driver and the CLI.
+
+Adding a method is one entry here (lonboard keeps one module per layer kind for the same reason).
+Nothing heavy is imported: each entry's ``make`` imports its reducer when called, so the command
+line can list methods and defaults without loading openTSNE or umap-learn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import EmbeddingError
+
+if TYPE_CHECKING:
+    from ._reducers import Reducer
+
+__all__ = ["Method", "METHODS", "DEFAULT_METHOD", "get_method"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """Everything qkviz knows about one projection method.
+
+    Attributes
+    ----------
+    name : str
+        What users pass as ``embed(method=...)``.
+    summary : str
+        One line for help texts.
+    make : callable
+        ``make(dim, params, random_state) -> Reducer``.
+    defaults : mapping
+        Method parameters used unless overridden (measured on MiniLM, ``bench/embed.py``).
+    default_metric : str
+        The vector-space geometry used when ``embed(metric=None)``.
+    metrics : tuple of str
+        The metrics the method accepts.
+    metrics_note : str
+        Why it accepts only those (shown when another is asked for).
+    library : str
+        The distribution whose version enters the cache key.
+    init_param : str or None
+        Name of the library's own initialisation parameter (``None``: no initialisation).
+    takes_metric : bool
+        Whether the reducer itself receives the metric (PCA sees it through the dot lift only).
+    needs_attention : bool
+        Whether the reducer needs each head's exact attention (sequence ids, scaling, mask).
+    inline : bool
+        Fast enough (milliseconds a head) to run in the calling process rather than a worker pool.
+    jit : bool
+        Pays a JIT compile (numba) on first use in a process; pool workers warm it up as they start.
+    """
+
+    name: str
+    summary: str
+    make: Callable[[int, dict[str, Any], int | None], Reducer]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    default_metric: str = "cosine"
+    metrics: tuple[str, ...] = ("cosine", "euclidean", "dot")
+    metrics_note: str = ""
+    library: str = ""
+    init_param: str | None = "initialization"
+    takes_metric: bool = True
+    needs_attention: bool = False
+    inline: bool = False
+    jit: bool = False
+
+
+def _pca(dim: int, params: dict[str, Any], random_state: int | None) -> Reducer:
+    from ._reducers import PCA
+
+    return PCA(dim, random_state=random_state, **params)
+
+
+def _tsne(dim: int, params: dict[str, Any], random_state: int | None) -> Reducer:
+    from ._reducers import TSNE
+
+    return TSNE(dim, random_state=random_state, **params)
+
+
+def _umap(dim: int, params: dict[str, Any], random_state: int | None) -> Reducer:
+    from ._reducers import UMAP
+
+    return UMAP(dim, random_state=random_state, **params)
+
+
+def _attention(dim: int, params: dict[str, Any], random_state: int | None) -> Reducer:
+    from ._attention import AttentionMap
+
+    return AttentionMap(dim, random_state=random_state, **params)
+
+
+def _frozen(d: dict[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(d))
+
+
+#: Every method, in the order help texts list them.
+METHODS: Mapping[str, Method] = MappingProxyType(
+    {
+        m.name: m
+        for m in (
+            Method(
+                "pca",
+                "principal components of the (dot-lifted) joint cloud; exact and milliseconds per head",
+                _pca,
+                default_metric="dot",
+                metrics=("dot", "euclidean"),
+                metrics_note="PCA is linear: it has no cosine form",
+                library="torch",
+                init_param=None,
+                takes_metric=False,
+                inline=True,
+            ),
+            # t-SNE starts from the dot-lift PCA at full scale and refines it with a short schedule (no
+            # early exaggeration), linking each query to its 15 highest-dot-product keys besides its
+            # cosine kNN.
+            Method(
+                "tsne",
+                "t-SNE (openTSNE) refining the dot-lift PCA start",
+                _tsne,
+                defaults=_frozen(
+                    {
+                        "perplexity": 30,
+                        "init": "pca_dot",
+                        "init_std": 5.0,
+                        "early_exaggeration_iter": 0,
+                        "n_iter": 40,
+                        "exaggeration": 2.0,
+                        "theta": 0.9,
+                        "qk_neighbors": 15,
+                        "qk_weight": 0.3,
+                    }
+                ),
+                library="openTSNE",
+            ),
+            Method(
+                "umap",
+                "UMAP (umap-learn) from the dot-lift PCA start",
+                _umap,
+                defaults=_frozen({"n_neighbors": 15, "min_dist": 0.1, "init": "pca_dot", "n_epochs": 200}),
+                library="umap-learn",
+                init_param="init",
+                jit=True,
+            ),
+            Method(
+                "attention",
+                "t-SNE on the head's real attention plus q-q / k-k neighbourhoods",
+                _attention,
+                defaults=_frozen(
+                    {
+                        "attention_weight": 0.9,
+                        "top_keys": 5,
+                        "init": "pca_dot",
+                        "early_exaggeration_iter": 100,
+                        "n_iter": 150,
+                        "theta": 0.9,
+                    }
+                ),
+                library="openTSNE",
+                needs_attention=True,
+            ),
+        )
+    }
+)
+
+#: What ``qkviz.embed`` uses when no method is named.
+DEFAULT_METHOD = "tsne"
+
+
+def get_method(name: str) -> Method:
+    """The registry entry for ``name``; an unknown name raises :class:`qkviz.EmbeddingError`."""
+    try:
+        return METHODS[name]
+    except (KeyError, TypeError):
+        raise EmbeddingError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}.") from None

@@ -1,0 +1,139 @@
+"""Request/response between the front end and Python (anywidget's experimental commands).
+
+The front end calls ``fetchDetail(request)``; in a notebook that becomes
+``invoke(model, "_qk_fetch", request)`` and lands in :func:`dispatch`, which routes on
+``request["kind"]`` through the explicit table :data:`HANDLERS`. Handlers take the widget's
+:class:`~qkviz.wire.WidgetState` and return a JSON-like dict that may hold numpy arrays;
+:func:`qkviz.wire.pack_buffers` moves those into binary frames.
+
+Keeping this in one module isolates the experimental anywidget API: if it changes, only
+``QKViz._qk_fetch`` and this file move. A standalone page answers the same requests from embedded
+data (``js/src/static/``), so every reply must be reproducible from what
+:mod:`qkviz.export` embeds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..analysis import aggregate_detail, image_detail, patch_atlas, patch_colors, sequence_detail
+from ..errors import QKVizError, WidgetDataError
+from ..wire import MAX_MESSAGE_BYTES, WidgetState, pack_buffers
+
+__all__ = ["HANDLERS", "dispatch"]
+
+log = logging.getLogger(__name__)
+
+
+def _points(state: WidgetState, request: dict) -> dict:
+    """Grid points ``[start, stop)`` of the flattened (head, point) order: coords ``float32 [point,
+    dim]`` (dim 2, or 3 for 3-D layouts) and norms ``uint8 [point]`` (min-max per head)."""
+    return state.points(int(request["start"]), int(request["stop"]))
+
+
+def _attention(state: WidgetState, request: dict) -> dict:
+    """Exact attention ``float32 [query_pos, key_pos]`` of one head and one seq."""
+    layer, head, seq = int(request["layer"]), int(request["head"]), int(request["seq"])
+    return {"layer": layer, "head": head, "seq": seq, "weights": state.attention(layer, head, seq)}
+
+
+def _attention_source(state: WidgetState) -> Any:
+    if not state.has_attention:
+        raise WidgetDataError("this embedding has no capture attached, so attention is unavailable")
+    return state.embedding
+
+
+def _sequence(state: WidgetState, request: dict) -> dict:
+    """The sentence and heatmap views: tokens and (re-normalised) attention of one sequence."""
+    return sequence_detail(
+        _attention_source(state),
+        int(request["layer"]),
+        int(request["head"]),
+        int(request["seq"]),
+        hide_keys=[int(i) for i in request.get("hide_keys", ()) or ()],
+        hide_queries=[int(i) for i in request.get("hide_queries", ()) or ()],
+        hide_special=bool(request.get("hide_special", False)),
+        hide_first=bool(request.get("hide_first", False)),
+        value_weighted=bool(request.get("value_weighted", False)),
+    )
+
+
+def _aggregate(state: WidgetState, request: dict) -> dict:
+    """The aggregate view: one head's attention over every sequence, by position and offset."""
+    return aggregate_detail(_attention_source(state), int(request["layer"]), int(request["head"]))
+
+
+def _image(state: WidgetState, request: dict) -> dict:
+    """The image view: one patch's attention on its image's patch grid."""
+    emb = _attention_source(state)
+    patch = request.get("patch")
+    if patch is None:  # the clicked token's global row instead of its position
+        patch = int(emb.tokens["pos"].to_numpy()[int(request["token"])])
+    return image_detail(
+        emb,
+        int(request["layer"]),
+        int(request["head"]),
+        int(request["seq"]),
+        int(patch),
+        kind=str(request.get("point_kind", "query")),
+    )
+
+
+def _atlas(state: WidgetState, request: dict) -> dict:
+    """Patch thumbnails: every image tiled into one texture, and each token's place in it."""
+    cap = state.embedding.capture
+    if cap is None:
+        raise WidgetDataError("this embedding has no capture attached, so it holds no images")
+    # stay under the widget's message budget (4 MiB) with room for the uv table
+    atlas, uv = patch_atlas(cap, max_bytes=3 << 20)
+    # typed arrays lose their shape on the way: send it alongside
+    return {"atlas": atlas, "atlas_shape": list(atlas.shape), "uv": uv, "colors": patch_colors(cap)}
+
+
+Handler = Callable[[WidgetState, dict], dict]
+
+#: kind -> handler(state, request) -> response dict (numpy arrays allowed inside)
+HANDLERS: dict[str, Handler] = {
+    "points": _points,
+    "attention": _attention,
+    "sequence": _sequence,
+    "aggregate": _aggregate,
+    "image": _image,
+    "atlas": _atlas,
+}
+
+
+def dispatch(state: WidgetState, request: Any) -> tuple[dict, list[memoryview]]:
+    """Answer one front-end request; never raises (errors travel back as ``{"error": str}``).
+
+    Parameters
+    ----------
+    state : WidgetState
+        The state of the widget that received the request.
+    request : dict
+        ``{"kind": str, ...}``.
+
+    Returns
+    -------
+    tuple
+        The JSON-able response and its binary buffers.
+    """
+    if not isinstance(request, dict) or not isinstance(request.get("kind"), str):
+        return {"error": f"a request must be a dict with a 'kind' string, got {request!r}"}, []
+    kind = request["kind"]
+    fn = HANDLERS.get(kind)
+    if fn is None:
+        return {"error": f"unknown request kind {kind!r}; known: {sorted(HANDLERS)}"}, []
+    try:
+        response = fn(state, request)
+    except (QKVizError, KeyError, ValueError, IndexError, TypeError) as err:
+        # A bad request must not leave the browser waiting for a reply that never comes.
+        log.debug("request %r failed", request, exc_info=True)
+        return {"error": f"{type(err).__name__}: {err}"}, []
+    msg, buffers = pack_buffers(response)
+    size = sum(b.nbytes for b in buffers)
+    if size > 2 * MAX_MESSAGE_BYTES:
+        log.warning("response to %r is %.1f MiB; chunk it", kind, size / 2**20)
+    return msg, buffers

@@ -1,0 +1,22 @@
+"""What crosses to the browser: the widget state built from an embedding, and the binary codec.
+
+Used by both the notebook widget (:mod:`qkviz.widget`) and the standalone page
+(:mod:`qkviz.export`); imports neither, and nothing from anywidget.
+"""
+
+from ._codec import MAX_MESSAGE_BYTES, array_to_binary, binary_to_array, pack_buffers
+from ._state import CELL_FILL, COLOR_FIELDS, PATCH_COLOR, SINGLE_SCALE, THEMES, View, WidgetState
+
+__all__ = [
+    "WidgetState",
+    "View",
+    "COLOR_FIELDS",
+    "PATCH_COLOR",
+    "THEMES",
+    "SINGLE_SCALE",
+    "CELL_FILL",
+    "array_to_binary",
+    "binary_to_array",
+    "pack_buffers",
+    "MAX_MESSAGE_BYTES",
+]

@@ -1,0 +1,519 @@
+"""``WidgetState``: everything the front end draws, built once from an ``Embedding``.
+
+The notebook widget (:class:`qkviz.QKViz`) holds one and serves it over the comm; the standalone
+export (:mod:`qkviz.export`) builds one without any widget. Both send the same wire values
+(``docs/internals.md``, "Widget wire format"):
+
+* ``meta``: the grid (layers, heads, point counts, chunking, per-cell recall and norm range...);
+* ``tokens``: per-token binary columns plus the token strings, once;
+* ``columns``: user colour-by columns (and, for image captures, patch position and colour);
+* the grid points themselves (coordinates and 8-bit norms of every head), in chunks.
+
+Global point index: ``cell * 2 * n_tokens + point``, where ``cell = layer_index * n_heads +
+head_index`` (layer-major over ``layers`` x ``heads``) and ``point`` follows the embedding's order
+(queries of tokens ``0..n-1``, then keys).
+
+:class:`View` holds the display settings (focused head, colour, search, lines, theme, size) and
+their defaults, which the widget's traits mirror.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import unicodedata
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..analysis import patch_colors
+from ..errors import WidgetDataError
+from ._codec import MAX_MESSAGE_BYTES, array_to_binary
+
+if TYPE_CHECKING:
+    from ..project import Embedding
+
+__all__ = ["WidgetState", "View", "COLOR_FIELDS", "PATCH_COLOR", "THEMES", "SINGLE_SCALE", "CELL_FILL"]
+
+#: Built-in colour encodings (user columns add their own names).
+COLOR_FIELDS = ("kind", "position", "position_mod", "norm", "sequence", "category", "length")
+#: Extra colour field of image captures: each patch in its own mean colour (CLS grey).
+PATCH_COLOR = "patch_color"
+THEMES = ("auto", "light", "dark")
+#: Names a user column may not take (they are built-in fields of the selection table).
+_RESERVED = ("token", "display", "seq", "pos", "kind", "layer", "head", "x", "y", PATCH_COLOR)
+
+#: The single view draws a head's [-1, 1] layout at this scale of the canvas' [-1, 1] box, and the
+#: matrix fills this share of each cell (margins keep dots off the edges). Tests map screen pixels
+#: to layout coordinates with the same numbers.
+SINGLE_SCALE = 0.9
+CELL_FILL = 0.84
+
+
+def _bytes_per_point(dim: int) -> int:
+    """Bytes per grid point on the wire: float32 x, y (and z for 3-D layouts) plus one uint8 norm."""
+    return 4 * dim + 1
+
+
+def _category(display: str, special: bool) -> int:
+    """0 = word, 1 = punctuation (every character is punctuation or a symbol), 2 = special."""
+    if special:
+        return 2
+    s = display.strip()
+    if s and all(unicodedata.category(c)[0] in "PS" for c in s):
+        return 1
+    return 0
+
+
+@dataclass
+class View:
+    """Display settings: the widget's public traits, and what a standalone page starts with.
+
+    Attributes
+    ----------
+    layer, head : int or None
+        Focused head (model numbering); both ``None`` = the matrix of all heads.
+    color : str
+        Colour field: one of :data:`COLOR_FIELDS`, ``"patch_color"`` (images) or a user column.
+    color_mod : int
+        ``n`` of the ``"position_mod"`` colour field.
+    size_by_norm : bool
+        Scale dots by vector norm.
+    search_query, search_regex : str, bool
+        Case-insensitive substring (or regular expression) over the tokens' display text.
+    lines_k, lines_threshold : int, float
+        Attention lines: at most ``lines_k`` per clicked point, only weights ``>= lines_threshold``.
+    theme : {"auto", "light", "dark"}
+        ``"auto"`` follows the notebook (or the browser, in a standalone page).
+    height : int
+        Height of the widget in CSS pixels.
+    """
+
+    layer: int | None = None
+    head: int | None = None
+    color: str = "kind"
+    color_mod: int = 5
+    size_by_norm: bool = False
+    search_query: str = ""
+    search_regex: bool = False
+    lines_k: int = 5
+    lines_threshold: float = 0.0
+    theme: str = "auto"
+    height: int = 640
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(eq=False)
+class WidgetState:
+    """The wire-ready state of one embedding (see the module docstring).
+
+    Build one with :meth:`from_embedding`; the arrays are read-only views of what the front end
+    receives.
+
+    Attributes
+    ----------
+    embedding : Embedding
+    layers, heads : tuple of int
+        The grid's rows and columns.
+    cells : list of (layer, head)
+        Layer-major; ``cells[c]`` is the head of cell ``c``.
+    n_tokens, dim : int
+    coords : float32 [point_global, dim]
+        Every cell's layout, cell after cell (missing heads parked at 100, outside every cell).
+    norms : uint8 [point_global]
+        Vector norms quantised per head (min-max to 0..255).
+    norm_range : float32 [cell, 2]
+        Each head's (min, max) norm.
+    missing : uint8 [cell]
+        1 where the embedding has no layout (a run stopped early).
+    columns : dict of str to pandas.Series
+        Colour-by columns, one value per token (user columns, plus patch fields for images).
+    has_images : bool
+        The capture holds images (thumbnails, patch colour fields).
+    faithfulness : pandas.DataFrame or None
+        ``layer, head, recall`` shown in the grid cells.
+    """
+
+    embedding: Embedding
+    layers: tuple[int, ...]
+    heads: tuple[int, ...]
+    cells: list[tuple[int, int]]
+    n_tokens: int
+    dim: int
+    coords: np.ndarray
+    norms: np.ndarray
+    norm_range: np.ndarray
+    missing: np.ndarray
+    columns: dict[str, pd.Series] = field(default_factory=dict)
+    has_images: bool = False
+    faithfulness: pd.DataFrame | None = None
+    display: list[str] = field(default_factory=list)
+    token_text: list[str] = field(default_factory=list)
+    category: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+
+    # -- construction -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_embedding(
+        cls,
+        embedding: Embedding,
+        *,
+        columns: dict[str, Any] | pd.DataFrame | None = None,
+        faithfulness: bool | pd.DataFrame = False,
+    ) -> WidgetState:
+        """Check an embedding and encode everything the front end draws.
+
+        Parameters
+        ----------
+        embedding : Embedding
+            What to show.
+        columns : dict or pandas.DataFrame, optional
+            Extra per-token columns (length ``n_tokens`` each) to colour by and to return in the
+            selection table. Numeric columns get a colour map, others a categorical palette.
+        faithfulness : bool or pandas.DataFrame
+            ``True`` computes ``embedding.faithfulness()`` to print recall@k in every grid cell; a
+            DataFrame with ``layer, head, recall`` is used as is.
+
+        Raises
+        ------
+        WidgetDataError
+            An empty or inconsistent embedding, bad columns or a bad faithfulness table.
+        """
+        from ..project import Embedding
+
+        if not isinstance(embedding, Embedding):
+            raise WidgetDataError(
+                f"expected a qkviz Embedding (made by qkviz.embed or Embedding.from_coords), got "
+                f"{type(embedding).__name__}"
+            )
+        layers = tuple(int(x) for x in embedding.layers)
+        heads = tuple(int(x) for x in embedding.heads)
+        if not layers or not heads:
+            raise WidgetDataError(f"the embedding has no heads (layers={layers}, heads={heads})")
+        tokens = embedding.tokens
+        n = len(tokens)
+        if n == 0:
+            raise WidgetDataError("the embedding has no tokens; capture at least one non-empty input")
+        for col in ("seq", "pos"):
+            if col not in tokens:
+                raise WidgetDataError(f"the embedding's token table lacks the {col!r} column")
+        cells = [(la, he) for la in layers for he in heads]
+        # 3-D layouts keep z (the 3-D views read it); the 2-D canvas draws x, y.
+        dim = 3 if int(embedding.dim) == 3 else 2
+        coords = np.empty((len(cells) * 2 * n, dim), np.float32)
+        norms = np.empty(len(cells) * 2 * n, np.uint8)
+        norm_range = np.zeros((len(cells), 2), np.float32)
+        missing = np.zeros(len(cells), np.uint8)
+        for c, (la, he) in enumerate(cells):
+            sl = slice(c * 2 * n, (c + 1) * 2 * n)
+            if not embedding.has(la, he):
+                # A projection stopped early leaves holes in the grid: park those points far
+                # outside every cell (drawn nowhere) and mark the cell empty.
+                missing[c] = 1
+                coords[sl], norms[sl], norm_range[c] = 100.0, 0, (0.0, 0.0)
+                continue
+            xy = np.asarray(embedding.coords(la, he))
+            if xy.ndim != 2 or xy.shape[0] != 2 * n or xy.shape[1] < dim:
+                raise WidgetDataError(
+                    f"coords(layer={la}, head={he}) has shape {xy.shape}; expected (2 * n_tokens, dim) "
+                    f"= ({2 * n}, 2 or 3)"
+                )
+            if not np.isfinite(xy[:, :dim]).all():
+                raise WidgetDataError(f"coords(layer={la}, head={he}) holds NaN or inf; re-run the projection")
+            nm = np.asarray(embedding.norms(la, he), np.float64).reshape(-1)
+            if nm.shape[0] != 2 * n or not np.isfinite(nm).all():
+                raise WidgetDataError(
+                    f"norms(layer={la}, head={he}) must be {2 * n} finite values, got shape {nm.shape}"
+                )
+            lo, hi = float(nm.min()), float(nm.max())
+            # Per-head min-max to 0..255: enough for a colour ramp and dot sizes at 1 byte a point.
+            q = np.zeros_like(nm) if hi <= lo else (nm - lo) / (hi - lo) * 255.0
+            coords[sl] = xy[:, :dim]
+            norms[sl] = np.rint(q).astype(np.uint8)
+            norm_range[c] = lo, hi
+        for a in (coords, norms, norm_range, missing):
+            a.setflags(write=False)
+        text = tokens["token"].astype(str).tolist() if "token" in tokens else [""] * n
+        display = tokens["display"].astype(str).tolist() if "display" in tokens else text
+        special = tokens["special"].to_numpy(bool) if "special" in tokens else np.zeros(n, bool)
+        state = cls(
+            embedding=embedding,
+            layers=layers,
+            heads=heads,
+            cells=cells,
+            n_tokens=n,
+            dim=dim,
+            coords=coords,
+            norms=norms,
+            norm_range=norm_range,
+            missing=missing,
+            display=display,
+            token_text=text,
+            category=np.array([_category(d, s) for d, s in zip(display, special)], np.uint8),
+        )
+        state.columns = state._read_columns(columns)
+        state.has_images = state._add_image_columns()
+        state.faithfulness = state._read_faithfulness(faithfulness)
+        return state
+
+    def _read_columns(self, columns: Any) -> dict[str, pd.Series]:
+        if columns is None:
+            return {}
+        if isinstance(columns, pd.DataFrame):
+            columns = {c: columns[c] for c in columns.columns}
+        if not isinstance(columns, dict):
+            raise WidgetDataError(f"columns must be a dict or a DataFrame, got {type(columns).__name__}")
+        out = {}
+        for name, values in columns.items():
+            name = str(name)
+            if name in COLOR_FIELDS or name in _RESERVED:
+                raise WidgetDataError(f"column name {name!r} clashes with a built-in field; rename it")
+            s = pd.Series(np.asarray(values) if not isinstance(values, pd.Series) else values.to_numpy())
+            if len(s) != self.n_tokens:
+                raise WidgetDataError(f"column {name!r} has {len(s)} values; expected one per token ({self.n_tokens})")
+            out[name] = s.reset_index(drop=True)
+        return out
+
+    def _add_image_columns(self) -> bool:
+        """For image captures, add ``row``, ``col`` and the patches' colours as colour-by columns.
+
+        AttentionViz found heads that sort patches by position, hue or brightness, so these are
+        offered without the user passing them (the front end also offers ``"patch_color"``, each
+        patch in its mean colour). Names the user already passed are left alone.
+
+        Returns
+        -------
+        bool
+            Whether the capture holds images (the front end then draws patch thumbnails).
+        """
+        cap = self.embedding.capture
+        tok = self.embedding.tokens
+        if cap is None or cap.images is None or "row" not in tok or "col" not in tok:
+            return False
+        try:
+            colours = patch_colors(cap)
+        except WidgetDataError as err:
+            warnings.warn(f"no patch thumbnails or colour columns: {err}", stacklevel=5)
+            return False
+        patch = (tok["row"].to_numpy() >= 0) & (tok["col"].to_numpy() >= 0)
+        auto = {
+            # CLS has row/col -1: NaN, which the colour maps show as missing
+            "row": np.where(patch, tok["row"].to_numpy(np.float64), np.nan),
+            "col": np.where(patch, tok["col"].to_numpy(np.float64), np.nan),
+            **colours,
+        }
+        for name, values in auto.items():
+            if name not in self.columns:
+                self.columns[name] = pd.Series(np.asarray(values, np.float64))
+        return True
+
+    def _read_faithfulness(self, faithfulness: Any) -> pd.DataFrame | None:
+        if faithfulness is False or faithfulness is None:
+            return None
+        df = self.embedding.faithfulness() if faithfulness is True else faithfulness
+        if not isinstance(df, pd.DataFrame) or not {"layer", "head", "recall"} <= set(df.columns):
+            raise WidgetDataError("faithfulness must be True or a DataFrame with layer, head, recall columns")
+        return df
+
+    # -- questions about the grid -----------------------------------------------------------------
+
+    @property
+    def n_points(self) -> int:
+        """Points of the whole grid (``2 * n_tokens`` per cell)."""
+        return len(self.coords)
+
+    @property
+    def has_attention(self) -> bool:
+        """Whether exact attention is available (the embedding carries its capture)."""
+        return self.embedding.capture is not None
+
+    def cell_index(self, layer: int, head: int) -> int:
+        """The cell of (layer, head): ``layer_index * n_heads + head_index``."""
+        self.check_focus(layer, head)
+        return self.layers.index(layer) * len(self.heads) + self.heads.index(head)
+
+    def color_fields(self) -> list[str]:
+        """Every valid ``color``: the built-in fields, ``"patch_color"`` for images, user columns."""
+        return list(COLOR_FIELDS) + ([PATCH_COLOR] if self.has_images else []) + list(self.columns)
+
+    def check_color(self, name: Any) -> None:
+        if name not in self.color_fields():
+            raise WidgetDataError(f"unknown colour field {name!r}; expected one of {self.color_fields()}")
+
+    def check_focus(self, layer: Any, head: Any) -> None:
+        if layer not in self.layers or head not in self.heads or not self.embedding.has(layer, head):
+            raise WidgetDataError(
+                f"no head (layer={layer}, head={head}) in this embedding; layers are {self.layers}, heads {self.heads}"
+            )
+
+    def check_view(self, view: View) -> View:
+        """Validate display settings against this state (unknown colour, bad theme, half a focus)."""
+        self.check_color(view.color)
+        if view.theme not in THEMES:
+            raise WidgetDataError(f"theme must be one of {THEMES}, got {view.theme!r}")
+        if (view.layer is None) != (view.head is None):
+            raise WidgetDataError("give both layer and head, or neither (to start on the matrix)")
+        if view.layer is not None:
+            self.check_focus(view.layer, view.head)
+        return view
+
+    def match_tokens(self, query: str, regex: bool) -> np.ndarray:
+        """``bool [token]``: which tokens match a search (the same rule as ``js/src/search.js``).
+
+        Matching is case-insensitive: a substring test, or ``re.search`` when ``regex``. An empty
+        query matches nothing.
+        """
+        if not query:
+            return np.zeros(self.n_tokens, bool)
+        if regex:
+            try:
+                rx = re.compile(query, re.IGNORECASE)
+            except re.error as err:
+                raise WidgetDataError(f"invalid regular expression {query!r}: {err}") from err
+            return np.array([rx.search(d) is not None for d in self.display])
+        q = query.lower()
+        return np.array([q in d.lower() for d in self.display])
+
+    def attention(self, layer: int, head: int, seq: int) -> np.ndarray:
+        """Exact attention ``float32 [query_pos, key_pos]`` of one head and seq."""
+        self.check_focus(layer, head)
+        if not self.has_attention:
+            raise WidgetDataError("this embedding has no capture attached, so attention is unavailable")
+        return np.asarray(self.embedding.attention(layer, head, seq), np.float32)
+
+    def exact_norms(self, cell: np.ndarray, point: np.ndarray) -> np.ndarray:
+        """The float32 norms (not the 8-bit wire copy) of points given as (cell, point) pairs."""
+        out = np.empty(len(cell), np.float32)
+        for c in np.unique(cell):
+            m = cell == c
+            out[m] = np.asarray(self.embedding.norms(*self.cells[c]), np.float32).reshape(-1)[point[m]]
+        return out
+
+    def selected(self, indices: np.ndarray) -> pd.DataFrame:
+        """The points at global ``indices``, one row each, indexed by global point index.
+
+        Columns: ``token``, ``display``, ``seq``, ``pos``, ``kind`` (``"query"``/``"key"``),
+        ``layer``, ``head``, ``x``, ``y`` (``z`` for 3-D layouts), ``norm`` and every colour column.
+        """
+        idx = np.asarray(indices, np.int64)
+        n = self.n_tokens
+        per = 2 * n
+        cell, point = idx // per, idx % per
+        token = point % n
+        tok = self.embedding.tokens
+        cells = np.array(self.cells, np.int64).reshape(-1, 2)
+        df = pd.DataFrame(
+            {
+                "token": np.asarray(self.token_text, object)[token],
+                "display": np.asarray(self.display, object)[token],
+                "seq": tok["seq"].to_numpy()[token],
+                "pos": tok["pos"].to_numpy()[token],
+                "kind": np.where(point < n, "query", "key"),
+                "layer": cells[cell, 0],
+                "head": cells[cell, 1],
+                "x": self.coords[idx, 0],
+                "y": self.coords[idx, 1],
+                **({"z": self.coords[idx, 2]} if self.dim == 3 else {}),
+                "norm": self.exact_norms(cell, point) if len(idx) else np.zeros(0, np.float32),
+            },
+            index=pd.Index(idx, name="point"),
+        )
+        for name, s in self.columns.items():
+            df[name] = s.to_numpy()[token]
+        return df
+
+    # -- wire values ------------------------------------------------------------------------------
+
+    @property
+    def chunk_points(self) -> int:
+        """Points per ``points`` message (each at most :data:`MAX_MESSAGE_BYTES`)."""
+        return max(2, MAX_MESSAGE_BYTES // _bytes_per_point(self.dim))
+
+    def points(self, start: int, stop: int) -> dict[str, Any]:
+        """Grid points ``[start, stop)``: coords ``float32 [point, dim]``, norms ``uint8 [point]``."""
+        if not 0 <= start <= stop <= self.n_points:
+            raise IndexError(f"points [{start}, {stop}) outside [0, {self.n_points})")
+        return {"start": start, "stop": stop, "coords": self.coords[start:stop], "norms": self.norms[start:stop]}
+
+    def meta_wire(self) -> dict[str, Any]:
+        """The ``_meta`` trait."""
+        recall = np.full(len(self.cells), np.nan, np.float32)
+        if self.faithfulness is not None:
+            f = self.faithfulness
+            lookup = {(int(la), int(he)): float(r) for la, he, r in zip(f["layer"], f["head"], f["recall"])}
+            recall = np.array([lookup.get(c, np.nan) for c in self.cells], np.float32)
+        return {
+            "layers": list(self.layers),
+            "heads": list(self.heads),
+            "n_tokens": self.n_tokens,
+            "n_points": self.n_points,
+            "chunk_points": int(self.chunk_points),
+            "dim": self.dim,
+            "has_attention": self.has_attention,
+            "has_faithfulness": self.faithfulness is not None,
+            "recall": array_to_binary(np.nan_to_num(recall, nan=-1.0), "float32"),
+            "norm_range": array_to_binary(self.norm_range, "float32"),
+            "missing": array_to_binary(self.missing, "uint8"),
+            "n_seqs": int(len(self.embedding.sequences)),
+            "has_images": self.has_images,
+            "single_scale": SINGLE_SCALE,
+            "cell_fill": CELL_FILL,
+        }
+
+    def tokens_wire(self) -> dict[str, Any]:
+        """The ``_tokens`` trait."""
+        tok = self.embedding.tokens
+        seq = tok["seq"].to_numpy(np.int64)
+        pos = tok["pos"].to_numpy(np.int64)
+        seq_len = pd.Series(pos).groupby(seq).transform("max").to_numpy() + 1
+        return {
+            "seq": array_to_binary(seq, "uint32"),
+            "pos": array_to_binary(pos, "uint32"),
+            "seq_len": array_to_binary(seq_len, "uint32"),
+            "category": array_to_binary(self.category, "uint8"),
+            "token": self.token_text,
+            "display": self.display,
+        }
+
+    def columns_wire(self) -> dict[str, Any]:
+        """The ``_columns`` trait."""
+        out = {}
+        for name, s in self.columns.items():
+            if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+                v = s.to_numpy(np.float64)
+                if not np.isfinite(v).any():
+                    raise WidgetDataError(f"column {name!r} has no finite value to colour by")
+                out[name] = {"type": "numeric", "values": array_to_binary(v, "float32")}
+            else:
+                codes, cats = pd.factorize(s.astype(str), sort=True)
+                out[name] = {
+                    "type": "categorical",
+                    "values": array_to_binary(codes, "uint32"),
+                    "categories": [str(c) for c in cats],
+                }
+        return out
+
+    def check_wire_size(self, *wires: dict[str, Any]) -> None:
+        """Warn when the initial state (one message) risks Jupyter's ~10 MiB message limit."""
+
+        def size(v: Any) -> int:
+            if isinstance(v, memoryview):
+                return v.nbytes
+            if isinstance(v, dict):
+                return sum(size(x) for x in v.values())
+            if isinstance(v, list):
+                return sum(len(str(x)) + 3 for x in v)
+            return 8
+
+        total = sum(size(w) for w in wires)
+        if total > 2 * MAX_MESSAGE_BYTES:
+            warnings.warn(
+                f"the token table is {total / 2**20:.1f} MiB and is sent in one message; above ~10 MiB "
+                "Jupyter drops it. Capture fewer tokens (max_tokens) or fewer user columns.",
+                stacklevel=4,
+            )
