@@ -51,8 +51,10 @@ from qkviz.widget import (
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body style="margin:0">
 <div id="root" style="width:1100px"></div><canvas id="base" width="640" height="640"></canvas>
+<script src="./page.js"></script>
 <script type="module">
-import widget, { staticTransport } from "./widget.js";
+import widget from "./widget.js";
+const { staticTransport } = globalThis.qkvizPage;
 import createScatterplot from "./rs.js";
 function revive(v) {
   if (Array.isArray(v)) return v.map(revive);
@@ -271,6 +273,7 @@ def main() -> None:
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="qkviz-bench-"))
     shutil.copy(ROOT / "src/qkviz/_bundle/widget.js", tmp / "widget.js")
+    shutil.copy(ROOT / "src/qkviz/_bundle/page.js", tmp / "page.js")
     subprocess.run(
         ["npx", "esbuild", "regl-scatterplot", "--bundle", "--format=esm", "--minify", f"--outfile={tmp / 'rs.js'}"],
         cwd=ROOT / "js",

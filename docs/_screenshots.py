@@ -26,7 +26,6 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,7 +51,7 @@ sys.path[:0] = [str(TESTS)]  # the tests' browser helpers: one recipe for tests 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from _browser import CHROMIUM, CHROMIUM_ARGS
-from views.conftest import HARNESS, _Handler, open_widget
+from views.conftest import _Handler, build_widget_site, open_widget
 from views.test_widget_images_3d import DEFAULT_CAMERA, project
 
 # ---- data -------------------------------------------------------------------------------------------
@@ -88,10 +87,7 @@ class Site:
         if not pathlib.Path(CHROMIUM).exists():
             sys.exit(f"no Chromium at {CHROMIUM} (install it with `make browser`)")
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="qkviz-shots-"))
-        shutil.copy(HARNESS / "widget.html", self.dir / "widget.html")
-        subprocess.run([str(esbuild), str(JS / "src" / "index.js"), "--bundle", "--format=esm",
-                        "--target=es2020", f"--outfile={self.dir / 'widget.js'}"],
-                       check=True, env={**os.environ, "NODE_PATH": str(JS / "node_modules")})  # fmt: skip
+        build_widget_site(self.dir)
         self.state = types.SimpleNamespace(widget=None)
         handler = type("Handler", (_Handler,), {"state": self.state})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(self.dir)))

@@ -42,8 +42,9 @@ def test_unknown_attribute_is_an_attribute_error():
         qkviz.nope  # noqa: B018
 
 
-def test_bundle_ships_with_the_package_and_fetches_nothing():
-    bundle = importlib.resources.files("qkviz") / "_bundle" / "widget.js"
+@pytest.mark.parametrize("name", ["widget.js", "page.js"])
+def test_bundle_ships_with_the_package_and_fetches_nothing(name):
+    bundle = importlib.resources.files("qkviz") / "_bundle" / name
     assert bundle.is_file(), "run `pip install -e .` or `cd js && npm run build` to build the bundle"
     text = bundle.read_text(encoding="utf-8")
     assert len(text) > 1000

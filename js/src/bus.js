@@ -1,13 +1,14 @@
-// The event bus between the main canvas (this module's owner) and the side-panel views
-// (js/src/views/, mounted through `mountPanel(container, ctx)` from js/src/views/index.js).
+// The event bus between the canvas (js/src/canvas/, which owns it) and the side panel
+// (js/src/panel/, mounted through `mountPanel(container, ctx)` from js/src/panel/index.js): the one
+// contract between the two, written out in docs/internals.md ("Front-end panel contract").
 //
 // ctx passed to mountPanel(container, ctx) — mountPanel returns a cleanup function:
-//   ctx.model          the anywidget model (traits: see src/qkviz/widget.py; read with model.get)
+//   ctx.model          the anywidget model (traits: js/src/model.js QKVizTraits; read with model.get)
 //   ctx.bus            this bus: bus.publish(event, payload), bus.subscribe(event, handler) -> token,
 //                      bus.unsubscribe(token)
 //   ctx.fetchDetail(request) -> Promise<response>: request {kind, ...} answered by Python
-//                      (qkviz._commands handlers; views add kinds in qkviz._detail) or, in a static
-//                      page, from embedded data. Arrays in the response are typed arrays.
+//                      (qkviz._commands handlers) or, in a standalone page, from embedded data
+//                      (js/src/static/). Arrays in the response are typed arrays.
 //   ctx.getPoints()    the current drawing: {mode: "matrix" | "single", layer, head, cell, nTokens,
 //                      dim (2 | 3), coords: Float32Array [point*dim] of the focused head (layout
 //                      units, [-1, 1]) or null on the matrix, coords3 (= coords when dim is 3, else

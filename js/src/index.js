@@ -1,10 +1,8 @@
-// Entry point of the anywidget ES module (bundled by esbuild to src/qkviz/static/widget.js).
-import { createTransport } from "./transport.js";
-import { injectStyle } from "./style.js";
-import { renderView } from "./view.js";
-
-export { staticTransport } from "./transport.js";
-export { staticExtra } from "./static.js";
+// Entry point of the anywidget ES module (bundled by esbuild to src/qkviz/_bundle/widget.js): the
+// notebook widget. The standalone page runs this same module through js/src/static/runtime.js.
+import { renderView } from "./canvas/view.js";
+import { injectStyle } from "./ui/style.js";
+import { createTransport } from "./wire/transport.js";
 
 function render({ model, el, experimental }) {
   // marimo renders each anywidget inside a shadow root, where a <style> in the document's head

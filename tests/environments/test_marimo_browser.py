@@ -10,7 +10,7 @@ marimo 0.25 renders anywidgets in a shadow root and hands ``render`` an ``experi
 always throws ("anywidget.invoke not supported in marimo"), while it relays custom messages (with
 binary buffers) both ways. The front end needs two changes for that (docs/environments.md, "marimo"):
 styles injected into the shadow root, and a fallback from ``invoke`` to the same command protocol over
-``model.send``/``"msg:custom"`` (js/src/style.js, js/src/transport.js).
+``model.send``/``"msg:custom"`` (js/src/ui/style.js, js/src/wire/transport.js).
 """
 
 from __future__ import annotations

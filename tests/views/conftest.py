@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import threading
@@ -23,6 +24,17 @@ from qkviz.export._snapshot import snapshot
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 JS = ROOT / "js"
 HARNESS = pathlib.Path(__file__).parent / "harness"
+
+
+def _palette_rgb(name: str) -> tuple[int, int, int]:
+    """A colour of the front end's one palette (js/src/ui/palette.js), as 0..255 RGB."""
+    text = (JS / "src" / "ui" / "palette.js").read_text()
+    hex_ = re.search(rf'export const {name} = "#([0-9a-fA-F]{{6}})"', text).group(1)
+    return tuple(int(hex_[i : i + 2], 16) for i in (0, 2, 4))
+
+
+#: Query and key colours of every drawing (dots, thumbnail borders, CLS markers, 3-D points).
+QUERY_RGB, KEY_RGB = _palette_rgb("QUERY_COLOR"), _palette_rgb("KEY_COLOR")
 
 
 @pytest.fixture(scope="session")
@@ -109,25 +121,31 @@ def views_server(views_site):
     server.shutdown()
 
 
-@pytest.fixture(scope="session")
-def widget_site(views_site):
-    """Adds widget.html and the whole front end (js/src/index.js, bundled now) to the harness site."""
+def build_widget_site(out: pathlib.Path) -> pathlib.Path:
+    """widget.html and the whole front end (harness/widget-entry.js: js/src/index.js and the tests'
+    fake model, bundled now) in ``out``; docs/_screenshots.py uses it too."""
     esbuild = JS / "node_modules" / ".bin" / "esbuild"
-    shutil.copy(HARNESS / "widget.html", views_site / "widget.html")
+    shutil.copy(HARNESS / "widget.html", out / "widget.html")
     subprocess.run(
         [
             str(esbuild),
-            str(JS / "src" / "index.js"),
+            str(HARNESS / "widget-entry.js"),
             "--bundle",
             "--format=esm",
             "--target=es2020",
-            f"--outfile={views_site / 'widget.js'}",
+            f"--outfile={out / 'widget.js'}",
         ],
         check=True,
         capture_output=True,
         env={**os.environ, "NODE_PATH": str(JS / "node_modules")},
     )
-    return views_site
+    return out
+
+
+@pytest.fixture(scope="session")
+def widget_site(views_site):
+    """Adds widget.html and the whole front end to the harness site."""
+    return build_widget_site(views_site)
 
 
 def open_widget(browser, server, viz, mode):

@@ -21,7 +21,7 @@ from .test_widget_images_3d import DEFAULT_CAMERA, project
 
 pytestmark = pytest.mark.browser
 
-THUMB = 14  # js/src/view.js THUMB_SIZE
+THUMB = 14  # js/src/canvas/thumbnails.js THUMB_SIZE
 
 
 def _camera_basis(theta, phi, distance, **_):

@@ -10,6 +10,7 @@ import pytest
 from qkviz import analysis
 
 from ._fakes import image_embedding, text_embedding
+from .conftest import QUERY_RGB
 
 pytestmark = pytest.mark.browser
 
@@ -187,7 +188,7 @@ def test_thumbnails_draw_each_patch_from_the_atlas(harness):
             [xy[2 * i], xy[2 * i + 1]],
         )
         if r < 0:  # CLS: the q/k marker, not an image patch
-            assert px[:3] == [95, 185, 108]
+            assert px[:3] == list(QUERY_RGB)
         else:
             assert np.abs(np.array(px[:3]) - colours[1, r, c]).max() <= 2
 
@@ -252,7 +253,7 @@ def test_thumbnail_overlay_follows_view_points(harness):
                  return Array.from(c.getContext('2d').getImageData(Math.round(x * d), Math.round(y * d), 1, 1).data); }""",
             [xy[2 * t], xy[2 * t + 1]],
         )
-        expected = [95, 185, 108] if r < 0 else colours[s, r, c].tolist()  # CLS: query-coloured marker
+        expected = list(QUERY_RGB) if r < 0 else colours[s, r, c].tolist()  # CLS: query-coloured marker
         assert np.abs(np.array(px[:3]) - expected).max() <= 2, (t, px, expected)
     page.evaluate("window.qkv.bus.publish('view:points', null)")
     assert (

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 
 from ._fakes import image_embedding
-from .conftest import open_widget
+from .conftest import KEY_RGB, QUERY_RGB, open_widget
 
 pytestmark = pytest.mark.browser
 
-THUMB = 14  # js/src/view.js THUMB_SIZE
+THUMB = 14  # js/src/canvas/thumbnails.js THUMB_SIZE
 DEFAULT_CAMERA = {"theta": 0.6, "phi": 0.35, "distance": 3.2, "fov": math.pi / 4}  # views/scene3d.js
 
 
@@ -111,7 +111,7 @@ def test_thumbnails_show_each_patch_at_its_point(chromium_browser, views_server,
     assert np.abs(centre - want).max() <= 12, (p, want, centre.mean(0))
     # the border tells queries (green) from keys (pink)
     edge = shot[y - THUMB // 2, x - 2 : x + 3].mean(0)
-    border = (95, 185, 108) if p < n else (227, 55, 143)
+    border = QUERY_RGB if p < n else KEY_RGB
     assert np.abs(edge - border).max() < 60, (edge, border)
     # CLS is a diamond in the q/k colour, not a thumbnail
     cls = [q for q in range(2 * n) if row[q % n] < 0]
@@ -119,7 +119,7 @@ def test_thumbnails_show_each_patch_at_its_point(chromium_browser, views_server,
     if cgap > THUMB:
         cx, cy = (int(round(v)) for v in xy[c])
         fill = shot[cy - 1 : cy + 2, cx - 1 : cx + 2].reshape(-1, 3).mean(0)
-        want_c = (95, 185, 108) if c < n else (227, 55, 143)
+        want_c = QUERY_RGB if c < n else KEY_RGB
         assert np.abs(fill - want_c).max() < 25, (fill, want_c)
     # the patch colour fields are offered in the colour menu
     options = page.locator(".qk-color option").evaluate_all("os => os.map((o) => o.value)")
@@ -189,7 +189,7 @@ def test_3d_single_view_picks_and_draws_topk_lines(chromium_browser, views_serve
     page.locator(".qk-root").screenshot(path=str(artifacts_dir / "widget_3d_single_lines.png"))
     orange = (np.abs(shot - np.array([232, 89, 13])).max(-1) < 40).sum()
     assert orange > 30, "no attention lines drawn in the 3-D view"
-    # the strongest line is as wide as in 2-D (4 px, js/src/lines.js), not WebGL's 1 px GL_LINES:
+    # the strongest line is as wide as in 2-D (4 px, js/src/canvas/lines.js), not WebGL's 1 px GL_LINES:
     # count orange pixels across it, a few pixels either side of its middle
     dpr = shot.shape[1] / box["width"]
     a_px, b_px = px[q], px[n + first + int(top[0])]
@@ -207,7 +207,7 @@ def test_3d_single_view_picks_and_draws_topk_lines(chromium_browser, views_serve
 
 def _matrix_expected(viz, emb, camera, width, height):
     """CSS px of every grid point: each head projected with the camera's angles at the default
-    distance, placed in its cell like a 2-D layout (js/src/layout.js matrixPositions3D)."""
+    distance, placed in its cell like a 2-D layout (js/src/canvas/matrix.js matrixPositions3D)."""
     from qkviz.wire import CELL_FILL
 
     n_rows, n_cols = len(viz.state.layers), len(viz.state.heads)

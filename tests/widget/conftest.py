@@ -22,6 +22,7 @@ from ._fakes import make_embedding
 HERE = pathlib.Path(__file__).parent
 ROOT = HERE.parents[1]
 BUNDLE = ROOT / "src" / "qkviz" / "_bundle" / "widget.js"
+PAGE = BUNDLE.with_name("page.js")
 ARTIFACTS = pathlib.Path(os.environ.get("QK_ARTIFACTS", ROOT / "test-artifacts"))
 
 
@@ -62,6 +63,7 @@ def harness_url(tmp_path_factory):
     root = tmp_path_factory.mktemp("harness")
     shutil.copy(HERE / "harness" / "index.html", root / "index.html")
     shutil.copy(BUNDLE, root / "widget.js")
+    shutil.copy(PAGE, root / "page.js")  # its staticTransport answers the harness like a page
     handler = functools.partial(_QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

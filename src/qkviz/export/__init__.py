@@ -47,7 +47,8 @@ __all__ = ["save_html", "to_html", "page_html", "DEFAULT_TOP_K", "COMPACT_BITS"]
 
 _BUNDLE_DIR = pathlib.Path(__file__).parent.parent / "_bundle"
 BUNDLE = _BUNDLE_DIR / "widget.js"
-_RUNTIME = pathlib.Path(__file__).parent.parent / "_export_runtime.js"
+#: The page runtime (js/src/static/runtime.js, bundled by esbuild as a classic script).
+_RUNTIME = _BUNDLE_DIR / "page.js"
 #: Strongest keys per query embedded by default: enough for the lines (the widget draws 5).
 DEFAULT_TOP_K = 5
 
@@ -178,7 +179,7 @@ def page_html(
         esm=_script_json(_bundle()),
         meta=_script_json(meta),
         data="{data}",
-        runtime=_ascii(_RUNTIME.read_text(encoding="utf-8")),
+        runtime=_ascii(_built(_RUNTIME, "page runtime")),
     )
     return page.replace("{data}", embed_bytes(blob), 1)
 
@@ -238,13 +239,16 @@ def _ascii(text: str) -> str:
     return text.encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
-def _bundle() -> str:
-    if not BUNDLE.is_file() or BUNDLE.stat().st_size == 0:
+def _built(path: pathlib.Path, what: str) -> str:
+    if not path.is_file() or path.stat().st_size == 0:
         raise WidgetDataError(
-            f"the widget bundle {BUNDLE} is missing; build it with `cd js && npm run build` "
-            "(or reinstall qkviz from a wheel)"
+            f"the {what} {path} is missing; build it with `cd js && npm run build` (or reinstall qkviz from a wheel)"
         )
-    return BUNDLE.read_text(encoding="utf-8")
+    return path.read_text(encoding="utf-8")
+
+
+def _bundle() -> str:
+    return _built(BUNDLE, "widget bundle")
 
 
 def _theme_css(theme: str) -> str:

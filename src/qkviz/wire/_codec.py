@@ -2,7 +2,7 @@
 
 Arrays cross to the front end as raw little-endian buffers (ipywidgets moves any memoryview it finds
 inside a trait value or a custom message as a binary frame), never as JSON lists of numbers. The JS
-side (``js/src/codec.js``) turns each into a typed array over the same buffer, without copying.
+side (``js/src/wire/codec.js``) turns each into a typed array over the same buffer, without copying.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def pack_buffers(obj: Any) -> tuple[Any, list[memoryview]]:
     """Replace every numpy array inside ``obj`` by ``{"$buffer": i, "dtype", "shape"}``.
 
     Custom messages carry buffers as a separate list, so command responses reference them by index;
-    ``js/src/codec.js`` (``unpackBuffers``) reverses it.
+    ``js/src/wire/codec.js`` (``unpackBuffers``) reverses it.
 
     Parameters
     ----------

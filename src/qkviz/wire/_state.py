@@ -363,7 +363,7 @@ class WidgetState:
         return view
 
     def match_tokens(self, query: str, regex: bool) -> np.ndarray:
-        """``bool [token]``: which tokens match a search (the same rule as ``js/src/search.js``).
+        """``bool [token]``: which tokens match a search (the same rule as ``js/src/canvas/search.js``).
 
         Matching is case-insensitive: a substring test, or ``re.search`` when ``regex``. An empty
         query matches nothing.

@@ -1,8 +1,14 @@
 // Harness entry for the side-panel browser tests: the real views, a real pub-sub bus, and a
 // fetchDetail that asks the test's Python server (qkviz._commands.dispatch over HTTP).
 import createPubSub from "pub-sub-es";
-import { unpackBuffers } from "../../../js/src/codec.js";
-import * as views from "../../../js/src/views/index.js";
+import { atlasCanvas, drawThumbnails, mountThumbnails } from "../../../js/src/canvas/thumbnails.js";
+import { mount3D, orbitCamera, project3D } from "../../../js/src/canvas/scene3d.js";
+import { TRAITS } from "../../../js/src/model.js";
+import { mountPanel } from "../../../js/src/panel/index.js";
+import { createModel } from "../../../js/src/static/model.js";
+import { unpackBuffers } from "../../../js/src/wire/codec.js";
+
+const views = { mountPanel, mount3D, orbitCamera, project3D, atlasCanvas, drawThumbnails, mountThumbnails };
 
 function b64(s) {
   const bin = atob(s), out = new Uint8Array(bin.length);
@@ -21,7 +27,8 @@ const events = [];
 for (const ev of ["highlight:tokens", "lines:weights", "point:click", "point:hover", "camera:change"]) {
   bus.subscribe(ev, (p) => events.push({ ev, p }));
 }
-const model = { get: (k) => model._s[k], _s: {}, on() {}, off() {} };
+// the tests fill model._state (e.g. _meta) before mounting
+const model = createModel({}, { traits: TRAITS });
 let points = null;
 window.qkv = { views, bus, events, fetchDetail, model, setPoints(p) { points = p; } };
 window.mountPanelHarness = () => {

@@ -1,7 +1,9 @@
 // Aggregate view: the head's attention averaged over every sequence, by (query_pos, key_pos) as a
 // heatmap and by relative offset (key_pos − query_pos) as bars, so positional heads stand out.
 import { createHeatmap } from "./heatmap.js";
-import { QUERY_RGB, fitCanvas, fmt, h, localXY, rgb, typed } from "./util.js";
+import { fitCanvas, fmtWeight as fmt, h, localXY } from "../ui/dom.js";
+import { QUERY_RGB, rgb } from "../ui/palette.js";
+import { decodeOptional } from "../wire/codec.js";
 
 const SPAN = 16; // offsets shown either side of 0 (positional heads live near the diagonal)
 
@@ -20,7 +22,7 @@ export function createAggregateView(root, { signal }) {
   function render(detail) {
     d = detail;
     if (!d) return;
-    const bp = typed(d.by_position);
+    const bp = decodeOptional(d.by_position);
     const n = Math.round(Math.sqrt(bp.length));
     const labels = Array.from({ length: n }, (_, i) => String(i));
     heat.render(bp, n, n, { qLabels: n <= 48 ? labels : null });
@@ -32,7 +34,7 @@ export function createAggregateView(root, { signal }) {
   }
 
   function paintBars() {
-    const offsets = typed(d.offsets, Int32Array), share = typed(d.by_offset);
+    const offsets = decodeOptional(d.offsets, "int32"), share = decodeOptional(d.by_offset);
     const zero = offsets.indexOf(0);
     span = Math.min(SPAN, zero);
     const W = 300, H = 110, n = 2 * span + 1, pad = 12, bw = (W - 2 * pad) / n;
@@ -57,7 +59,7 @@ export function createAggregateView(root, { signal }) {
     const [x] = localXY(ev, bars);
     const k = Math.floor((x - barGeom.pad) / barGeom.bw) - span;
     if (k < -span || k > span) return;
-    const share = typed(d.by_offset), mean = typed(d.by_offset_mean);
+    const share = decodeOptional(d.by_offset), mean = decodeOptional(d.by_offset_mean);
     barStatus.textContent = `offset ${k}: ${fmt(share[barGeom.zero + k])} of all attention; mean weight where it exists ${fmt(mean[barGeom.zero + k])}`;
   }, { signal });
 

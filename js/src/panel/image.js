@@ -1,7 +1,9 @@
 // Image view (ViT): the image of the clicked patch with its patch grid and the patch outlined, the
 // head's attention from that patch as a darkening overlay (AttentionViz's formula, computed in
 // Python as `strength`), CLS attention beside it, and optional arrows to each patch's argmax.
-import { KEY_RGB, QUERY_RGB, fitCanvas, fmt, h, localXY, ramp, rgb, typed } from "./util.js";
+import { fitCanvas, fmtWeight as fmt, h, localXY } from "../ui/dom.js";
+import { HIGHLIGHT, KEY_RGB, QUERY_RGB, hexToRgb, rgb, viridis } from "../ui/palette.js";
+import { decodeOptional } from "../wire/codec.js";
 
 const SIZE = 224;        // CSS px of the longer image side
 const ARROW_MIN = 0.05;  // arrows only for patches whose top weight reaches this (AttentionViz)
@@ -39,7 +41,7 @@ export function createImageView(root, hooks) {
     geom = { R, C, w: Math.round(iw * scale), h: Math.round(ih * scale) };
     geom.pw = geom.w / C; geom.ph = geom.h / R;
     pixels = null;
-    const img = typed(d.image, Uint8Array);
+    const img = decodeOptional(d.image, "uint8");
     if (img) {
       // uint8 [h, w, 3] -> an RGBA canvas at native size, drawn scaled
       const c = document.createElement("canvas"); c.width = iw; c.height = ih;
@@ -73,22 +75,22 @@ export function createImageView(root, hooks) {
     // base: image, grid, clicked patch outlined
     const b = fitCanvas(base, geom.w, geom.h);
     drawImage(b); grid(b);
-    for (const p of marked) outline(b, p, "#ffc300", 1.5);
+    for (const p of marked) outline(b, p, HIGHLIGHT, 1.5);
     if (d.patch_row >= 0) { b.strokeStyle = rgb(col); b.lineWidth = 2.5; b.strokeRect(d.patch_col * pw + 1, d.patch_row * ph + 1, pw - 2, ph - 2); }
     // overlay: pixels × strength, as black with alpha 1 - strength (exact multiply)
     const o = fitCanvas(overlay, geom.w, geom.h);
     drawImage(o);
-    const strength = typed(d.strength);
+    const strength = decodeOptional(d.strength);
     for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) {
       o.fillStyle = `rgba(0,0,0,${1 - strength[r * C + c]})`;
       o.fillRect(c * pw, r * ph, pw, ph);
     }
     grid(o);
     if (d.patch_row >= 0) { o.strokeStyle = rgb(col); o.lineWidth = 2; o.strokeRect(d.patch_col * pw + 1, d.patch_row * ph + 1, pw - 2, ph - 2); }
-    for (const p of marked) outline(o, p, "#ffc300", 1.5);
+    for (const p of marked) outline(o, p, HIGHLIGHT, 1.5);
     if (arrowsBox.checked) arrows(o);
     // CLS: the clicked patch's weight on CLS as a grey box, and the CLS query's map
-    const heat = typed(d.heat), special = typed(d.to_special);
+    const heat = decodeOptional(d.heat), special = decodeOptional(d.to_special);
     let top = 0;
     for (const v of heat) top = Math.max(top, v);
     const toCls = special && special.length ? special[0] : 0;
@@ -99,11 +101,11 @@ export function createImageView(root, hooks) {
     clsBox.textContent = `CLS ${fmt(toCls)}`;
     clsBox.dataset.value = String(toCls);
     const cm = fitCanvas(clsMap, 96, Math.round(96 * R / C));
-    const cls = typed(d.cls_heat);
+    const cls = decodeOptional(d.cls_heat);
     let cmax = 0;
     for (const v of cls) cmax = Math.max(cmax, v);
     for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) {
-      const t = ramp(Math.sqrt(cls[r * C + c] / (cmax || 1)));
+      const t = viridis(Math.sqrt(cls[r * C + c] / (cmax || 1)));
       cm.fillStyle = `rgb(${t[0]},${t[1]},${t[2]})`;
       cm.fillRect(c * 96 / C, r * 96 / C, 96 / C + 0.5, 96 / C + 0.5);
     }
@@ -111,16 +113,16 @@ export function createImageView(root, hooks) {
   }
 
   function outline(ctx, pos, colour, width) {
-    const row = typed(d.row, Int32Array), colA = typed(d.col, Int32Array);
+    const row = decodeOptional(d.row, "int32"), colA = decodeOptional(d.col, "int32");
     if (!row || row[pos] < 0) return;
     ctx.strokeStyle = colour; ctx.lineWidth = width;
     ctx.strokeRect(colA[pos] * geom.pw + 1, row[pos] * geom.ph + 1, geom.pw - 2, geom.ph - 2);
   }
 
   function arrows(ctx) {
-    const row = typed(d.row, Int32Array), colA = typed(d.col, Int32Array);
-    const arg = typed(d.argmax, Int32Array), w = typed(d.argmax_weight);
-    ctx.strokeStyle = "rgba(255,195,0,0.9)"; ctx.fillStyle = "rgba(255,195,0,0.9)"; ctx.lineWidth = 1;
+    const row = decodeOptional(d.row, "int32"), colA = decodeOptional(d.col, "int32");
+    const arg = decodeOptional(d.argmax, "int32"), w = decodeOptional(d.argmax_weight);
+    ctx.strokeStyle = ctx.fillStyle = rgb(hexToRgb(HIGHLIGHT), 0.9); ctx.lineWidth = 1;
     for (let p = 0; p < row.length; p++) {
       if (row[p] < 0 || w[p] < ARROW_MIN) continue;
       const [x0, y0] = center(row[p], colA[p]);
@@ -141,7 +143,7 @@ export function createImageView(root, hooks) {
     const [x, y] = localXY(ev, canvas);
     const c = Math.floor(x / geom.pw), r = Math.floor(y / geom.ph);
     if (r < 0 || r >= geom.R || c < 0 || c >= geom.C) return null;
-    const row = typed(d.row, Int32Array), colA = typed(d.col, Int32Array);
+    const row = decodeOptional(d.row, "int32"), colA = decodeOptional(d.col, "int32");
     for (let p = 0; p < row.length; p++) if (row[p] === r && colA[p] === c) return p;
     return null;
   }
@@ -150,8 +152,8 @@ export function createImageView(root, hooks) {
       const p = posAt(ev, cv);
       hooks.onHover(p);
       if (p != null && d) {
-        const row = typed(d.row, Int32Array), colA = typed(d.col, Int32Array);
-        const v = typed(d.heat)[row[p] * geom.C + colA[p]];
+        const row = decodeOptional(d.row, "int32"), colA = decodeOptional(d.col, "int32");
+        const v = decodeOptional(d.heat)[row[p] * geom.C + colA[p]];
         status.textContent = `patch ${row[p]},${colA[p]}: ${fmt(v)} (${d.kind === "key" ? "its weight on the clicked patch" : "weight from the clicked patch"})`;
       }
     }, { signal });

@@ -2,9 +2,11 @@
 // (shift-drag or lasso mode), attention lines in 3-D. `project3D` is pure, so the matrix view can
 // draw every head from one shared camera and the lasso selects by the same projection.
 import createREGL from "regl";
-import { topK } from "./attention.js";
-import { atlasCanvas, drawThumbnails } from "./thumbnails.js";
-import { KEY_RGB, QUERY_RGB, h, localXY, typed } from "./util.js";
+import { h, localXY } from "../ui/dom.js";
+import { KEY_RGB, LASSO_RGB, LINE_RGB, QUERY_RGB, rgbUnit } from "../ui/palette.js";
+import { decode } from "../wire/codec.js";
+import { topPartners } from "./lines.js";
+import { atlasCanvas, drawThumbnails, patchCanvas } from "./thumbnails.js";
 
 /** A camera orbiting `target` (yaw `theta`, pitch `phi`, radians) at `distance`, perspective `fov`. */
 export function orbitCamera(o = {}) {
@@ -57,16 +59,12 @@ export function project3D(coords, camera, out) {
   return res;
 }
 
-/** Colour of attention lines: an orange that reads on white and on a dark background alike. */
-export const LINE_RGB = [0.91, 0.35, 0.05];
 /** Point diameter (CSS px), as the 2-D single view's; the selection grows by SELECTED_GROW. */
 const POINT_PX = 5;
 const SELECTED_GROW = 2;
 // "over" blending that keeps the canvas opaque: the default (alpha blended like colour) leaves
 // alpha < 1 where faint points lie, and the page then shows them fainter still (premultiplied).
 const BLEND = { enable: true, func: { srcRGB: "src alpha", dstRGB: "one minus src alpha", srcAlpha: "one", dstAlpha: "one minus src alpha" } };
-/** Lasso stroke, as the 2-D scatter's `lassoColor` (js/src/view.js). */
-const LASSO_RGB = [38, 99, 235];
 /** A point whose alpha is below this is drawn as dimmed (search, highlight, selection elsewhere). */
 const DIM_ALPHA = 0.5;
 
@@ -136,7 +134,7 @@ export function mount3D(container, ctx, { size = 480, camera: cam0, external = f
   let selected = new Uint32Array(0), segments = null, thumbs = null, atlas = null, atlasLoading = null;
   function load() {
     pts = ctx.getPoints?.() ?? null;
-    const coords = pts && typed(pts.coords3 ?? pts.coords);
+    const coords = pts && (pts.coords3 ?? pts.coords) ? decode(pts.coords3 ?? pts.coords, "float32") : null;
     if (!coords || coords.length % 3) { status.textContent = "no 3-D coordinates for this head"; n = 0; return; }
     n = coords.length / 3;
     pos = coords;
@@ -245,7 +243,7 @@ export function mount3D(container, ctx, { size = 480, camera: cam0, external = f
   function paintLines(g, xy) {
     if (!segments) return;
     const wmax = Math.max(1e-9, ...segments.map((sg) => sg.weight));
-    g.strokeStyle = `rgb(${LINE_RGB.map((v) => Math.round(v * 255)).join(",")})`;
+    g.strokeStyle = rgbUnit(LINE_RGB);
     g.lineCap = "round";
     for (const { a, b, weight } of segments) {
       const w = weight / wmax;
@@ -370,22 +368,20 @@ export function mount3D(container, ctx, { size = 480, camera: cam0, external = f
   // attention lines: the clicked query to its top keys (or the clicked key from its top queries)
   const onLines = (msg) => {
     if (!lastClick || !msg?.tokens || !n) { lines = null; redraw(); return; }
-    const toks = typed(msg.tokens, Uint32Array), w = typed(msg.weights), m = toks.length, half = n / 2;
+    const toks = decode(msg.tokens, "uint32"), w = decode(msg.weights, "float32"), half = n / 2;
     const at = toks.indexOf(lastClick.token);
     if (at < 0) return;
     const out = [];
     const push = (a, b, wt) => out.push(pos[3 * a], pos[3 * a + 1], pos[3 * a + 2], wt, pos[3 * b], pos[3 * b + 1], pos[3 * b + 2], wt);
-    if (lastClick.kind === "query") for (const j of topK(w, m, at, 5, 0.05)) push(toks[at], half + toks[j], w[at * m + j]);
-    else {
-      const col = new Float32Array(m * m); // transpose so topK reads the key's column as a row
-      for (let i = 0; i < m; i++) col[at * m + i] = w[i * m + at];
-      for (const i of topK(col, m, at, 5, 0.05)) push(toks[i], half + toks[at], w[i * m + at]);
+    for (const { pos: p, weight } of topPartners(w, lastClick.kind, at, 5, 0.05)) {
+      if (lastClick.kind === "query") push(toks[at], half + toks[p], weight);
+      else push(toks[p], half + toks[at], weight);
     }
     lines = new Float32Array(out); lineBuf(lines); redraw();
   };
   const onHighlight = (msg) => {
     if (!n) return;
-    highlighted = msg?.tokens ? new Set(typed(msg.tokens, Uint32Array)) : null;
+    highlighted = msg?.tokens ? new Set(decode(msg.tokens, "uint32")) : null;
     const half = n / 2;
     for (let i = 0; i < n; i++) {
       const on = !highlighted || highlighted.has(i % half);
@@ -441,14 +437,7 @@ export function mount3D(container, ctx, { size = 480, camera: cam0, external = f
   /** CSS px of the focused head's points through the current camera, Float32Array [point*2]. */
   cleanup.screenPositions = screenPositions;
   /** A `px`-sized canvas of token `t`'s patch (tooltips); null before the atlas or for CLS. */
-  cleanup.thumbnail = (t, px = 64) => {
-    if (!atlas || !(atlas.uv[4 * t] >= 0)) return null;
-    const c = h("canvas", { width: px, height: px }), W = atlas.canvas.width, H = atlas.canvas.height, uv = atlas.uv;
-    const g = c.getContext("2d");
-    g.imageSmoothingEnabled = false;
-    g.drawImage(atlas.canvas, uv[4 * t] * W, uv[4 * t + 1] * H, (uv[4 * t + 2] - uv[4 * t]) * W, (uv[4 * t + 3] - uv[4 * t + 1]) * H, 0, 0, px, px);
-    return c;
-  };
+  cleanup.thumbnail = (t, px = 64) => (atlas ? patchCanvas(atlas, t, px) : null);
   /** Point indices from the farthest to the nearest (for drawings over the canvas). */
   cleanup.depthOrder = depthOrder;
   /**
@@ -459,7 +448,7 @@ export function mount3D(container, ctx, { size = 480, camera: cam0, external = f
     thumbs = opts ?? null;
     if (thumbs && !atlas) {
       atlasLoading ??= Promise.resolve(getAtlas ? getAtlas() : ctx.fetchDetail({ kind: "atlas" }))
-        .then((reply) => { atlas = { canvas: atlasCanvas(reply), uv: typed(reply.uv) }; })
+        .then((reply) => { atlas = { canvas: atlasCanvas(reply), uv: decode(reply.uv, "float32") }; })
         .catch((err) => console.error("[qkviz] 3-D thumbnails:", err));
       atlasLoading.then(() => { if (!signal.aborted) paintThumbnails(); });
     }

@@ -1,5 +1,6 @@
 // Heatmap of a q × k attention matrix (the sequence's, or the aggregate by position), hover values.
-import { fitCanvas, fmt, h, localXY, ramp } from "./util.js";
+import { fitCanvas, fmtWeight as fmt, h, localXY } from "../ui/dom.js";
+import { HIGHLIGHT, viridis } from "../ui/palette.js";
 
 const LABELS_UP_TO = 48; // draw token labels along the axes when the matrix is this small
 
@@ -37,7 +38,7 @@ export function createHeatmap(root, hooks) {
     // one pixel per cell in an ImageData, scaled up without smoothing: fast for 512 × 512
     const img = new ImageData(Math.max(nk, 1), Math.max(nq, 1));
     for (let i = 0; i < nq; i++) for (let j = 0; j < nk; j++) {
-      const c = ramp(Math.sqrt(m[i * nk + j] / max)); // sqrt: small weights stay visible
+      const c = viridis(Math.sqrt(m[i * nk + j] / max)); // sqrt: small weights stay visible
       const o = (i * nk + j) * 4;
       img.data[o] = c[0]; img.data[o + 1] = c[1]; img.data[o + 2] = c[2]; img.data[o + 3] = 255;
     }
@@ -60,7 +61,7 @@ export function createHeatmap(root, hooks) {
       }
     }
     if (cross) {
-      ctx.strokeStyle = "#ffc300"; ctx.lineWidth = 1.5;
+      ctx.strokeStyle = HIGHLIGHT; ctx.lineWidth = 1.5;
       const [i, j] = cross;
       if (i != null) ctx.strokeRect(pad, pad + i * cell, nk * cell, cell);
       if (j != null) ctx.strokeRect(pad + j * cell, pad, cell, nq * cell);

@@ -1,5 +1,6 @@
-// Pure attention arithmetic shared by the sentence view, the heatmap and the scatter's lines.
-// It mirrors qkviz._detail.renormalize exactly (a browser test compares the two).
+// Pure attention arithmetic of the side panel: hiding tokens and weighting keys by value norms,
+// then renormalising. It mirrors qkviz._detail.renormalize exactly (js/test/attention.test.js and
+// a browser test compare the two).
 
 /**
  * Reweight keys, hide keys/queries and renormalise each row.
@@ -31,12 +32,4 @@ export function hiddenSets(n, special, { hideKeys, hideQueries, hideSpecial, hid
     if ((hideSpecial && special?.[p]) || (hideFirst && p === 0)) { keys.add(p); queries.add(p); }
   }
   return { keys, queries };
-}
-
-/** Indices of the k largest values of row i (descending), skipping weights below `min`. */
-export function topK(weights, n, i, k, min = 0) {
-  const row = [];
-  for (let j = 0; j < n; j++) { const w = weights[i * n + j]; if (w >= min && w > 0) row.push([w, j]); }
-  row.sort((a, b) => b[0] - a[0]);
-  return row.slice(0, k).map((x) => x[1]);
 }

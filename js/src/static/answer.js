@@ -1,13 +1,14 @@
 // Side-panel requests answered from the data a standalone HTML page embeds (no Python kernel):
 // "sequence" (sentence and heatmap views), "aggregate", "image" and "atlas" (patch thumbnails).
-// The page runtime (src/qkviz/_export_runtime.js) calls staticExtra(data, state) and hands the
-// result to staticTransport, which answers "points" and "attention" itself. `data` is
+// The page runtime (runtime.js) calls staticExtra(data, state) and hands the result to
+// staticTransport (transport.js), which answers "points" and "attention" itself. `data` is
 // QKViz._static_state() minus the traits, with `meta` (= _meta) and `tokens` (the _tokens columns
 // as typed arrays); arrays are wire dicts {view: DataView, dtype, shape}. Replies have the shapes
 // qkviz._detail returns (docs/internals.md); where the page holds only the top-k keys of each
 // query, the reply carries `note`, which the runtime shows under the panel's title.
-import { decode } from "./codec.js";
-import { fromKeyDelta } from "./transport.js";
+import { cellOf } from "../model.js";
+import { decode } from "../wire/codec.js";
+import { decodeTopk, denseFromTopk, seqRows } from "./transport.js";
 
 const NONE = 0xffffffff;
 
@@ -18,23 +19,21 @@ const NONE = 0xffffffff;
  */
 export function staticExtra(data, state) {
   const { meta, tokens } = data;
-  const heads = meta.heads.length;
-  const cellOf = (layer, head) => {
-    const c = meta.layers.indexOf(layer) * heads + meta.heads.indexOf(head);
-    if (c < 0 || meta.layers.indexOf(layer) < 0 || meta.heads.indexOf(head) < 0) throw new Error(`qkviz: no head (layer ${layer}, head ${head}) in this page`);
+  const cellFor = (layer, head) => {
+    const c = cellOf(meta, layer, head);
+    if (c < 0) throw new Error(`qkviz: no head (layer ${layer}, head ${head}) in this page`);
     return c;
   };
   const cache = new Map();
   const once = (key, make) => { if (!cache.has(key)) cache.set(key, make()); return cache.get(key); };
   const topk = (cell) => once(`topk/${cell}`, () => {
     const e = data.topk?.[cell];
-    if (!e) return null;
-    return fromKeyDelta({ ...e, keys: decode(e.keys, "uint32"), weights: decode(e.weights, "float32") }, meta.n_tokens);
+    return e ? decodeTopk(e, meta.n_tokens) : null;
   });
   const rowsOf = (seq) => once(`rows/${seq}`, () => seqRows(tokens, seq));
 
   async function sequence({ layer, head, seq }) {
-    const cell = cellOf(layer, head);
+    const cell = cellFor(layer, head);
     const rows = rowsOf(seq);
     const { weights, k } = denseFromTopk(topk(cell), rows, tokens, meta.n_tokens);
     const n = rows.length;
@@ -50,7 +49,7 @@ export function staticExtra(data, state) {
 
   async function aggregate({ layer, head }) {
     const agg = data.aggregate;
-    const c = agg?.cells?.[cellOf(layer, head)];
+    const c = agg?.cells?.[cellFor(layer, head)];
     if (!c) throw new Error("qkviz: the aggregate view was not embedded in this page");
     const offsets = decode(agg.offsets, "int32");
     const longest = (offsets.length + 1) / 2, shown = Math.round(Math.sqrt(decode(agg.count, "int32").length));
@@ -77,7 +76,7 @@ export function staticExtra(data, state) {
 
   async function image(request) {
     const { layer, head, seq } = request;
-    const cell = cellOf(layer, head);
+    const cell = cellFor(layer, head);
     const rows = rowsOf(seq);
     const n = rows.length;
     const patch = request.patch ?? tokens.pos[request.token];
@@ -130,33 +129,6 @@ export function staticExtra(data, state) {
     if (!fn) throw new Error(`qkviz: request kind ${request?.kind} is not available in a static page`);
     return fn(request);
   };
-}
-
-/** Global token rows of `seq` in position order. */
-export function seqRows(tokens, seq) {
-  const rows = [];
-  for (let t = 0; t < tokens.seq.length; t++) if (tokens.seq[t] === seq) rows.push(t);
-  if (!rows.length) throw new Error(`qkviz: sequence ${seq} has no tokens in this page`);
-  return rows.sort((a, b) => tokens.pos[a] - tokens.pos[b]);
-}
-
-/**
- * Dense [query_pos * key_pos] attention of one sequence holding the embedded top-k weights (0
- * elsewhere), and `k`, the number of keys embedded per query (0 when none were).
- */
-export function denseFromTopk(tk, rows, tokens, nTokens) {
-  const n = rows.length;
-  const weights = new Float32Array(n * n);
-  if (!tk) return { weights, k: 0 };
-  const k = tk.keys.length / nTokens;
-  for (const t of rows) {
-    const q = tokens.pos[t];
-    for (let j = 0; j < k; j++) {
-      const key = tk.keys[t * k + j];
-      if (key < n) weights[q * n + key] = tk.weights[t * k + j];
-    }
-  }
-  return { weights, k: Math.min(k, n) };
 }
 
 /** Say plainly when the weights shown are a top-k cut ("" when every key is embedded). */

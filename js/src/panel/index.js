@@ -1,21 +1,20 @@
 // Side panel of the QKViz widget: sentence view, heatmap, aggregate and image views for the focused
-// head, linked to the scatter through the widget's bus.
+// head, linked to the canvas only through the bus and ctx (js/src/bus.js; docs/internals.md,
+// "Front-end panel contract"): nothing here imports from js/src/canvas/, and the canvas imports
+// only mountPanel from here.
 //
-// Bus contract (with js/src): the widget publishes "point:click" {point, token, kind, seq, layer,
-// head} (or null), "point:hover" {...} | null and "selection" {points, tokens?}; the panel publishes
-// "highlight:tokens" {tokens: Uint32Array | null} and "lines:weights" {seq, layer, head, weights:
-// Float32Array [query_pos*key_pos]} (the renormalised attention the scatter's lines must follow).
+// The canvas publishes "point:click" {point, token, kind, seq, layer, head} (or null), "point:hover"
+// {...} | null and "selection" {points, tokens?}; the panel publishes "highlight:tokens" {tokens:
+// Uint32Array | null} and "lines:weights" {seq, layer, head, weights: Float32Array
+// [query_pos*key_pos]} (the renormalised attention the scatter's lines must follow).
 import { createAggregateView } from "./aggregate.js";
 import { hiddenSets, renormalize } from "./attention.js";
 import { createHeatmap } from "./heatmap.js";
 import { createImageView } from "./image.js";
 import { createSentenceView } from "./sentence.js";
-import { CSS } from "./style.js";
-import { checkbox, h, typed } from "./util.js";
-
-export { renormalize, hiddenSets, topK } from "./attention.js";
-export { mount3D, project3D, orbitCamera } from "./scene3d.js";
-export { atlasCanvas, drawThumbnails, mountThumbnails } from "./thumbnails.js";
+import { checkbox, h } from "../ui/dom.js";
+import { injectStyle } from "../ui/style.js";
+import { decodeOptional } from "../wire/codec.js";
 
 /**
  * Mount the side panel into `container`.
@@ -27,6 +26,7 @@ export function mountPanel(container, ctx) {
   const ac = new AbortController();
   const { signal } = ac;
   const { bus } = ctx;
+  injectStyle(container.getRootNode?.() ?? document);
   const state = {
     layer: null, head: null, seq: null, token: null, kind: "query",
     detail: null, image: null, weights: null, modality: null,
@@ -35,7 +35,6 @@ export function mountPanel(container, ctx) {
     tab: "sentence", request: 0, aggregates: new Map(),
   };
 
-  const style = h("style", { text: CSS });
   const title = h("div", { class: "qkv-title", text: " " });
   const empty = h("div", { class: "qkv-empty", text: "Click a point in the scatter to see its sequence's attention here." });
   const tabs = {};
@@ -61,10 +60,10 @@ export function mountPanel(container, ctx) {
     heatmap: h("div", { class: "qkv-view", "data-view": "heatmap" }),
     aggregate: h("div", { class: "qkv-view", "data-view": "aggregate" }),
   };
-  const root = h("div", { class: "qkv-panel" }, style, title, tabBar, toolbar, empty, ...Object.values(views));
+  const root = h("div", { class: "qkv-panel" }, title, tabBar, toolbar, empty, ...Object.values(views));
   container.append(root);
 
-  const tokenOf = (pos) => (state.detail ? typed(state.detail.token, Uint32Array)[pos] : undefined);
+  const tokenOf = (pos) => (state.detail ? decodeOptional(state.detail.token, "uint32")[pos] : undefined);
   // One "highlight:tokens" per animation frame at most: sweeping the pointer over tokens (or a
   // hover followed by a click) must not ask the scatter for several redraws in one frame.
   let pendingHighlight, highlightQueued = false;
@@ -124,21 +123,21 @@ export function mountPanel(container, ctx) {
     const d = state.detail;
     if (!d) return;
     const n = d.display.length;
-    const hid = hiddenSets(n, typed(d.special, Uint8Array), state);
-    const norms = typed(d.value_norms);
+    const hid = hiddenSets(n, decodeOptional(d.special, "uint8"), state);
+    const norms = decodeOptional(d.value_norms);
     valued.input.disabled = !norms;
     valued.title = norms ? "" : "capture with values=True to weight by value norms";
     // Nothing hidden or weighted: show the reply's rows as they are. (Exact rows already sum to 1;
     // a static page's top-k rows do not, and re-normalising them would inflate every weight.)
     const weighted = state.valueWeighted && norms;
-    state.weights = !hid.keys.size && !hid.queries.size && !weighted ? typed(d.raw) : renormalize(typed(d.raw), n, n, {
+    state.weights = !hid.keys.size && !hid.queries.size && !weighted ? decodeOptional(d.raw) : renormalize(decodeOptional(d.raw), n, n, {
       hiddenKeys: hid.keys, hiddenQueries: hid.queries,
       keyWeights: weighted ? norms : null,
     });
     root.dataset.hiddenKeys = [...hid.keys].sort((a, b) => a - b).join(",");
     sentence.render(d, state.weights, hid);
     heatmap.render(state.weights, n, n, { qLabels: d.display });
-    bus.publish("lines:weights", { seq: d.seq, layer: d.layer, head: d.head, weights: state.weights, tokens: typed(d.token, Uint32Array) });
+    bus.publish("lines:weights", { seq: d.seq, layer: d.layer, head: d.head, weights: state.weights, tokens: decodeOptional(d.token, "uint32") });
   }
 
   /** Say why a request failed; a page without a kernel (static export) is expected, not an error. */
@@ -166,7 +165,7 @@ export function mountPanel(container, ctx) {
       recompute();
       showTab(state.tab);
       if (d.modality === "image") {
-        const pos = state.pos ?? typed(d.token, Uint32Array).indexOf(state.token);
+        const pos = state.pos ?? decodeOptional(d.token, "uint32").indexOf(state.token);
         await loadImage(pos >= 0 ? pos : 0, ticket);
       }
     } catch (err) {
@@ -230,7 +229,7 @@ export function mountPanel(container, ctx) {
   on("point:hover", (p) => {
     const d = state.detail;
     if (!d) return;
-    const pos = p && p.seq === d.seq ? typed(d.token, Uint32Array).indexOf(p.token) : -1;
+    const pos = p && p.seq === d.seq ? decodeOptional(d.token, "uint32").indexOf(p.token) : -1;
     sentence.mark(pos >= 0 ? [pos] : null);
     if (state.image) image.mark(pos >= 0 ? [pos] : null);
     heatmap.mark(pos >= 0 ? pos : null, pos >= 0 ? pos : null);
@@ -239,7 +238,7 @@ export function mountPanel(container, ctx) {
     const d = state.detail;
     if (!d) return;
     const tokens = selectionTokens(s, ctx);
-    const mine = typed(d.token, Uint32Array), positions = [];
+    const mine = decodeOptional(d.token, "uint32"), positions = [];
     if (tokens) { const set = new Set(tokens); mine.forEach((t, p) => { if (set.has(t)) positions.push(p); }); }
     sentence.mark(positions.length ? positions : null);
     if (state.image) image.mark(positions.length ? positions : null);
@@ -280,8 +279,8 @@ export function mountPanel(container, ctx) {
  */
 function selectionTokens(s, ctx) {
   if (!s) return null;
-  if (s.tokens) return typed(s.tokens, Uint32Array);
-  const pts = typed(s.points, Uint32Array);
+  if (s.tokens) return decodeOptional(s.tokens, "uint32");
+  const pts = decodeOptional(s.points, "uint32");
   const n = ctx.getPoints?.()?.nTokens;
   if (!pts || !n) return null;
   return Uint32Array.from(pts, (p) => (p % (2 * n)) % n);

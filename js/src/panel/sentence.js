@@ -1,6 +1,7 @@
 // Sentence view (BertViz head view style): queries left, keys right, one line per pair with
 // opacity ∝ attention. Hovering a token shows only its lines and the weights on the other side.
-import { KEY_RGB, QUERY_RGB, fitCanvas, fmt, h, rgb } from "./util.js";
+import { fitCanvas, fmtWeight as fmt, h } from "../ui/dom.js";
+import { KEY_RGB, QUERY_RGB, rgb } from "../ui/palette.js";
 
 const ROW = 20;        // px per token row
 const GAP = 120;       // px between the two token columns (the line canvas)

@@ -1,7 +1,11 @@
 // Patch thumbnails for image captures. regl-scatterplot draws only round points, so the widget
 // draws thumbnails of the focused head in a 2-D overlay canvas above the scatter, from one atlas
-// texture (qkviz._detail.patch_atlas) — never one image per point.
-import { KEY_RGB, QUERY_RGB, rgb, typed } from "./util.js";
+// texture (the "atlas" reply) — never one image per point. createThumbnailFeed tells the overlay
+// what to draw: the focused head's points on screen, dimmed ones, the attention lines.
+import { KEY_RGB, LINE_RGB, QUERY_RGB, rgb, rgbUnit } from "../ui/palette.js";
+import { decode } from "../wire/codec.js";
+
+const THUMB_SIZE = 14; // CSS px of a patch thumbnail in the single view
 
 /**
  * The atlas payload (uint8 [h, w, 4]) as a canvas usable by drawImage.
@@ -9,7 +13,7 @@ import { KEY_RGB, QUERY_RGB, rgb, typed } from "./util.js";
  *   `atlas.shape` (wire dict) or `payload.atlas_shape`.
  */
 export function atlasCanvas(payload) {
-  const bytes = typed(payload.atlas, Uint8Array);
+  const bytes = decode(payload.atlas, "uint8");
   const [hgt, wid] = payload.atlas.shape ?? payload.atlas_shape;
   const c = document.createElement("canvas");
   c.width = wid; c.height = hgt;
@@ -59,6 +63,20 @@ export function drawThumbnails(g, atlas, uv, xy, { tokens, kinds = null, size = 
 }
 
 /**
+ * A `px`-sized canvas showing token `t`'s patch (tooltips); null for a non-patch token (CLS).
+ * @param {{canvas: HTMLCanvasElement, uv: Float32Array}} atlas  atlasCanvas(reply) and the reply's uv
+ */
+export function patchCanvas(atlas, t, px = 64) {
+  if (!(atlas.uv[4 * t] >= 0)) return null;
+  const c = document.createElement("canvas"), W = atlas.canvas.width, H = atlas.canvas.height, uv = atlas.uv;
+  c.width = px; c.height = px;
+  const g = c.getContext("2d");
+  g.imageSmoothingEnabled = false;
+  g.drawImage(atlas.canvas, uv[4 * t] * W, uv[4 * t + 1] * H, (uv[4 * t + 2] - uv[4 * t]) * W, (uv[4 * t + 3] - uv[4 * t + 1]) * H, 0, 0, px, px);
+  return c;
+}
+
+/**
  * Keep a thumbnail overlay over the scatter of an image capture.
  *
  * The overlay is a 2-D canvas (pointer-events: none) stacked on `container` (which must be
@@ -80,7 +98,7 @@ export function mountThumbnails(container, ctx) {
 
   async function ensureAtlas() {
     loading ??= ctx.fetchDetail({ kind: "atlas" }).then((d) => {
-      atlas = { canvas: atlasCanvas(d), uv: typed(d.uv) };
+      atlas = { canvas: atlasCanvas(d), uv: decode(d.uv, "float32") };
     });
     return loading;
   }
@@ -92,13 +110,13 @@ export function mountThumbnails(container, ctx) {
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
     g.clearRect(0, 0, w, hgt);
     if (!last || !atlas) return;
-    const xy = typed(last.xy), count = xy.length / 2, n = count / 2;
+    const xy = decode(last.xy, "float32"), count = xy.length / 2, n = count / 2;
     const tokens = new Uint32Array(count), kinds = new Uint8Array(count);
     for (let i = 0; i < count; i++) { tokens[i] = i % n; kinds[i] = i < n ? 0 : 1; }
     drawThumbnails(g, atlas.canvas, atlas.uv, xy, { tokens, kinds, size: last.size ?? 14, dim: last.dim ?? null, bounds: [w, hgt] });
     // attention lines again on top, or the thumbnails would hide them
     for (const { a, b, weight } of last.lines ?? []) {
-      g.strokeStyle = last.lineColor ?? "rgb(232,89,13)";
+      g.strokeStyle = last.lineColor ?? rgbUnit(LINE_RGB);
       g.globalAlpha = 0.25 + 0.75 * weight; g.lineWidth = 1 + 3 * weight;
       g.beginPath(); g.moveTo(xy[2 * a], xy[2 * a + 1]); g.lineTo(xy[2 * b], xy[2 * b + 1]); g.stroke();
     }
@@ -116,14 +134,28 @@ export function mountThumbnails(container, ctx) {
   const cleanup = () => ac.abort();
   /** A `px`-sized canvas showing token `t`'s patch (e.g. for a tooltip); null before the atlas is
    * loaded or for a non-patch token. */
-  cleanup.thumbnail = (t, px = 64) => {
-    if (!atlas || !(atlas.uv[4 * t] >= 0)) return null;
-    const c = document.createElement("canvas"), W = atlas.canvas.width, H = atlas.canvas.height, uv = atlas.uv;
-    c.width = px; c.height = px;
-    const g = c.getContext("2d");
-    g.imageSmoothingEnabled = false;
-    g.drawImage(atlas.canvas, uv[4 * t] * W, uv[4 * t + 1] * H, (uv[4 * t + 2] - uv[4 * t]) * W, (uv[4 * t + 3] - uv[4 * t + 1]) * H, 0, 0, px, px);
-    return c;
-  };
+  cleanup.thumbnail = (t, px = 64) => (atlas ? patchCanvas(atlas, t, px) : null);
   return cleanup;
+}
+
+/**
+ * What the thumbnail overlay of an image capture shows: after every draw, camera move, selection
+ * or line change, `publish()` sends "view:points" with the focused head's screen positions (2-D
+ * single view, thumbnails on), or null (matrix, thumbnails off, 3-D: the scene draws its own
+ * thumbnails, in depth order, and gets them here too).
+ */
+export function createThumbnailFeed(ctx) {
+  const { meta, bus } = ctx;
+  function publish() {
+    if (!meta.has_images) return;
+    const { state, scatter } = ctx, on = ctx.toolbar.thumbnailsOn();
+    if (state.mode !== "single" || state.is3d || !scatter.drawn() || !on) {
+      bus.publish("view:points", null);
+      if (state.is3d) ctx.single3d.setThumbnails(scatter.drawn() && on ? { size: THUMB_SIZE, dim: scatter.thumbDim() } : null);
+      return;
+    }
+    bus.publish("view:points", { xy: scatter.screenPositions(), size: THUMB_SIZE, dim: scatter.thumbDim(),
+      lines: ctx.lines.segments() ?? [], lineColor: rgbUnit(LINE_RGB) });
+  }
+  return { publish };
 }

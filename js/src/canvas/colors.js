@@ -1,32 +1,15 @@
 // Colour encodings -> (palette, per-point palette index, legend). The scatterplot colours points by
 // a categorical index (regl-scatterplot `colorBy: "valueA"`), so every encoding is quantised into one
-// palette; the palette is then doubled with faint copies for search/highlight dimming.
+// palette; the palette is then doubled with faint copies for search/highlight dimming. Pure: no DOM.
+import {
+  CATEGORICAL, KEY_COLOR, KEY_RAMP, KEY_RAMP_DARK, MISSING, QUERY_COLOR, QUERY_RAMP, QUERY_RAMP_DARK,
+  hexToRgb, rgbToHex,
+} from "../ui/palette.js";
 
-// Queries and keys always get distinct palettes (AttentionViz: greens for queries, pinks for keys).
-export const QUERY_COLOR = "#2a9d5c";
-export const KEY_COLOR = "#d6457a";
-const QUERY_RAMP = ["#c7e9c0", "#74c476", "#31a354", "#006d2c", "#00441b"];
-const KEY_RAMP = ["#fcc5c0", "#f768a1", "#dd3497", "#ae017e", "#49006a"];
-// On a dark background the ramps' darkest ends vanish: there they stop at a mid-dark tone.
-const QUERY_RAMP_DARK = ["#e5f5e0", "#a1d99b", "#5bb56a", "#2f9e4f", "#1f7a3c"];
-const KEY_RAMP_DARK = ["#fde0dd", "#fa9fb5", "#f768a1", "#dd3497", "#b0187f"];
-const CATEGORICAL = [
-  "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-  "#9c755f", "#bab0ac", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-  "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-];
 const BINS = 32;
 const BASE_OPACITY = 0.9;
-const MISSING = "#9a9a9a";
 export const CATEGORY_NAMES = ["word", "punct", "special"];
 
-function hexToRgb(hex) {
-  const v = Number.parseInt(hex.slice(1), 16);
-  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
-}
-function rgbToHex([r, g, b]) {
-  return `#${((1 << 24) | (Math.round(r) << 16) | (Math.round(g) << 8) | Math.round(b)).toString(16).slice(1)}`;
-}
 function lerpRamp(stops, t) {
   const x = Math.min(Math.max(t, 0), 1) * (stops.length - 1);
   const i = Math.min(Math.floor(x), stops.length - 2);
@@ -130,7 +113,7 @@ function patchColors(tokens, columns, query, key) {
 const fmt = (v) => (Number.isFinite(v) ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)) : "–");
 
 /** Final palette: [...palette, missing, ...dimmed copies]; index i dims to i + half.
- * `opacity[i]` is the alpha of index i (the scatterplot's opacity encoding, see view.js). */
+ * `opacity[i]` is the alpha of index i (the scatterplot's opacity encoding, see scatter.js). */
 export function withDimmed(palette, dark) {
   const full = [...palette, MISSING];
   const alpha = dark ? 0.16 : 0.12;
@@ -159,48 +142,4 @@ export function fillColorIndex(z, enc, cells, n, norms, dimmed, half, missing, h
     }
   }
   return z;
-}
-
-/** Legend DOM (replaces `el`'s children). */
-export function renderLegend(el, legend) {
-  el.replaceChildren();
-  const title = document.createElement("div");
-  title.className = "qk-legend-title";
-  title.textContent = legend.title;
-  el.append(title);
-  if (legend.type === "ramp") {
-    for (const [label, stops] of [["query", legend.query], ["key", legend.key]]) {
-      const row = document.createElement("div");
-      row.className = "qk-legend-ramp";
-      row.innerHTML = `<span class="qk-legend-kind"></span><span class="qk-legend-lo"></span><span class="qk-legend-bar"></span><span class="qk-legend-hi"></span>`;
-      row.children[0].textContent = label;
-      row.children[1].textContent = legend.lo;
-      row.children[2].style.background = `linear-gradient(to right, ${stops.join(",")})`;
-      row.children[3].textContent = legend.hi;
-      el.append(row);
-    }
-    return;
-  }
-  const shown = legend.names.slice(0, 12);
-  shown.forEach((name, i) => {
-    const row = document.createElement("div");
-    row.className = "qk-legend-item";
-    const sw = document.createElement("span");
-    sw.className = "qk-swatch";
-    sw.style.background = legend.colors[i];
-    row.append(sw, document.createTextNode(name));
-    el.append(row);
-  });
-  if (legend.names.length > shown.length) {
-    const more = document.createElement("div");
-    more.className = "qk-legend-item";
-    more.textContent = `+${legend.names.length - shown.length} more`;
-    el.append(more);
-  }
-  if (legend.note) {
-    const note = document.createElement("div");
-    note.className = "qk-legend-note";
-    note.textContent = legend.note;
-    el.append(note);
-  }
 }

@@ -1,0 +1,110 @@
+// Attention lines: from a clicked query to its top-k keys (same seq), or from a clicked key to
+// the k queries that attend to it most; only weights >= threshold.
+import { LINE_RGB } from "../ui/palette.js";
+
+/**
+ * @param {Float32Array} weights  [query_pos * key_pos] of the point's seq (row-major, n x n)
+ * @param {"query" | "key"} kind  kind of the clicked point
+ * @param {number} pos            its position in the seq
+ * @returns {{pos: number, weight: number}[]}  partner positions (keys for a query, queries for a
+ *   key), strongest first; ties keep the lower position first (like a stable argsort).
+ */
+export function topPartners(weights, kind, pos, k, threshold) {
+  const n = Math.round(Math.sqrt(weights.length));
+  if (!n || pos < 0 || pos >= n) return [];
+  const items = [];
+  for (let j = 0; j < n; j++) {
+    const w = kind === "query" ? weights[pos * n + j] : weights[j * n + pos];
+    if (w > 0 && w >= threshold) items.push({ pos: j, weight: w });
+  }
+  items.sort((a, b) => b.weight - a.weight || a.pos - b.pos);
+  return items.slice(0, Math.max(0, k));
+}
+
+/** Annotation objects for regl-scatterplot (a 2-vertex polygon is a segment). */
+export function lineAnnotations(segments, rgb) {
+  const wmax = Math.max(1e-9, ...segments.map((s) => s.weight));
+  return segments.map((s) => {
+    const f = s.weight / wmax;
+    return {
+      vertices: [[s.x0, s.y0], [s.x1, s.y1]],
+      lineColor: [...rgb, 0.25 + 0.75 * f],
+      lineWidth: 1 + 3 * f,
+    };
+  });
+}
+
+/**
+ * The attention lines of a view: the clicked point's attention (fetched once per head and seq, or
+ * replaced by the panel's renormalised weights, "lines:weights"), drawn on the 2-D scatter as
+ * annotations, in the 3-D view as its lines, and over image thumbnails; `data-qk-lines` on the root
+ * says which (global indices).
+ */
+export function createLines(ctx) {
+  const { model, meta, n, per, dom } = ctx;
+  const attention = new Map(); // "layer/head/seq" -> Promise<Float32Array [query_pos * key_pos]>
+  let current = null; // {local, info, weights} of the clicked point
+  let segments = null; // [{a, b, weight}] over image thumbnails (weight relative to the strongest)
+
+  function attentionFor(layer, head, seq) {
+    const key = `${layer}/${head}/${seq}`;
+    if (!attention.has(key)) {
+      attention.set(key, ctx.fetchDetail({ kind: "attention", layer, head, seq }).then((r) => r.weights));
+    }
+    return attention.get(key);
+  }
+
+  /** Lines from the point `local` of the focused head (a click). */
+  async function show(local) {
+    if (ctx.state.mode !== "single" || !meta.has_attention) return;
+    const info = ctx.pointInfo(local);
+    const { layer, head } = info;
+    const weights = await attentionFor(layer, head, info.seq);
+    if (ctx.state.mode !== "single" || model.get("layer") !== layer || model.get("head") !== head) return;
+    current = { local, info, weights };
+    draw();
+  }
+
+  function clear() {
+    current = null;
+    draw();
+  }
+
+  function draw() {
+    const { scatter, state } = ctx;
+    if (!current || state.mode !== "single") {
+      scatter.clearAnnotations();
+      ctx.single3d.setLines(null);
+      dom.root.dataset.qkLines = "";
+      if (segments) { segments = null; ctx.thumbs.publish(); }
+      return;
+    }
+    const { local, info, weights } = current;
+    const first = info.token - info.pos; // tokens of one seq are consecutive rows of the table
+    const partners = topPartners(weights, info.kind, info.pos, model.get("lines_k"), model.get("lines_threshold"));
+    const segs = partners.map(({ pos, weight }) => {
+      const other = info.kind === "query" ? n + first + pos : first + pos;
+      return { other, weight, x0: state.x[local], y0: state.y[local], x1: state.x[other], y1: state.y[other] };
+    });
+    if (state.is3d) ctx.single3d.setLines(segs.map((sg) => ({ a: local, b: sg.other, weight: sg.weight })));
+    else scatter.drawAnnotations(lineAnnotations(segs, LINE_RGB));
+    if (meta.has_images) {
+      const wmax = Math.max(1e-9, ...segs.map((sg) => sg.weight));
+      segments = segs.map((sg) => ({ a: local, b: sg.other, weight: sg.weight / wmax }));
+      ctx.thumbs.publish();
+    }
+    const off = state.cell * per;
+    dom.root.dataset.qkLines = JSON.stringify({ from: local + off, kind: info.kind,
+      to: segs.map((s) => s.other + off), weights: segs.map((s) => s.weight) });
+  }
+
+  // The panel's renormalised attention of a seq (hidden tokens, value weighting) replaces the
+  // fetched one for the lines of that seq.
+  ctx.bus.subscribe("lines:weights", (payload) => {
+    if (!payload || !ctx.focused()) return;
+    attention.set(`${model.get("layer")}/${model.get("head")}/${payload.seq}`, Promise.resolve(payload.weights));
+    if (current?.info.seq === payload.seq) { current.weights = payload.weights; draw(); }
+  });
+
+  return { show, clear, draw, segments: () => segments, forget: () => { current = null; } };
+}

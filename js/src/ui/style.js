@@ -1,0 +1,100 @@
+// The one style sheet of the front end (the canvas: qk-, the side panel: qkv-), injected once per
+// document or shadow root (no separate CSS file to ship or fetch). Colours come from ui/palette.js.
+import { HIGHLIGHT, KEY_COLOR, QUERY_COLOR, hexToRgb } from "./palette.js";
+
+const HIGHLIGHT_RGB = hexToRgb(HIGHLIGHT).join(",");
+
+const CSS = `
+.qk-root{--qk-query:${QUERY_COLOR};--qk-key:${KEY_COLOR};--qk-bg:#fff;--qk-fg:#1d1f21;--qk-muted:#6b7280;--qk-border:#d5d8dc;--qk-accent:#2563eb;
+  font:12px/1.35 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--qk-fg);background:var(--qk-bg);
+  display:flex;flex-direction:column;gap:6px;padding:6px;box-sizing:border-box;position:relative;outline:none}
+.qk-root[data-qk-theme=dark]{--qk-bg:#15181d;--qk-fg:#e6e6e6;--qk-muted:#9aa3ad;--qk-border:#3a3f47;--qk-accent:#60a5fa}
+.qk-root[data-qk-theme] .qk-panel{--jp-layout-color0:var(--qk-bg);--jp-ui-font-color1:var(--qk-fg);--jp-border-color2:var(--qk-border);--jp-brand-color1:var(--qk-accent)}
+.qk-tip-thumb{display:block;margin-top:4px;image-rendering:pixelated;border:2px solid var(--qk-border)}
+.qk-toolbar{display:flex;flex-wrap:wrap;gap:6px;align-items:center}
+.qk-toolbar button,.qk-toolbar select,.qk-toolbar input{font:inherit;color:var(--qk-fg);background:var(--qk-bg);
+  border:1px solid var(--qk-border);border-radius:4px;padding:2px 6px}
+.qk-toolbar input[type=number]{width:4.2em}.qk-toolbar input[type=search]{width:10em}
+.qk-toolbar button[aria-pressed=true]{background:var(--qk-accent);color:#fff}
+.qk-toolbar label{display:inline-flex;gap:3px;align-items:center;color:var(--qk-muted)}
+.qk-sep{width:1px;height:18px;background:var(--qk-border)}
+.qk-body{display:flex;gap:8px;align-items:flex-start}
+.qk-stage{position:relative;flex:none}
+.qk-canvas{display:block;border:0;margin:0;padding:0}
+.qk-grid,.qk-overlay{position:absolute;inset:0;pointer-events:none}
+.qk-3d{position:absolute;left:0;top:0}
+.qk-group{display:inline-flex;gap:inherit;align-items:center;white-space:nowrap}
+.qk-cell{position:absolute;box-sizing:border-box;border:1px solid var(--qk-border);border-radius:3px}
+.qk-cell-label{position:absolute;left:2px;top:0;font-size:9px;color:var(--qk-muted);white-space:nowrap}
+.qk-cell-score{position:absolute;right:2px;bottom:0;font-size:9px;color:var(--qk-muted)}
+.qk-cell[data-hover=true]{border-color:var(--qk-accent)}
+.qk-axis{position:absolute;font-size:10px;color:var(--qk-muted)}
+.qk-side{display:flex;flex-direction:column;gap:8px;min-width:180px;max-width:340px;flex:1 1 220px}
+.qk-legend-title{font-weight:600;margin-bottom:2px}
+.qk-legend-item{display:flex;gap:5px;align-items:center}
+.qk-swatch{width:10px;height:10px;border-radius:50%;display:inline-block}
+.qk-legend-ramp{display:grid;grid-template-columns:3.5em auto 1fr auto;gap:4px;align-items:center}
+.qk-legend-bar{height:8px;border-radius:4px}.qk-legend-note{color:var(--qk-muted)}
+.qk-status{color:var(--qk-muted)}
+.qk-tooltip{position:absolute;pointer-events:none;z-index:10;max-width:320px;background:var(--qk-bg);
+  border:1px solid var(--qk-border);border-radius:4px;padding:4px 6px;box-shadow:0 2px 6px rgba(0,0,0,.2)}
+.qk-tooltip b.qk-q{color:var(--qk-query)}.qk-tooltip b.qk-k{color:var(--qk-key)}
+.qk-tooltip .qk-sentence{margin-top:3px;color:var(--qk-muted)}
+.qk-tooltip mark{background:#fde68a;color:#111;border-radius:2px}
+.qk-error{color:#b91c1c}
+.qk-static-note{font-size:12px;opacity:.8;margin:2px 0 4px;white-space:pre-line}
+.qkv-panel [hidden] { display: none !important; }
+.qkv-panel { font: 12px/1.3 var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #222);
+  background: var(--jp-layout-color0, #fff); display: flex; flex-direction: column; gap: 6px; min-width: 300px; }
+.qkv-tabs { display: flex; gap: 2px; border-bottom: 1px solid var(--jp-border-color2, #ddd); }
+.qkv-tabs button { border: 0; background: none; padding: 4px 8px; cursor: pointer; color: inherit; font: inherit; opacity: .65; }
+.qkv-tabs button.qkv-active { opacity: 1; border-bottom: 2px solid ${HIGHLIGHT}; }
+.qkv-tabs button[hidden] { display: none; }
+.qkv-toolbar { display: flex; flex-wrap: wrap; gap: 4px 10px; align-items: center; }
+.qkv-check { white-space: nowrap; cursor: pointer; }
+.qkv-check input[disabled] + * , .qkv-check:has(input[disabled]) { opacity: .5; }
+.qkv-link { color: var(--jp-brand-color1, #1976d2); cursor: pointer; text-decoration: underline; border: 0; background: none; font: inherit; padding: 0; }
+.qkv-empty { opacity: .6; padding: 12px 4px; }
+.qkv-title { font-weight: 600; }
+.qkv-title.qkv-muted { font-weight: 400; opacity: .65; }
+.qkv-status { min-height: 1.3em; font-variant-numeric: tabular-nums; opacity: .85; }
+.qkv-view[hidden] { display: none; }
+.qkv-sentence { overflow: auto; max-height: 520px; }
+.qkv-colhead { display: flex; justify-content: space-between; width: 320px; opacity: .6; }
+.qkv-sentence-body { display: flex; align-items: flex-start; }
+.qkv-col { width: 100px; flex: none; display: flex; flex-direction: column; }
+.qkv-col-q .qkv-tok { justify-content: flex-end; }
+.qkv-tok { display: flex; align-items: center; gap: 3px; cursor: pointer; white-space: nowrap; overflow: hidden; border-radius: 3px; padding: 0 2px; }
+.qkv-tok-text { overflow: hidden; text-overflow: ellipsis; }
+.qkv-col-q .qkv-tok-text { color: ${QUERY_COLOR}; }
+.qkv-col-k .qkv-tok-text { color: ${KEY_COLOR}; }
+.qkv-tok.qkv-focus, .qkv-tok.qkv-pinned { font-weight: 700; background: rgba(${HIGHLIGHT_RGB},.25); }
+.qkv-tok.qkv-marked { outline: 1.5px solid ${HIGHLIGHT}; }
+.qkv-tok.qkv-hidden .qkv-tok-text { text-decoration: line-through; opacity: .35; }
+.qkv-hide { border: 0; background: none; padding: 0 1px; cursor: pointer; opacity: 0; color: inherit; font-size: 11px; }
+.qkv-tok:hover .qkv-hide, .qkv-tok.qkv-hidden .qkv-hide { opacity: .7; }
+.qkv-w { font-size: 10px; min-width: 0; font-variant-numeric: tabular-nums; }
+.qkv-weighted .qkv-w { min-width: 26px; padding: 0 2px; border-radius: 2px;
+  background: rgba(${HIGHLIGHT_RGB}, calc(var(--w, 0) * 0.9)); }
+.qkv-lines { flex: none; }
+.qkv-heatmap canvas, .qkv-image canvas, .qkv-offset-bars { display: block; cursor: crosshair; }
+.qkv-image-row { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
+.qkv-image figure { margin: 0; }
+.qkv-image figcaption { font-size: 11px; opacity: .7; }
+.qkv-cls-box { width: 96px; height: 28px; display: flex; align-items: center; justify-content: center; border: 1px solid #999; margin-bottom: 6px; font-size: 11px; }
+.qkv-subtitle { opacity: .7; margin-top: 4px; }
+.qkv-scores .qkv-score { font-variant-numeric: tabular-nums; }
+`;
+
+/**
+ * Put the style sheet into `root` unless it is there already.
+ * @param {Document | ShadowRoot} root  marimo renders each widget in a shadow root, where a
+ *   <style> in the document's head does not apply.
+ */
+export function injectStyle(root = document) {
+  if (root.getElementById?.("qkviz-style")) return;
+  const s = (root.ownerDocument ?? root).createElement("style");
+  s.id = "qkviz-style";
+  s.textContent = CSS;
+  (root.head ?? root).append(s);
+}

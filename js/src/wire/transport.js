@@ -1,0 +1,52 @@
+// fetchDetail(request) -> Promise<response>: how the front end asks Python for data, in a
+// notebook: anywidget's command protocol to QKViz._qk_fetch (qkviz._commands.dispatch). A model
+// that carries its own `fetchDetail` (the standalone page's, js/src/static/; test harnesses) is
+// asked instead.
+import { unpackBuffers } from "./codec.js";
+
+const TIMEOUT_MS = 120_000;
+const COMMAND = "_qk_fetch";
+
+// Same wire protocol as anywidget's experimental `invoke`, for hosts that do not pass one.
+function invokeFallback(model, name, msg, { signal } = {}) {
+  const id = `${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  return new Promise((resolve, reject) => {
+    const handler = (reply, buffers) => {
+      if (reply?.id !== id) return;
+      model.off("msg:custom", handler);
+      resolve([reply.response, buffers]);
+    };
+    signal?.addEventListener("abort", () => {
+      model.off("msg:custom", handler);
+      reject(signal.reason);
+    });
+    model.on("msg:custom", handler);
+    model.send({ id, kind: "anywidget-command", name, msg }, undefined, []);
+  });
+}
+
+export function createTransport(model, experimental) {
+  if (typeof model.fetchDetail === "function") {
+    return async (request) => model.fetchDetail(request);
+  }
+  // marimo (0.25) passes an `experimental.invoke` that always throws "anywidget.invoke not
+  // supported in marimo", yet relays custom messages both ways: fall back to the same protocol
+  // over model.send / "msg:custom" once that happens, and remember it.
+  let native = typeof experimental?.invoke === "function";
+  const invoke = async (name, msg, opts) => {
+    if (native) {
+      try {
+        return await experimental.invoke(name, msg, opts);
+      } catch (err) {
+        if (!/invoke not supported/i.test(String(err?.message ?? err))) throw err;
+        native = false;
+      }
+    }
+    return invokeFallback(model, name, msg, opts);
+  };
+  return async (request) => {
+    const [response, buffers] = await invoke(COMMAND, request, { signal: AbortSignal.timeout(TIMEOUT_MS) });
+    if (response?.error) throw new Error(`qkviz: ${response.error}`);
+    return unpackBuffers(response, buffers ?? []);
+  };
+}
