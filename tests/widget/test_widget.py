@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 import re
 
+import anywidget
 import numpy as np
 import pandas as pd
 import pytest
@@ -107,13 +108,25 @@ def test_norms_quantised_per_head(emb):
     np.testing.assert_allclose(q / 255, (nm - nm.min()) / (nm.max() - nm.min()), atol=1 / 255)
 
 
-def test_model_js_lists_every_synced_trait(emb):
+def _js_typed_traits() -> list[str]:
+    """The keys of the ``QKVizTraits`` typedef in js/src/model.js (the front end's model interface)."""
     text = (ROOT / "js" / "src" / "model.js").read_text()
-    js = set(re.findall(r'"(\w+)"', text.split("TRAITS = [")[1].split("]")[0]))
-    py = set(QKViz(emb).trait_names(sync=True))
-    base = {n for n in py if n.startswith("_") and n not in ("_meta", "_tokens", "_columns", "_selection")}
-    base |= {"layout", "tabbable", "tooltip", "comm", "keys", "log"} & py
-    assert js == py - base
+    block = re.search(r"@typedef \{object\} QKVizTraits\n(.*?)\*/", text, re.S)
+    assert block, "js/src/model.js lost its QKVizTraits typedef"
+    return re.findall(r"@property \{[^}]*\} (\w+)", block.group(1))
+
+
+def test_js_model_typedef_declares_exactly_the_synced_traits(emb):
+    """js/src/model.js types every synced trait the front end can see, and only those (the JS tests
+    make sure the front end reads no name outside that typedef)."""
+    js = _js_typed_traits()
+    assert len(js) == len(set(js)), "a trait is declared twice"
+    widget = QKViz(emb)
+    py = set(widget.trait_names(sync=True))
+    # ipywidgets' and anywidget's own synced traits (widget machinery, not qkviz state)
+    machinery = set(anywidget.AnyWidget().trait_names(sync=True))
+    assert set(js) == py - machinery
+    assert not set(js) & machinery
 
 
 # ---- bad input ---------------------------------------------------------------------------------

@@ -1,0 +1,134 @@
+// The standalone page's answers (js/src/static/) on the tests' fake model: what the side panel
+// and the lines get without a kernel.
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { getMeta, getTokens, loadGrid } from "../src/model.js";
+import { staticExtra } from "../src/static/answer.js";
+import { createModel, invoke } from "../src/static/model.js";
+import { fromKeyDelta, staticTransport } from "../src/static/transport.js";
+import { fakeModel, pointChunks, smallState, wire } from "./fixtures.js";
+
+const KEY_DELTA = JSON.parse(readFileSync(new URL("./reference.json", import.meta.url), "utf8")).key_delta;
+const NONE = 0xffffffff;
+
+/** The page's embedded data for smallState(): top-2 keys of every query of every head. */
+function page(state = smallState()) {
+  const meta = state._meta, tokens = { seq: Uint32Array.from([0, 0, 0, 1, 1]), pos: Uint32Array.from([0, 1, 2, 0, 1]),
+    category: Uint8Array.from([2, 0, 1, 2, 0]), display: state._tokens.display };
+  const cells = meta.layers.length * meta.heads.length;
+  // cell c: query t's strongest key is position (t + c) % len, weight 0.6; the next one 0.3
+  const topk = Array.from({ length: cells }, (_, c) => {
+    const keys = new Uint32Array(meta.n_tokens * 2), weights = new Float32Array(meta.n_tokens * 2);
+    for (let t = 0; t < meta.n_tokens; t++) {
+      const len = tokens.seq[t] === 0 ? 3 : 2;
+      keys[2 * t] = (tokens.pos[t] + c) % len; keys[2 * t + 1] = (tokens.pos[t] + c + 1) % len;
+      weights[2 * t] = 0.6; weights[2 * t + 1] = 0.3;
+    }
+    return { layer: meta.layers[Math.floor(c / 2)], head: meta.heads[c % 2], keys: wire(keys, [5, 2]), weights: wire(weights, [5, 2]) };
+  });
+  const aggregate = {
+    count: wire(Int32Array.from([2, 0, 2, 2])), offsets: wire(Int32Array.from([-1, 0, 1])), n_seqs: 2,
+    cells: Array.from({ length: cells }, (_, c) => ({ scores: { previous: 0.1 * c, self: 0.5, next: 0.2, first: 0.2 },
+      by_position: wire(Float32Array.from([1, 0, 0.5, 0.5])), by_offset: wire(Float32Array.from([0.25, 0.5, 0.25])),
+      by_offset_mean: wire(Float32Array.from([0.3, 0.5, 0.3])) })),
+  };
+  return { points: pointChunks(meta), topk, aggregate, images: null, meta, tokens };
+}
+
+describe("fromKeyDelta (undoes qkviz.export's key-delta layout)", () => {
+  it("restores the table Python encoded", () => {
+    const out = fromKeyDelta({ layout: KEY_DELTA.layout, keys: Uint32Array.from(KEY_DELTA.keys), weights: Float32Array.from(KEY_DELTA.weights) }, KEY_DELTA.n_tokens);
+    expect(out.layout).toBeUndefined();
+    expect(Array.from(out.keys)).toEqual(KEY_DELTA.expected_keys);
+    out.weights.forEach((w, i) => expect(w).toBeCloseTo(KEY_DELTA.expected_weights[i], 6));
+    expect(Array.from(out.keys)).toContain(NONE);
+  });
+  it("passes other tables through", () => {
+    const e = { keys: new Uint32Array(2), weights: new Float32Array(2) };
+    expect(fromKeyDelta(e, 1)).toBe(e);
+  });
+});
+
+describe("staticTransport", () => {
+  it("serves the embedded point chunks to loadGrid", async () => {
+    const model = fakeModel(), transport = staticTransport(page());
+    const grid = await loadGrid(model, transport);
+    expect(grid.coords[2 * 21]).toBe(21);
+    await expect(transport({ kind: "points", start: 3 })).rejects.toThrow(/no embedded points/);
+  });
+
+  it("answers attention with the embedded top-k weights in a dense matrix", async () => {
+    const transport = staticTransport(page());
+    const r = await transport({ kind: "attention", layer: 2, head: 1, seq: 0 }); // cell 3
+    expect(r.weights).toHaveLength(9);
+    // query pos 1: keys (1 + 3) % 3 = 1 (0.6) and 2 (0.3)
+    expect(Array.from(r.weights.subarray(3, 6)).map((v) => +v.toFixed(2))).toEqual([0, 0.6, 0.3]);
+    await expect(transport({ kind: "attention", layer: 1, head: 0, seq: 0 })).rejects.toThrow(/no head/);
+    await expect(staticTransport({ ...page(), topk: null })({ kind: "attention", layer: 0, head: 0, seq: 0 })).rejects.toThrow(/not embedded/);
+  });
+
+  it("hands other kinds to `extra`, and says plainly when there is none", async () => {
+    await expect(staticTransport(page())({ kind: "atlas" })).rejects.toThrow(/not available in a static page/);
+    expect(await staticTransport(page(), async (r) => ({ echo: r.kind }))({ kind: "atlas" })).toEqual({ echo: "atlas" });
+  });
+});
+
+describe("staticExtra (the side panel without a kernel)", () => {
+  const state = smallState(), data = page(state), answer = staticExtra(data, state);
+
+  it("answers sequence with the seq's tokens in position order and a truncation note", async () => {
+    const r = await answer({ kind: "sequence", layer: 0, head: 1, seq: 0 });
+    expect(Array.from(r.token)).toEqual([0, 1, 2]);
+    expect(r.display).toEqual(["[CLS]", "cat", "."]);
+    expect(Array.from(r.special)).toEqual([1, 0, 0]);
+    expect(r.raw).toBe(r.attention);
+    expect(r.note).toMatch(/top 2 of 3 keys/);
+    // cell 1: query pos p keeps keys (p + 1) % 3 (0.6) and (p + 2) % 3 (0.3); others show as 0
+    expect(Array.from(r.raw).map((v) => +v.toFixed(2))).toEqual([0, 0.6, 0.3, 0.3, 0, 0.6, 0.6, 0.3, 0]);
+  });
+
+  it("says nothing when every key is embedded", async () => {
+    const r = await answer({ kind: "sequence", layer: 0, head: 0, seq: 1 }); // 2 tokens, 2 keys each
+    expect(r.note).toBe("");
+  });
+
+  it("answers aggregate from the embedded exact aggregates", async () => {
+    const r = await answer({ kind: "aggregate", layer: 2, head: 0 }); // cell 2
+    expect(r.scores.previous).toBeCloseTo(0.2);
+    expect(Array.from(r.offsets)).toEqual([-1, 0, 1]);
+    expect(r.by_offset).toBeInstanceOf(Float32Array);
+    expect(r.note).toBe("");
+  });
+
+  it("refuses heads and kinds the page does not hold", async () => {
+    await expect(answer({ kind: "sequence", layer: 1, head: 0, seq: 0 })).rejects.toThrow(/no head/);
+    await expect(answer({ kind: "sequence", layer: 0, head: 0, seq: 9 })).rejects.toThrow(/no tokens/);
+    await expect(answer({ kind: "nope" })).rejects.toThrow(/not available in a static page/);
+  });
+
+  it("runs on the strict fake model's traits", () => {
+    const model = fakeModel(state);
+    expect(getMeta(model).layers).toEqual([0, 2]);
+    expect(getTokens(model).n).toBe(5);
+  });
+});
+
+describe("the page model", () => {
+  it("answers anywidget commands through send() and msg:custom, errors as {error}", async () => {
+    const model = createModel({}, { answer: async (name, msg) => [{ name, twice: msg.x * 2 }, []] });
+    expect((await invoke(model, "_qk_fetch", { x: 21 }))[0]).toEqual({ name: "_qk_fetch", twice: 42 });
+    const none = createModel({});
+    expect((await invoke(none, "_qk_fetch", {}))[0].error).toMatch(/nobody to answer/);
+  });
+
+  it("emits change events only for real changes, and off() removes a handler", () => {
+    const model = createModel({ a: 1 }), seen = [];
+    const h = (_m, v) => seen.push(v);
+    model.on("change:a", h);
+    model.set("a", 1);
+    model.set("a", 2);
+    model.off("change:a", h);
+    model.set("a", 3);
+    expect(seen).toEqual([2]);
+  });
+});
