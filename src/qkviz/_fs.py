@@ -117,15 +117,15 @@ def read_json_header(root: pathlib.Path, what: str) -> dict[str, Any]:
     return meta
 
 
-def read_header(root: pathlib.Path, fmt: str, version: int, what: str) -> dict[str, Any]:
+def read_header(root: pathlib.Path, fmt: str, version: int | tuple[int, ...], what: str) -> dict[str, Any]:
     """Parse ``root/meta.json`` and check that it names ``fmt`` at ``version``.
 
     Parameters
     ----------
     root : path
         The store folder.
-    fmt, version : str, int
-        The format this reader understands.
+    fmt, version : str, int or tuple of int
+        The format this reader understands, and the version (or versions) it reads.
     what : str
         How to call the artefact in messages ("capture store", "embedding").
 
@@ -137,9 +137,11 @@ def read_header(root: pathlib.Path, fmt: str, version: int, what: str) -> dict[s
     meta = read_json_header(root, what)
     if meta.get("format") != fmt:
         raise StoreError(f"{root} is not a qkviz {what} (format {meta.get('format')!r}, expected {fmt!r})", path=root)
-    if meta.get("version") != version:
+    versions = version if isinstance(version, tuple) else (version,)
+    if meta.get("version") not in versions:
         raise StoreError(
-            f"{root} has {what} format version {meta.get('version')!r}; this qkviz reads version {version}. "
+            f"{root} has {what} format version {meta.get('version')!r}; this qkviz reads version "
+            f"{' or '.join(map(str, versions))}. "
             f"Load it with the qkviz version that wrote it, or write the {what} again.",
             path=root,
         )

@@ -2,7 +2,10 @@
 
 For one head, query ``i`` and key ``j`` of the same sequence score ``s_ij = scaling · q_i·k_j``;
 the model's attention is ``softmax_j(s_ij + mask_ij)``, where the mask hides keys after the query
-(causal models) and keys further back than the sliding window. Everything in qkviz that needs
+(causal models) and keys further back than the sliding window. Some families score differently —
+soft-capping (Gemma 2), a sink logit (gpt-oss), ALiBi (BLOOM, MPT), relative-position terms (T5,
+MPNet, DeBERTa): a :class:`ScoreFunction` holds everything needed to recompute any of them
+exactly, and every function here takes one where a plain ``scaling`` would do. Everything in qkviz that needs
 attention (``Capture.attention``, the faithfulness metrics, the attention-guided layout, the side
 panel) calls this module; the capture stage's torch twin (``qkviz._capture._checks``) is tested
 against it.
@@ -27,12 +30,25 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Literal, overload
 
 import numpy as np
 
 from .errors import EmbeddingError, InputError
 
-__all__ = ["visible", "attention_rows", "sequence_slices", "renormalize", "overlay_strength", "check_positions"]
+__all__ = [
+    "ScoreFunction",
+    "visible",
+    "score_terms",
+    "scores",
+    "attention_rows",
+    "position_effect",
+    "sequence_slices",
+    "renormalize",
+    "overlay_strength",
+    "check_positions",
+]
 
 
 def visible(n: int, causal: bool = False, window: int | None = None) -> np.ndarray:
@@ -61,35 +77,312 @@ def visible(n: int, causal: bool = False, window: int | None = None) -> np.ndarr
     return ok
 
 
-def attention_rows(
-    q: np.ndarray, k: np.ndarray, scaling: float, causal: bool = False, window: int | None = None
-) -> np.ndarray:
-    """Attention probabilities of one sequence: ``softmax(scaling · q kᵀ + mask)``.
+@dataclass(frozen=True, eq=False)
+class ScoreFunction:
+    """How one head turns its query and key vectors into attention: everything needed to recompute it.
 
-    Computed in float64, so the result is exact to float32 precision whatever the score range.
+    For query ``i`` and key ``j`` of one sequence (positions ``p_i``, ``p_j``)::
+
+        z_ij = c · q_i·k_j                                        content (every family)
+             + m · p_j                                            ALiBi (BLOOM, MPT)
+             + B[p_j − p_i]                                       relative buckets (T5, MPNet)
+             + c · (q_i·PK[r(p_i − p_j)] + k_j·PQ[r(p_i − p_j)])  DeBERTa's c2p and p2c terms
+        s_ij = cap · tanh(z_ij / cap)                             soft-capping (Gemma 2), else z_ij
+        a_ij = exp(s_ij) / (Σ_j' exp(s_ij') + exp(σ))             with a sink (gpt-oss), else softmax
+
+    the sums running over the keys the query sees. ALiBi's textbook ``−m·p_i`` is the same for every
+    key of a row, and softmax ignores a constant added to a whole row, so it is left out (a model
+    may add any such per-row constant: MPT adds ``−m·(T − 1)`` for the padded length ``T``).
+
+    Attributes
+    ----------
+    scaling : float
+        ``c``, the model's factor on ``q·k``.
+    softcap : float or None
+        ``cap``.
+    sink : float or None
+        ``σ``: a learned logit every row competes with, then dropped; rows sum to ``1 − sink share``.
+    alibi : float or None
+        ``m``, the head's ALiBi slope.
+    offset_bias : float array [2L − 1] or None
+        ``B``, indexed by ``p_j − p_i + L − 1`` (``L`` = the longest sequence the table covers).
+    rel_index : int array [2L − 1] or None
+        ``r``: the row of ``pos_key`` / ``pos_query`` for each offset ``p_i − p_j``, at ``p_i − p_j + L − 1``.
+    pos_key, pos_query : float array [R, d_head] or None
+        DeBERTa's position keys (content → position) and position queries (position → content).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> q, k = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    >>> f = ScoreFunction(scaling=0.5, alibi=0.25)
+    >>> f.family, f.has_position_term
+    ('alibi', True)
+    >>> content, position = score_terms(q, k, f)
+    >>> position[0].tolist()                      # + m·p_j: the same for every query
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    >>> a, sink = attention_rows(q, k, ScoreFunction(scaling=0.5, sink=1.0), causal=True, sink_share=True)
+    >>> bool(np.allclose(a.sum(axis=1) + sink, 1.0))
+    True
+    """
+
+    scaling: float
+    softcap: float | None = None
+    sink: float | None = None
+    alibi: float | None = None
+    offset_bias: np.ndarray | None = field(default=None, repr=False)
+    rel_index: np.ndarray | None = field(default=None, repr=False)
+    pos_key: np.ndarray | None = field(default=None, repr=False)
+    pos_query: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.softcap is not None and not self.softcap > 0:
+            raise InputError(f"softcap must be positive, got {self.softcap!r}")
+        if (self.pos_key is not None or self.pos_query is not None) and self.rel_index is None:
+            raise InputError("pos_key / pos_query need rel_index (which table row each offset uses)")
+
+    @property
+    def family(self) -> str:
+        """``"plain"``, ``"soft-capped"``, ``"sink"``, ``"alibi"``, ``"relative"`` or ``"disentangled"``."""
+        if self.pos_key is not None or self.pos_query is not None:
+            return "disentangled"
+        if self.offset_bias is not None:
+            return "relative"
+        if self.alibi is not None:
+            return "alibi"
+        if self.sink is not None:
+            return "sink"
+        if self.softcap is not None:
+            return "soft-capped"
+        return "plain"
+
+    @property
+    def has_position_term(self) -> bool:
+        """Whether the scores add something that depends on positions (ALiBi, relative, DeBERTa)."""
+        return self.alibi is not None or self.offset_bias is not None or self.rel_index is not None
+
+    @property
+    def is_plain(self) -> bool:
+        """``scaling · q·k`` and nothing else."""
+        return self.family == "plain"
+
+
+def _as_score(score: float | ScoreFunction) -> ScoreFunction:
+    return score if isinstance(score, ScoreFunction) else ScoreFunction(scaling=float(score))
+
+
+def _positions(pos: np.ndarray | None, n: int) -> np.ndarray:
+    return np.arange(n) if pos is None else np.asarray(pos, np.int64).reshape(-1)
+
+
+def _table_length(table: np.ndarray, what: str, top: int) -> int:
+    length = (len(table) + 1) // 2
+    if top >= length:
+        raise InputError(
+            f"the {what} table covers offsets up to {length - 1}, but positions up to {top} were asked for"
+        )
+    return length
+
+
+def score_terms(
+    q: np.ndarray,
+    k: np.ndarray,
+    score: float | ScoreFunction,
+    qpos: np.ndarray | None = None,
+    kpos: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two parts of one head's scores over one sequence, before the cap and the mask.
+
+    Parameters
+    ----------
+    q : float array [query_pos, d_head]
+    k : float array [key_pos, d_head]
+    score : float or ScoreFunction
+        A float is the plain ``scaling · q·k``.
+    qpos, kpos : int array, optional
+        Positions of the queries and keys (default ``0..n-1``).
+
+    Returns
+    -------
+    content, position : float64 array [query_pos, key_pos]
+        ``c · q·k`` and the position term (zeros for families without one).
+    """
+    f = _as_score(score)
+    q = np.asarray(q, np.float64)
+    k = np.asarray(k, np.float64)
+    qp, kp = _positions(qpos, len(q)), _positions(kpos, len(k))
+    c = float(f.scaling)
+    content = (q @ k.T) * c
+    position = np.zeros_like(content)
+    top = int(max(qp.max(initial=0), kp.max(initial=0)))
+    if f.alibi is not None:
+        position += float(f.alibi) * kp[None, :].astype(np.float64)
+    if f.offset_bias is not None:
+        table = np.asarray(f.offset_bias, np.float64)
+        length = _table_length(table, "offset bias", top)
+        position += table[kp[None, :] - qp[:, None] + length - 1]
+    if f.rel_index is not None:
+        lut = np.asarray(f.rel_index, np.int64)
+        length = _table_length(lut, "relative index", top)
+        r = lut[qp[:, None] - kp[None, :] + length - 1]  # [query, key]: table row of each pair
+        if f.pos_key is not None:  # content -> position: q_i · PK[r_ij]
+            position += c * np.take_along_axis(q @ np.asarray(f.pos_key, np.float64).T, r, axis=1)
+        if f.pos_query is not None:  # position -> content: k_j · PQ[r_ij]
+            kq = k @ np.asarray(f.pos_query, np.float64).T  # [key, R]
+            position += c * kq[np.arange(len(k))[None, :], r]
+    return content, position
+
+
+def scores(
+    q: np.ndarray,
+    k: np.ndarray,
+    score: float | ScoreFunction,
+    qpos: np.ndarray | None = None,
+    kpos: np.ndarray | None = None,
+) -> np.ndarray:
+    """One head's scores over one sequence before the mask: content + position, then the cap.
+
+    Returns
+    -------
+    float64 array [query_pos, key_pos]
+    """
+    f = _as_score(score)
+    content, position = score_terms(q, k, f, qpos, kpos)
+    z = content + position
+    if f.softcap is not None:
+        z = float(f.softcap) * np.tanh(z / float(f.softcap))
+    return z
+
+
+def _softmax_rows(s: np.ndarray, ok: np.ndarray | None, sink: float | None) -> tuple[np.ndarray, np.ndarray]:
+    if ok is not None:
+        s = np.where(ok, s, -np.inf)
+    top = s.max(axis=1, keepdims=True)
+    if sink is not None:
+        top = np.maximum(top, float(sink))  # as gpt-oss does: the sink joins the row maximum
+    e = np.exp(s - top)
+    total = e.sum(axis=1, keepdims=True)
+    if sink is None:
+        return e / total, np.zeros(len(s))
+    es = np.exp(float(sink) - top)
+    total = total + es
+    return e / total, (es / total)[:, 0]
+
+
+@overload
+def attention_rows(
+    q: np.ndarray,
+    k: np.ndarray,
+    scaling: float | ScoreFunction,
+    causal: bool = ...,
+    window: int | None = ...,
+    *,
+    qpos: np.ndarray | None = ...,
+    kpos: np.ndarray | None = ...,
+    sink_share: Literal[False] = ...,
+) -> np.ndarray: ...
+
+
+@overload
+def attention_rows(
+    q: np.ndarray,
+    k: np.ndarray,
+    scaling: float | ScoreFunction,
+    causal: bool = ...,
+    window: int | None = ...,
+    *,
+    qpos: np.ndarray | None = ...,
+    kpos: np.ndarray | None = ...,
+    sink_share: Literal[True],
+) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def attention_rows(
+    q: np.ndarray,
+    k: np.ndarray,
+    scaling: float | ScoreFunction,
+    causal: bool = False,
+    window: int | None = None,
+    *,
+    qpos: np.ndarray | None = None,
+    kpos: np.ndarray | None = None,
+    sink_share: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Attention probabilities of one sequence, as the model computes them.
+
+    ``softmax(scaling · q kᵀ + mask)`` for a plain head (``scaling`` a float); any
+    :class:`ScoreFunction` for the other families. Computed in float64, so the result is exact to
+    float32 precision whatever the score range.
 
     Parameters
     ----------
     q, k : float array [pos, d_head]
         Queries and keys of one sequence.
-    scaling : float
-        The model's score factor.
+    scaling : float or ScoreFunction
+        The model's score factor, or the head's whole score function.
     causal : bool
         Mask keys after each query's position.
     window : int, optional
         Sliding window: query ``i`` sees only keys ``j > i - window``.
+    qpos, kpos : int array, optional
+        Positions of the queries and keys (default ``0..n-1``); they matter for position terms.
+    sink_share : bool
+        Also return each row's share taken by the head's sink.
 
     Returns
     -------
     float64 array [query_pos, key_pos]
-        Each row sums to 1; masked entries are 0.
+        Masked entries are 0; rows sum to 1 (to ``1 − sink share`` with a sink).
+    float64 array [query_pos]
+        With ``sink_share=True``: the sink's share of each row (zeros without a sink).
     """
-    s = (np.asarray(q, np.float64) @ np.asarray(k, np.float64).T) * float(scaling)
+    f = _as_score(scaling)
+    if f.is_plain and qpos is None and kpos is None:
+        s = (np.asarray(q, np.float64) @ np.asarray(k, np.float64).T) * float(f.scaling)
+    else:
+        s = scores(q, k, f, qpos, kpos)
+    ok = None
     if causal or window:
-        s = np.where(visible(len(q), causal, window), s, -np.inf)
-    s -= s.max(axis=1, keepdims=True)
-    e = np.exp(s)
-    return e / e.sum(axis=1, keepdims=True)
+        if qpos is None and kpos is None and len(q) == len(k):
+            ok = visible(len(q), causal, window)
+        else:
+            diff = _positions(qpos, len(q))[:, None] - _positions(kpos, len(k))[None, :]
+            ok = np.ones(s.shape, bool)
+            if causal:
+                ok &= diff >= 0
+            if window:
+                ok &= diff < window
+    a, sink = _softmax_rows(s, ok, f.sink)
+    return (a, sink) if sink_share else a
+
+
+def position_effect(
+    q: np.ndarray,
+    k: np.ndarray,
+    score: ScoreFunction,
+    causal: bool = False,
+    window: int | None = None,
+    *,
+    qpos: np.ndarray | None = None,
+    kpos: np.ndarray | None = None,
+) -> np.ndarray:
+    """How much each query's attention owes to the position term: 0 (none) to 1 (all of it).
+
+    The total-variation distance ``½ Σ_j |a_ij − a'_ij|`` between the head's attention ``a`` and the
+    attention ``a'`` it would have without its position term (ALiBi, relative buckets, DeBERTa's
+    c2p/p2c); zeros for heads without one.
+
+    Returns
+    -------
+    float64 array [query_pos]
+    """
+    a = attention_rows(q, k, score, causal, window, qpos=qpos, kpos=kpos)
+    if not score.has_position_term:
+        return np.zeros(len(a))
+    bare = replace(score, alibi=None, offset_bias=None, rel_index=None, pos_key=None, pos_query=None)
+    b = attention_rows(q, k, bare, causal, window, qpos=qpos, kpos=kpos)
+    return 0.5 * np.abs(a - b).sum(axis=1)
 
 
 def sequence_slices(seq: np.ndarray) -> list[slice]:

@@ -140,19 +140,32 @@ def test_smollm2_exact(smollm2, texts):
 # ---- models whose scores are not q.k ------------------------------------------------------------
 
 
-def test_relative_position_bias_is_refused():
-    model, tok = _zoo.build("mpnet")
-    with pytest.raises(UnsupportedModelError, match="relative-position bias") as e:
+def _deberta_v1():
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(0)
+    cfg = tf.DebertaConfig(
+        vocab_size=_zoo.VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        relative_attention=True, pos_att_type=["p2c", "c2p"], max_relative_positions=16,
+    )
+    return tf.DebertaModel(cfg).eval(), _zoo.tokenizer()
+
+
+def test_relative_position_model_without_hooks_is_refused():
+    model, tok = _deberta_v1()
+    with pytest.raises(UnsupportedModelError, match="disentangled") as e:
         capture((model, tok), ["A sentence."], progress=False)
-    assert e.value.model_type == "mpnet"
+    assert e.value.model_type == "deberta"
 
 
 def test_bias_model_refused_even_when_not_listed(monkeypatch):
-    """Without the named list, the generic checks still refuse MPNet (it bypasses the interface)."""
+    """Without the named list, the generic checks still refuse DeBERTa v1: its attention bypasses the
+    interface and no module hook reads it (v2's adapter must not match v1's same-named class)."""
     import qkviz._capture._checks as checks
 
     monkeypatch.setattr(checks, "UNSUPPORTED", {})
-    model, tok = _zoo.build("mpnet")
+    model, tok = _deberta_v1()
     with pytest.raises(UnsupportedModelError, match="AttentionInterface"):
         capture((model, tok), ["A sentence."], progress=False)
 

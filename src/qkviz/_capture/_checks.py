@@ -33,20 +33,18 @@ __all__ = [
     "UNSUPPORTED",
 ]
 
-# Architectures whose attention scores add something q.k cannot carry. The generic checks (mask
-# inspection, interface kwargs, a first-batch comparison with eager attention) would also catch
-# most of them; naming them here gives the clearest message before any work is done.
+# Architectures whose attention scores qkviz cannot reproduce (yet). The generic checks (mask
+# inspection, a first-batch comparison with eager attention, a model whose attention neither calls
+# the interface nor has module hooks) would also catch them; naming them here gives the clearest
+# message before any work is done. Soft-capping, sinks, ALiBi (BLOOM, MPT) and the relative terms
+# of MPNet and DeBERTa-v2 are captured exactly (see docs/concepts/attention-families.md).
 UNSUPPORTED = {
     "t5": "T5 adds a learned relative-position bias to its attention scores",
     "mt5": "mT5 adds a learned relative-position bias to its attention scores",
     "umt5": "UMT5 adds a learned relative-position bias to its attention scores",
     "longt5": "LongT5 adds a relative-position bias and uses local/global attention",
     "switch_transformers": "Switch Transformers add a relative-position bias to the scores",
-    "mpnet": "MPNet adds a relative-position bias to its attention scores",
-    "deberta": "DeBERTa adds disentangled content-position terms to its attention scores",
-    "deberta-v2": "DeBERTa-v2 adds disentangled content-position terms to its attention scores",
-    "bloom": "BLOOM adds an ALiBi position bias to its attention scores",
-    "mpt": "MPT adds an ALiBi position bias to its attention scores",
+    "deberta": "DeBERTa (v1) adds disentangled content-position terms to its attention scores",
     "xlnet": "XLNet uses two-stream relative attention",
     "funnel": "Funnel Transformer adds relative-position terms to its scores",
     "transfo-xl": "Transformer-XL adds relative-position terms to its scores",
@@ -82,6 +80,12 @@ def check_supported(model: Any) -> None:
         )
     if getattr(cfg, "position_embedding_type", "absolute") in ("relative_key", "relative_key_query"):
         why = f"position_embedding_type={cfg.position_embedding_type!r} adds relative-position terms to the scores"
+        raise UnsupportedModelError(f"{type(model).__name__}: {why}", reason=why, model_type=mt)
+    if mt == "falcon" and getattr(cfg, "alibi", False):
+        why = (
+            "Falcon's ALiBi path in transformers scores differently in eager and sdpa attention (eager adds "
+            "the bias twice), so there is no single attention to reproduce"
+        )
         raise UnsupportedModelError(f"{type(model).__name__}: {why}", reason=why, model_type=mt)
     if getattr(cfg, "is_encoder_decoder", False):
         why = "encoder-decoder models mix self- and cross-attention; capture the encoder or decoder alone"
@@ -128,7 +132,11 @@ def first_batch_check(model: Any, batch: Any, rec: Any, device: Any, atol: float
         kv = sorted({h // group for h in heads})
         qs = q[:n].float().transpose(0, 1)  # [head, pos, d_head]
         ks = k[:n].float().transpose(0, 1)[[kv.index(h // group) for h in heads]]
-        p = attention_t(qs, ks, info.scaling, info.causal, info.sliding_window)
+        state = rec.terms.get(layer)
+        terms = {
+            name: (a if name == "rel_index" else a[list(heads)]) for name, a in (state.arrays if state else {}).items()
+        }
+        p = attention_t(qs, ks, info.scaling, info.causal, info.sliding_window, terms, info.softcap)
         ref = att[layer][0, list(heads), :n, :n].float().to(p.device)
         e = float((p - ref).abs().max())
         if e > worst[0]:
@@ -136,7 +144,7 @@ def first_batch_check(model: Any, batch: Any, rec: Any, device: Any, atol: float
     if worst[0] > atol:
         why = (
             f"attention recomputed from the recorded q/k differs from the model's own by {worst[0]:.2g} "
-            f"at layer {worst[1]} (the scores include something besides scaling * q.k + mask)"
+            f"at layer {worst[1]} (the scores include something qkviz does not record)"
         )
         raise UnsupportedModelError(
             f"{type(model).__name__}: {why}", reason=why, model_type=getattr(model.config, "model_type", None)

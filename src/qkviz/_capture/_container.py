@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from .._fs import META, replace_dir, temp_sibling
-from ..attention import attention_rows
+from ..attention import ScoreFunction, attention_rows, position_effect, score_terms
 from ..errors import InputError, StoreError
 from ._geometry import HeadGeometry
-from ._store import FORMAT, VERSION, DiskTensors, MemoryTensors, read_store, write_store
+from ._store import FORMAT, VERSION, DiskTensors, MemoryTensors, read_store, terms_key, write_store
 
 if TYPE_CHECKING:
     from ._store import StoreContents
@@ -50,6 +50,11 @@ class Capture:
         Model spec and capture parameters.
     images : numpy.ndarray or None
         ``uint8 [seq, h, w, 3]`` thumbnails of the images as the model saw them.
+    terms : dict of str to numpy.ndarray
+        The extra score terms of the layers that have some, keyed ``"<name>.<layer>"`` (``sink``,
+        ``alibi`` ``[head]``; ``offset_bias`` ``[head, 2L − 1]``; ``rel_index`` ``[2L − 1]``;
+        ``pos_key``, ``pos_query`` ``[head, R, d_head]``; every query head of the model). Empty for
+        plain models. :meth:`score` turns them into one head's :class:`qkviz.attention.ScoreFunction`.
 
     Examples
     --------
@@ -64,6 +69,7 @@ class Capture:
     model: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     images: np.ndarray | None = None
+    terms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _tensors: MemoryTensors | DiskTensors | None = field(default=None, repr=False)
 
     # -- construction -----------------------------------------------------------------------------
@@ -81,6 +87,7 @@ class Capture:
         model: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         images: np.ndarray | None = None,
+        terms: Mapping[str, np.ndarray] | None = None,
     ) -> Capture:
         """Wrap vectors computed elsewhere (another framework, a test) as a capture.
 
@@ -99,6 +106,9 @@ class Capture:
         model, params : dict, optional
             Recorded as given.
         images : uint8 array [seq, h, w, 3], optional
+        terms : dict of str to array, optional
+            Score terms as in :attr:`terms` (``"<name>.<layer>"``), for the layers whose
+            ``geometry.terms`` name them.
 
         Examples
         --------
@@ -143,6 +153,7 @@ class Capture:
             model=dict(model or {}),
             params=dict(params or {}),
             images=images,
+            terms={key: np.asarray(a) for key, a in (terms or {}).items()},
             _tensors=MemoryTensors(chunks, index),
         )
 
@@ -266,21 +277,111 @@ class Capture:
         row = self.sequences.iloc[int(seq)]
         return int(row["offset"]), int(row["n_tokens"])
 
+    def score(self, layer: int, head: int) -> ScoreFunction:
+        """How ``head`` of ``layer`` scores: its scaling, soft-cap, sink, ALiBi slope or position tables.
+
+        Returns
+        -------
+        qkviz.attention.ScoreFunction
+        """
+        self._check_layer(layer)
+        self._check_head(head)
+        fields: dict[str, Any] = {}
+        for name in self.geometry.terms.get(layer, ()):
+            key = terms_key(name, layer)
+            if key not in self.terms:
+                if name == "alibi":  # no sequence had two tokens yet: any slope gives the same attention
+                    continue
+                raise StoreError(f"the capture lacks its score term {key!r}; re-run the capture")
+            a = self.terms[key]
+            fields[name] = a if name == "rel_index" else (float(a[head]) if a.ndim == 1 else a[head])
+        return ScoreFunction(scaling=float(self.scaling[layer]), softcap=self.geometry.cap(layer), **fields)
+
+    def _seq_vectors(self, layer: int, head: int, seq: int) -> tuple[np.ndarray, np.ndarray]:
+        off, n = self._seq_rows(seq)
+        return self.q(layer, head)[off : off + n], self.k(layer, head)[off : off + n]
+
     def attention(self, layer: int, head: int, seq: int) -> np.ndarray:
         """The head's attention probabilities over one sequence, recomputed exactly from q and k.
 
-        ``softmax(scaling * q kᵀ + mask)`` with the causal and sliding-window masks the model used
+        With the head's score function (:meth:`score`: ``scaling · q·k`` plus whatever the model
+        adds) and the causal and sliding-window masks the model used
         (:func:`qkviz.attention.attention_rows`).
 
         Returns
         -------
         numpy.ndarray
-            float32 ``[query_pos, key_pos]``; rows sum to 1.
+            float32 ``[query_pos, key_pos]``; rows sum to 1 (to ``1 − sink share`` for a head
+            with a sink, as in the model).
         """
-        off, n = self._seq_rows(seq)
-        q = self.q(layer, head)[off : off + n]
-        k = self.k(layer, head)[off : off + n]
-        return attention_rows(q, k, self.scaling[layer], self.causal, self.geometry.window(layer)).astype(np.float32)
+        q, k = self._seq_vectors(layer, head, seq)
+        f = self.score(layer, head)
+        return attention_rows(q, k, f, self.causal, self.geometry.window(layer)).astype(np.float32)
+
+    def sink_share(self, layer: int, head: int, seq: int) -> np.ndarray:
+        """The share of each query's attention that goes to the head's sink ("attend to nothing").
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``[query_pos]``; zeros for heads without a sink.
+        """
+        q, k = self._seq_vectors(layer, head, seq)
+        _, sink = attention_rows(
+            q, k, self.score(layer, head), self.causal, self.geometry.window(layer), sink_share=True
+        )
+        return sink.astype(np.float32)
+
+    def score_terms(self, layer: int, head: int, seq: int) -> tuple[np.ndarray, np.ndarray]:
+        """The content part ``scaling · q·k`` and the position part of the head's scores over one sequence.
+
+        Before the soft-cap and the mask (see :func:`qkviz.attention.score_terms`).
+
+        Returns
+        -------
+        content, position : numpy.ndarray
+            float32 ``[query_pos, key_pos]`` each; ``position`` is zeros for heads without a
+            position term.
+        """
+        q, k = self._seq_vectors(layer, head, seq)
+        content, position = score_terms(q, k, self.score(layer, head))
+        return content.astype(np.float32), position.astype(np.float32)
+
+    def position_effect(self, layer: int, head: int, seq: int) -> np.ndarray:
+        """How much each query's attention owes to the position term (0..1; see
+        :func:`qkviz.attention.position_effect`).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``[query_pos]``.
+        """
+        q, k = self._seq_vectors(layer, head, seq)
+        f = self.score(layer, head)
+        return position_effect(q, k, f, self.causal, self.geometry.window(layer)).astype(np.float32)
+
+    def layout_vectors(self, layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
+        """The vectors a layout of this head is made from, and whose dot product it shows.
+
+        The queries and keys, except for ALiBi heads: ``q' = [q, 1/c]`` and ``k' = [k, m·p_j]``, whose
+        scaled dot product ``c·q'·k' = c·q·k + m·p_j`` is the head's whole score, so the layout of
+        the augmented vectors is exact. (The added axis is the key's position times the slope.)
+        Other position terms (relative buckets, DeBERTa) are not in the vectors: the layout shows
+        the content part of the scores.
+
+        Returns
+        -------
+        q, k : numpy.ndarray
+            float32 ``[token, d]`` (``d = d_head``, or ``d_head + 1`` for ALiBi heads).
+        """
+        q, k = self.q(layer, head), self.k(layer, head)
+        f = self.score(layer, head)
+        if f.alibi is None:
+            return q, k
+        pos = self.tokens["pos"].to_numpy().astype(np.float32)
+        qa = np.concatenate([q, np.full((len(q), 1), 1.0 / f.scaling, np.float32)], axis=1)
+        ka = np.concatenate([k, (np.float32(f.alibi) * pos)[:, None]], axis=1)
+        return qa, ka
 
     def verify(self, model: Any, inputs: Any = None, *, seqs: Any = None, batch_size: int = 8) -> pd.DataFrame:
         """Compare :meth:`attention` with the model's own eager attention probabilities.
@@ -333,7 +434,7 @@ class Capture:
             raise StoreError(f"{path} exists and is not a qkviz store; refusing to replace it", path=path)
         tmp = temp_sibling(path)
         try:
-            write_store(tmp, self._header(), self._source(), self.tokens, self.sequences, self.images)
+            write_store(tmp, self._header(), self._source(), self.tokens, self.sequences, self.images, self.terms)
             replace_dir(tmp, path)
         finally:
             if tmp.exists():
@@ -369,6 +470,7 @@ def _from_contents(c: StoreContents) -> Capture:
         model=c.meta["model"],
         params=dict(c.meta["params"]),
         images=c.images,
+        terms=c.terms,
         _tensors=c.tensors,
     )
 

@@ -31,6 +31,12 @@ class HeadGeometry:
         Per layer, the factor in ``softmax(scaling · q·k + mask)``.
     sliding_window : dict of int to int or None
         Per layer, the window ``w`` such that query ``i`` sees only keys ``j > i - w``.
+    softcap : dict of int to float or None
+        Per layer, the soft-capping constant ``cap`` of ``cap · tanh(score / cap)`` (Gemma 2).
+    terms : dict of int to tuple of str
+        Per layer, the extra score terms the capture stores (``"sink"``, ``"alibi"``,
+        ``"offset_bias"``, ``"rel_index"``, ``"pos_key"``, ``"pos_query"``; see
+        :attr:`qkviz.Capture.terms`). Empty for plain ``scaling · q·k`` layers.
 
     Examples
     --------
@@ -50,6 +56,8 @@ class HeadGeometry:
     causal: bool
     scaling: dict[int, float]
     sliding_window: dict[int, int | None] = field(default_factory=dict)
+    softcap: dict[int, float | None] = field(default_factory=dict)
+    terms: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads:
@@ -76,6 +84,24 @@ class HeadGeometry:
         """The sliding window of ``layer`` (``None``: the whole sequence)."""
         return self.sliding_window.get(int(layer))
 
+    def cap(self, layer: int) -> float | None:
+        """The soft-capping constant of ``layer`` (``None``: no cap)."""
+        return self.softcap.get(int(layer))
+
+    def family(self, layer: int) -> str:
+        """How ``layer`` scores: ``"plain"``, ``"soft-capped"``, ``"sink"``, ``"alibi"``, ``"relative"``
+        or ``"disentangled"`` (as :attr:`qkviz.attention.ScoreFunction.family`)."""
+        names = set(self.terms.get(int(layer), ()))
+        if names & {"pos_key", "pos_query"}:
+            return "disentangled"
+        if "offset_bias" in names:
+            return "relative"
+        if "alibi" in names:
+            return "alibi"
+        if "sink" in names:
+            return "sink"
+        return "soft-capped" if self.cap(layer) is not None else "plain"
+
     # -- persistence ------------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
@@ -89,6 +115,8 @@ class HeadGeometry:
             "causal": self.causal,
             "scaling": {str(k): float(v) for k, v in self.scaling.items()},
             "sliding_window": {str(k): v for k, v in self.sliding_window.items()},
+            "softcap": {str(k): v for k, v in self.softcap.items() if v is not None},
+            "terms": {str(k): list(v) for k, v in self.terms.items() if v},
         }
 
     @classmethod
@@ -106,6 +134,8 @@ class HeadGeometry:
                 sliding_window={
                     int(k): (None if v is None else int(v)) for k, v in (d.get("sliding_window") or {}).items()
                 },
+                softcap={int(k): float(v) for k, v in (d.get("softcap") or {}).items()},
+                terms={int(k): tuple(str(x) for x in v) for k, v in (d.get("terms") or {}).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError, InputError) as e:
             raise StoreError(f"the capture's geometry in meta.json is damaged or incomplete ({e!r})") from e

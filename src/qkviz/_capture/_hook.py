@@ -9,6 +9,12 @@ model's configs to that name for the duration of a capture.
 
 The mask function must be registered under the same name: without it transformers 5 passes
 ``attention_mask=None`` and padded batches silently attend to padding (DESIGN §3).
+
+Besides ``scaling``, the interface hands over what some families add to ``scaling · q·k``:
+``softcap`` (Gemma 2), ``s_aux`` / ``sinks`` (gpt-oss) and ``position_bias`` (T5). The recorder
+keeps them as the layer's score terms (:mod:`._terms`). Models whose attention never calls the
+interface are recorded by module hooks instead (:mod:`._modules`), which hand the same
+:meth:`Recorder.record_event` what they saw.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from typing import Any
 import torch
 
 from ..errors import UnsupportedModelError
+from ._terms import LayerTerms, RawTerms
 
-__all__ = ["Recorder", "LayerInfo", "recording", "eager", "visible_t", "attention_t", "choose_delegate"]
+__all__ = ["Recorder", "LayerInfo", "recording", "active", "eager", "visible_t", "attention_t", "choose_delegate"]
 
 _PREFIX = "qkviz_"
 _STATE = threading.local()  # per thread: a stack of active recorders (forward runs in the caller's thread)
@@ -37,13 +44,10 @@ def _active() -> list[Recorder]:
     return stack
 
 
-# kwargs that add something to the scores besides scaling * q.k + mask.
-_SCORE_MODIFIERS = {
-    "position_bias": "a relative-position bias is added to the attention scores",
-    "softcap": "attention logits are soft-capped (tanh), so scores are not scaling * q.k",
-    "s_aux": "attention sinks add a learned logit to every softmax row",
-    "sinks": "attention sinks add a learned logit to every softmax row",
-}
+def active() -> Recorder | None:
+    """The recorder of the batch running in this thread, if any (what every backend reports to)."""
+    stack = _active()
+    return stack[-1] if stack else None
 
 
 def visible_t(n: int, causal: bool, window: int | None, device: Any = None) -> torch.Tensor:
@@ -58,14 +62,56 @@ def visible_t(n: int, causal: bool, window: int | None, device: Any = None) -> t
     return ok
 
 
-def attention_t(q: torch.Tensor, k: torch.Tensor, scaling: float, causal: bool, window: int | None) -> torch.Tensor:
+def attention_t(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    scaling: float,
+    causal: bool,
+    window: int | None,
+    terms: dict[str, Any] | None = None,
+    softcap: float | None = None,
+) -> torch.Tensor:
     """Torch twin of :func:`qkviz.attention.attention_rows` over heads: ``[head, query_pos, key_pos]``.
 
-    ``q``, ``k``: float ``[head, pos, d_head]`` (one sequence). Tested against the numpy definition.
+    ``q``, ``k``: float ``[head, pos, d_head]`` (one sequence, positions ``0..n-1``). ``terms``: the
+    stored arrays of :mod:`._terms` restricted to these heads (``sink``, ``alibi`` ``[head]``;
+    ``offset_bias`` ``[head, 2L-1]``; ``rel_index`` ``[2L-1]``; ``pos_key``, ``pos_query``
+    ``[head, R, d_head]``), numpy or torch. Tested against the numpy definition.
     """
-    n = q.shape[-2]
+    terms = terms or {}
+    n, dev, dt = q.shape[-2], q.device, q.dtype
+
+    def t(name: str) -> torch.Tensor | None:
+        a = terms.get(name)
+        return None if a is None else torch.as_tensor(a, device=dev)
+
     s = q @ k.transpose(-1, -2) * scaling
-    return torch.softmax(s.masked_fill(~visible_t(n, causal, window, s.device), float("-inf")), dim=-1)
+    pos = torch.arange(n, device=dev)
+    diff = pos[:, None] - pos[None, :]  # query_pos - key_pos
+    alibi, offset_bias, rel_index = t("alibi"), t("offset_bias"), t("rel_index")
+    if alibi is not None:
+        s = s + alibi.to(dt)[:, None, None] * pos.to(dt)[None, None, :]
+    if offset_bias is not None:
+        length = (offset_bias.shape[-1] + 1) // 2
+        s = s + offset_bias.to(dt)[:, -diff + length - 1]
+    if rel_index is not None:
+        length = (rel_index.shape[0] + 1) // 2
+        r = rel_index.long()[diff + length - 1]  # [query, key]
+        pos_key, pos_query = t("pos_key"), t("pos_query")
+        if pos_key is not None:  # q_i . PK[r_ij]
+            c2p = q @ pos_key.to(dt).transpose(-1, -2)  # [head, query, R]
+            s = s + scaling * torch.gather(c2p, 2, r[None].expand(q.shape[0], -1, -1))
+        if pos_query is not None:  # k_j . PQ[r_ij]
+            p2c = k @ pos_query.to(dt).transpose(-1, -2)  # [head, key, R]
+            s = s + scaling * torch.gather(p2c.transpose(1, 2), 1, r[None].expand(q.shape[0], -1, -1))
+    if softcap is not None:
+        s = softcap * torch.tanh(s / softcap)
+    s = s.masked_fill(~visible_t(n, causal, window, dev), float("-inf"))
+    sink = t("sink")
+    if sink is None:
+        return torch.softmax(s, dim=-1)
+    col = sink.to(dt)[:, None, None].expand(-1, n, 1)
+    return torch.softmax(torch.cat([s, col], dim=-1), dim=-1)[..., :-1]
 
 
 @dataclass
@@ -78,6 +124,8 @@ class LayerInfo:
     n_heads: int
     n_kv_heads: int
     d_head: int
+    softcap: float | None = None
+    terms: tuple[str, ...] = ()
 
 
 @dataclass
@@ -118,6 +166,8 @@ class Recorder:
     _head_index: torch.Tensor | None = None
     _kv_index: torch.Tensor | None = None
     problems: list[str] = field(default_factory=list)
+    # score terms of the recorded layers, accumulated over every batch
+    terms: dict[int, LayerTerms] = field(default_factory=dict)
     _moved: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @contextlib.contextmanager
@@ -149,8 +199,9 @@ class Recorder:
             )
         if self._calls == 0:
             raise UnsupportedModelError(
-                "the model never called the transformers attention interface, so its queries and keys "
-                "cannot be recorded exactly (its attention code bypasses AttentionInterface)",
+                "the model never called the transformers attention interface, and qkviz has no module "
+                "hooks for its attention code, so its queries and keys cannot be recorded exactly "
+                "(its attention code bypasses AttentionInterface)",
                 reason="bypasses the attention interface",
             )
         if self.modules and self._calls != len(self.modules):
@@ -171,17 +222,80 @@ class Recorder:
         mask: torch.Tensor | None,
         kw: dict[str, Any],
     ) -> None:
+        """One call of the attention interface: ``kw`` are the keyword arguments it received."""
+        scaling = kw.get("scaling")
+        if scaling is None:  # the interface's documented default
+            scaling = query.shape[-1] ** -0.5
+        causal = kw.get("is_causal")
+        if causal is None:
+            causal = bool(getattr(module, "is_causal", False))
+        sink = kw.get("s_aux") if kw.get("s_aux") is not None else kw.get("sinks")
+        raw = RawTerms(
+            softcap=None if kw.get("softcap") is None else float(kw["softcap"]),
+            sink=sink if isinstance(sink, torch.Tensor) else None,
+            pair_bias=kw.get("position_bias"),
+        )
+        if sink is not None and not isinstance(sink, torch.Tensor):
+            self.problems.append(f"attention sinks of an unknown form ({type(sink).__name__})")
+        self.record_event(
+            module,
+            query,
+            key,
+            value,
+            scaling=float(scaling),
+            causal=bool(causal),
+            window=kw.get("sliding_window"),
+            terms=raw,
+            mask=mask,
+            mask_seen=True,
+        )
+
+    def record_event(
+        self,
+        module: torch.nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor | None,
+        *,
+        scaling: float,
+        causal: bool,
+        window: int | None,
+        terms: RawTerms | None = None,
+        mask: torch.Tensor | None = None,
+        mask_seen: bool = False,
+    ) -> None:
+        """One attention call from any backend.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+            The attention module (its identity numbers the layer, with the call order).
+        query, key, value : float tensor [B, H, T, D], [B, H_kv, T, D], [B, H_kv, T, D_v]
+            Exactly the vectors whose dot product is the content score.
+        scaling, causal, window
+            ``c`` in ``c · q·k``, and the mask pattern.
+        terms : RawTerms, optional
+            What the model added to ``c · q·k``.
+        mask, mask_seen
+            The mask the model used, when the backend sees it (the interface does): compared with
+            the pattern qkviz rebuilds on the first batch.
+        """
+        terms = terms or RawTerms()
         layer = self._calls
         self._calls += 1
         if layer >= len(self.modules):  # first batch: learn the layer order and geometry
-            self._learn(layer, module, query, key, mask, kw)
+            self._learn(layer, module, query, key, scaling, causal, window, terms)
         elif self.modules[layer] != id(module):
             self.problems.append("attention modules were called in a different order between batches")
             return
-        if self.check_mask:
-            self._check_mask(layer, query, mask, kw)
+        if self.check_mask and mask_seen:
+            self._check_mask(layer, query, mask)
         if self.layers is not None and layer not in self.layers:
             return
+        if terms.names():
+            state = self.terms.setdefault(layer, LayerTerms())
+            for why in state.update(terms, self.padding):
+                self.problems.append(f"layer {layer}: {why}")
         b, h, t, d = query.shape
         self.seq_len = t
         idx = self._on(query.device, "token_index")
@@ -200,7 +314,7 @@ class Recorder:
             k = k.index_select(1, kv_index)
         self.q[layer] = q
         self.k[layer] = k
-        if self.values:
+        if self.values and value is not None:
             hv, dv = value.shape[1], value.shape[-1]
             v = value.transpose(1, 2).reshape(b * t, hv * dv)
             if idx is not None:
@@ -228,34 +342,29 @@ class Recorder:
         module: torch.nn.Module,
         query: torch.Tensor,
         key: torch.Tensor,
-        mask: torch.Tensor | None,
-        kw: dict[str, Any],
+        scaling: float,
+        causal: bool,
+        window: int | None,
+        terms: RawTerms,
     ) -> None:
         if query.shape[2] != key.shape[2]:
             self.problems.append(
                 f"layer {layer} attends from {query.shape[2]} queries to {key.shape[2]} keys "
                 "(cross-attention or a cache); qkviz captures self-attention only"
             )
-        for name, why in _SCORE_MODIFIERS.items():
-            if kw.get(name) is not None:
-                self.problems.append(f"layer {layer}: {why} ({name!r})")
         n_heads, n_kv = query.shape[1], key.shape[1]
         if n_heads % n_kv:
             self.problems.append(f"{n_heads} query heads do not divide among {n_kv} key heads")
-        scaling = kw.get("scaling")
-        if scaling is None:  # the interface's documented default
-            scaling = query.shape[-1] ** -0.5
-        causal = kw.get("is_causal")
-        if causal is None:
-            causal = bool(getattr(module, "is_causal", False))
         self.modules.append(id(module))
         self.info[layer] = LayerInfo(
             scaling=float(scaling),
             causal=bool(causal),
-            sliding_window=kw.get("sliding_window"),
+            sliding_window=window,
             n_heads=n_heads,
             n_kv_heads=n_kv,
             d_head=query.shape[-1],
+            softcap=terms.softcap,
+            terms=terms.names(),
         )
         if layer == 0 and self.heads is not None:
             group = n_heads // max(n_kv, 1)
@@ -263,7 +372,7 @@ class Recorder:
             self._head_index = torch.tensor(self.heads, device=query.device)
             self._kv_index = torch.tensor(kv, device=query.device)
 
-    def _check_mask(self, layer: int, query: torch.Tensor, mask: torch.Tensor | None, kw: dict[str, Any]) -> None:
+    def _check_mask(self, layer: int, query: torch.Tensor, mask: torch.Tensor | None) -> None:
         """Compare the mask the model passed with the one :meth:`Capture.attention` will rebuild.
 
         Only over real (query, key) pairs: what the model does with padding rows is irrelevant.

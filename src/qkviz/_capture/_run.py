@@ -20,7 +20,18 @@ from . import _inputs
 from ._checks import check_supported, first_batch_check, forward_kwargs, model_device
 from ._container import Capture, load
 from ._geometry import HeadGeometry
-from ._store import FORMAT, VERSION, MemoryTensors, StoreWriter, done_sequences, read_meta, tensor_key
+from ._store import (
+    FORMAT,
+    VERSION,
+    MemoryTensors,
+    StoreWriter,
+    done_sequences,
+    read_meta,
+    read_terms,
+    tensor_key,
+    terms_key,
+)
+from ._terms import LayerTerms
 
 __all__ = ["capture"]
 
@@ -219,7 +230,7 @@ def capture(
     import torch
 
     from ..models import load_model
-    from . import _hook
+    from . import _hook, _modules
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -270,6 +281,10 @@ def capture(
     dev = model_device(net)
     fwd = forward_kwargs(net)
     rec = _hook.Recorder(set(sel_layers) if sel_layers else None, sel_heads, values=values)
+    if writer is not None and writer.terms:  # a resumed store: its tables cover the batches already written
+        for key, a in read_terms(writer.root, {"terms": writer.terms}).items():
+            name, layer = key.rsplit(".", 1)
+            rec.terms.setdefault(int(layer), LayerTerms()).arrays[name] = a
     col = _Collector(store_dtype, values)
     tables_t: list[pd.DataFrame] = []
     tables_s: list[pd.DataFrame] = []
@@ -282,7 +297,7 @@ def capture(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(items), initial=start, desc="capture", unit="seq", disable=not progress)
-    with bar, torch.inference_mode(), _hook.recording(net) as impl:
+    with bar, torch.inference_mode(), _modules.recording(net) as impl:
         params["attn_implementation"] = impl
         for b0 in range(start, len(items), batch_size):
             chunk = items[b0 : b0 + batch_size]
@@ -317,6 +332,7 @@ def capture(
             if writer is not None:
                 if not writer.parts:
                     writer.header.update(geometry.to_json())
+                writer.set_terms(_terms(rec))
                 writer.append(
                     _part_tensors(host, geometry.heads, geometry.kv_heads), batch.tokens, batch.sequences, batch.images
                 )
@@ -340,8 +356,14 @@ def capture(
         model=dict(lm.spec),
         params=params,
         images=np.concatenate(thumbs) if thumbs else None,
+        terms=_terms(rec),
         _tensors=col.tensors(geometry.heads, geometry.kv_heads),
     )
+
+
+def _terms(rec: Any) -> dict[str, np.ndarray]:
+    """The recorder's score terms as ``{"<name>.<layer>": array}`` (see :mod:`._terms`)."""
+    return {terms_key(name, layer): a for layer, t in sorted(rec.terms.items()) for name, a in t.arrays.items()}
 
 
 def _first_batch(rec: Any, sel_layers: tuple[int, ...] | None, sel_heads: tuple[int, ...] | None) -> HeadGeometry:
@@ -371,6 +393,8 @@ def _first_batch(rec: Any, sel_layers: tuple[int, ...] | None, sel_heads: tuple[
         causal=causal.pop(),
         scaling={layer: rec.info[layer].scaling for layer in layers},
         sliding_window={layer: rec.info[layer].sliding_window for layer in layers},
+        softcap={layer: rec.info[layer].softcap for layer in layers if rec.info[layer].softcap is not None},
+        terms={layer: rec.info[layer].terms for layer in layers if rec.info[layer].terms},
     )
 
 

@@ -10,6 +10,11 @@ A store is a directory (``run.qkv/``)::
     part-00000.tokens.parquet      the part's rows of the token table (global seq ids)
     part-00000.sequences.parquet   the part's rows of the sequence table (global offsets)
     part-00000.images.npy          uint8 [seq, h, w, 3] thumbnails (image captures only)
+    terms.safetensors              the extra score terms of every layer that has some (version 2):
+                                   <name>.<layer> with name sink, alibi, offset_bias, rel_index,
+                                   pos_key, pos_query (see qkviz._capture._terms); rewritten (atomically,
+                                   before meta.json lists the part that needed it) when a longer batch
+                                   extends a table
 
 A whole capture saved at once is one part; a streaming capture appends one part per flushed batch.
 Each file is written to a temporary name and renamed into place, and ``meta.json`` (also replaced
@@ -48,18 +53,27 @@ __all__ = [
     "StoreContents",
     "read_meta",
     "read_store",
+    "read_terms",
     "write_store",
     "done_sequences",
     "tensor_key",
+    "terms_key",
 ]
 
 FORMAT = "qkviz.capture"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # version 1: no score terms (plain scaling · q·k only)
+TERMS = "terms.safetensors"
 
 
 def tensor_key(kind: str, layer: int, index: int) -> str:
     """The safetensors key of one head's vectors: ``q.<layer>.<head>``, ``k.<layer>.<kv_head>``..."""
     return f"{kind}.{layer}.{index}"
+
+
+def terms_key(name: str, layer: int) -> str:
+    """The safetensors key of one layer's score term in ``terms.safetensors``: ``<name>.<layer>``."""
+    return f"{name}.{layer}"
 
 
 def _stem(part: dict[str, Any]) -> str:
@@ -215,8 +229,13 @@ class StoreWriter:
         self.root = pathlib.Path(root)
         self.header = dict(header)
         self.parts: list[dict[str, Any]] = []
+        self.terms: dict[str, Any] | None = None  # meta.json's record of terms.safetensors
+        self._terms_crc: dict[str, int] = {}
         if resume and (self.root / META).is_file():
-            self.parts = read_meta(self.root)["parts"]
+            meta = read_meta(self.root)
+            self.parts = meta["parts"]
+            self.terms = meta.get("terms")
+            self._terms_crc = dict(self.terms["crc32"]) if self.terms else {}
             self._drop_strays()
         else:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -224,7 +243,7 @@ class StoreWriter:
 
     def _drop_strays(self) -> None:
         """Remove files of parts that were being written when a previous run stopped."""
-        keep = {META} | {f for p in self.parts for f in p["files"]}
+        keep = {META} | {f for p in self.parts for f in p["files"]} | ({TERMS} if self.terms else set())
         for f in self.root.iterdir():
             if f.name not in keep:
                 f.unlink() if f.is_file() else shutil.rmtree(f, ignore_errors=True)
@@ -239,6 +258,8 @@ class StoreWriter:
 
     def _write_meta(self, status: str) -> None:
         meta = {**self.header, "status": status, "parts": self.parts}
+        if self.terms is not None:
+            meta["terms"] = self.terms
         atomic_write_bytes(self.root / META, json.dumps(meta, indent=1).encode())
 
     def append(
@@ -289,6 +310,25 @@ class StoreWriter:
         )
         self._write_meta("partial")
 
+    def set_terms(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Write the score terms (``{terms_key: array}``) if they changed; call before :meth:`append`.
+
+        The file is replaced atomically; ``meta.json`` names its new checksums with the next part.
+        """
+        from safetensors.numpy import save_file
+
+        arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        crc = {k: array_crc(a) for k, a in arrays.items()}
+        if not arrays or crc == self._terms_crc:
+            return
+        final, tmp = self.root / TERMS, self.root / f".{TERMS}.tmp"
+        save_file(arrays, str(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        self._terms_crc = crc
+        self.terms = {"file": TERMS, "bytes": final.stat().st_size, "crc32": crc}
+
     def finish(self) -> None:
         self._write_meta("complete")
 
@@ -301,19 +341,21 @@ class StoreWriter:
 def read_meta(root: pathlib.Path) -> dict[str, Any]:
     """Parse and check ``meta.json`` (format, version, listed files present with their sizes)."""
     root = pathlib.Path(root)
-    meta = read_header(root, FORMAT, VERSION, "capture store")
-    for part in meta.get("parts", []):
-        for name, info in part["files"].items():
-            f = root / name
-            if not f.is_file():
-                raise StoreError(f"{f} is missing; the store is incomplete", path=f)
-            size = f.stat().st_size
-            if size != info["bytes"]:
-                raise StoreError(
-                    f"{f} is {size} bytes but was written as {info['bytes']}: the file is truncated or "
-                    "was modified. Re-run the capture.",
-                    path=f,
-                )
+    meta = read_header(root, FORMAT, READS, "capture store")
+    files = [(name, info["bytes"]) for part in meta.get("parts", []) for name, info in part["files"].items()]
+    if meta.get("terms"):
+        files.append((meta["terms"]["file"], meta["terms"]["bytes"]))
+    for name, expected in files:
+        f = root / name
+        if not f.is_file():
+            raise StoreError(f"{f} is missing; the store is incomplete", path=f)
+        size = f.stat().st_size
+        if size != expected:
+            raise StoreError(
+                f"{f} is {size} bytes but was written as {expected}: the file is truncated or "
+                "was modified. Re-run the capture.",
+                path=f,
+            )
     return meta
 
 
@@ -346,6 +388,25 @@ class StoreContents:
     sequences: pd.DataFrame
     images: np.ndarray | None
     tensors: DiskTensors
+    terms: dict[str, np.ndarray]
+
+
+def read_terms(root: pathlib.Path, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The score terms of a store (``{terms_key: array}``; empty for plain models), checksums verified."""
+    info = meta.get("terms")
+    if not info:
+        return {}
+    from safetensors.numpy import load_file
+
+    f = root / info["file"]
+    try:
+        out = load_file(str(f))
+    except Exception as e:
+        raise StoreError(f"cannot read {f}: {e}. The store is damaged; re-run the capture.", path=f) from e
+    for key, a in out.items():
+        if array_crc(a) != info["crc32"].get(key):
+            raise StoreError(f"{f} is corrupted: term {key!r} does not match its checksum.", path=f)
+    return out
 
 
 def read_store(path: pathlib.Path) -> StoreContents:
@@ -389,6 +450,7 @@ def read_store(path: pathlib.Path) -> StoreContents:
         sequences=pd.concat(seq, ignore_index=True),
         images=np.concatenate(imgs) if imgs else None,
         tensors=DiskTensors(root, parts),
+        terms=read_terms(root, meta),
     )
 
 
@@ -399,6 +461,7 @@ def write_store(
     tokens: pd.DataFrame,
     sequences: pd.DataFrame,
     images: np.ndarray | None,
+    terms: Mapping[str, np.ndarray] | None = None,
 ) -> None:
     """Write a whole capture as a complete store at ``path`` (a fresh folder).
 
@@ -406,6 +469,8 @@ def write_store(
     extra memory rather than a second copy of every vector.
     """
     w = StoreWriter(path, header)
+    if terms:
+        w.set_terms(terms)
     first = 0
     offsets = sequences["offset"].to_numpy()
     for n, part in tensors.iter_parts():
