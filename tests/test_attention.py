@@ -50,3 +50,90 @@ def test_renormalize_hides_and_weights_as_documented():
     expect = expect / expect.sum(axis=1, keepdims=True)
     expect[2] = 0
     np.testing.assert_allclose(out, expect, rtol=1e-6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(1, 10),
+    causal=st.booleans(),
+    window=st.one_of(st.none(), st.integers(1, 6)),
+    family=st.sampled_from(["softcap", "sink", "alibi", "offset_bias", "c2p", "p2c", "c2p+p2c", "sink+softcap"]),
+    seed=st.integers(0, 2**16),
+)
+def test_torch_twin_matches_every_score_family(n, causal, window, family, seed):
+    """The capture checks' torch twin and ``qkviz.attention`` compute the same attention for every term."""
+    import torch
+
+    from qkviz._capture._hook import attention_t
+    from qkviz.attention import ScoreFunction
+
+    rng = np.random.default_rng(seed)
+    heads, d, length, rows = 3, 4, 12, 5
+    q, k = rng.normal(size=(heads, n, d)) * 2, rng.normal(size=(heads, n, d)) * 2
+    terms: dict[str, np.ndarray] = {}
+    softcap = None
+    if "softcap" in family:
+        softcap = 1.5
+    if "sink" in family:
+        terms["sink"] = rng.normal(size=heads) * 2
+    if family == "alibi":
+        terms["alibi"] = rng.uniform(0.01, 0.5, size=heads)
+    if family == "offset_bias":
+        terms["offset_bias"] = rng.normal(size=(heads, 2 * length - 1))
+    if "2" in family:
+        terms["rel_index"] = rng.integers(0, rows, size=2 * length - 1)
+        if "c2p" in family:
+            terms["pos_key"] = rng.normal(size=(heads, rows, d))
+        if "p2c" in family:
+            terms["pos_query"] = rng.normal(size=(heads, rows, d))
+    got = attention_t(torch.from_numpy(q), torch.from_numpy(k), 0.5, causal, window, terms, softcap).numpy()
+    for h in range(heads):
+        f = ScoreFunction(
+            scaling=0.5,
+            softcap=softcap,
+            **{
+                name: (a if name == "rel_index" else (float(a[h]) if a.ndim == 1 else a[h]))
+                for name, a in terms.items()
+            },
+        )
+        np.testing.assert_allclose(got[h], attention_rows(q[h], k[h], f, causal, window), atol=1e-10)
+
+
+def test_score_terms_add_up_to_the_scores_before_the_cap():
+    from qkviz.attention import ScoreFunction, score_terms, scores
+
+    rng = np.random.default_rng(3)
+    q, k = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    f = ScoreFunction(
+        scaling=0.5,
+        rel_index=rng.integers(0, 4, size=11),
+        pos_key=rng.normal(size=(4, 4)),
+        pos_query=rng.normal(size=(4, 4)),
+    )
+    content, position = score_terms(q, k, f)
+    np.testing.assert_allclose(content + position, scores(q, k, f))
+    capped = ScoreFunction(scaling=0.5, softcap=0.7, alibi=0.3)
+    c, p = score_terms(q, k, capped)
+    np.testing.assert_allclose(0.7 * np.tanh((c + p) / 0.7), scores(q, k, capped))
+
+
+def test_a_sink_takes_its_share_and_the_rest_keeps_its_proportions():
+    from qkviz.attention import ScoreFunction
+
+    rng = np.random.default_rng(1)
+    q, k = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    plain = attention_rows(q, k, 0.7, causal=True)
+    a, sink = attention_rows(q, k, ScoreFunction(scaling=0.7, sink=0.5), causal=True, sink_share=True)
+    np.testing.assert_allclose(a.sum(1) + sink, 1.0)
+    np.testing.assert_allclose(a / a.sum(1, keepdims=True), plain, atol=1e-12)
+    assert (sink > 0).all() and (sink < 1).all()
+
+
+def test_position_tables_refuse_positions_they_do_not_cover():
+    from qkviz.attention import ScoreFunction, score_terms
+    from qkviz.errors import InputError
+
+    f = ScoreFunction(scaling=1.0, offset_bias=np.zeros(5))  # offsets -2..2: sequences up to 3 tokens
+    score_terms(np.zeros((3, 2)), np.zeros((3, 2)), f)
+    with pytest.raises(InputError, match="covers offsets up to 2"):
+        score_terms(np.zeros((4, 2)), np.zeros((4, 2)), f)

@@ -86,6 +86,29 @@ class JointTransform:
             np.float32
         )
 
+    def sink_logits(self, q_norm: np.ndarray, sink: float, scaling: float) -> np.ndarray:
+        """Each query's sink logit after the transform, so that sink heads keep every attention row.
+
+        A sink (gpt-oss) is a logit ``σ`` every row competes with. Treat it as one more key, ``s``
+        with ``c·q·s = σ`` for every query: the translation moves it like every key, adding
+        ``c·q·shift`` to each query's scores — the sink's included. So with transformed vectors the
+        row's sink logit is ``σ + c·q·shift = σ + c·a·(q'·shift)``, and every row and sink share is
+        exactly the model's again (plain translation alone would move the share).
+
+        Parameters
+        ----------
+        q_norm : float array [token, d_head]
+            Transformed queries (``q / a``).
+        sink, scaling : float
+            The head's ``σ`` and ``c``.
+
+        Returns
+        -------
+        float64 array [token]
+        """
+        qn = np.asarray(q_norm, np.float64)
+        return float(sink) + float(scaling) * float(self.scale) * (qn @ self.shift.astype(np.float64))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly record (for an embedding's metadata)."""
         return {

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .attention import attention_rows, sequence_slices, visible
+from .attention import ScoreFunction, attention_rows, sequence_slices, visible
 from .errors import EmbeddingError
 
 __all__ = ["Faithfulness", "head_faithfulness"]
@@ -103,7 +103,7 @@ def head_faithfulness(
     q: np.ndarray,
     keys: np.ndarray,
     seq: np.ndarray,
-    scaling: float,
+    scaling: float | ScoreFunction,
     *,
     causal: bool = False,
     window: int | None = None,
@@ -119,8 +119,10 @@ def head_faithfulness(
         The head's queries and keys (raw or jointly normalised: the attention is the same).
     seq : int array [token]
         Sequence id of each token (contiguous runs).
-    scaling : float
-        The model's score factor for this layer.
+    scaling : float or ScoreFunction
+        The model's score factor for this layer, or the head's whole score function (soft-capping,
+        sinks, position terms): recall is measured against the head's true attention. Then ``q``
+        and ``keys`` must be the vectors as captured.
     causal : bool
         Whether query ``i`` sees only the keys ``j <= i`` of its sequence.
     window : int, optional

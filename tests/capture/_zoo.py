@@ -53,15 +53,26 @@ def build(name: str, seed: int = 0):
     families = {
         "gemma2": lambda: tf.Gemma2Model(
             tf.Gemma2Config(
-                vocab_size=VOCAB, num_key_value_heads=2, head_dim=8, sliding_window=4, attn_logit_softcapping=2.0,
-                query_pre_attn_scalar=8, initializer_range=0.5, **small,
+                vocab_size=VOCAB,
+                num_key_value_heads=2,
+                head_dim=8,
+                sliding_window=4,
+                attn_logit_softcapping=2.0,
+                query_pre_attn_scalar=8,
+                initializer_range=0.5,
+                **small,
             )
         ),
         "gpt_oss": lambda: _with_sinks(
             tf.GptOssModel(
                 tf.GptOssConfig(
-                    vocab_size=VOCAB, num_key_value_heads=2, head_dim=8, sliding_window=4, num_local_experts=2,
-                    num_experts_per_tok=1, **small,
+                    vocab_size=VOCAB,
+                    num_key_value_heads=2,
+                    head_dim=8,
+                    sliding_window=4,
+                    num_local_experts=2,
+                    num_experts_per_tok=1,
+                    **small,
                 )
             )
         ),
@@ -71,27 +82,51 @@ def build(name: str, seed: int = 0):
         ),
         "falcon": lambda: tf.FalconModel(
             tf.FalconConfig(
-                vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                new_decoder_architecture=False, multi_query=True, alibi=False,
+                vocab_size=VOCAB,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                new_decoder_architecture=False,
+                multi_query=True,
+                alibi=False,
             )
         ),
         "falcon_new": lambda: tf.FalconModel(
             tf.FalconConfig(
-                vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_kv_heads=2,
-                new_decoder_architecture=True, alibi=False,
+                vocab_size=VOCAB,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_kv_heads=2,
+                new_decoder_architecture=True,
+                alibi=False,
             )
         ),
         "deberta_v2": lambda: tf.DebertaV2Model(
             tf.DebertaV2Config(
-                vocab_size=VOCAB, relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=8,
-                max_relative_positions=-1, share_att_key=True, position_biased_input=False,
-                norm_rel_ebd="layer_norm", max_position_embeddings=128, initializer_range=0.3, **small,
+                vocab_size=VOCAB,
+                relative_attention=True,
+                pos_att_type=["p2c", "c2p"],
+                position_buckets=8,
+                max_relative_positions=-1,
+                share_att_key=True,
+                position_biased_input=False,
+                norm_rel_ebd="layer_norm",
+                max_position_embeddings=128,
+                initializer_range=0.3,
+                **small,
             )
         ),
         "deberta_v2_unshared": lambda: tf.DebertaV2Model(
             tf.DebertaV2Config(
-                vocab_size=VOCAB, relative_attention=True, pos_att_type=["c2p"], max_relative_positions=16,
-                share_att_key=False, max_position_embeddings=128, initializer_range=0.3, **small,
+                vocab_size=VOCAB,
+                relative_attention=True,
+                pos_att_type=["c2p"],
+                max_relative_positions=16,
+                share_att_key=False,
+                max_position_embeddings=128,
+                initializer_range=0.3,
+                **small,
             )
         ),
         "mpnet_big": lambda: tf.MPNetModel(
@@ -123,8 +158,17 @@ def _with_sinks(model):
 
 
 # every family of issue 12 that has one attention kind (self-attention)
-FAMILIES = ["gemma2", "gpt_oss", "bloom", "mpt", "falcon", "falcon_new", "deberta_v2", "deberta_v2_unshared",
-            "mpnet_big"]
+FAMILIES = [
+    "gemma2",
+    "gpt_oss",
+    "bloom",
+    "mpt",
+    "falcon",
+    "falcon_new",
+    "deberta_v2",
+    "deberta_v2_unshared",
+    "mpnet_big",
+]
 
 TEXT = ["bert", "roberta", "distilbert", "gpt2", "llama", "mistral", "qwen2", "gpt_neox"]
 IMAGE = ["vit", "clip_vision"]

@@ -146,8 +146,14 @@ def _deberta_v1():
 
     torch.manual_seed(0)
     cfg = tf.DebertaConfig(
-        vocab_size=_zoo.VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        relative_attention=True, pos_att_type=["p2c", "c2p"], max_relative_positions=16,
+        vocab_size=_zoo.VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        relative_attention=True,
+        pos_att_type=["p2c", "c2p"],
+        max_relative_positions=16,
     )
     return tf.DebertaModel(cfg).eval(), _zoo.tokenizer()
 

@@ -219,3 +219,35 @@ def test_returned_arrays_are_the_callers(tmp_path):
         c.q(0, 1)[:] = 0
         c.k(0, 1)[:] = 0
         np.testing.assert_array_equal(c.q(0, 1), before)
+
+
+def test_version_1_stores_still_load(tmp_path, tiny_capture):
+    """Stores written before score terms existed (format version 1) read as plain captures."""
+    import json
+
+    import qkviz
+
+    path = tiny_capture.save(tmp_path / "v1")
+    meta = json.loads((path / "meta.json").read_text())
+    meta["version"] = 1
+    for key in ("softcap", "terms", "terms_file"):
+        meta.pop(key, None)
+    (path / "meta.json").write_text(json.dumps(meta))
+    back = qkviz.load(path)
+    assert back.terms == {} and back.geometry.family(0) == "plain"
+    np.testing.assert_array_equal(back.attention(1, 2, 0), tiny_capture.attention(1, 2, 0))
+
+
+def test_damaged_terms_are_caught(tmp_path):
+    import qkviz
+
+    from . import _zoo
+
+    model, tok = _zoo.build("bloom")
+    path = qkviz.capture((model, tok), ["A short sentence.", "Two."], progress=False).save(tmp_path / "b")
+    f = path / "terms.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-2] ^= 0xFF  # flip bits inside the last tensor, keep the size
+    f.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="checksum"):
+        qkviz.load(path)

@@ -21,7 +21,6 @@ The model's attention implementation is left alone: these models pick their code
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import math
 import sys
@@ -177,9 +176,13 @@ def adapters_for(model: torch.nn.Module) -> list[tuple[torch.nn.Module, Adapter]
     return [(m, a) for m in model.modules() if (a := _adapter(m)) is not None]
 
 
-@functools.cache
-def _signature(cls: type) -> inspect.Signature:
-    return inspect.signature(cls.forward)
+_SIGNATURES: dict[type, inspect.Signature] = {}
+
+
+def _signature(cls: type[torch.nn.Module]) -> inspect.Signature:
+    if cls not in _SIGNATURES:
+        _SIGNATURES[cls] = inspect.signature(cls.forward)
+    return _SIGNATURES[cls]
 
 
 def _bind(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

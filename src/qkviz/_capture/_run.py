@@ -282,7 +282,7 @@ def capture(
     fwd = forward_kwargs(net)
     rec = _hook.Recorder(set(sel_layers) if sel_layers else None, sel_heads, values=values)
     if writer is not None and writer.terms:  # a resumed store: its tables cover the batches already written
-        for key, a in read_terms(writer.root, {"terms": writer.terms}).items():
+        for key, a in read_terms(writer.root, {"terms_file": writer.terms}).items():
             name, layer = key.rsplit(".", 1)
             rec.terms.setdefault(int(layer), LayerTerms()).arrays[name] = a
     col = _Collector(store_dtype, values)

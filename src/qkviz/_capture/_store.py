@@ -234,7 +234,7 @@ class StoreWriter:
         if resume and (self.root / META).is_file():
             meta = read_meta(self.root)
             self.parts = meta["parts"]
-            self.terms = meta.get("terms")
+            self.terms = meta.get("terms_file")
             self._terms_crc = dict(self.terms["crc32"]) if self.terms else {}
             self._drop_strays()
         else:
@@ -259,7 +259,7 @@ class StoreWriter:
     def _write_meta(self, status: str) -> None:
         meta = {**self.header, "status": status, "parts": self.parts}
         if self.terms is not None:
-            meta["terms"] = self.terms
+            meta["terms_file"] = self.terms
         atomic_write_bytes(self.root / META, json.dumps(meta, indent=1).encode())
 
     def append(
@@ -343,8 +343,8 @@ def read_meta(root: pathlib.Path) -> dict[str, Any]:
     root = pathlib.Path(root)
     meta = read_header(root, FORMAT, READS, "capture store")
     files = [(name, info["bytes"]) for part in meta.get("parts", []) for name, info in part["files"].items()]
-    if meta.get("terms"):
-        files.append((meta["terms"]["file"], meta["terms"]["bytes"]))
+    if meta.get("terms_file"):
+        files.append((meta["terms_file"]["file"], meta["terms_file"]["bytes"]))
     for name, expected in files:
         f = root / name
         if not f.is_file():
@@ -393,7 +393,7 @@ class StoreContents:
 
 def read_terms(root: pathlib.Path, meta: dict[str, Any]) -> dict[str, np.ndarray]:
     """The score terms of a store (``{terms_key: array}``; empty for plain models), checksums verified."""
-    info = meta.get("terms")
+    info = meta.get("terms_file")
     if not info:
         return {}
     from safetensors.numpy import load_file

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..attention import ScoreFunction
 from ..errors import EmbeddingError
 from ._reducers import Reducer, check_points, pca_init
 
@@ -37,7 +38,7 @@ def attention_affinities(
     qn: np.ndarray,
     kn: np.ndarray,
     seq: np.ndarray,
-    scaling: float,
+    scaling: float | ScoreFunction,
     *,
     causal: bool = False,
     window: int | None = None,
@@ -57,7 +58,8 @@ def attention_affinities(
     seq : int array [token]
         Sequence of each token (contiguous runs).
     scaling, causal, window
-        How the model scores: ``softmax(scaling · q·k + mask)``.
+        How the model scores: ``softmax(scaling · q·k + mask)``, or with the head's whole
+        :class:`~qkviz.attention.ScoreFunction` (then ``qn``, ``kn`` are the vectors as captured).
     attention_weight : float in [0, 1]
         Share of the affinity mass given to attention (the rest goes to q–q and k–k kNN).
     top_keys : int
@@ -164,7 +166,7 @@ class AttentionMap(Reducer):
         init: np.ndarray | None = None,
         *,
         seq: np.ndarray | None = None,
-        scaling: float = 1.0,
+        scaling: float | ScoreFunction = 1.0,
         causal: bool = False,
         window: int | None = None,
         n_tokens: int | None = None,

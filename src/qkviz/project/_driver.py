@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..attention import ScoreFunction
 from ..errors import EmbeddingError
 from ..joint import JointTransform, dot_lift, fit_transform_params
 from ._cache import LayoutCache, layout_key
@@ -79,7 +80,10 @@ def layout_input(qn: np.ndarray, kn: np.ndarray, metric: str) -> np.ndarray:
 class HeadSource:
     """Where a worker finds one head: a capture store path, or the head's own arrays.
 
-    ``seq``, ``scaling``, ``causal`` and ``window`` are only needed by the attention-guided method.
+    ``seq``, ``causal`` and ``window`` are only needed by the attention-guided method; ``score`` (the
+    head's :class:`~qkviz.attention.ScoreFunction`, or a plain scaling) by that method and by
+    layouts of ALiBi heads, whose layout vectors carry the bias (with ``pos``, the token positions).
+    ``translate`` is False for soft-capped heads: a key translation would change their attention.
     """
 
     layer: int
@@ -88,15 +92,30 @@ class HeadSource:
     q: np.ndarray | None = field(default=None, repr=False)
     k: np.ndarray | None = field(default=None, repr=False)
     seq: np.ndarray | None = field(default=None, repr=False)
-    scaling: float = 1.0
+    score: float | ScoreFunction = 1.0
     causal: bool = False
     window: int | None = None
+    pos: np.ndarray | None = field(default=None, repr=False)
+    translate: bool = True
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """The head's queries and keys, as captured."""
         if self.q is not None and self.k is not None:
             return self.q, self.k
         cap = _open_capture(self.path)
         return cap.q(self.layer, self.head), cap.k(self.layer, self.head)
+
+    def layout_vectors(self, q: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the layout is made from: ``q, k``, or for ALiBi ``[q, 1/c]`` and ``[k, m·p_j]``
+        (see :meth:`qkviz.Capture.layout_vectors`)."""
+        f = self.score
+        if not isinstance(f, ScoreFunction) or f.alibi is None:
+            return q, k
+        if self.pos is None:
+            raise EmbeddingError(f"layer {self.layer} head {self.head}: an ALiBi head's layout needs the positions")
+        qa = np.concatenate([q, np.full((len(q), 1), 1.0 / f.scaling, np.float32)], axis=1)
+        ka = np.concatenate([k, (np.float32(f.alibi) * self.pos.astype(np.float32))[:, None]], axis=1)
+        return qa.astype(np.float32), ka.astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4)
@@ -125,14 +144,16 @@ def make_reducer(method: str, dim: int, params: dict, random_state: int | None):
 
 
 def _normalised(src: HeadSource, spec: HeadSpec):
+    """The head's normalised layout vectors, the transform, and its vectors as captured."""
     from ._reducers import check_points
 
     q, k = src.load()
+    qv, kv = src.layout_vectors(q, k)
     what = f"layer {src.layer} head {src.head}"
-    check_points(np.concatenate([q, k]), dim=spec.dim, what=what)
-    t = fit_transform_params(q, k, translate=spec.translate, scale=spec.scale)
-    qn, kn = t.apply(q, k)
-    return qn, kn, t
+    check_points(np.concatenate([qv, kv]), dim=spec.dim, what=what)
+    t = fit_transform_params(qv, kv, translate=spec.translate and src.translate, scale=spec.scale)
+    qn, kn = t.apply(qv, kv)
+    return qn, kn, t, (q, k)
 
 
 def _key(qn: np.ndarray, kn: np.ndarray, src: HeadSource, spec: HeadSpec) -> str:
@@ -142,7 +163,18 @@ def _key(qn: np.ndarray, kn: np.ndarray, src: HeadSource, spec: HeadSpec) -> str
     extra: dict[str, Any] = {}
     if get_method(spec.method).needs_attention:
         arrays.append(np.asarray(src.seq))
-        extra = {"scaling": float(src.scaling), "causal": bool(src.causal), "window": src.window}
+        f = src.score if isinstance(src.score, ScoreFunction) else ScoreFunction(scaling=float(src.score))
+        for name in ("offset_bias", "rel_index", "pos_key", "pos_query"):
+            if getattr(f, name) is not None:
+                arrays.append(np.asarray(getattr(f, name)))
+        extra = {
+            "scaling": float(f.scaling),
+            "softcap": f.softcap,
+            "sink": f.sink,
+            "alibi": f.alibi,
+            "causal": bool(src.causal),
+            "window": src.window,
+        }
     return layout_key(arrays, {**spec.as_dict(), **extra, "qkviz": __version__, "lib": _library_version(spec.method)})
 
 
@@ -164,7 +196,7 @@ def _norms(qn: np.ndarray, kn: np.ndarray) -> np.ndarray:
 def project_one(src: HeadSource, spec: HeadSpec, cache_dir: str | None) -> HeadResult:
     """Normalise and project one head (runs in a worker); reads and fills the cache."""
     t0 = time.perf_counter()
-    qn, kn, t = _normalised(src, spec)
+    qn, kn, t, (q, k) = _normalised(src, spec)
     cache = LayoutCache(cache_dir) if cache_dir else None
     key = _key(qn, kn, src, spec) if cache is not None else ""
     y = cache.get(key) if cache is not None else None
@@ -178,12 +210,13 @@ def project_one(src: HeadSource, spec: HeadSpec, cache_dir: str | None) -> HeadR
                 X,
                 init,
                 seq=src.seq,
-                scaling=src.scaling,
+                scaling=src.score,
                 causal=src.causal,
                 window=src.window,
                 n_tokens=len(qn),
-                q=qn,
-                k=kn,
+                # attention from the head's own vectors: the score function is defined on them
+                q=q,
+                k=k,
             )
         else:
             y = reducer.fit_transform(X, init)
@@ -225,7 +258,7 @@ def _initialisation(spec: HeadSpec, qn: np.ndarray, kn: np.ndarray):
 def _lookup(src: HeadSource, spec: HeadSpec, cache_dir: str) -> HeadResult | None:
     """A cache hit for ``src`` computed in the calling process, or ``None``."""
     t0 = time.perf_counter()
-    qn, kn, t = _normalised(src, spec)
+    qn, kn, t, _ = _normalised(src, spec)
     y = LayoutCache(cache_dir).get(_key(qn, kn, src, spec))
     if y is None:
         return None
@@ -391,15 +424,24 @@ def sources_for(capture: Capture, cells: Iterable[tuple[int, int]], *, with_atte
     path = str(capture.path) if capture.path is not None else None
     seq = capture.tokens["seq"].to_numpy() if with_attention else None
     windows = capture.sliding_window
+    pos = None
     out = []
     for layer, head in cells:
-        scaling, causal, window = float(capture.scaling[layer]), bool(capture.causal), windows.get(layer)
+        f = capture.score(layer, head)
+        if f.alibi is not None and pos is None:
+            pos = capture.tokens["pos"].to_numpy()
+        kw: dict[str, Any] = {
+            "seq": seq,
+            "score": f if not f.is_plain else float(f.scaling),
+            "causal": bool(capture.causal),
+            "window": windows.get(layer),
+            "pos": pos if f.alibi is not None else None,
+            "translate": f.softcap is None,
+        }
         if path is not None:
-            out.append(HeadSource(layer, head, path=path, seq=seq, scaling=scaling, causal=causal, window=window))
+            out.append(HeadSource(layer, head, path=path, **kw))
         else:
-            out.append(
-                _LazyArrays(layer, head, seq=seq, scaling=scaling, causal=causal, window=window, capture=capture)
-            )
+            out.append(_LazyArrays(layer, head, capture=capture, **kw))
     return out
 
 
@@ -415,4 +457,19 @@ class _LazyArrays(HeadSource):
 
     def __reduce__(self):
         q, k = self.load()
-        return (HeadSource, (self.layer, self.head, None, q, k, self.seq, self.scaling, self.causal, self.window))
+        return (
+            HeadSource,
+            (
+                self.layer,
+                self.head,
+                None,
+                q,
+                k,
+                self.seq,
+                self.score,
+                self.causal,
+                self.window,
+                self.pos,
+                self.translate,
+            ),
+        )

@@ -282,7 +282,7 @@ class Embedding:
                 self.capture.q(layer, head),
                 self.capture.k(layer, head),
                 seq,
-                self.capture.scaling[layer],
+                self.capture.score(layer, head),
                 causal=bool(self.capture.causal),
                 window=getattr(self.capture, "sliding_window", {}).get(layer),
                 k=k,

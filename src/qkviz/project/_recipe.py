@@ -198,6 +198,13 @@ def embed(
         **params,
     }
     record.pop("n_jobs", None)
+    capped = [[src.layer, src.head] for src in sources if not src.translate]
+    if translate and capped:
+        # tanh(z + c) ≠ tanh(z) + c: a key translation would change a soft-capped head's attention
+        record["translate_off"] = {
+            "reason": "soft-capped heads: a key translation changes attention under the cap (norm scaling does not)",
+            "heads": capped,
+        }
     timings = {
         "project": t_project,
         "align": t_align,
