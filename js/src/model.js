@@ -128,6 +128,20 @@ export function getTokens(model) {
 }
 
 /**
+ * Global token rows of sequence `seq` in position order (tokens of one seq are not assumed
+ * consecutive); throws when the seq has none.
+ * @param {{seq: ArrayLike<number>, pos: ArrayLike<number>}} tokens
+ * @param {number} seq
+ * @returns {number[]}
+ */
+export function seqRows(tokens, seq) {
+  const rows = [];
+  for (let t = 0; t < tokens.seq.length; t++) if (tokens.seq[t] === seq) rows.push(t);
+  if (!rows.length) throw new Error(`qkviz: sequence ${seq} has no tokens here`);
+  return rows.sort((a, b) => tokens.pos[a] - tokens.pos[b]);
+}
+
+/**
  * User columns with decoded values.
  * @param {QKVizModel} model
  * @returns {Record<string, {type: string, categories: string[], values: Float32Array | Uint32Array}>}

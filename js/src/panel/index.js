@@ -9,9 +9,11 @@
 // [query_pos*key_pos]} (the renormalised attention the scatter's lines must follow).
 import { createAggregateView } from "./aggregate.js";
 import { hiddenSets, renormalize } from "./attention.js";
+import { imageDetail, sequenceDetail } from "./detail.js";
 import { createHeatmap } from "./heatmap.js";
 import { createImageView } from "./image.js";
 import { createSentenceView } from "./sentence.js";
+import { getTokens } from "../model.js";
 import { checkbox, h } from "../ui/dom.js";
 import { injectStyle } from "../ui/style.js";
 import { decodeOptional } from "../wire/codec.js";
@@ -95,7 +97,7 @@ export function mountPanel(container, ctx) {
   const image = createImageView(views.image, {
     signal,
     onHover: (pos) => publishHighlight(pos == null ? null : [pos]),
-    onClick: (pos) => { publishHighlight([pos]); loadImage(pos); },
+    onClick: (pos) => { publishHighlight([pos]); showImage(pos); },
   });
   const aggregate = createAggregateView(views.aggregate, { signal });
 
@@ -150,23 +152,27 @@ export function mountPanel(container, ctx) {
     title.classList.toggle("qkv-muted", offline);
   }
 
+  // The sentence, heatmap and image views come from one sequence's attention (with `detail`:
+  // value norms, the patch grid, pixels), computed here (detail.js); only the aggregate, which
+  // spans every sequence, is asked for as it is shown.
   async function loadSequence() {
     const ticket = ++state.request;
     root.dataset.loading = "1";
     try {
-      const d = await ctx.fetchDetail({ kind: "sequence", layer: state.layer, head: state.head, seq: state.seq });
+      const reply = await ctx.fetchDetail({ kind: "attention", layer: state.layer, head: state.head, seq: state.seq, detail: true });
       if (ticket !== state.request || signal.aborted) return;
-      if (!d || d.error) throw new Error(d?.error ?? "no reply");
+      if (!reply || reply.error) throw new Error(reply?.error ?? "no reply");
+      const d = sequenceDetail(reply, getTokens(ctx.model), reply.row ? "image" : "text");
       if (!state.detail || state.detail.seq !== d.seq) { state.hideKeys.clear(); state.hideQueries.clear(); }
       state.detail = d;
       title.textContent = `layer ${d.layer} head ${d.head} · sequence ${d.seq} (${d.display.length} tokens)`;
       title.classList.remove("qkv-muted");
-      setModality(d.modality ?? "text");
+      setModality(d.modality);
       recompute();
       showTab(state.tab);
       if (d.modality === "image") {
-        const pos = state.pos ?? decodeOptional(d.token, "uint32").indexOf(state.token);
-        await loadImage(pos >= 0 ? pos : 0, ticket);
+        const pos = state.pos ?? d.token.indexOf(state.token);
+        showImage(pos >= 0 ? pos : 0);
       }
     } catch (err) {
       if (ticket === state.request) explain(err, "the sequence");
@@ -175,22 +181,16 @@ export function mountPanel(container, ctx) {
     }
   }
 
-  async function loadImage(pos, ticket = state.request) {
-    root.dataset.loading = "1";
-    let d;
+  /** The image view of patch `pos` of the loaded image, seen as state.kind ("query" | "key"). */
+  function showImage(pos) {
     try {
-      d = await ctx.fetchDetail({
-        kind: "image", layer: state.layer, head: state.head, seq: state.seq, patch: pos, point_kind: state.kind,
-      });
-      if (!d || d.error) throw new Error(d?.error ?? "no reply");
+      state.image = imageDetail(state.detail, pos, state.kind);
     } catch (err) {
-      if (ticket === state.request) { explain(err, "the image"); root.dataset.loading = "0"; }
+      explain(err, "the image");
       return;
     }
-    if (ticket !== state.request || signal.aborted) return;
-    state.image = d;
-    image.render(d);
-    root.dataset.loading = "0";
+    image.render(state.image);
+    root.qkvImage = state.image; // for tests (not an API): the numbers the image view draws
     root.dataset.imagePatch = String(pos);
   }
 

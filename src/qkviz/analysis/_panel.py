@@ -4,6 +4,12 @@ Every function here takes an :class:`AttentionSource` (an ``Embedding`` with its
 ``Capture``) and returns a plain ``dict`` of numpy arrays and scalars; the widget's codec turns the
 arrays into binary buffers. Nothing here imports torch. Hiding and value weighting use
 :func:`qkviz.attention.renormalize`.
+
+The widget's side panel computes its per-sequence views (sentence, heatmap, image) in the browser
+from one sequence's attention and :func:`attention_context`, the same way in a notebook and in a
+standalone page; :func:`sequence_detail` and :func:`image_detail` are the same views for Python
+users, and the reference the browser tests hold the front end to. :func:`aggregate_detail` spans
+every sequence, so the widget asks Python for it (a page embeds it).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from ._images import patch_grid
 if TYPE_CHECKING:
     from .._capture import Capture
 
-__all__ = ["AttentionSource", "sequence_detail", "aggregate_detail", "image_detail", "capture_of"]
+__all__ = ["AttentionSource", "attention_context", "sequence_detail", "aggregate_detail", "image_detail", "capture_of"]
 
 
 class AttentionSource(Protocol):
@@ -33,10 +39,6 @@ class AttentionSource(Protocol):
     tokens: pd.DataFrame
 
     def attention(self, layer: int, head: int, seq: int) -> np.ndarray: ...
-
-
-#: Attention weights below this are not worth an arrow in the image view (AttentionViz uses 0.05).
-ARROW_MIN_WEIGHT = 0.05
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,6 +91,49 @@ def _attention(embedding: AttentionSource, layer: int, head: int, seq: int) -> n
     if att.ndim != 2 or att.shape[0] != att.shape[1]:
         raise WidgetDataError(f"attention must be square [query_pos, key_pos]; got shape {att.shape}.")
     return att
+
+
+# --------------------------------------------------------------------------------------------------
+# what the side panel needs besides the attention
+
+
+def attention_context(embedding: AttentionSource, layer: int, head: int, seq: int) -> dict[str, Any]:
+    """What the side panel derives its sentence, heatmap and image views from, besides one
+    sequence's attention (which the front end fetches with it).
+
+    Parameters
+    ----------
+    embedding : Embedding
+        With its capture.
+    layer, head : int
+        The head, model numbering.
+    seq : int
+        The sequence (text or image).
+
+    Returns
+    -------
+    dict
+        ``value_norms`` float32 [key_pos] (``‖v_j‖``, for value weighting) or ``None`` when the
+        capture has no values; for image captures also ``row``/``col`` int32 [pos] (the patch grid;
+        −1 for CLS) and ``image`` uint8 [h, w, 3] with its ``image_size`` [h, w] (``None`` when the
+        capture holds no pixels).
+    """
+    _check_head(embedding, layer, head)
+    rows = _seq_rows(embedding, seq)
+    out: dict[str, Any] = {"value_norms": _maybe_value_norms(embedding, layer, head, rows)}
+    if "row" in embedding.tokens and "col" in embedding.tokens:
+        r, c, _, _ = patch_grid(embedding.tokens, rows)
+        images = getattr(capture_of(embedding), "images", None)
+        image = None
+        if images is not None and 0 <= int(seq) < len(images):
+            image = np.ascontiguousarray(images[int(seq)], dtype=np.uint8)
+        out.update(
+            row=r.astype(np.int32),
+            col=c.astype(np.int32),
+            image=image,
+            image_size=list(image.shape[:2]) if image is not None else None,
+        )
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
