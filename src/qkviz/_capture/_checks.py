@@ -28,6 +28,7 @@ __all__ = [
     "first_batch_check",
     "verify",
     "eager_attentions",
+    "eager_attention_kinds",
     "model_device",
     "forward_kwargs",
     "UNSUPPORTED",
@@ -39,9 +40,6 @@ __all__ = [
 # message before any work is done. Soft-capping, sinks, ALiBi (BLOOM, MPT) and the relative terms
 # of MPNet and DeBERTa-v2 are captured exactly (see docs/concepts/attention-families.md).
 UNSUPPORTED = {
-    "t5": "T5 adds a learned relative-position bias to its attention scores",
-    "mt5": "mT5 adds a learned relative-position bias to its attention scores",
-    "umt5": "UMT5 adds a learned relative-position bias to its attention scores",
     "longt5": "LongT5 adds a relative-position bias and uses local/global attention",
     "switch_transformers": "Switch Transformers add a relative-position bias to the scores",
     "deberta": "DeBERTa (v1) adds disentangled content-position terms to its attention scores",
@@ -87,9 +85,6 @@ def check_supported(model: Any) -> None:
             "the bias twice), so there is no single attention to reproduce"
         )
         raise UnsupportedModelError(f"{type(model).__name__}: {why}", reason=why, model_type=mt)
-    if getattr(cfg, "is_encoder_decoder", False):
-        why = "encoder-decoder models mix self- and cross-attention; capture the encoder or decoder alone"
-        raise UnsupportedModelError(f"{type(model).__name__}: {why}", reason=why, model_type=mt)
 
 
 def eager_attentions(model: Any, model_inputs: dict[str, Any]) -> tuple[Any, ...]:
@@ -106,14 +101,82 @@ def eager_attentions(model: Any, model_inputs: dict[str, Any]) -> tuple[Any, ...
     return att
 
 
+def eager_attention_kinds(model: Any, model_inputs: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """The model's attention probabilities by attention: ``{"self": ...}``, or for encoder–decoder
+    models ``{"encoder", "decoder", "cross"}``; one ``[B, H, T_q, T_k]`` tensor per layer."""
+    import torch
+
+    from ._hook import eager
+
+    if not getattr(model.config, "is_encoder_decoder", False):
+        return {"self": eager_attentions(model, model_inputs)}
+    with torch.inference_mode(), eager(model):
+        out = model(**model_inputs, **forward_kwargs(model), output_attentions=True)
+    kinds = {"encoder": "encoder_attentions", "decoder": "decoder_attentions", "cross": "cross_attentions"}
+    got: dict[str, tuple[Any, ...]] = {}
+    for k, name in kinds.items():
+        att = getattr(out, name, None)
+        if att is None:
+            raise InputError(f"{type(model).__name__} returned no {name} with output_attentions=True")
+        got[k] = att
+    return got
+
+
+def _first_batch_check_kinds(model: Any, batch: Any, rec: Any, device: Any, atol: float) -> None:
+    """:func:`first_batch_check` for an encoder–decoder model: every attention of the first pair."""
+    from ._hook import attention_t
+
+    subs = rec.recorders
+    n_dec = int(batch.decoder_mask[0].sum())
+    one = {k: v[:1].to(device) for k, v in batch.model_inputs.items()}
+    if batch.mask is not None:
+        n_enc = int(batch.mask[0].sum())
+        one["input_ids"], one["attention_mask"] = one["input_ids"][:, :n_enc], one["attention_mask"][:, :n_enc]
+    else:
+        n_enc = subs["encoder"].seq_len
+        one["input_features"] = one["input_features"].to(next(model.parameters()).dtype)
+    one["decoder_input_ids"] = one["decoder_input_ids"][:, :n_dec]
+    one["decoder_attention_mask"] = one["decoder_attention_mask"][:, :n_dec]
+    att = eager_attention_kinds(model, one)
+    sizes = {"encoder": (n_enc, n_enc), "decoder": (n_dec, n_dec), "cross": (n_dec, n_enc)}
+    worst = (0.0, "", -1)
+    for attn, r in subs.items():
+        nq, nk = sizes[attn]
+        for layer, q in r.q.items():
+            info = r.info[layer]
+            group = info.n_heads // info.n_kv_heads
+            heads = r.heads if r.heads is not None else tuple(range(info.n_heads))
+            kv = sorted({h // group for h in heads})
+            qs = q[:nq].float().transpose(0, 1)
+            ks = r.k[layer][:nk].float().transpose(0, 1)[[kv.index(h // group) for h in heads]]
+            state = r.terms.get(layer)
+            terms = {n: (a if n == "rel_index" else a[list(heads)]) for n, a in (state.arrays if state else {}).items()}
+            p = attention_t(qs, ks, info.scaling, info.causal, info.sliding_window, terms, info.softcap)
+            ref = att[attn][layer][0, list(heads), :nq, :nk].float().to(p.device)
+            e = float((p - ref).abs().max())
+            if e > worst[0]:
+                worst = (e, attn, layer)
+    if worst[0] > atol:
+        why = (
+            f"{worst[1]} attention recomputed from the recorded q/k differs from the model's own by "
+            f"{worst[0]:.2g} at layer {worst[2]} (the scores include something qkviz does not record)"
+        )
+        raise UnsupportedModelError(
+            f"{type(model).__name__}: {why}", reason=why, model_type=getattr(model.config, "model_type", None)
+        )
+
+
 def first_batch_check(model: Any, batch: Any, rec: Any, device: Any, atol: float) -> None:
     """Compare the first sequence's recomputed attention with the model's eager attention.
 
-    Catches scores that are not ``scaling * q.k + mask`` (biases added inside custom attention code)
+    Catches scores that are not what qkviz records (biases added inside custom attention code)
     at the cost of one eager forward pass over one sequence.
     """
     from ._hook import attention_t
 
+    if hasattr(rec, "recorders"):
+        _first_batch_check_kinds(model, batch, rec, device, atol)
+        return
     one = {k: v[:1].to(device) for k, v in batch.model_inputs.items()}
     if "pixel_values" in one:
         one["pixel_values"] = one["pixel_values"].to(next(model.parameters()).dtype)
