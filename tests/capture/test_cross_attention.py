@@ -164,3 +164,20 @@ def test_audio_at_another_rate_is_refused(speech):
     with pytest.raises(InputError, match="16000 Hz"):
         capture(model, [np.zeros(8000, np.float32)], targets=["x"], processor=fe, tokenizer=_zoo.tokenizer(),
                 sampling_rate=8000, progress=False)  # fmt: skip
+
+
+def test_verify_checks_every_attention(pairs):
+    cap, model, tok = pairs["t5"]
+    df = cap.verify((model, tok), batch_size=4)
+    assert set(df["attn"]) == {"encoder", "decoder", "cross"}
+    assert df.attrs["max"] < TOL
+    other, _ = _zoo.build("t5", seed=1)
+    assert cap.verify((other, tok), seqs=[0, 1]).attrs["max"] > 10 * TOL
+
+
+def test_verify_a_speech_capture_with_its_waveforms(speech):
+    from qkviz.models import load_model
+
+    cap, model, fe, waves = speech
+    df = cap.verify(load_model(model, _zoo.tokenizer(), processor=fe), waves)
+    assert df.attrs["max"] < TOL

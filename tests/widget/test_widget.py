@@ -72,11 +72,12 @@ def _state_bytes(viz):
 
 def test_no_json_number_lists_and_small_state(emb):
     viz = QKViz(emb)
-    # numbers travel only as buffers: the only lists in the wire traits are strings / small ints
+    # numbers travel only as buffers: the only lists in the wire traits are strings / small ints (the grid's
+    # layers and heads, and one small record per attention)
     for name in ("_meta", "_tokens", "_columns"):
         for k, v in getattr(viz, name).items():
             if isinstance(v, list):
-                assert all(isinstance(x, str) for x in v) or k in ("layers", "heads"), (name, k)
+                assert all(isinstance(x, str) for x in v) or k in ("layers", "heads", "attns"), (name, k)
     assert _state_bytes(viz) < 5 * 2**20
 
 

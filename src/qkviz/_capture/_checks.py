@@ -224,6 +224,8 @@ def verify(cap: Capture, model: Any, inputs: Any, *, seqs: Any = None, batch_siz
     seqs = list(range(n)) if seqs is None else [int(s) for s in seqs]
     if any(not 0 <= s < n for s in seqs):
         raise InputError(f"seqs must lie in [0, {n}); got {seqs}")
+    if len(cap.attns) > 1:
+        return _verify_kinds(cap, lm, inputs, seqs, batch_size)
     if cap.model.get("modality") == "image":
         if inputs is None:
             raise InputError("verifying an image capture needs the original images: verify(model, inputs)")
@@ -260,5 +262,58 @@ def verify(cap: Capture, model: Any, inputs: Any, *, seqs: Any = None, batch_siz
                     e = float(np.abs(cap.attention(layer, h, s) - ref[h]).max())
                     err[layer, h] = max(err[layer, h], e)
     df = pd.DataFrame([(layer, h, e) for (layer, h), e in err.items()], columns=["layer", "head", "max_abs_error"])
+    df.attrs["max"] = float(df["max_abs_error"].max()) if len(df) else 0.0
+    return df
+
+
+def _verify_kinds(cap: Capture, lm: Any, inputs: Any, seqs: list[int], batch_size: int) -> pd.DataFrame:
+    """:func:`verify` for an encoder–decoder capture: every attention, in padded batches."""
+    from . import _inputs
+
+    net = lm.model
+    seqt = cap.sequences
+    targets = [str(t) for t in seqt["target"]]
+    start = getattr(net.config, "decoder_start_token_id", None)
+    if lm.modality == "audio":
+        if inputs is None:
+            raise InputError("verifying a speech capture needs the original waveforms: verify(model, inputs)")
+        waves, names = _inputs.normalize_audio(inputs)
+        if len(waves) != len(seqt):
+            raise InputError(f"the capture holds {len(seqt)} sequences but {len(waves)} waveforms were given")
+    device = model_device(net)
+    err: dict[tuple[str, int, int], float] = {
+        (a, la, h): 0.0 for a, g in cap.attns.items() for la in g.layers for h in g.heads
+    }
+    for first in range(0, len(seqs), batch_size):
+        chunk = seqs[first : first + batch_size]
+        if lm.modality == "audio":
+            fe = getattr(lm.processor, "feature_extractor", lm.processor)
+            frames = int(getattr(net.config, "max_source_positions", 0) or 0)
+            batch = _inputs.encode_audio(
+                fe, lm.tokenizer, [waves[s] for s in chunk], [names[s] for s in chunk], [targets[s] for s in chunk],
+                0, 0, frames, None, start,
+            )  # fmt: skip
+        else:
+            batch = _inputs.encode_pairs(
+                lm.tokenizer, [str(seqt["text"][s]) for s in chunk], [targets[s] for s in chunk], 0, 0,
+                cap.params.get("max_length"), "silent", start,
+            )  # fmt: skip
+        inputs_ = {k: v.to(device) for k, v in batch.model_inputs.items()}
+        if "input_features" in inputs_:
+            inputs_["input_features"] = inputs_["input_features"].to(next(net.parameters()).dtype)
+        att = eager_attention_kinds(net, inputs_)
+        for b, s in enumerate(chunk):
+            n_enc = int(seqt["n_encoder"][s])
+            n_dec = int(seqt["n_tokens"][s]) - n_enc
+            size = {"encoder": (n_enc, n_enc), "decoder": (n_dec, n_dec), "cross": (n_dec, n_enc)}
+            for a, g in cap.attns.items():
+                nq, nk = size[a]
+                for layer in g.layers:
+                    ref = att[a][layer][b, :, :nq, :nk].float().cpu().numpy()
+                    for h in g.heads:
+                        e = float(np.abs(cap.attention(layer, h, s, attn=a) - ref[h]).max())
+                        err[a, layer, h] = max(err[a, layer, h], e)
+    rows = [(a, la, h, e) for (a, la, h), e in err.items()]
+    df = pd.DataFrame(rows, columns=["attn", "layer", "head", "max_abs_error"])
     df.attrs["max"] = float(df["max_abs_error"].max()) if len(df) else 0.0
     return df

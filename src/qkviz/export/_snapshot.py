@@ -54,7 +54,8 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
         "_meta": {
             **state.meta_wire(),
             "modality": "image" if image else "text",
-            "causal": bool(cap.causal) if cap is not None else False,
+            # causal: the page's single-attention views; per attention it is in _meta.attns
+            "causal": bool(cap.causal) if cap is not None and len(cap.attns) == 1 else False,
         },
         "_tokens": state.tokens_wire(),
         "_columns": state.columns_wire(),
@@ -87,8 +88,9 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
     shared: dict[str, Any] = {}
     # the by-position matrices grow with the longest sequence squared (ViT: 257² per head)
     max_pos = max(16, int(np.sqrt(_AGGREGATE_VALUES // len(state.cells))))
-    for la, he in state.cells:
-        if not emb.has(la, he):  # a hole in the grid: nothing to embed, the page never asks
+    for cell_key in state.cells:
+        attn, la, he = cell_key if state.several else (None, *cell_key)
+        if not emb.has(la, he, attn):  # a hole in the grid: nothing to embed, the page never asks
             topk.append(
                 {
                     "layer": la,
@@ -100,16 +102,20 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
             cells.append(None)
             cls.append(array_to_binary(np.zeros(0, np.float32), "float32"))
             continue
-        att = _SeqAttention(emb, la, he)
+        att = _SeqAttention(emb, la, he, attn)
         if top_k > 0:
             cell = topk_cell(att, la, he, top_k)
             topk.append(
                 {
                     **cell,
+                    **({"attn": attn} if attn is not None else {}),
                     "keys": array_to_binary(cell["keys"], "uint32"),
                     "weights": array_to_binary(cell["weights"], "float32"),
                 }
             )
+        if state.several:  # the aggregate views read one token stream per sequence: single attentions only
+            cells.append(None)
+            continue
         agg = aggregate_detail(att, la, he, max_pos=max_pos)
         if not shared:
             shared = {
@@ -137,16 +143,24 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
 def topk_cell(source: AttentionSource, layer: int, head: int, k: int) -> dict[str, Any]:
     """The ``k`` strongest keys of every query of one head: ``keys`` uint32 [token, k] (key pos,
     ``2**32-1`` where the sequence is shorter than ``k``) and ``weights`` float32 [token, k],
-    strongest first."""
+    strongest first.
+
+    With several token streams (encoder–decoder), only the rows of the attention's query stream
+    are filled (the others have no query: none), and key positions count within the key stream.
+    """
     tok = source.tokens
     n = len(tok)
     keys = np.full((n, k), np.iinfo(np.uint32).max, np.uint32)
     weights = np.zeros((n, k), np.float32)
     seqs, offsets = tok["seq"].to_numpy(), np.arange(n)
     pos = tok["pos"].to_numpy()
+    stream = getattr(source, "query_stream", None)
+    if stream is not None and "stream" in tok.columns:
+        mine = tok["stream"].to_numpy() == stream
+        seqs, offsets, pos = seqs[mine], offsets[mine], pos[mine]
     for s in np.unique(seqs):
         rows = offsets[seqs == s]
-        rows = rows[np.argsort(pos[rows], kind="stable")]  # attention rows are in pos order
+        rows = rows[np.argsort(pos[np.searchsorted(offsets, rows)], kind="stable")]  # attention rows: pos order
         a = np.asarray(source.attention(layer, head, int(s)), np.float32)
         kk = min(k, a.shape[1])
         order = np.argsort(-a, axis=1, kind="stable")[:, :kk]
@@ -159,14 +173,16 @@ class _SeqAttention:
     """One head's exact attention per sequence, computed once and kept (the static export reads it
     for the top-k keys, the aggregates and the CLS rows); an :class:`AttentionSource`."""
 
-    def __init__(self, emb: Embedding, layer: int, head: int) -> None:
+    def __init__(self, emb: Embedding, layer: int, head: int, attn: str | None = None) -> None:
         self.tokens, self.layers, self.heads = emb.tokens, (layer,), (head,)
         self._emb = emb
+        self._attn = attn
+        self.query_stream = emb.streams[attn][0] if attn is not None else None
         self._cache: dict[int, np.ndarray] = {}
 
     def attention(self, layer: int, head: int, seq: int) -> np.ndarray:
         if seq not in self._cache:
-            self._cache[seq] = np.asarray(self._emb.attention(layer, head, seq), np.float32)
+            self._cache[seq] = np.asarray(self._emb.attention(layer, head, seq, self._attn), np.float32)
         return self._cache[seq]
 
 

@@ -39,8 +39,11 @@ def _attention(state: WidgetState, request: dict) -> dict:
     for images, the patch grid and the pixels; the panel computes its sentence, heatmap and image
     views from these in the browser, as a standalone page does from what it embeds."""
     layer, head, seq = int(request["layer"]), int(request["head"]), int(request["seq"])
-    reply = {"layer": layer, "head": head, "seq": seq, "weights": state.attention(layer, head, seq)}
-    if request.get("detail"):
+    attn = request.get("attn")
+    name = None if attn is None else str(attn)
+    weights = state.attention(layer, head, seq, name)
+    reply = {"layer": layer, "head": head, "seq": seq, **({"attn": attn} if attn else {}), "weights": weights}
+    if request.get("detail") and name is None:  # the panel's views read one stream per sequence
         reply.update(attention_context(_attention_source(state), layer, head, seq))
     return reply
 
