@@ -9,6 +9,8 @@ model stack: ``Capture`` and the widget both call it.
 * :func:`aggregate_detail` — one head's attention averaged over every sequence, by position and by
   relative offset, with previous/self/next/first scores;
 * :func:`image_detail` — one image patch's attention on its image's patch grid;
+* :func:`family_detail`, :func:`row_stats` — what a head's score function adds: each query's sink
+  share, the content and position parts of its scores, how much its attention owes to position;
 * :func:`patch_grid`, :func:`patch_atlas`, :func:`patch_colors` — image captures' patches.
 """
 
@@ -18,7 +20,9 @@ from ._panel import (
     aggregate_detail,
     attention_context,
     capture_of,
+    family_detail,
     image_detail,
+    row_stats,
     sequence_detail,
 )
 
@@ -32,4 +36,6 @@ __all__ = [
     "patch_atlas",
     "patch_colors",
     "capture_of",
+    "family_detail",
+    "row_stats",
 ]

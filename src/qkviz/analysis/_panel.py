@@ -27,7 +27,16 @@ from ._images import patch_grid
 if TYPE_CHECKING:
     from .._capture import Capture
 
-__all__ = ["AttentionSource", "attention_context", "sequence_detail", "aggregate_detail", "image_detail", "capture_of"]
+__all__ = [
+    "AttentionSource",
+    "attention_context",
+    "sequence_detail",
+    "aggregate_detail",
+    "image_detail",
+    "capture_of",
+    "family_detail",
+    "row_stats",
+]
 
 
 class AttentionSource(Protocol):
@@ -116,11 +125,15 @@ def attention_context(embedding: AttentionSource, layer: int, head: int, seq: in
         ``value_norms`` float32 [key_pos] (``‖v_j‖``, for value weighting) or ``None`` when the
         capture has no values; for image captures also ``row``/``col`` int32 [pos] (the patch grid;
         −1 for CLS) and ``image`` uint8 [h, w, 3] with its ``image_size`` [h, w] (``None`` when the
-        capture holds no pixels).
+        capture holds no pixels); and what the head's score function adds (:func:`family_detail`:
+        ``family``, ``sink``, ``content``, ``position``, ``position_effect``, ``alibi``, ``softcap``).
     """
     _check_head(embedding, layer, head)
     rows = _seq_rows(embedding, seq)
-    out: dict[str, Any] = {"value_norms": _maybe_value_norms(embedding, layer, head, rows)}
+    out: dict[str, Any] = {
+        "value_norms": _maybe_value_norms(embedding, layer, head, rows),
+        **family_detail(capture_of(embedding), layer, head, seq),
+    }
     if "row" in embedding.tokens and "col" in embedding.tokens:
         r, c, _, _ = patch_grid(embedding.tokens, rows)
         images = getattr(capture_of(embedding), "images", None)
@@ -215,6 +228,7 @@ def sequence_detail(
     )
     cap = capture_of(embedding)
     return {
+        **family_detail(cap, layer, head, seq),
         "layer": int(layer),
         "head": int(head),
         "seq": int(seq),
@@ -229,6 +243,64 @@ def sequence_detail(
         "hidden_keys": hk.astype(np.uint8),
         "hidden_queries": hq.astype(np.uint8),
     }
+
+
+def family_detail(cap: Any, layer: int, head: int, seq: int, attn: str | None = None) -> dict[str, Any]:
+    """What a head's score function adds, for the side panel (see ``docs/concepts/attention-families.md``).
+
+    Returns
+    -------
+    dict
+        ``family`` (``"plain"``, ``"soft-capped"``, ``"sink"``, ``"alibi"``, ``"relative"``,
+        ``"disentangled"``), ``softcap`` and ``alibi`` (the cap and the slope, or ``None``),
+        ``sink`` float32 [query_pos] (each query's share given to the sink) or ``None``,
+        ``content`` and ``position`` float32 [query_pos, key_pos] (the two parts of the scores,
+        before the cap and the mask) and ``position_effect`` float32 [query_pos] (how much each
+        query's attention owes to the position term, 0..1) for heads with a position term, else
+        ``None``. Empty for a source without a capture.
+    """
+    if cap is None or not callable(getattr(cap, "score", None)):
+        return {}
+    f = cap.score(int(layer), int(head), attn)
+    out: dict[str, Any] = {
+        "family": f.family,
+        "softcap": f.softcap,
+        "alibi": f.alibi,
+        "sink": None,
+        "content": None,
+        "position": None,
+        "position_effect": None,
+    }
+    if f.sink is not None:
+        out["sink"] = cap.sink_share(int(layer), int(head), int(seq), attn)
+    if f.has_position_term:
+        out["content"], out["position"] = cap.score_terms(int(layer), int(head), int(seq), attn)
+        out["position_effect"] = cap.position_effect(int(layer), int(head), int(seq), attn)
+    return out
+
+
+def row_stats(cap: Any, layer: int, head: int, attn: str | None = None) -> dict[str, Any]:
+    """Per-query numbers of one head over every sequence: ``sink`` and ``position_effect``, float32
+    [token] each (NaN for tokens without a query in this attention), or ``None`` when the head has
+    no sink / no position term."""
+    f = cap.score(int(layer), int(head), attn)
+    n = len(cap.tokens)
+    rows = cap.query_rows(attn)
+    seqs = cap.tokens["seq"].to_numpy()[rows]
+    out: dict[str, Any] = {"layer": int(layer), "head": int(head), "sink": None, "position_effect": None}
+    wanted = {"sink": f.sink is not None, "position_effect": f.has_position_term}
+    for name, on in wanted.items():
+        if not on:
+            continue
+        v = np.full(n, np.nan, np.float32)
+        for s in np.unique(seqs):
+            at = rows[seqs == s]
+            if name == "sink":
+                v[at] = cap.sink_share(int(layer), int(head), int(s), attn)
+            else:
+                v[at] = cap.position_effect(int(layer), int(head), int(s), attn)
+        out[name] = v
+    return out
 
 
 _NO_VALUES = (

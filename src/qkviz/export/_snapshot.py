@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..analysis import AttentionSource, aggregate_detail, patch_atlas
+from ..analysis import AttentionSource, aggregate_detail, patch_atlas, row_stats
 from ..wire import View, WidgetState, array_to_binary
 
 if TYPE_CHECKING:
@@ -79,9 +79,17 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
                 "norms": array_to_binary(p["norms"], "uint8"),
             }
         )
-    out: dict[str, Any] = {"state": wire, "points": points, "topk": None, "aggregate": None, "images": None}
+    out: dict[str, Any] = {
+        "state": wire,
+        "points": points,
+        "topk": None,
+        "aggregate": None,
+        "images": None,
+        "families": None,
+    }
     if not state.has_attention:
         return out
+    out["families"] = _families(state)
     topk: list[dict[str, Any]] = []
     cells: list[dict[str, Any] | None] = []
     cls: list[dict[str, Any]] = []
@@ -138,6 +146,37 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
     if state.has_images and image and cap is not None:
         out["images"] = {**_static_atlas(cap), "cls": cls}
     return out
+
+
+def _families(state: WidgetState) -> list[dict[str, Any] | None] | None:
+    """Per cell, what its score function adds (``None`` for a plain head; ``None`` overall when
+    every head is plain): ``family``, ``sink`` and ``position_effect`` float32 [token] (−1 for
+    tokens without a query in the attention; absent when the head has none), ``alibi`` (the
+    slope) and ``offset_bias`` float32 [2L − 1] (relative buckets by ``key_pos − query_pos + L −
+    1``), from which the page draws the position term exactly without q or k."""
+    emb = state.embedding
+    cap = emb.capture
+    out: list[dict[str, Any] | None] = []
+    for cell in state.cells:
+        attn, la, he = cell if state.several else (None, *cell)
+        if cap is None or not emb.has(la, he, attn):
+            out.append(None)
+            continue
+        f = cap.score(la, he, attn)
+        if f.is_plain:
+            out.append(None)
+            continue
+        stats = row_stats(cap, la, he, attn)
+        entry: dict[str, Any] = {"layer": la, "head": he, "family": f.family, "alibi": f.alibi, "softcap": f.softcap}
+        if attn is not None:
+            entry["attn"] = attn
+        for name in ("sink", "position_effect"):
+            if stats[name] is not None:
+                entry[name] = array_to_binary(np.nan_to_num(stats[name], nan=-1.0), "float32")
+        if f.offset_bias is not None:
+            entry["offset_bias"] = array_to_binary(np.asarray(f.offset_bias, np.float32), "float32")
+        out.append(entry)
+    return out if any(e is not None for e in out) else None
 
 
 def topk_cell(source: AttentionSource, layer: int, head: int, k: int) -> dict[str, Any]:
