@@ -9,15 +9,22 @@ function render({ model, el, experimental }) {
   // does not apply: put the styles into that shadow root instead.
   const root = el.getRootNode?.();
   injectStyle(typeof ShadowRoot !== "undefined" && root instanceof ShadowRoot ? root : el.ownerDocument ?? document);
-  const controller = new AbortController();
   const fetchDetail = createTransport(model, experimental);
-  try {
-    renderView({ model, el, fetchDetail, signal: controller.signal });
-  } catch (err) {
-    console.error("[qkviz]", err);
-    el.textContent = `qkviz failed to render: ${err?.message ?? err}`;
-  }
-  return () => controller.abort();
+  let controller = new AbortController();
+  const draw = () => {
+    try {
+      renderView({ model, el, fetchDetail, signal: controller.signal });
+    } catch (err) {
+      console.error("[qkviz]", err);
+      el.textContent = `qkviz failed to render: ${err?.message ?? err}`;
+    }
+  };
+  // Another attention of an encoder-decoder embedding is another grid (layers x heads): draw the
+  // view anew (the grid's points are loaded once per model and kept).
+  const onAttn = () => { controller.abort(); controller = new AbortController(); draw(); };
+  model.on("change:attn", onAttn);
+  draw();
+  return () => { model.off("change:attn", onAttn); controller.abort(); };
 }
 
 export default { render };

@@ -56,15 +56,6 @@ def test_row_stats_cover_every_query(caps):
     np.testing.assert_allclose(r["sink"][:first], cap.sink_share(0, 3, 0))
 
 
-def test_rowstats_request(caps):
-    from qkviz.widget._commands import dispatch
-    from qkviz.wire import WidgetState
-
-    emb = qkviz.embed(caps["bloom"], method="pca", executor="serial", cache=False, progress=False)
-    reply, _ = dispatch(WidgetState.from_embedding(emb), {"kind": "rowstats", "layer": 1, "head": 0})
-    assert "error" not in reply and reply["sink"] is None and reply["position_effect"] is not None
-
-
 def test_static_page_embeds_what_each_family_adds(caps, tmp_path):
     from qkviz.export._snapshot import snapshot
     from qkviz.wire import View, WidgetState

@@ -9,18 +9,24 @@ export function createSelection(ctx) {
   /** Global indices of the selected points (Uint32Array). */
   const global = () => /** @type {Uint32Array} */ (decode(model.get("_selection"), "uint32"));
 
-  /** The selection in drawn-point indices: global on the matrix, within the head in the single view. */
+  /** First global index and count of the drawn points: the shown attention's cells on the matrix
+   * (every cell for one attention), the focused head in the single view. */
+  function drawnRange() {
+    return ctx.state.mode === "single" ? [ctx.state.cell * per, per] : [ctx.cellOffset * per, ctx.nCells * per];
+  }
+
+  /** The selection in drawn-point indices: global on the matrix (past the attentions before the
+   * shown one), within the head in the single view. */
   function local() {
     const sel = global();
-    if (ctx.state.mode === "matrix") return Array.from(sel);
-    const lo = ctx.state.cell * per, out = [];
-    for (const g of sel) if (g >= lo && g < lo + per) out.push(g - lo);
+    const [lo, count] = drawnRange(), out = [];
+    for (const g of sel) if (g >= lo && g < lo + count) out.push(g - lo);
     return out;
   }
 
   /** Replace the selection by drawn points `points` (a lasso, a click, clear). */
   function send(points) {
-    const offset = ctx.state.mode === "single" ? ctx.state.cell * per : 0;
+    const offset = drawnRange()[0];
     const indices = Uint32Array.from(points, (i) => i + offset).sort();
     setTrait(model, "_selection", encode(indices, "uint32"));
     dom.root.dataset.qkSelected = String(indices.length);

@@ -9,6 +9,9 @@
 // cell, positions) and each other (ctx.scatter, ctx.lines, ...), looked up when called.
 import { createBus } from "../bus.js";
 import { cellOf, getColumns, getMeta, getTokens, loadGrid } from "../model.js";
+
+/** How the status line and the toolbar name the attentions of an encoder-decoder model. */
+export const ATTN_LABELS = { encoder: "encoder self-attention", decoder: "decoder self-attention", cross: "cross-attention (decoder → encoder)" };
 import { mountPanel } from "../panel/index.js";
 import { h } from "../ui/dom.js";
 import { BACKGROUND } from "../ui/palette.js";
@@ -65,6 +68,8 @@ export function renderView({ model, el, fetchDetail, signal }) {
   const ctx = {
     model, meta, tokens: getTokens(model), columns: getColumns(model), n, per: 2 * n,
     nCells: meta.layers.length * meta.heads.length,
+    // the shown attention's first cell among every cell of the grid (0 for one attention)
+    cellOffset: meta.cell_offset,
     geom: gridGeometry(meta.layers.length, meta.heads.length, meta.cell_fill),
     bus, signal, on, fetchDetail, fail,
     dom: { root, stage, canvas, overlay, grid, legend, status, panel },
@@ -187,9 +192,19 @@ export function renderView({ model, el, fetchDetail, signal }) {
     ctx.single3d.show();
     await ctx.scatter.draw();
     status.textContent = mode === "matrix"
-      ? `${meta.layers.length} layers × ${meta.heads.length} heads · ${n} tokens · ${meta.n_points} points — click a head${meta.dim === 3 ? " (drag to turn every head)" : ""}`
-      : `layer ${model.get("layer")}, head ${model.get("head")} · ${per} points (${n} queries, ${n} keys) — ${state.is3d ? "drag to rotate, wheel to zoom, " : ""}click a point for attention lines`;
+      ? `${attnLabel()}${meta.layers.length} layers × ${meta.heads.length} heads · ${n} tokens · ${nCells * per} points — click a head${meta.dim === 3 ? " (drag to turn every head)" : ""}`
+      : `${attnLabel()}layer ${model.get("layer")}, head ${model.get("head")} · ${pointCount()} — ${state.is3d ? "drag to rotate, wheel to zoom, " : ""}click a point for attention lines`;
     bus.publish("view", { mode, layer: model.get("layer"), head: model.get("head") });
+  }
+
+  function attnLabel() {
+    return meta.attn ? `${ATTN_LABELS[meta.attn] ?? meta.attn} · ` : "";
+  }
+  function pointCount() {
+    if (!meta.attn) return `${per} points (${n} queries, ${n} keys)`;
+    let q = 0, k = 0;
+    for (let t = 0; t < n; t++) { q += tokens.stream[t] === meta.query_stream ? 1 : 0; k += tokens.stream[t] === meta.key_stream ? 1 : 0; }
+    return `${q + k} points (${q} queries, ${k} keys)`;
   }
 
   // Two trait changes (layer, head) arrive as two events: coalesce into one redraw.

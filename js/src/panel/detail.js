@@ -24,6 +24,21 @@ import { decode, decodeOptional } from "../wire/codec.js";
  * @property {Uint8Array | null} image  pixels [h * w * 3]
  * @property {number[] | null} image_size  [h, w]
  * @property {string} note  what the page leaves out ("" when whole)
+ * @property {string[] | null} keyDisplay  the keys' tokens [key_pos] when they are other tokens
+ *   than the queries (cross-attention: the encoder's), else null
+ * @property {Uint32Array | null} keyToken  their global rows
+ * @property {Uint8Array | null} keySpecial
+ * @property {number} nq  queries (rows of `raw`)
+ * @property {number} nk  keys (columns)
+ * @property {string} family  the head's score function: plain, soft-capped, sink, alibi, relative,
+ *   disentangled ("" when the reply does not say)
+ * @property {Float32Array | null} sink  each query's share given to the sink [query_pos]
+ * @property {Float32Array | null} position  the position term of the scores [query_pos * key_pos]
+ * @property {Float32Array | null} content  the content term c·q·k [query_pos * key_pos]
+ * @property {Float32Array | null} position_effect  how much each query's attention owes to the
+ *   position term, 0..1 [query_pos]
+ * @property {number | null} alibi  the ALiBi slope
+ * @property {number | null} softcap
  */
 
 /**
@@ -33,15 +48,28 @@ import { decode, decodeOptional } from "../wire/codec.js";
  * @param {{seq: ArrayLike<number>, pos: ArrayLike<number>, category: ArrayLike<number>, display: string[]}} tokens
  *   the widget's token table (model.js getTokens)
  * @param {"text" | "image"} modality
+ * @param {{query: number, key: number} | null} [streams]  an encoder-decoder's attention: the token
+ *   streams of its queries and keys (0 encoder, 1 decoder); null: every token of the sequence
  * @returns {SequenceDetail}
  */
-export function sequenceDetail(reply, tokens, modality) {
-  const rows = seqRows(tokens, reply.seq);
+export function sequenceDetail(reply, tokens, modality, streams = null) {
+  const rows = seqRows(tokens, reply.seq, streams ? streams.query : -1);
+  const cross = streams != null && streams.key !== streams.query;
+  const keyRows = cross ? seqRows(tokens, reply.seq, streams.key) : rows;
   const raw = /** @type {Float32Array} */ (decode(reply.weights, "float32"));
-  if (raw.length !== rows.length * rows.length) {
-    throw new Error(`qkviz: sequence ${reply.seq} has ${rows.length} tokens but its attention holds ${raw.length} weights`);
+  if (raw.length !== rows.length * keyRows.length) {
+    throw new Error(`qkviz: sequence ${reply.seq} has ${rows.length} x ${keyRows.length} tokens but its attention holds ${raw.length} weights`);
   }
+  const f32 = (v) => /** @type {Float32Array | null} */ (decodeOptional(v, "float32"));
   return {
+    nq: rows.length, nk: keyRows.length,
+    keyDisplay: cross ? keyRows.map((t) => tokens.display[t] ?? "") : null,
+    keyToken: cross ? Uint32Array.from(keyRows) : null,
+    keySpecial: cross ? Uint8Array.from(keyRows, (t) => (tokens.category[t] === 2 ? 1 : 0)) : null,
+    family: reply.family ?? "",
+    sink: f32(reply.sink), position: f32(reply.position), content: f32(reply.content),
+    position_effect: f32(reply.position_effect),
+    alibi: reply.alibi ?? null, softcap: reply.softcap ?? null,
     layer: reply.layer, head: reply.head, seq: reply.seq, modality,
     token: Uint32Array.from(rows),
     display: rows.map((t) => tokens.display[t] ?? ""),

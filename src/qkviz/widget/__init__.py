@@ -81,6 +81,9 @@ class QKViz(anywidget.AnyWidget):
     layer = t.Int(_DEFAULT.layer, allow_none=True).tag(sync=True)
     """Focused layer (model numbering), or None for the matrix of all heads."""
     head = t.Int(_DEFAULT.head, allow_none=True).tag(sync=True)
+    #: Which attention an encoder–decoder embedding shows: "encoder", "decoder" or "cross" ("" for
+    #: an embedding of one attention).
+    attn = t.Unicode(_DEFAULT.attn).tag(sync=True)
     """Focused query head, or None for the matrix."""
     color = t.Unicode(_DEFAULT.color).tag(sync=True)
     """Colour field: one of ``COLOR_FIELDS`` or a user column."""
@@ -124,6 +127,7 @@ class QKViz(anywidget.AnyWidget):
         height: int = _DEFAULT.height,
         layer: int | None = None,
         head: int | None = None,
+        attn: str | None = None,
     ) -> None:
         # Everything is checked and encoded before super().__init__, which opens the comm: bad
         # input must fail here, in Python, with nothing sent to the browser.
@@ -132,6 +136,7 @@ class QKViz(anywidget.AnyWidget):
             View(
                 layer=layer,
                 head=head,
+                attn=attn or "",
                 color=color,
                 color_mod=color_mod,
                 size_by_norm=size_by_norm,
@@ -173,18 +178,26 @@ class QKViz(anywidget.AnyWidget):
             raise WidgetDataError(f"theme must be one of {THEMES}, got {proposal['value']!r}")
         return proposal["value"]
 
+    @t.validate("attn")
+    def _valid_attn(self, proposal: Any) -> str:
+        a = self.state.resolve_attn(proposal["value"])
+        return a or ""
+
+    def _grid(self) -> dict[str, Any]:
+        return self.state._attn(getattr(self, "attn", "") or None)
+
     @t.validate("layer")
     def _valid_layer(self, proposal: Any) -> int | None:
         v = proposal["value"]
-        if v is not None and v not in self.state.layers:
-            raise WidgetDataError(f"no layer {v}; layers are {self.state.layers}")
+        if v is not None and v not in self._grid()["layers"]:
+            raise WidgetDataError(f"no layer {v}; layers are {self._grid()['layers']}")
         return v
 
     @t.validate("head")
     def _valid_head(self, proposal: Any) -> int | None:
         v = proposal["value"]
-        if v is not None and v not in self.state.heads:
-            raise WidgetDataError(f"no head {v}; heads are {self.state.heads}")
+        if v is not None and v not in self._grid()["heads"]:
+            raise WidgetDataError(f"no head {v}; heads are {self._grid()['heads']}")
         return v
 
     @t.validate("selection")
@@ -212,11 +225,26 @@ class QKViz(anywidget.AnyWidget):
             self._selection = array_to_binary(change["new"], "uint32")
 
     # ---- actions -------------------------------------------------------------------------------------
-    def focus(self, layer: int, head: int) -> None:
-        """Show one head (model numbering); ``show_matrix()`` goes back to the grid."""
-        self.state.check_focus(layer, head)
+    def focus(self, layer: int, head: int, attn: str | None = None) -> None:
+        """Show one head (model numbering); ``show_matrix()`` goes back to the grid.
+
+        ``attn`` picks the attention of an encoder–decoder embedding (default: the one shown).
+        """
+        name = self.state.resolve_attn(attn or self.attn or None)
+        self.state.check_focus(layer, head, name)
         with self.hold_sync():
+            if name is not None and name != self.attn:
+                self.layer, self.head = None, None
+                self.attn = name
             self.layer, self.head = layer, head
+
+    def show_attention(self, attn: str) -> None:
+        """Show the matrix of one attention of an encoder–decoder embedding (``"encoder"``,
+        ``"decoder"`` or ``"cross"``)."""
+        name = self.state.resolve_attn(attn)
+        with self.hold_sync():
+            self.layer, self.head = None, None
+            self.attn = name or ""
 
     def show_matrix(self) -> None:
         """Show every head as a grid."""
@@ -260,7 +288,9 @@ class QKViz(anywidget.AnyWidget):
         st = self.state
         per = 2 * st.n_tokens
         focused = self._focused_cell()
-        cells = [focused] if focused is not None else range(len(st.cells))
+        shown = st._attn(self.attn or None)
+        n_shown = len(shown["layers"]) * len(shown["heads"])
+        cells = [focused] if focused is not None else range(shown["cell_offset"], shown["cell_offset"] + n_shown)
         if isinstance(what, str):
             tok = np.flatnonzero(st.match_tokens(what, False))
             local = np.concatenate([tok, tok + st.n_tokens])
@@ -287,7 +317,7 @@ class QKViz(anywidget.AnyWidget):
         """The cell of the focused head, or ``None`` on the matrix."""
         if self.layer is None or self.head is None:
             return None
-        return self.state.cell_index(self.layer, self.head)
+        return self.state.cell_index(self.layer, self.head, self.attn or None)
 
     @property
     def selected(self) -> pd.DataFrame:

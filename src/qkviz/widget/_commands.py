@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..analysis import aggregate_detail, attention_context, patch_atlas, patch_colors, row_stats
+from ..analysis import aggregate_detail, attention_context, family_detail, patch_atlas, patch_colors
 from ..errors import QKVizError, WidgetDataError
 from ..wire import MAX_MESSAGE_BYTES, WidgetState, pack_buffers
 
@@ -43,8 +43,11 @@ def _attention(state: WidgetState, request: dict) -> dict:
     name = None if attn is None else str(attn)
     weights = state.attention(layer, head, seq, name)
     reply = {"layer": layer, "head": head, "seq": seq, **({"attn": attn} if attn else {}), "weights": weights}
-    if request.get("detail") and name is None:  # the panel's views read one stream per sequence
-        reply.update(attention_context(_attention_source(state), layer, head, seq))
+    if request.get("detail"):
+        if name is None:
+            reply.update(attention_context(_attention_source(state), layer, head, seq))
+        else:  # one attention of an encoder-decoder: what its score function adds (no values, no images)
+            reply.update(value_norms=None, **family_detail(_attention_source(state).capture, layer, head, seq, name))
     return reply
 
 
@@ -73,16 +76,6 @@ def _atlas(state: WidgetState, request: dict) -> dict:
 Handler = Callable[[WidgetState, dict], dict]
 
 
-def _rowstats(state: WidgetState, request: dict) -> dict:
-    """Per-query numbers of one head: ``sink`` and ``position_effect`` float32 [token] (NaN for tokens
-    without a query in the attention) or ``None`` when the head has no sink / no position term."""
-    cap = _attention_source(state).capture
-    attn = request.get("attn")
-    layer, head = int(request["layer"]), int(request["head"])
-    state.check_focus(layer, head, None if attn is None else str(attn))
-    return row_stats(cap, layer, head, None if attn is None else str(attn))
-
-
 #: kind -> handler(state, request) -> response dict (numpy arrays allowed inside). One backend per
 #: kind: views of one sequence's attention (sentence, heatmap, image) are computed in the browser
 #: from "attention"; kinds that span every sequence ("aggregate", "atlas") only here (a standalone
@@ -92,7 +85,6 @@ HANDLERS: dict[str, Handler] = {
     "attention": _attention,
     "aggregate": _aggregate,
     "atlas": _atlas,
-    "rowstats": _rowstats,
 }
 
 

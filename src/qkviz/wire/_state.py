@@ -80,6 +80,9 @@ class View:
     ----------
     layer, head : int or None
         Focused head (model numbering); both ``None`` = the matrix of all heads.
+    attn : str
+        Which attention an encoder–decoder embedding shows (``"encoder"``, ``"decoder"``,
+        ``"cross"``); ``""`` picks the default: cross-attention when there is one.
     color : str
         Colour field: one of :data:`COLOR_FIELDS`, ``"patch_color"`` (images) or a user column.
     color_mod : int
@@ -98,6 +101,7 @@ class View:
 
     layer: int | None = None
     head: int | None = None
+    attn: str = ""
     color: str = "kind"
     color_mod: int = 5
     size_by_norm: bool = False
@@ -358,8 +362,10 @@ class WidgetState:
         return self.embedding.capture is not None
 
     def _attn(self, attn: str | None) -> dict[str, Any]:
-        if attn is None:
-            return self.attns[0]
+        if not attn:
+            attn = self.resolve_attn(None)
+            if attn is None:
+                return self.attns[0]
         for a in self.attns:
             if a["name"] == attn:
                 return a
@@ -399,9 +405,24 @@ class WidgetState:
             raise WidgetDataError(f"theme must be one of {THEMES}, got {view.theme!r}")
         if (view.layer is None) != (view.head is None):
             raise WidgetDataError("give both layer and head, or neither (to start on the matrix)")
+        attn = self.resolve_attn(view.attn)
         if view.layer is not None:
-            self.check_focus(view.layer, view.head)
-        return view
+            self.check_focus(view.layer, view.head, attn)
+        return dataclasses.replace(view, attn=attn or "")
+
+    def resolve_attn(self, attn: str | None) -> str | None:
+        """The attention a view shows: ``attn``, or by default cross-attention (else the first);
+        ``None`` for an embedding of one attention."""
+        names = [a["name"] for a in self.attns]
+        if not self.several:
+            if attn not in (None, "", *names):
+                raise WidgetDataError(f"attn={attn!r}: this embedding holds one attention")
+            return None
+        if not attn:
+            return "cross" if "cross" in names else names[0]
+        if attn not in names:
+            raise WidgetDataError(f"attn={attn!r}: this embedding holds {names}")
+        return attn
 
     def match_tokens(self, query: str, regex: bool) -> np.ndarray:
         """``bool [token]``: which tokens match a search (the same rule as ``js/src/canvas/search.js``).
