@@ -21,8 +21,11 @@ const PATCH_COLOURS = ["mean_r", "mean_g", "mean_b", "brightness", "hue", "satur
  */
 export function staticAnswers(data, state) {
   const { meta, tokens } = data;
-  const cellFor = (layer, head) => {
-    const c = cellOf(meta, layer, head);
+  // an encoder-decoder page: the request names its attention, whose cells start at its offset
+  const attnOf = (attn) => (attn ? (meta.attns ?? []).find((a) => a.name === attn) : null);
+  const cellFor = (layer, head, attn) => {
+    const a = attnOf(attn);
+    const c = cellOf(a ? { layers: a.layers, heads: a.heads, cell_offset: a.cell_offset } : meta, layer, head);
     if (c < 0) throw new Error(`qkviz: no head (layer ${layer}, head ${head}) in this page`);
     return c;
   };
@@ -33,18 +36,21 @@ export function staticAnswers(data, state) {
     const e = data.topk?.[cell];
     return e ? decodeTopk(e, meta.n_tokens) : null;
   });
-  const rowsOf = (seq) => once(`rows/${seq}`, () => seqRows(tokens, seq));
+  const rowsOf = (seq, stream = -1) => once(`rows/${seq}/${stream}`, () => seqRows(tokens, seq, stream));
   const atlasOnce = () => once("atlas", () => decodeAtlas(data.images));
 
-  async function attention({ layer, head, seq, detail }) {
-    const cell = cellFor(layer, head);
+  async function attention({ layer, head, seq, detail, attn }) {
+    const cell = cellFor(layer, head, attn);
     if (!data.topk) throw new Error("qkviz: attention was not embedded in this page");
-    const rows = rowsOf(seq);
-    const { weights, k } = denseFromTopk(topk(cell), rows, tokens, meta.n_tokens);
+    const a = attnOf(attn);
+    const rows = rowsOf(seq, a ? a.query_stream : -1);
+    const keyRows = a ? rowsOf(seq, a.key_stream) : rows;
+    const { weights, k } = denseFromTopk(topk(cell), rows, tokens, meta.n_tokens, keyRows.length);
     const reply = { layer, head, seq, weights };
     if (!detail) return reply;
-    reply.note = truncationNote(k, rows.length);
+    reply.note = truncationNote(k, keyRows.length);
     reply.value_norms = null; // a page embeds no value vectors
+    Object.assign(reply, familyOf(data.families?.[cell], rows, keyRows));
     if (tokens.row && tokens.col) {
       reply.row = Int32Array.from(rows, (t) => tokens.row[t]);
       reply.col = Int32Array.from(rows, (t) => tokens.col[t]);
@@ -92,6 +98,31 @@ export function staticAnswers(data, state) {
     const fn = answer[request?.kind];
     if (!fn) throw new Error(`qkviz: request kind ${request?.kind} is not available in a static page`);
     return fn(request);
+  };
+}
+
+/**
+ * What a head's score function adds, from the page's `families` entry (qkviz.export): the sink
+ * share and the position effect of each query (embedded per token), and the position term where it
+ * needs no q or k (ALiBi: + m·p_j; relative buckets: + B[p_j − p_i]), exact. DeBERTa's terms and
+ * the content scores need the vectors: the page leaves them out.
+ */
+export function familyOf(entry, rows, keyRows) {
+  if (!entry) return { family: "plain", sink: null, position: null, content: null, position_effect: null, alibi: null, softcap: null };
+  const perQuery = (v) => (v ? Float32Array.from(rows, (t) => decode(v, "float32")[t]) : null);
+  const qp = rows.map((_, i) => i), kp = keyRows.map((_, j) => j); // rows are in position order
+  let position = null;
+  if (entry.alibi != null) {
+    position = new Float32Array(rows.length * keyRows.length);
+    for (const i of qp) for (const j of kp) position[i * keyRows.length + j] = entry.alibi * j;
+  } else if (entry.offset_bias) {
+    const table = decode(entry.offset_bias, "float32"), length = (table.length + 1) / 2;
+    position = new Float32Array(rows.length * keyRows.length);
+    for (const i of qp) for (const j of kp) position[i * keyRows.length + j] = table[j - i + length - 1];
+  }
+  return {
+    family: entry.family, alibi: entry.alibi ?? null, softcap: entry.softcap ?? null,
+    sink: perQuery(entry.sink), position_effect: perQuery(entry.position_effect), position, content: null,
   };
 }
 

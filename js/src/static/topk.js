@@ -36,21 +36,22 @@ export function decodeTopk(entry, nTokens) {
  * elsewhere), so the lines and the panel work the same with or without a kernel; `k`, the number
  * of keys embedded per query (0 when none were).
  * @param {{keys: Uint32Array, weights: Float32Array} | null} tk
- * @param {number[]} rows  the sequence's global token rows in position order
+ * @param {number[]} rows  the sequence's global token rows in position order (its queries')
+ * @param {number} [nKeys]  keys per query row (default: as many as the queries)
  */
-export function denseFromTopk(tk, rows, tokens, nTokens) {
-  const n = rows.length;
-  const weights = new Float32Array(n * n);
+export function denseFromTopk(tk, rows, tokens, nTokens, nKeys = rows.length) {
+  const n = rows.length, nk = nKeys; // queries x keys (cross-attention: decoder x encoder tokens)
+  const weights = new Float32Array(n * nk);
   if (!tk) return { weights, k: 0 };
   const k = tk.keys.length / nTokens;
   for (const t of rows) {
     const q = tokens.pos[t];
     for (let j = 0; j < k; j++) {
       const key = tk.keys[t * k + j];
-      if (key < n) weights[q * n + key] = tk.weights[t * k + j];
+      if (key < nk) weights[q * nk + key] = tk.weights[t * k + j];
     }
   }
-  return { weights, k: Math.min(k, n) };
+  return { weights, k: Math.min(k, nk) };
 }
 
 /** Say plainly when the weights shown are a top-k cut ("" when every key is embedded). */
