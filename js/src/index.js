@@ -1,6 +1,7 @@
 // Entry point of the anywidget ES module (bundled by esbuild to src/qkviz/_bundle/widget.js): the
 // notebook widget. The standalone page runs this same module through js/src/static/runtime.js.
 import { renderView } from "./canvas/view.js";
+import { startLifecycle } from "./lifecycle.js";
 import { injectStyle } from "./ui/style.js";
 import { createTransport } from "./wire/transport.js";
 
@@ -11,11 +12,14 @@ function render({ model, el, experimental }) {
   injectStyle(typeof ShadowRoot !== "undefined" && root instanceof ShadowRoot ? root : el.ownerDocument ?? document);
   const controller = new AbortController();
   const fetchDetail = createTransport(model, experimental);
+  // a model with its own channel (standalone page, harness) has its data: no kernel to wait for
+  const life = typeof model.fetchDetail === "function" ? null : startLifecycle({ model, el, fetchDetail, signal: controller.signal });
   try {
-    renderView({ model, el, fetchDetail, signal: controller.signal });
+    renderView({ model, el, fetchDetail, signal: controller.signal, onReady: life?.ready, onFail: life?.failed });
   } catch (err) {
     console.error("[qkviz]", err);
     el.textContent = `qkviz failed to render: ${err?.message ?? err}`;
+    life?.failed(err);
   }
   return () => controller.abort();
 }
