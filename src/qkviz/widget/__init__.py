@@ -43,7 +43,7 @@ from ..wire import (
     pack_selection,
     unpack_selection,
 )
-from . import _commands, _hosts
+from . import _commands, _fallback, _hosts
 from ._fallback import FALLBACKS, ColabWatch, page_iframe
 
 if TYPE_CHECKING:
@@ -404,7 +404,7 @@ class QKViz(anywidget.AnyWidget):
         if ip is None:
             return
         if self._watch is None or self._watch.handle is not None:  # one slot per display
-            self._watch = ColabWatch(self._page_fragment, ip, display)
+            self._watch = ColabWatch(self._page_fragment, ip, display, grace_s=_fallback.GRACE_S)
             if self._frontend["started"]:
                 self._watch.started = True
         self._watch.arm()
