@@ -10,6 +10,7 @@ is sent here as Colab's widget manager would relay it: a comm message with anywi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import time
@@ -72,10 +73,8 @@ def _run(kc, code: str, timeout=120) -> list[dict]:
 def _drain(kc, seconds: float) -> list[dict]:
     out, end = [], time.time() + seconds
     while time.time() < end:
-        try:
+        with contextlib.suppress(queue.Empty):
             out.append(kc.get_iopub_msg(timeout=0.2))
-        except queue.Empty:
-            pass
     return out
 
 
@@ -85,8 +84,18 @@ def _displays(msgs):
 
 def _status_from_frontend(kc, model_id: str, stage: str) -> None:
     """What Colab's widget manager relays when the view calls experimental.invoke (anywidget's protocol)."""
-    content = {"comm_id": model_id, "data": {"method": "custom", "content": {
-        "id": f"t-{stage}", "kind": "anywidget-command", "name": "_qk_fetch", "msg": {"kind": "status", "stage": stage}}}}
+    content = {
+        "comm_id": model_id,
+        "data": {
+            "method": "custom",
+            "content": {
+                "id": f"t-{stage}",
+                "kind": "anywidget-command",
+                "name": "_qk_fetch",
+                "msg": {"kind": "status", "stage": stage},
+            },
+        },
+    }
     kc.session.send(kc.shell_channel.socket, kc.session.msg("comm_msg", content))
 
 
@@ -114,7 +123,9 @@ def test_colab_slot_fills_when_no_front_end_starts_and_stays_empty_when_one_does
 
     # 2. the front end reports in time: the slot stays empty
     msgs = _run(kc, "viz2 = qkviz.QKViz(emb)\nviz2")
-    model_id = next(m for m in _displays(msgs) if WIDGET_VIEW in m["content"]["data"])["content"]["data"][WIDGET_VIEW]["model_id"]
+    model_id = next(m for m in _displays(msgs) if WIDGET_VIEW in m["content"]["data"])["content"]["data"][WIDGET_VIEW][
+        "model_id"
+    ]
     _status_from_frontend(kc, model_id, "started")
     replies = _drain(kc, 4)
     answered = [m for m in replies if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == model_id]

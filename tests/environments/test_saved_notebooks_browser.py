@@ -69,7 +69,8 @@ def test_the_saved_outputs_carry_the_fallbacks(saved):
     (pic,) = _outputs(nb, 1)
     assert {WIDGET_VIEW, "image/png", "text/plain"} <= set(pic["data"]) and "text/html" not in pic["data"]
     (page,) = _outputs(nb, 2)
-    assert page["data"]["text/html"].startswith("<iframe") and "image/png" in page["data"]
+    html = page["data"]["text/html"]
+    assert html.startswith('<img class="qkviz-picture"') and "<iframe" in html and "image/png" in page["data"]
     # nbconvert took the fallbacks (no widget state for these models), not the widget views
     assert WIDGET_VIEW not in saved["body"]
     assert saved["body"].count("data:image/png;base64,") >= 1 and "srcdoc=" in saved["body"]
@@ -116,6 +117,8 @@ def test_nbconvert_html_shows_the_layout_offline(saved, page):
     )
     assert sum(_ink(canvas_ink).values()) > 200
     assert frame.locator(".qk-cell").count() == 8  # 2 layers x 4 heads
+    # where the page runs, it replaced the picture that sanitised viewers keep
+    assert page.locator("img.qkviz-picture").count() == 0
     page.locator("iframe.qkviz-page").screenshot(path=str(ARTIFACTS / "saved-notebook-page.png"))
     # nothing of qkviz's left the machine (nbconvert's own page may ask for MathJax and fonts)
     assert not [u for u in external if "qkviz" in u or "anywidget" in u], external
@@ -135,5 +138,25 @@ def test_with_saved_widget_state_nbconvert_shows_the_cdn_widget(tmp_path):
     assert model["model_module"] == "anywidget" and "_esm" in model["state"]
     assert any(b["path"] == ["_picture", "view"] for b in model.get("buffers", []))
     body, _ = HTMLExporter().from_notebook_node(nb)
-    assert f'"model_id": "{pic["data"][WIDGET_VIEW]["model_id"]}"' in body or pic["data"][WIDGET_VIEW]["model_id"] in body
+    assert (
+        f'"model_id": "{pic["data"][WIDGET_VIEW]["model_id"]}"' in body or pic["data"][WIDGET_VIEW]["model_id"] in body
+    )
     assert "html-manager" in body
+
+
+def test_notebook7_shows_the_picture_of_an_untrusted_saved_notebook(saved, notebook7, page):
+    """Someone else's notebook (not signed by this server: untrusted) opened in Notebook 7, whose output
+    area is JupyterLab's: the widget renderer is unsafe, so the output shows the safe ``image/png``."""
+    import nbformat
+
+    root = notebook7["home"] / "root"
+    nbformat.write(saved["nb"], root / "saved.ipynb")
+    page.goto(notebook7["url"] + "/notebooks/saved.ipynb", wait_until="domcontentloaded")
+    img = page.locator(".jp-OutputArea-output img[src^='data:image/png']").first
+    img.wait_for(state="visible", timeout=60_000)
+    # both outputs: the first as image/png, the second's text/html sanitised down to its picture
+    assert page.locator(".jp-OutputArea-output img[src^='data:image/png']").count() >= 2
+    assert page.evaluate("(img) => img.naturalWidth", img.element_handle()) > 300
+    assert page.locator("iframe.qkviz-page").count() == 0  # no standalone page in an untrusted notebook
+    img.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "saved-notebook-notebook7-untrusted.png"))

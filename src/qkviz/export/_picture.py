@@ -75,11 +75,12 @@ def _splat(
     counts = np.bincount(flat, minlength=2 * w * h).astype(np.float32).reshape(2, h, w)
     if dot > 1:  # each point also covers the dot - 1 pixels right of and below it
         pad = np.pad(counts, ((0, 0), (dot - 1, 0), (dot - 1, 0)))
-        counts = sum(
+        shifted = [
             pad[:, dot - 1 - dy : dot - 1 - dy + h, dot - 1 - dx : dot - 1 - dx + w]
             for dy in range(dot)
             for dx in range(dot)
-        )
+        ]
+        counts = np.sum(shifted, axis=0, dtype=np.float32)
     cq, ck = counts
     total = cq + ck
     cover = (1.0 - (1.0 - alpha) ** total)[..., None]
@@ -115,8 +116,8 @@ def _matrix(state: WidgetState, cell_px: int, colors: dict) -> Image.Image:
         draw.line([(c * cell_px, 0), (c * cell_px, h)], fill=colors["line"])
     for r in range(1, n_rows):
         draw.line([(0, r * cell_px), (w, r * cell_px)], fill=colors["line"])
-    for c in np.flatnonzero(state.missing):
-        x0, y0 = (c % n_cols) * cell_px, (c // n_cols) * cell_px
+    for m in np.flatnonzero(state.missing).tolist():
+        x0, y0 = (m % n_cols) * cell_px, (m // n_cols) * cell_px
         draw.line([(x0 + 3, y0 + 3), (x0 + cell_px - 3, y0 + cell_px - 3)], fill=colors["muted"])
     return img
 
@@ -169,12 +170,16 @@ def picture_png(state: WidgetState, view: View | None = None, *, width: int = 76
     cell_px = int(np.clip(matrix_w // n_cols, 6, 96))
     matrix = _matrix(state, cell_px, colors)
     single_px = int(np.clip(matrix.height, 240, 360)) if focused is not None else 0
-    out_w = label_w + matrix.width + (gap + single_px if focused is not None else 0)
+    small, title = _font(10), _font(13)
+    note = f"{state.n_tokens} tokens: queries green, keys pink. Static picture; run the notebook for the interactive widget."
+    heading = f"{n_rows} layers x {n_cols} heads (rows: layers, columns: heads)"
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = int(max(measure.textlength(note, font=small), measure.textlength(heading, font=title))) + 8
+    out_w = max(label_w + matrix.width + (gap + single_px if focused is not None else 0), label_w + text_w)
     out_h = top + max(matrix.height, single_px) + foot
     img = Image.new("RGB", (out_w, out_h), colors["bg"])
     img.paste(matrix, (label_w, top))
     draw = ImageDraw.Draw(img)
-    small, title = _font(10), _font(13)
     # layer numbers down the left, head numbers along the top (every k-th when the cells are small)
     every = max(1, int(np.ceil(14 / cell_px)))
     for r in range(0, n_rows, every):
@@ -200,8 +205,6 @@ def picture_png(state: WidgetState, view: View | None = None, *, width: int = 76
         img.paste(_single(state, focused, single_px, colors), (sx, top))
         draw.rectangle([sx, top, sx + single_px - 1, top + single_px - 1], outline=colors["line"])
         draw.text((sx, 4), f"layer {view.layer}, head {view.head}", fill=colors["ink"], font=title)  # type: ignore[union-attr]
-    n_tok = state.n_tokens
-    note = f"{n_tok} tokens: queries green, keys pink. Static picture; run the notebook for the interactive widget."
     draw.text((label_w, out_h - foot + 5), note, fill=colors["muted"], font=small)
     buf = io.BytesIO()
     # an 8-bit palette keeps the file small: a flat background, greys and two colour ramps

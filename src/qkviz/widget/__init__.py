@@ -256,7 +256,8 @@ class QKViz(anywidget.AnyWidget):
 
     @t.observe("selection")
     def _selection_to_wire(self, change: Any) -> None:
-        if not np.array_equal(self._wire_indices(self._selection), change["new"]):
+        current = self._wire_indices(self._selection)
+        if current is None or not np.array_equal(current, change["new"]):
             self._selection = pack_selection(change["new"])
 
     def _wire_indices(self, wire: Any) -> np.ndarray | None:
@@ -371,7 +372,7 @@ class QKViz(anywidget.AnyWidget):
         return _commands.dispatch(self.state, msg)
 
     # ---- what viewers without the widget see ----------------------------------------------------------
-    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict] | None:
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is None or self.fallback == "none":
             return bundle
@@ -383,15 +384,15 @@ class QKViz(anywidget.AnyWidget):
         # the same picture for a front end that runs from saved widget state, with no kernel
         self._picture = array_to_binary(np.frombuffer(png, np.uint8), "uint8")
         if self.fallback == "page":
-            data["text/html"] = self._page_fragment()
+            data["text/html"] = self._page_fragment(png)
         if _hosts.in_colab():
             self._watch_colab()
         return data, metadata
 
-    def _page_fragment(self) -> str:
+    def _page_fragment(self, picture: bytes | None = None) -> str:
         from ..export import to_html
 
-        return page_iframe(to_html(self), self.height)
+        return page_iframe(to_html(self), self.height, picture)
 
     def _watch_colab(self) -> None:
         """In Colab, show the standalone page under the cell if the widget does not start."""
@@ -409,7 +410,7 @@ class QKViz(anywidget.AnyWidget):
                 self._watch.started = True
         self._watch.arm()
 
-    def _on_status(self, msg: dict) -> dict:
+    def _on_status(self, msg: dict[str, Any]) -> dict[str, Any]:
         """The front end's report: ``{"kind": "status", "stage": "started" | "ready" | "failed"}``."""
         stage = str(msg.get("stage"))
         if stage not in ("started", "ready", "failed"):

@@ -21,6 +21,7 @@ Three fallbacks (evidence for each host's behaviour in ``docs/environments.md``)
 
 from __future__ import annotations
 
+import base64
 import html
 import logging
 import threading
@@ -37,15 +38,28 @@ FALLBACKS = ("image", "page", "none")
 GRACE_S = 20.0
 
 
-def page_iframe(page: str, height: int) -> str:
+def page_iframe(page: str, height: int, picture_png: bytes | None = None) -> str:
     """The standalone page (``qkviz.export.to_html`` text) as an ``<iframe srcdoc>`` HTML fragment.
 
     The page's text is what a browser decodes from the file (its data block holds windows-1252
     characters); ``srcdoc`` takes that text as is, so the page runtime reads the same characters.
+
+    With ``picture_png``, the picture comes first and the iframe's ``onload`` removes it: where
+    the HTML is sanitised (JupyterLab for an untrusted notebook, GitHub), the iframe and the
+    handler go and the picture stays; where it runs (nbconvert's page, a trusted notebook), the page
+    replaces the picture once it loaded.
     """
-    return (
+    frame = (
         f'<iframe class="qkviz-page" title="qkviz standalone view" style="width:100%;height:{int(height) + 90}px;'
-        f'border:0" srcdoc="{html.escape(page, quote=True)}"></iframe>'
+        f'border:0" srcdoc="{html.escape(page, quote=True)}"'
+    )
+    if picture_png is None:
+        return frame + "></iframe>"
+    src = "data:image/png;base64," + base64.b64encode(picture_png).decode("ascii")
+    return (
+        f'<img class="qkviz-picture" alt="qkviz: the layout of every head" src="{src}">'
+        + frame
+        + " onload=\"var p = this.previousElementSibling; if (p && p.className === 'qkviz-picture') p.remove();\"></iframe>"
     )
 
 

@@ -19,6 +19,7 @@ what one page → kernel message may carry (the selection; larger ones travel in
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 import warnings
@@ -51,8 +52,7 @@ def message_budget() -> int:
 @functools.lru_cache(maxsize=1)
 def _enable_once() -> bool:
     try:
-        from google.colab import output  # type: ignore[import-not-found]
-
+        output = importlib.import_module("google.colab.output")
         output.enable_custom_widget_manager()
     except Exception as err:  # a Colab without the call: say so once; anywidget may still manage
         warnings.warn(
