@@ -354,3 +354,25 @@ def test_python_selection_goes_to_the_page_compactly(no_hosts, emb):
     viz.select(np.arange(viz.state.n_points))  # everything: a bitmask of n_points / 8 bytes
     assert viz._selection["encoding"] == "bitmask"
     assert memoryview(viz._selection["view"]).nbytes == -(-viz.state.n_points // 8)
+
+
+def test_a_failing_picture_never_costs_the_widget(no_hosts, emb, monkeypatch, caplog):
+    import qkviz.export._picture as pic
+
+    monkeypatch.setattr(pic, "picture_png", lambda *a, **k: 1 / 0)
+    data, _ = QKViz(emb)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data and "image/png" not in data
+    assert "no static fallback" in caplog.text
+
+
+def test_a_new_display_retires_the_old_colab_slot(fake_colab, emb, monkeypatch):
+    ip = types.SimpleNamespace(events=_Events())
+    monkeypatch.setattr("IPython.get_ipython", lambda: ip)
+    monkeypatch.setattr("IPython.display.display", lambda obj, display_id=None: _Handle([]))
+    viz = QKViz(emb)
+    viz._repr_mimebundle_()
+    ip.events.fire("post_run_cell")  # the first display's slot exists, its timer runs
+    first = viz._watch
+    assert first.timer is not None and first.timer.is_alive()
+    viz._repr_mimebundle_()  # shown again in a later cell
+    assert viz._watch is not first and first.timer.finished.is_set()  # cancelled: that slot stays empty

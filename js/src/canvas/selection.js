@@ -26,7 +26,10 @@ export function createSelection(ctx) {
   /** Replace the selection by drawn points `points` (a lasso, a click, clear). */
   function send(points) {
     const offset = ctx.state.mode === "single" ? ctx.state.cell * per : 0;
-    const indices = Uint32Array.from(new Set(Array.from(points, (i) => i + offset))).sort();
+    const sorted = Uint32Array.from(points, (i) => i + offset).sort();
+    let k = 0; // drop repeats (packSelection needs a set)
+    for (let i = 0; i < sorted.length; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) sorted[k++] = sorted[i];
+    const indices = sorted.slice(0, k);
     const packed = packSelection(indices);
     if (ownChannel || wireBytes(packed) <= ctx.meta.upload_bytes) {
       uploading = null;

@@ -379,12 +379,15 @@ class QKViz(anywidget.AnyWidget):
         data, metadata = bundle  # metadata: anywidget's, with Colab's widget-manager URL
         from ..export._picture import picture_png
 
-        png = picture_png(self.state, self.view())
-        data["image/png"] = base64.b64encode(png).decode("ascii")
-        # the same picture for a front end that runs from saved widget state, with no kernel
-        self._picture = array_to_binary(np.frombuffer(png, np.uint8), "uint8")
-        if self.fallback == "page":
-            data["text/html"] = self._page_fragment(png)
+        try:  # a fallback must never cost the user the widget itself
+            png = picture_png(self.state, self.view())
+            data["image/png"] = base64.b64encode(png).decode("ascii")
+            # the same picture for a front end that runs from saved widget state, with no kernel
+            self._picture = array_to_binary(np.frombuffer(png, np.uint8), "uint8")
+            if self.fallback == "page":
+                data["text/html"] = self._page_fragment(png)
+        except Exception as err:
+            log.warning("qkviz: no static fallback in this output (%s: %s)", type(err).__name__, err)
         if _hosts.in_colab():
             self._watch_colab()
         return data, metadata
@@ -405,6 +408,8 @@ class QKViz(anywidget.AnyWidget):
         if ip is None:
             return
         if self._watch is None or self._watch.handle is not None:  # one slot per display
+            if self._watch is not None:  # reports now go to the new slot: the old one stays as it is
+                self._watch.retire()
             self._watch = ColabWatch(self._page_fragment, ip, display, grace_s=_fallback.GRACE_S)
             if self._frontend["started"]:
                 self._watch.started = True

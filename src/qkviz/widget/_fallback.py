@@ -107,6 +107,11 @@ class ColabWatch:
         self.timer.daemon = True
         self.timer.start()
 
+    def retire(self) -> None:
+        """Stop waiting (a newer display of the widget took over the front end's reports)."""
+        if self.timer is not None:
+            self.timer.cancel()
+
     def _check(self) -> None:
         if not self.started:
             self.show(f"The interactive widget did not start within {self.grace_s:.0f} s")
