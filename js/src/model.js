@@ -29,7 +29,10 @@ import { decode } from "./wire/codec.js";
  * @property {MetaWire} _meta  grid description (docs/internals.md, "Traits of QKViz")
  * @property {TokensWire} _tokens  per-token columns and strings
  * @property {Record<string, ColumnWire>} _columns  user columns (and patch colours of images)
- * @property {Wire | null} _selection  uint32 global point indices, written by the front end
+ * @property {SelectionWire | null} _selection  the selected global point indices (wire/selection.js:
+ *   uint32 indices, a bitmask or a parts upload), written by the front end and by Python
+ * @property {Wire | null} _picture  PNG (uint8) of the layout at the last display, shown while no
+ *   kernel answers (saved widget state, a busy kernel)
  */
 
 /**
@@ -49,25 +52,28 @@ import { decode } from "./wire/codec.js";
  *   chunk_points?: number, dim?: number, n_seqs?: number, has_attention?: boolean,
  *   has_faithfulness?: boolean, has_images?: boolean, recall?: Wire, norm_range?: Wire,
  *   missing?: Wire, single_scale?: number, cell_fill?: number, modality?: string,
- *   causal?: boolean, attns?: AttnWire[], streams?: string[]}} MetaWire
+ *   causal?: boolean, attns?: AttnWire[], streams?: string[], upload_bytes?: number}} MetaWire
  * @typedef {{name: string, layers: number[], heads: number[], cell_offset: number,
  *   query_stream: number, key_stream: number, causal?: boolean}} AttnWire
  * @typedef {{seq?: Wire, pos?: Wire, seq_len?: Wire, category?: Wire, token?: string[],
  *   display?: string[], row?: Wire, col?: Wire, stream?: Wire}} TokensWire
  * @typedef {{type: "numeric" | "categorical", values: Wire, categories?: string[]}} ColumnWire
+ * @typedef {import("./wire/selection.js").SelectionWire} SelectionWire
  */
 
 /** The trait names of QKVizTraits, in its order (a JS test checks that the two agree). */
 export const TRAITS = Object.freeze([
   "layer", "head", "attn", "color", "color_mod", "size_by_norm", "search_query", "search_regex",
   "lines_k", "lines_threshold", "theme", "height", "_meta", "_tokens", "_columns", "_selection",
+  "_picture",
 ]);
 
 /**
  * @typedef {{layers: number[], heads: number[], n_tokens: number, n_points: number,
  *   chunk_points: number, has_attention: boolean, has_faithfulness: boolean, has_images: boolean,
  *   recall: Float32Array, dim: 2 | 3, single_scale: number, cell_fill: number, attn: string,
- *   attns: AttnWire[], cell_offset: number, query_stream: number, key_stream: number}} Meta
+ *   attns: AttnWire[], cell_offset: number, query_stream: number, key_stream: number,
+ *   upload_bytes: number}} Meta
  */
 
 /**
@@ -109,6 +115,8 @@ export function getMeta(model) {
     dim: m.dim === 3 ? 3 : 2,
     single_scale: m.single_scale ?? 0.9,
     cell_fill: m.cell_fill ?? 0.84,
+    // page -> kernel bytes per message (qkviz.widget._hosts.UPLOAD_BUDGET); larger go in parts
+    upload_bytes: m.upload_bytes ?? 512 * 1024,
   };
 }
 

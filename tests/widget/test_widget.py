@@ -13,7 +13,7 @@ import pytest
 from qkviz.errors import WidgetDataError
 from qkviz.export._snapshot import snapshot
 from qkviz.widget import COLOR_FIELDS, QKViz, _commands
-from qkviz.wire import MAX_MESSAGE_BYTES, array_to_binary, binary_to_array, pack_buffers
+from qkviz.wire import MAX_MESSAGE_BYTES, array_to_binary, binary_to_array, pack_buffers, unpack_selection
 
 from ._fakes import make_embedding
 
@@ -240,7 +240,7 @@ def test_select_from_python(emb):
     n = emb.n_tokens
     viz.select([7, 3, 3])
     assert viz.selection.tolist() == [3, 7]
-    assert binary_to_array(viz._selection).tolist() == [3, 7]  # mirrored to the wire trait
+    assert unpack_selection(viz._selection, viz.state.n_points).tolist() == [3, 7]  # mirrored to the wire
     mask = np.zeros(viz._meta["n_points"], bool)
     mask[[0, 9]] = True
     viz.select(mask)

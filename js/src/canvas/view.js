@@ -40,9 +40,11 @@ function notebookTheme() {
 
 /**
  * @param {{model: import("../model.js").QKVizModel, el: HTMLElement,
- *   fetchDetail: (request: object) => Promise<any>, signal: AbortSignal}} props
+ *   fetchDetail: (request: object, options?: {buffers?: any[]}) => Promise<any>, signal: AbortSignal,
+ *   onReady?: () => void, onFail?: (err: any) => void}} props
+ *   onReady: the grid is drawn; onFail: the view could not start (lifecycle.js reports both)
  */
-export function renderView({ model, el, fetchDetail, signal }) {
+export function renderView({ model, el, fetchDetail, signal, onReady = () => {}, onFail = () => {} }) {
   const on = (target, ev, fn, opts) => target.addEventListener(ev, fn, { signal, ...opts });
   const listen = (name, fn) => {
     model.on(name, fn);
@@ -101,6 +103,7 @@ export function renderView({ model, el, fetchDetail, signal }) {
     status.textContent = "nothing to show: the embedding has no points";
     root.dataset.qkReady = "1";
     root.dataset.qkMode = "empty";
+    onReady();
     return;
   }
 
@@ -306,11 +309,15 @@ export function renderView({ model, el, fetchDetail, signal }) {
     root.dataset.qkSelected = String(ctx.selection.global().length);
     root.dataset.qkReady = "1";
     mark("ready");
+    onReady();
     try {
       const cleanup = mountPanel(panel, { model, bus, fetchDetail, signal, overlay, getPoints, screenPositions: ctx.scatter.screenPositions });
       if (typeof cleanup === "function") signal.addEventListener("abort", cleanup);
     } catch (err) {
       console.error("[qkviz] side panel failed", err);
     }
-  })().catch(fail);
+  })().catch((err) => {
+    fail(err);
+    if (root.dataset.qkReady !== "1") onFail(err);
+  });
 }

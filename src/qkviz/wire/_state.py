@@ -502,7 +502,11 @@ class WidgetState:
     @property
     def chunk_points(self) -> int:
         """Points per ``points`` message (each at most :data:`MAX_MESSAGE_BYTES`)."""
-        return max(2, MAX_MESSAGE_BYTES // _bytes_per_point(self.dim))
+        return self.points_per_message(MAX_MESSAGE_BYTES)
+
+    def points_per_message(self, message_bytes: int) -> int:
+        """Points per ``points`` message when one message may carry ``message_bytes``."""
+        return max(2, int(message_bytes) // _bytes_per_point(self.dim))
 
     def points(self, start: int, stop: int) -> dict[str, Any]:
         """Grid points ``[start, stop)``: coords ``float32 [point, dim]``, norms ``uint8 [point]``."""
@@ -510,8 +514,8 @@ class WidgetState:
             raise IndexError(f"points [{start}, {stop}) outside [0, {self.n_points})")
         return {"start": start, "stop": stop, "coords": self.coords[start:stop], "norms": self.norms[start:stop]}
 
-    def meta_wire(self) -> dict[str, Any]:
-        """The ``_meta`` trait."""
+    def meta_wire(self, message_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, Any]:
+        """The ``_meta`` trait; the front end pulls the grid in messages of ``message_bytes`` at most."""
         recall = np.full(len(self.cells), np.nan, np.float32)
         if self.faithfulness is not None:
             f = self.faithfulness
@@ -526,7 +530,7 @@ class WidgetState:
             "heads": list(self.heads),
             "n_tokens": self.n_tokens,
             "n_points": self.n_points,
-            "chunk_points": int(self.chunk_points),
+            "chunk_points": self.points_per_message(message_bytes),
             "dim": self.dim,
             "has_attention": self.has_attention,
             "has_faithfulness": self.faithfulness is not None,
