@@ -71,6 +71,11 @@ class Capture:
     images: np.ndarray | None = None
     terms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _tensors: MemoryTensors | DiskTensors | None = field(default=None, repr=False)
+    # Not state: a one-head memo of q/k and the sequence bounds (so that attention() over every
+    # sequence of a head reads the head once), and a handle on the model that made the capture
+    # (ModelHandle, set by qkviz.capture; never saved or pickled).
+    _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _model_handle: Any = field(default=None, init=False, repr=False, compare=False)
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -272,10 +277,25 @@ class Capture:
     # -- exact attention --------------------------------------------------------------------------
 
     def _seq_rows(self, seq: int) -> tuple[int, int]:
-        if not 0 <= int(seq) < len(self.sequences):
-            raise InputError(f"seq {seq!r} out of range: the capture holds {len(self.sequences)} sequences")
-        row = self.sequences.iloc[int(seq)]
-        return int(row["offset"]), int(row["n_tokens"])
+        bounds = self._memo.get("bounds")
+        if bounds is None:
+            bounds = self._memo["bounds"] = (
+                self.sequences["offset"].to_numpy(np.int64),
+                self.sequences["n_tokens"].to_numpy(np.int64),
+            )
+        if not 0 <= int(seq) < len(bounds[0]):
+            raise InputError(f"seq {seq!r} out of range: the capture holds {len(bounds[0])} sequences")
+        return int(bounds[0][int(seq)]), int(bounds[1][int(seq)])
+
+    def _head_qk(self, layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
+        """q and k of one head, kept until another head is asked for (read-only arrays)."""
+        hit = self._memo.get("qk")
+        if hit is None or hit[0] != (layer, head):
+            q, k = self.q(layer, head), self.k(layer, head)
+            q.setflags(write=False)
+            k.setflags(write=False)
+            hit = self._memo["qk"] = ((layer, head), q, k)
+        return hit[1], hit[2]
 
     def score(self, layer: int, head: int) -> ScoreFunction:
         """How ``head`` of ``layer`` scores: its scaling, soft-cap, sink, ALiBi slope or position tables.
@@ -299,7 +319,8 @@ class Capture:
 
     def _seq_vectors(self, layer: int, head: int, seq: int) -> tuple[np.ndarray, np.ndarray]:
         off, n = self._seq_rows(seq)
-        return self.q(layer, head)[off : off + n], self.k(layer, head)[off : off + n]
+        q, k = self._head_qk(layer, head)
+        return q[off : off + n], k[off : off + n]
 
     def attention(self, layer: int, head: int, seq: int) -> np.ndarray:
         """The head's attention probabilities over one sequence, recomputed exactly from q and k.
@@ -383,6 +404,22 @@ class Capture:
         ka = np.concatenate([k, (np.float32(f.alibi) * pos)[:, None]], axis=1)
         return qa, ka
 
+    def head_scores(self, cells: Any = None, *, value_weighted: bool | None = None, seqs: Any = None) -> pd.DataFrame:
+        """The head atlas: previous-token, first-token, self, special, entropy, mean-distance and
+        induction scores of every head, pooled over every query of the capture.
+
+        See :func:`qkviz.analysis.head_scores` for the parameters and ``docs/concepts/head-scores.md``
+        for the definitions.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (layer, head).
+        """
+        from ..analysis import head_scores
+
+        return head_scores(self, cells, value_weighted=value_weighted, seqs=seqs)
+
     def verify(self, model: Any, inputs: Any = None, *, seqs: Any = None, batch_size: int = 8) -> pd.DataFrame:
         """Compare :meth:`attention` with the model's own eager attention probabilities.
 
@@ -440,6 +477,13 @@ class Capture:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return path
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The memo is a cache and the model handle refers to a live model: neither is pickled.
+        state = dict(self.__dict__)
+        state["_memo"] = {}
+        state["_model_handle"] = None
+        return state
 
     def __repr__(self) -> str:
         return (

@@ -20,6 +20,7 @@ from . import _inputs
 from ._checks import check_supported, first_batch_check, forward_kwargs, model_device
 from ._container import Capture, load
 from ._geometry import HeadGeometry
+from ._handle import ModelHandle
 from ._store import (
     FORMAT,
     VERSION,
@@ -276,7 +277,9 @@ def capture(
     if out is not None:
         writer, start = _open_store(pathlib.Path(out), resume, lm, params, names)
         if writer is None:  # already complete
-            return load(out)
+            done = load(out)
+            done._model_handle = ModelHandle(lm)
+            return done
 
     dev = model_device(net)
     fwd = forward_kwargs(net)
@@ -346,10 +349,12 @@ def capture(
 
     if writer is not None:
         writer.finish()
-        return load(writer.root)
+        done = load(writer.root)
+        done._model_handle = ModelHandle(lm)
+        return done
     tokens = pd.concat(tables_t, ignore_index=True)
     assert geometry is not None  # the loop ran at least once: inputs are never empty
-    return Capture(
+    cap = Capture(
         tokens=tokens,
         sequences=pd.concat(tables_s, ignore_index=True),
         geometry=geometry,
@@ -359,6 +364,8 @@ def capture(
         terms=_terms(rec),
         _tensors=col.tensors(geometry.heads, geometry.kv_heads),
     )
+    cap._model_handle = ModelHandle(lm)  # lets Embedding.place capture new inputs the same way
+    return cap
 
 
 def _terms(rec: Any) -> dict[str, np.ndarray]:

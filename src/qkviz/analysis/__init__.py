@@ -8,9 +8,23 @@ model stack: ``Capture`` and the widget both call it.
 * :func:`aggregate_detail` — one head's attention averaged over every sequence, by position and by
   relative offset, with previous/self/next/first scores;
 * :func:`image_detail` — one image patch's attention on its image's patch grid;
-* :func:`patch_grid`, :func:`patch_atlas`, :func:`patch_colors` — image captures' patches.
+* :func:`patch_grid`, :func:`patch_atlas`, :func:`patch_colors` — image captures' patches;
+* :func:`head_scores` — the head atlas: previous-token, first-token, self, special, entropy, mean
+  distance and induction scores of every head, pooled over every query (``docs/concepts/head-scores.md``);
+* :func:`head_distances`, :func:`similar_heads_map` — how alike two heads attend (Jensen–Shannon);
+* :func:`compare_heads` — the same heads in two captures of the same texts.
 """
 
+from ._heads import (
+    SCORES,
+    classical_mds,
+    compare_heads,
+    head_distances,
+    head_scores,
+    js_divergence,
+    match_sequences,
+    similar_heads_map,
+)
 from ._images import patch_atlas, patch_colors, patch_grid
 from ._panel import ARROW_MIN_WEIGHT, AttentionSource, aggregate_detail, capture_of, image_detail, sequence_detail
 
@@ -24,4 +38,12 @@ __all__ = [
     "patch_colors",
     "capture_of",
     "ARROW_MIN_WEIGHT",
+    "SCORES",
+    "head_scores",
+    "head_distances",
+    "similar_heads_map",
+    "classical_mds",
+    "compare_heads",
+    "match_sequences",
+    "js_divergence",
 ]

@@ -23,7 +23,7 @@ from ..joint import check_scale_mode
 from ._align import generalized_procrustes
 from ._cache import default_cache_dir
 from ._driver import HeadSpec, run_heads, sources_for
-from ._embedding import Embedding, HeadKey, to_box
+from ._embedding import Embedding, Frame, HeadKey, to_box
 from ._methods import DEFAULT_METHOD, get_method
 
 __all__ = ["embed"]
@@ -188,6 +188,7 @@ def embed(
     else:
         rots = [np.eye(dim) for _ in raw]
     coords = {(r.layer, r.head): to_box((y - y.mean(0)) @ rot) for r, y, rot in zip(results, raw, rots)}
+    frames = {(r.layer, r.head): Frame.fit(y, rot) for r, y, rot in zip(results, raw, rots)}
     t_align = time.perf_counter() - t0
     record = {
         "translate": bool(translate),
@@ -226,4 +227,5 @@ def embed(
         capture=capture,
         transforms={(r.layer, r.head): r.transform for r in results},
         rotations={(r.layer, r.head): rot for r, rot in zip(results, rots)},
+        frames=frames,
     )
