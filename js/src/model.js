@@ -28,6 +28,9 @@ import { decode } from "./wire/codec.js";
  * @property {TokensWire} _tokens  per-token columns and strings
  * @property {Record<string, ColumnWire>} _columns  user columns (and patch colours of images)
  * @property {Wire | null} _selection  uint32 global point indices, written by the front end
+ * @property {ProbeWire} _probe  the probed text's points in every head (QKViz.probe); {} = none
+ * @property {number} _hover  global point index under the pointer (-1: none); written by the front
+ *   end only when `_meta.link_hover` (qkviz.compare links two widgets' hover through it)
  */
 
 /**
@@ -47,7 +50,11 @@ import { decode } from "./wire/codec.js";
  *   chunk_points?: number, dim?: number, n_seqs?: number, has_attention?: boolean,
  *   has_faithfulness?: boolean, has_images?: boolean, recall?: Wire, norm_range?: Wire,
  *   missing?: Wire, single_scale?: number, cell_fill?: number, modality?: string,
- *   causal?: boolean}} MetaWire
+ *   causal?: boolean, has_values?: boolean, value_range?: Wire, can_probe?: boolean,
+ *   link_hover?: boolean, scores?: {names: string[], values: Wire} | null,
+ *   similar?: {xy: Wire, nearest: Wire, nearest_js: Wire} | null}} MetaWire
+ * @typedef {{n_tokens?: number, display?: string[], seq?: Wire, pos?: Wire, texts?: string[],
+ *   coords?: Wire, attention?: Wire, offsets?: Wire}} ProbeWire
  * @typedef {{seq?: Wire, pos?: Wire, seq_len?: Wire, category?: Wire, token?: string[],
  *   display?: string[], row?: Wire, col?: Wire}} TokensWire
  * @typedef {{type: "numeric" | "categorical", values: Wire, categories?: string[]}} ColumnWire
@@ -57,12 +64,16 @@ import { decode } from "./wire/codec.js";
 export const TRAITS = Object.freeze([
   "layer", "head", "color", "color_mod", "size_by_norm", "search_query", "search_regex",
   "lines_k", "lines_threshold", "theme", "height", "_meta", "_tokens", "_columns", "_selection",
+  "_probe", "_hover",
 ]);
 
 /**
  * @typedef {{layers: number[], heads: number[], n_tokens: number, n_points: number,
  *   chunk_points: number, has_attention: boolean, has_faithfulness: boolean, has_images: boolean,
- *   recall: Float32Array, dim: 2 | 3, single_scale: number, cell_fill: number}} Meta
+ *   recall: Float32Array, dim: 2 | 3, single_scale: number, cell_fill: number,
+ *   has_values: boolean, can_probe: boolean, link_hover: boolean,
+ *   scores: {names: string[], values: Float32Array} | null,
+ *   similar: {xy: Float32Array, nearest: Int32Array, nearestJs: Float32Array} | null}} Meta
  */
 
 /** @param {QKVizModel} model @returns {Meta} */
@@ -81,6 +92,15 @@ export function getMeta(model) {
     dim: m.dim === 3 ? 3 : 2,
     single_scale: m.single_scale ?? 0.9,
     cell_fill: m.cell_fill ?? 0.84,
+    has_values: Boolean(m.has_values),
+    can_probe: Boolean(m.can_probe),
+    link_hover: Boolean(m.link_hover),
+    scores: m.scores ? { names: m.scores.names ?? [], values: /** @type {Float32Array} */ (decode(m.scores.values, "float32")) } : null,
+    similar: m.similar ? {
+      xy: /** @type {Float32Array} */ (decode(m.similar.xy, "float32")),
+      nearest: /** @type {Int32Array} */ (decode(m.similar.nearest, "int32")),
+      nearestJs: /** @type {Float32Array} */ (decode(m.similar.nearest_js, "float32")),
+    } : null,
   };
 }
 
@@ -104,7 +124,7 @@ export function cellOf(meta, layer, head) {
 
 /** @type {WeakMap<object, Tokens>} */
 const TOKENS = new WeakMap();
-/** @type {WeakMap<object, Promise<{coords: Float32Array, norms: Uint8Array}>>} */
+/** @type {WeakMap<object, Promise<{coords: Float32Array, norms: Uint8Array, vnorms: Uint8Array | null}>>} */
 const GRID = new WeakMap();
 
 /** The token table, decoded once per model. @param {QKVizModel} model @returns {Tokens} */
@@ -146,7 +166,8 @@ export function getColumns(model) {
  * size budget, and sequential requests keep the kernel responsive).
  * @param {QKVizModel} model
  * @param {(request: object) => Promise<any>} fetchDetail
- * @returns {Promise<{coords: Float32Array, norms: Uint8Array}>} coords [point*dim], norms [point]
+ * @returns {Promise<{coords: Float32Array, norms: Uint8Array, vnorms: Uint8Array | null}>} coords
+ *   [point*dim], norms [point], vnorms [point] (each point's token ‖v‖ per head; null without values)
  */
 export function loadGrid(model, fetchDetail) {
   let grid = GRID.get(model);
@@ -155,13 +176,15 @@ export function loadGrid(model, fetchDetail) {
     grid = (async () => {
       const coords = new Float32Array(meta.n_points * meta.dim);
       const norms = new Uint8Array(meta.n_points);
+      const vnorms = meta.has_values ? new Uint8Array(meta.n_points) : null;
       for (let start = 0; start < meta.n_points; start += meta.chunk_points) {
         const stop = Math.min(meta.n_points, start + meta.chunk_points);
         const r = await fetchDetail({ kind: "points", start, stop });
         coords.set(decode(r.coords, "float32"), start * meta.dim);
         norms.set(decode(r.norms, "uint8"), start);
+        if (vnorms && r.vnorms) vnorms.set(decode(r.vnorms, "uint8"), start);
       }
-      return { coords, norms };
+      return { coords, norms, vnorms };
     })();
     grid.catch(() => GRID.delete(model)); // allow a retry from the next view
     GRID.set(model, grid);

@@ -12,9 +12,11 @@ import { cellOf, getColumns, getMeta, getTokens, loadGrid } from "../model.js";
 import { mountPanel } from "../panel/index.js";
 import { h } from "../ui/dom.js";
 import { BACKGROUND } from "../ui/palette.js";
+import { createAtlas } from "./atlas.js";
 import { createLines } from "./lines.js";
 import { createMatrix, gridGeometry, matrixCanvasSize, singlePositions } from "./matrix.js";
 import { createOrbit } from "./orbit.js";
+import { createProbe } from "./probe.js";
 import { mark, createScatter } from "./scatter.js";
 import { project3D } from "./scene3d.js";
 import { matchTokens } from "./search.js";
@@ -83,7 +85,11 @@ export function renderView({ model, el, fetchDetail, signal }) {
 
   ctx.toolbar = createToolbar(ctx);
   ctx.tooltip = createTooltip(ctx);
-  root.append(ctx.toolbar.el, h("div", { class: "qk-body" }, stage, h("div", { class: "qk-side" }, status, legend, panel)), ctx.tooltip.el);
+  ctx.atlas = createAtlas(ctx);
+  ctx.probe = createProbe(ctx);
+  const extraBar = [ctx.atlas.controls, ctx.probe.controls].filter(Boolean);
+  root.append(ctx.toolbar.el, ...(extraBar.length ? [h("div", { class: "qk-toolbar qk-toolbar2" }, ...extraBar)] : []),
+    h("div", { class: "qk-body" }, stage, h("div", { class: "qk-side" }, status, legend, ctx.atlas.el, panel)), ctx.tooltip.el);
 
   ctx.matrix = createMatrix(ctx);
   ctx.selection = createSelection(ctx);
@@ -189,6 +195,8 @@ export function renderView({ model, el, fetchDetail, signal }) {
     status.textContent = mode === "matrix"
       ? `${meta.layers.length} layers × ${meta.heads.length} heads · ${n} tokens · ${meta.n_points} points — click a head${meta.dim === 3 ? " (drag to turn every head)" : ""}`
       : `layer ${model.get("layer")}, head ${model.get("head")} · ${per} points (${n} queries, ${n} keys) — ${state.is3d ? "drag to rotate, wheel to zoom, " : ""}click a point for attention lines`;
+    ctx.atlas.onView();
+    ctx.probe.draw();
     bus.publish("view", { mode, layer: model.get("layer"), head: model.get("head") });
   }
 
@@ -235,6 +243,8 @@ export function renderView({ model, el, fetchDetail, signal }) {
   listen("change:lines_threshold", redrawLines);
   listen("change:theme", applyTheme);
   listen("change:height", () => applySize(true));
+  listen("change:_probe", () => ctx.probe.update());
+  listen("change:_hover", () => ctx.probe.drawHover());
 
   // ---- panel bus ---------------------------------------------------------------------------------
   bus.subscribe("highlight:tokens", (payload) => {

@@ -88,8 +88,18 @@ export function mountPanel(container, ctx) {
       recompute();
     },
   });
-  const heatmap = createHeatmap(views.heatmap, {
+  // The heatmap tab shows the attention as weighted now and, beside it when the capture has value
+  // vectors, the other weighting (raw next to ‖v‖-weighted, or the reverse when weighting is on).
+  const capMain = h("figcaption", { text: "attention" });
+  const capOther = h("figcaption", { text: "‖v‖-weighted" });
+  const figMain = h("figure", {}, capMain), figOther = h("figure", { "data-name": "heat-other", hidden: true }, capOther);
+  views.heatmap.append(h("div", { class: "qkv-heat-pair" }, figMain, figOther));
+  const heatmap = createHeatmap(figMain, {
     signal,
+    onHover: (i, j) => publishHighlight(i == null ? null : [i, j]),
+  });
+  const heatmapOther = createHeatmap(figOther, {
+    signal, cls: "qkv-heat-other",
     onHover: (i, j) => publishHighlight(i == null ? null : [i, j]),
   });
   const image = createImageView(views.image, {
@@ -136,7 +146,20 @@ export function mountPanel(container, ctx) {
     });
     root.dataset.hiddenKeys = [...hid.keys].sort((a, b) => a - b).join(",");
     sentence.render(d, state.weights, hid);
-    heatmap.render(state.weights, n, n, { qLabels: d.display });
+    figOther.hidden = !norms;
+    if (norms) {
+      const other = renormalize(decodeOptional(d.raw), n, n, {
+        hiddenKeys: hid.keys, hiddenQueries: hid.queries, keyWeights: weighted ? null : norms,
+      });
+      capMain.textContent = weighted ? "‖v‖-weighted" : "attention";
+      capOther.textContent = weighted ? "attention (not weighted)" : "‖v‖-weighted";
+      heatmap.render(state.weights, n, n, { qLabels: d.display, size: 170 });
+      heatmapOther.render(other, n, n, { size: 170 });
+      root.dataset.otherWeights = weighted ? "raw" : "value";
+    } else {
+      capMain.textContent = "";
+      heatmap.render(state.weights, n, n, { qLabels: d.display });
+    }
     bus.publish("lines:weights", { seq: d.seq, layer: d.layer, head: d.head, weights: state.weights, tokens: decodeOptional(d.token, "uint32") });
   }
 
@@ -268,7 +291,7 @@ export function mountPanel(container, ctx) {
   const cleanup = () => ac.abort();
   // tests and the widget may want to drive the panel directly
   cleanup.state = state;
-  cleanup.views = { sentence, heatmap, image, aggregate };
+  cleanup.views = { sentence, heatmap, heatmapOther, image, aggregate };
   cleanup.showTab = showTab;
   return cleanup;
 }

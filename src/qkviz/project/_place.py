@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["place", "reducer_spec", "check_same_model"]
 
 #: Keys of ``Embedding.params`` that are not method parameters (see ``embed``).
-_NOT_METHOD = ("translate", "scale", "metric", "align", "random_state", "placed")
+_NOT_METHOD = ("translate", "scale", "metric", "align", "random_state", "placed", "aligned_to_reference")
 
 
 def reducer_spec(embedding: Embedding) -> HeadSpec:
@@ -145,11 +145,11 @@ def place(
     norms: dict[HeadKey, np.ndarray] = {}
     for key in embedding.cells:
         t, frame = embedding.transforms[key], embedding.frames[key]
-        qn, kn = t.apply(cap.q(*key), cap.k(*key))
+        qn, kn = t.apply(*cap.layout_vectors(*key))  # ALiBi heads: the augmented vectors
         x_ref = layout_input(qn, kn, spec.metric)
         y_raw = frame.invert(embedding.coords(*key))
         reducer = _anchored(spec, x_ref, y_raw)
-        qn2, kn2 = t.apply(new.q(*key), new.k(*key))
+        qn2, kn2 = t.apply(*new.layout_vectors(*key))
         if spec.metric == "dot":
             # M exactly as dot_lift computed it for the reference (float64 norms): the last lifted
             # coordinate sqrt(1 - |k|²/M²) amplifies any rounding of M near the longest key
