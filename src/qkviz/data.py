@@ -46,6 +46,18 @@ def _lee_files() -> list[pathlib.Path] | None:
     return files if all(f.is_file() for f in files) else None
 
 
+_PYDOCS = "CPython documentation topics (pydoc_data.topics), PSF licence"
+
+
+@functools.lru_cache(maxsize=1)
+def _python_docs() -> tuple[tuple[str, ...], str]:
+    import pydoc_data.topics as topics  # stdlib: always there
+
+    text = re.sub(r"\s+", " ", "\n".join(topics.topics.values()))
+    sents = [s for s in _SPLIT.split(text) if 6 <= len(s.split()) <= 40 and s[:1].isupper()]
+    return tuple(sents), _PYDOCS
+
+
 @functools.lru_cache(maxsize=1)
 def _all_sentences() -> tuple[tuple[str, ...], str]:
     files = _lee_files()
@@ -60,32 +72,40 @@ def _all_sentences() -> tuple[tuple[str, ...], str]:
             "(gensim/test/test_data/lee_background.cor + lee.cor); research data distributed with "
             "gensim (LGPL-2.1 package) without a separate licence text"
         )
-    import pydoc_data.topics as topics  # stdlib: always there
-
-    text = re.sub(r"\s+", " ", "\n".join(topics.topics.values()))
-    sents = [s for s in _SPLIT.split(text) if 6 <= len(s.split()) <= 40 and s[:1].isupper()]
-    return tuple(sents), "CPython documentation topics (pydoc_data.topics), PSF licence"
+    return _python_docs()
 
 
-def sentences_source() -> str:
-    """Where :func:`demo_sentences` reads its texts from, and under what licence."""
-    return _all_sentences()[1]
+def sentences_source(corpus: str = "news") -> str:
+    """Where :func:`demo_sentences` reads ``corpus`` from, and under what licence."""
+    return _corpus(corpus)[1]
 
 
-def demo_sentences(n: int | None = None) -> list[str]:
+def _corpus(corpus: str) -> tuple[tuple[str, ...], str]:
+    if corpus == "news":
+        return _all_sentences()
+    if corpus == "python-docs":
+        return _python_docs()
+    raise InputError(f"corpus must be 'news' or 'python-docs', got {corpus!r}")
+
+
+def demo_sentences(n: int | None = None, corpus: str = "news") -> list[str]:
     """Real English sentences for demos, tests and benchmarks.
 
     Parameters
     ----------
     n : int, optional
         How many (the first ``n``, in corpus order, so results are reproducible). ``None``: all of
-        them (2,768 from the Lee corpus; about 2,200 from the stdlib fallback).
+        them (2,768 from the Lee corpus; about 2,200 from the Python documentation).
+    corpus : {"news", "python-docs"}
+        ``"news"``: the Lee news corpus (the Python documentation when gensim is not installed);
+        ``"python-docs"``: always the Python reference's own prose (another genre, e.g. to compare
+        heads across genres with :func:`qkviz.analysis.compare_heads`).
 
     Returns
     -------
     list of str
     """
-    sents, _ = _all_sentences()
+    sents, _ = _corpus(corpus)
     if n is None:
         return list(sents)
     if not isinstance(n, int) or n < 0:

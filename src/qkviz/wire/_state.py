@@ -618,7 +618,7 @@ class WidgetState:
     def probe_wire(self, placed: Embedding) -> dict[str, Any]:
         """What the front end draws for a probe (:meth:`qkviz.QKViz.probe`).
 
-        ``n_tokens`` m; ``display`` list[str] [m]; ``seq`` / ``pos`` uint32 [m]; ``texts``;
+        ``n_tokens`` (m); ``display``, one string per new token; ``seq`` / ``pos`` uint32 [token]; ``texts``;
         ``coords`` float32 [cell * 2m, dim] (the new points of every cell, queries then keys, in the
         grid's cell order; 100 where a cell has no layout); ``attention`` float32 [cell, S]: each
         cell's exact attention of every probe sequence, raveled and concatenated (``S = Σ n²``);
