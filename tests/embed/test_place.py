@@ -189,3 +189,21 @@ def test_named_model_is_reloaded_for_a_loaded_capture(minilm_capture, demo_texts
     emb = embed(disk, "pca", progress=False, layers=[1])
     placed = emb.place([demo_texts[0]])
     assert _displacement(emb, placed, 0).max() < 1e-4
+
+
+@pytest.mark.parametrize("family", ["bloom", "gemma2", "gpt_oss"])
+def test_score_families_place_and_score_exactly(family):
+    """ALiBi (augmented vectors), soft-capping (no key translation) and sinks: a corpus sentence
+    placed again lands on its own PCA points, and the head scores read the family's attention."""
+    from capture import _zoo
+
+    model = _zoo.build(family)
+    texts = TEXTS[:6]
+    cap = capture(model, texts, progress=False)
+    emb = embed(cap, "pca", cache=False, progress=False)
+    assert _displacement(emb, emb.place([texts[4]]), 4).max() < 1e-4
+    scores = cap.head_scores()
+    for _, row in scores.head(2).iterrows():
+        a = [cap.attention(int(row["layer"]), int(row["head"]), s) for s in range(len(texts))]
+        first = np.concatenate([x[:, 0] for x in a]).mean()
+        assert row["first_token"] == pytest.approx(first, rel=1e-5)

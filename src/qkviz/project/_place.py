@@ -34,7 +34,10 @@ if TYPE_CHECKING:
 __all__ = ["place", "reducer_spec", "check_same_model"]
 
 #: Keys of ``Embedding.params`` that are not method parameters (see ``embed``).
-_NOT_METHOD = ("translate", "scale", "metric", "align", "random_state", "placed", "aligned_to_reference")
+_NOT_METHOD = (
+    "translate", "scale", "metric", "align", "random_state", "placed", "aligned_to_reference", "translate_off",
+    "method_params",
+)  # fmt: skip
 
 
 def reducer_spec(embedding: Embedding) -> HeadSpec:
@@ -45,7 +48,11 @@ def reducer_spec(embedding: Embedding) -> HeadSpec:
             f"method {embedding.method!r} cannot place new points: only layouts made by qkviz.embed "
             f"({', '.join(METHODS)}) can."
         )
-    method_params = {k: v for k, v in p.items() if k not in _NOT_METHOD}
+    names = p.get("method_params")
+    if names is not None:  # recorded by embed
+        method_params = {k: p[k] for k in names if k in p}
+    else:  # an older record: everything but embed's own entries
+        method_params = {k: v for k, v in p.items() if k not in _NOT_METHOD}
     return HeadSpec(
         method=embedding.method,
         dim=int(embedding.dim),

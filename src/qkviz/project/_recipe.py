@@ -199,6 +199,8 @@ def embed(
         **params,
     }
     record.pop("n_jobs", None)
+    # which entries are the reducer's own parameters (Embedding.place rebuilds the reducer from them)
+    record["method_params"] = sorted(k for k in params if k != "n_jobs")
     capped = [[src.layer, src.head] for src in sources if not src.translate]
     if translate and capped:
         # tanh(z + c) ≠ tanh(z) + c: a key translation would change a soft-capped head's attention
