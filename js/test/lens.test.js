@@ -135,6 +135,7 @@ describe("the head atlas", () => {
     // the focused head's scores and its most similar heads
     const kv = Object.fromEntries([...root.querySelectorAll(".qk-atlas-kv")].map((r) => [r.dataset.score, r.lastChild.textContent]));
     expect(kv).toMatchObject({ recall: "1.000", previous_token: "0.500", entropy: "4.000" });
+    expect(Object.keys(kv)).toEqual(["recall", "previous_token", "entropy"]); // _vw twins share a row
     expect(root.querySelector(".qk-atlas-near").textContent).toMatch(/L2 H0.*L0 H1/);
   });
 

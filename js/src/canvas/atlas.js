@@ -6,7 +6,7 @@ import { h } from "../ui/dom.js";
 import { CATEGORICAL, viridis } from "../ui/palette.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-const MAP_W = 230, MAP_H = 170, PAD = 10;
+const MAP_W = 220, MAP_H = 130, PAD = 8;
 const RANKED = 8;
 
 /** Readable names of the score columns (others show as they are). */
@@ -83,7 +83,10 @@ export function createAtlas(ctx) {
   const mapBox = meta.similar
     ? h("div", { class: "qk-atlas-map" }, h("div", { class: "qk-atlas-title", title: "classical MDS of the mean Jensen–Shannon distance between the heads' attention rows over the same queries" }, "similar heads"), svg, mapCaption)
     : null;
-  const el = names.length || meta.similar ? h("div", { class: "qk-atlas" }, list, headBox, mapBox) : null;
+  // collapsible, so that the side panel below stays within reach
+  const el = names.length || meta.similar
+    ? h("details", { class: "qk-atlas", open: true }, h("summary", { class: "qk-atlas-title" }, "head atlas"), list, headBox, mapBox)
+    : null;
 
   on(scoreSel, "change", () => { state.score = scoreSel.value; update(); });
   on(topInput, "change", () => { state.top = Math.max(0, Number(topInput.value) | 0); update(); });
@@ -145,11 +148,14 @@ export function createAtlas(ctx) {
     headBox.replaceChildren();
     const c = ctx.state.mode === "single" ? ctx.state.cell : -1;
     if (c < 0 || !names.length) return;
-    const rows = names.filter((n) => !n.endsWith("_vw") || meta.has_values).map((n) => {
-      const v = values(n)[c];
-      return h("div", { class: "qk-atlas-kv", dataset: { score: n } }, h("span", {}, label(n)), h("span", { class: "qk-atlas-val" }, fmtScore(v)));
+    // one row per score; its value-weighted twin (name_vw) after a slash
+    const rows = names.filter((n) => !n.endsWith("_vw")).map((n) => {
+      const vw = names.includes(`${n}_vw`) ? ` / ${fmtScore(values(`${n}_vw`)[c])}` : "";
+      return h("div", { class: "qk-atlas-kv", dataset: { score: n } }, h("span", {}, label(n)),
+        h("span", { class: "qk-atlas-val", title: vw ? "raw / ‖v‖-weighted" : "" }, fmtScore(values(n)[c]) + vw));
     });
-    headBox.append(h("div", { class: "qk-atlas-title" }, `${cellName(c)} scores`), ...rows);
+    const hasVw = names.some((n) => n.endsWith("_vw"));
+    headBox.append(h("div", { class: "qk-atlas-title" }, `${cellName(c)} scores${hasVw ? " (raw / ‖v‖-weighted)" : ""}`), ...rows);
     if (meta.similar) {
       const k = meta.similar.nearest.length / nCells;
       const near = [];

@@ -90,6 +90,7 @@ export function renderView({ model, el, fetchDetail, signal }) {
   const extraBar = [ctx.atlas.controls, ctx.probe.controls].filter(Boolean);
   root.append(ctx.toolbar.el, ...(extraBar.length ? [h("div", { class: "qk-toolbar qk-toolbar2" }, ...extraBar)] : []),
     h("div", { class: "qk-body" }, stage, h("div", { class: "qk-side" }, status, legend, ctx.atlas.el, panel)), ctx.tooltip.el);
+  const side = root.querySelector(".qk-side");
 
   ctx.matrix = createMatrix(ctx);
   ctx.selection = createSelection(ctx);
@@ -121,6 +122,8 @@ export function renderView({ model, el, fetchDetail, signal }) {
   }
   function applySize(force = false) {
     state.size = sizeFor();
+    // the side column (legend, atlas, panel) scrolls within the widget's height rather than growing it
+    side.style.maxHeight = `${Math.max(model.get("height") ?? 640, canvasSize()[1])}px`;
     const [w, hgt] = canvasSize();
     const key = `${state.mode} ${w}x${hgt}`;
     if (key === state.sizeKey && !force) return;

@@ -29,7 +29,8 @@ const CSS = `
 .qk-cell-score{position:absolute;right:2px;bottom:0;font-size:9px;color:var(--qk-muted)}
 .qk-cell[data-hover=true]{border-color:var(--qk-accent)}
 .qk-axis{position:absolute;font-size:10px;color:var(--qk-muted)}
-.qk-side{display:flex;flex-direction:column;gap:8px;min-width:180px;max-width:340px;flex:1 1 220px}
+.qk-side{display:flex;flex-direction:column;gap:8px;min-width:180px;max-width:340px;flex:1 1 220px;overflow-y:auto}
+.qk-side>*{flex:none}
 .qk-legend-title,.qk-atlas-title{font-weight:600;margin-bottom:2px}
 .qk-legend-item{display:flex;gap:5px;align-items:center}
 .qk-swatch{width:10px;height:10px;border-radius:50%;display:inline-block}
@@ -47,7 +48,8 @@ const CSS = `
 .qk-cell[data-out=true]{background:color-mix(in srgb,var(--qk-bg) 72%,transparent) !important}
 .qk-cell[data-out=true] .qk-cell-label,.qk-cell[data-out=true] .qk-cell-score{opacity:.45}
 .qk-cell[data-score] .qk-cell-score{color:var(--qk-fg);font-weight:600}
-.qk-atlas{display:flex;flex-direction:column;gap:6px}
+.qk-atlas{display:flex;flex-direction:column;gap:6px;flex:none}.qk-atlas>summary{cursor:pointer}
+.qk-atlas[open]>*:not(summary){margin-top:4px}
 .qk-atlas-row{display:grid;grid-template-columns:4.5em 64px auto;gap:6px;align-items:center;border:0;background:none;
   color:inherit;font:inherit;padding:1px 2px;cursor:pointer;text-align:left;border-radius:3px}
 .qk-atlas-row:hover{background:color-mix(in srgb,var(--qk-accent) 15%,transparent)}
