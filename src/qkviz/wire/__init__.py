@@ -6,7 +6,7 @@ Used by both the notebook widget (:mod:`qkviz.widget`) and the standalone page
 
 from ._codec import MAX_MESSAGE_BYTES, array_to_binary, binary_to_array, pack_buffers
 from ._selection import Uploads, pack_selection, unpack_selection
-from ._state import CELL_FILL, COLOR_FIELDS, PATCH_COLOR, SINGLE_SCALE, THEMES, View, WidgetState
+from ._state import CELL_FILL, COLOR_FIELDS, PATCH_COLOR, SINGLE_SCALE, THEMES, View, WidgetState, valid_threshold
 
 __all__ = [
     "WidgetState",
@@ -23,4 +23,5 @@ __all__ = [
     "pack_selection",
     "unpack_selection",
     "Uploads",
+    "valid_threshold",
 ]
