@@ -662,3 +662,48 @@ def test_load_of_a_store_of_the_wrong_kind_names_both_kinds(tmp_path, tiny_pca):
 def test_every_error_above_is_a_qkviz_error():
     for cls in (StoreError, InputError, EmbeddingError, ModelLoadError, WidgetDataError):
         assert issubclass(cls, QKVizError)
+
+
+# --- score terms of a streaming capture (found while fixing item 6) -----------------------------------
+
+
+def test_a_stream_killed_after_new_score_terms_still_loads_and_resumes(tmp_path, monkeypatch):
+    """The terms file is rewritten when a longer batch extends a table; it used to be replaced in
+    place before meta.json listed it, so a run killed in between left a store that no longer loaded."""
+    import sys as _sys
+
+    _sys.path.insert(0, str(ROOT / "tests"))
+    from capture import _zoo
+    from qkviz._capture import _store
+
+    model, tok = _zoo.build("mpnet")
+    texts = ["Short.", "A much longer sentence than the first one, with many more words in it.", "Mid length text."]
+    out = tmp_path / "run.qkv"
+    written = []
+    real_terms, real_append = _store.StoreWriter.set_terms, _store.StoreWriter.append
+
+    def set_terms(self, arrays):
+        real_terms(self, arrays)
+        if self.terms:
+            written.append(self.terms["file"])
+
+    calls = {"n": 0}
+
+    def append(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:  # killed after the new terms file, before meta.json lists batch 2
+            raise _Stop
+        real_append(self, *a, **k)
+
+    monkeypatch.setattr(_store.StoreWriter, "set_terms", set_terms)
+    monkeypatch.setattr(_store.StoreWriter, "append", append)
+    with pytest.raises(_Stop):
+        qkviz.capture((model, tok), texts, batch_size=1, progress=False, out=out)
+    monkeypatch.undo()
+    assert len(written) == 2, written  # the second batch did extend the tables
+    with pytest.warns(UserWarning, match="partial"):
+        assert len(qkviz.load(out).sequences) == 1
+    done = qkviz.capture((model, tok), texts, batch_size=1, progress=False, out=out, resume=True)
+    whole = qkviz.capture((model, tok), texts, batch_size=1, progress=False)
+    np.testing.assert_array_equal(done.attention(0, 1, 1), whole.attention(0, 1, 1))
+    assert len(list(out.glob("terms*.safetensors"))) == 1

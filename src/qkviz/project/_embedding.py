@@ -191,7 +191,9 @@ class Embedding:
             v = np.ascontiguousarray(v, dtype=np.float32)
             if v.shape != (2 * n,):
                 raise EmbeddingError(f"norms for {tuple(key)} must be float [point={2 * n}], got {v.shape}.")
-            if not np.isfinite(v).all():
+            xy = self._coords.get(self._cell(key))
+            present = np.isfinite(xy).all(axis=1) if xy is not None else np.ones(len(v), bool)
+            if not np.isfinite(v[present]).all():  # absent points (another stream's tokens) are NaN
                 raise EmbeddingError(f"norms for (layer, head) = {tuple(key)} contain NaN or inf.")
             v.setflags(write=False)
             self._norms[self._cell(key)] = v
