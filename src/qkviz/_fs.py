@@ -50,6 +50,7 @@ from .errors import StoreError
 __all__ = [
     "META",
     "PAGE",
+    "LIB_TEMP",
     "atomic_write_bytes",
     "array_crc",
     "file_crc",
@@ -74,6 +75,10 @@ PAGE = "qkviz.page"
 #: Bytes that mark a page as qkviz's: every page has them in its ``<head>`` (see qkviz.export).
 PAGE_MARK = b'<meta name="generator" content="qkviz'
 _PAGE_HEAD_BYTES = 1024
+#: The temporary file a library leaves next to its target when killed mid-write: safetensors'
+#: ``save_file`` (0.7+) writes through a Rust ``tempfile`` named ``.tmp`` + 6 letters or digits in
+#: the target's folder. Inside a store folder (always qkviz's) such a name is a write of ours.
+LIB_TEMP = r"\.tmp[A-Za-z0-9]{6}"
 #: Temporary siblings older than this are stale whatever their writer's pid says (pids are reused).
 STALE_AFTER_S = 24 * 3600
 

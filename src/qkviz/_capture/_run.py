@@ -28,6 +28,7 @@ from ._store import (
     MemoryTensors,
     StoreWriter,
     done_sequences,
+    holds_nothing,
     read_meta,
     read_terms,
     tensor_key,
@@ -341,10 +342,11 @@ def capture(
     writer, start, final = None, 0, None
     if out is not None:
         final = pathlib.Path(out)
-        if overwrite and final.exists() and any(final.iterdir()):
+        if overwrite and final.exists() and not holds_nothing(final):
             # stream into a temporary sibling; the old capture stays until the new one is complete
             clean_stale(final, own=OWN)
             root = temp_sibling(final)
+            root.mkdir()
         else:
             root, final = final, None
         writer, start = _open_store(root, resume, lm, params, names)
@@ -527,7 +529,7 @@ def _first_batch(
 
 def _check_out(root: pathlib.Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse an ``out`` that cannot be written before any model is loaded (see :func:`capture`)."""
-    if root.is_dir() and not any(root.iterdir()):
+    if holds_nothing(root):
         return  # an empty folder becomes the store
     hint = "pass resume=True to continue it, overwrite=True to replace it, or choose a new path"
     check_target(root, FORMAT, what="capture", overwrite=resume or overwrite, own=OWN if overwrite else None,
@@ -541,7 +543,7 @@ def _open_store(
 ) -> tuple[StoreWriter | None, int]:
     """Start (or resume) a streaming store; returns ``(writer, first input to process)``."""
     header = {"format": FORMAT, "version": VERSION, "model": dict(lm.spec), "params": params}
-    if root.exists() and any(root.iterdir()):
+    if root.exists() and not holds_nothing(root):
         if not resume:
             raise StoreError(f"{root} already exists; pass resume=True to continue it, or choose a new path", path=root)
         meta = read_meta(root)

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._fs import META, array_crc, atomic_write_bytes, field, file_crc, read_header, writing
+from .._fs import LIB_TEMP, META, array_crc, atomic_write_bytes, field, file_crc, read_header, temp_sibling, writing
 from ..errors import StoreError
 
 __all__ = [
@@ -81,7 +81,8 @@ def tensor_kind(kind: str, attn: str = "self") -> str:
 _PART = re.compile(r"^part-\d{5}\.(safetensors|tokens\.parquet|sequences\.parquet|images\.npy)$")
 OWN = re.compile(
     r"^(meta\.json|terms(-\d{5})?\.safetensors|part-\d{5}\.(safetensors|tokens\.parquet|sequences\.parquet|images\.npy)"
-    r"|\.(meta\.json|terms(-\d{5})?\.safetensors|part-\d{5}\.[a-z.]+?)(\.qkviz-\d+-[0-9a-f]{8})?\.tmp)$"
+    r"|\.(meta\.json|terms(-\d{5})?\.safetensors|part-\d{5}\.[a-z.]+?)(\.qkviz-\d+-[0-9a-f]{8})?\.tmp"
+    rf"|{LIB_TEMP})$"
 )
 
 
@@ -275,9 +276,19 @@ class StoreWriter:
             self.terms = meta.get("terms_file")
             self._terms_crc = dict(self.terms["crc32"]) if self.terms else {}
             self._drop_strays()
+            self._write_meta("partial")
+        elif self.root.is_dir():  # an empty folder (or one a killed run left before its meta.json)
+            self._drop_strays()
+            self._write_meta("partial")
         else:
-            self.root.mkdir(parents=True, exist_ok=True)
-        self._write_meta("partial")
+            # the folder appears with its meta.json already in it: a run killed this early leaves
+            # nothing at root, rather than a folder no reader recognises
+            tmp = temp_sibling(self.root)
+            tmp.mkdir(parents=True)
+            self.root, final = tmp, self.root
+            self._write_meta("partial")
+            os.rename(tmp, final)
+            self.root = final
 
     def _drop_strays(self) -> None:
         """Remove the part files a previous run was writing when it stopped (never anything else).
@@ -389,6 +400,12 @@ class StoreWriter:
 # --------------------------------------------------------------------------------------------
 # reading
 # --------------------------------------------------------------------------------------------
+
+
+def holds_nothing(root: pathlib.Path) -> bool:
+    """Whether ``root`` is an empty folder, or holds only temporaries of a run killed before its
+    first ``meta.json`` (a new store may be started there)."""
+    return root.is_dir() and all(OWN.match(e.name) and e.name.startswith(".") for e in root.iterdir())
 
 
 def read_meta(root: pathlib.Path) -> dict[str, Any]:
@@ -553,6 +570,7 @@ def write_store(
     Part by part (one part holds whole sequences), so saving needs at most one part's worth of
     extra memory rather than a second copy of every vector.
     """
+    path.mkdir(parents=True, exist_ok=True)  # a temporary folder of the caller's: no second temporary
     w = StoreWriter(path, header)
     if terms:
         w.set_terms(terms)

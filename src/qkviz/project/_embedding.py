@@ -31,6 +31,7 @@ import pandas as pd
 
 from .._capture._container import fingerprint, sequences_from_tokens
 from .._fs import (
+    LIB_TEMP,
     META,
     array_crc,
     check_target,
@@ -56,7 +57,7 @@ FORMAT = "qkviz.embedding"
 VERSION = 3
 READS = (1, 2, 3)
 #: The names an embedding folder holds (anything else in it is the user's).
-OWN = re.compile(r"^(meta\.json|coords\.safetensors|tokens\.parquet|sequences\.parquet)$")
+OWN = re.compile(rf"^(meta\.json|coords\.safetensors|tokens\.parquet|sequences\.parquet|{LIB_TEMP})$")
 _TABLES = ("tokens.parquet", "sequences.parquet")
 
 HeadKey = tuple[int, int]  # (layer, head)
