@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._fs import META, replace_dir, temp_sibling
+from .._fs import check_target, clean_stale, replace_dir, temp_sibling, writing
 from ..attention import ScoreFunction, attention_rows, position_effect, score_terms
 from ..errors import InputError, StoreError
 from ._geometry import HeadGeometry
 from ._store import (
     FORMAT,
+    OWN,
     VERSION,
     DiskTensors,
     MemoryTensors,
@@ -35,7 +35,7 @@ from ._store import (
 if TYPE_CHECKING:
     from ._store import StoreContents
 
-__all__ = ["Capture", "load"]
+__all__ = ["Capture", "load", "fingerprint"]
 
 
 @dataclass(eq=False)
@@ -548,25 +548,35 @@ class Capture:
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> pathlib.Path:
         """Write the capture to a store directory (bit-exact; see :mod:`qkviz._capture._store`).
 
-        The store is assembled under a temporary name next to ``path`` and renamed into place, so an
-        existing store at ``path`` is replaced only once the new one is complete.
+        The store is written in full under a hidden temporary name next to ``path`` and only then
+        swapped in (see ``docs/data-safety.md``), so an existing capture at ``path`` is replaced
+        only by a complete one, and a failed or killed save leaves it as it was.
+
+        Parameters
+        ----------
+        path : path-like
+            The store folder.
+        overwrite : bool
+            Replace a capture already at ``path``. Whatever ``overwrite`` says, qkviz never replaces
+            an embedding, a folder it did not write, or a store holding files it did not write.
 
         Returns
         -------
         pathlib.Path
+
+        Raises
+        ------
+        StoreError
+            ``path`` holds something else than a capture, or the disk is full or read-only (the old
+            capture is then unchanged).
         """
         path = pathlib.Path(path)
-        if path.exists() and not overwrite:
-            raise StoreError(f"{path} exists; pass overwrite=True to replace it", path=path)
-        if path.exists() and not (path / META).is_file():
-            raise StoreError(f"{path} exists and is not a qkviz store; refusing to replace it", path=path)
+        check_target(path, FORMAT, what="capture", overwrite=overwrite, own=OWN)
+        clean_stale(path, own=OWN)
         tmp = temp_sibling(path)
-        try:
+        with writing(path, "capture", cleanup=tmp):
             write_store(tmp, self._header(), self._source(), self.tokens, self.sequences, self.images, self.terms)
-            replace_dir(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        replace_dir(tmp, path, kind=FORMAT, what="capture", own=OWN)
         return path
 
     def __getstate__(self) -> dict[str, Any]:
@@ -581,6 +591,43 @@ class Capture:
             f"Capture(model={self.model.get('name')!r}, sequences={len(self.sequences)}, "
             f"tokens={self.n_tokens}, attns={list(self.attns)})"
         )
+
+
+#: Capture settings that change the vectors (the device and attention backend do not).
+_FINGERPRINT_PARAMS = ("dtype", "max_length", "truncation", "layers", "heads")
+
+
+def fingerprint(cap: Any) -> str | None:
+    """A digest of what a capture holds: its inputs, model, geometry and the settings that change
+    its vectors; ``None`` for objects that are not a :class:`Capture`.
+
+    An embedding records it, so that it never attaches another capture saved at the same path.
+    It reads only the tables (the vectors themselves are covered by the store's checksums), and is
+    the same for a capture in memory and for that capture saved and loaded again.
+    """
+    if not isinstance(cap, Capture):
+        return None
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    tok = cap.tokens
+    for col in ("seq", "pos", "token_id"):
+        if col in tok:
+            h.update(col.encode() + np.asarray(tok[col], np.int64).tobytes())
+    if "token_id" not in tok and "token" in tok:
+        h.update("\x00".join(map(str, tok["token"])).encode())
+    seqs = cap.sequences
+    h.update(np.asarray(seqs["n_tokens"], np.int64).tobytes())
+    if "text" in seqs:
+        h.update("\x00".join(map(str, seqs["text"])).encode())
+    record = {
+        "model": [cap.model.get("name"), cap.model.get("class")],
+        "geometry": {name: g.to_json() for name, g in sorted(cap.attns.items())},
+        "params": {k: cap.params.get(k) for k in _FINGERPRINT_PARAMS},
+    }
+    h.update(json.dumps(record, sort_keys=True, default=str).encode())
+    return h.hexdigest()
 
 
 def sequences_from_tokens(tokens: pd.DataFrame) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._fs import check_target, clean_stale, replace_dir, temp_sibling
 from ..errors import InputError, StoreError, UnsupportedModelError
 from . import _inputs
 from ._checks import check_supported, first_batch_check, forward_kwargs, model_device
@@ -23,10 +24,12 @@ from ._geometry import HeadGeometry
 from ._handle import ModelHandle
 from ._store import (
     FORMAT,
+    OWN,
     VERSION,
     MemoryTensors,
     StoreWriter,
     done_sequences,
+    holds_nothing,
     read_meta,
     read_terms,
     tensor_key,
@@ -184,6 +187,7 @@ def capture(
     progress: bool = True,
     out: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     check: bool = True,
     thumbnail: int = 128,
     tokenizer: Any = None,
@@ -225,6 +229,11 @@ def capture(
         bounded by one batch; the returned capture reads from disk.
     resume : bool
         With ``out``: continue an interrupted capture of the same inputs and settings.
+    overwrite : bool
+        With ``out``: replace a capture already there. The new one streams into a hidden temporary
+        folder next to ``out`` and is swapped in only once complete, so a failed or killed run
+        leaves the old capture as it was. Never replaces anything but a capture (see
+        ``docs/data-safety.md``).
     check : bool
         On the first batch, compare one sequence's recomputed attention with the model's eager
         attention (one extra small forward pass) and refuse models where q.k is not the score.
@@ -258,8 +267,6 @@ def capture(
     >>> cap.q(layer=0, head=3).shape                                                  # doctest: +SKIP
     (16, 32)
     """
-    import torch
-
     from ..models import load_model
     from . import _hook, _modules
 
@@ -269,12 +276,20 @@ def capture(
         raise InputError(f"max_length must be a positive int or None, got {max_length!r}")
     if truncation not in ("warn", "error", "silent"):
         raise InputError(f"truncation must be 'warn', 'error' or 'silent', got {truncation!r}")
+    if isinstance(thumbnail, bool) or not isinstance(thumbnail, (int, np.integer)) or thumbnail < 1:
+        raise InputError(
+            f"thumbnail must be a whole number of pixels >= 1 (the thumbnails' longest side), got {thumbnail!r}"
+        )
     store_dtype = _storage_dtype(dtype)
     early = targets is None and not _inputs.looks_like_pairs(inputs) and not _inputs.looks_like_audio(inputs)
     if early:  # cheap input errors before any model loads
         modality, items, names = _inputs.normalize_inputs(inputs)
     if resume and out is None:
         raise InputError("resume=True needs out=<store directory>")
+    if overwrite and resume:
+        raise InputError("pass resume=True (continue the capture at out) or overwrite=True (replace it), not both")
+    if out is not None:
+        _check_out(pathlib.Path(out), resume=bool(resume), overwrite=bool(overwrite))
 
     if isinstance(model, (str, os.PathLike)):
         lm = load_model(model, device=device)
@@ -304,6 +319,13 @@ def capture(
     limit = _inputs.model_max_length(lm.tokenizer, net) if modality == "text" else None
     if max_length is not None and limit is not None and max_length > limit:
         raise InputError(f"max_length={max_length} exceeds the model's limit of {limit} tokens")
+    if modality == "text" and max_length is not None:
+        specials = _inputs.special_token_count(lm.tokenizer)
+        if max_length <= specials:
+            raise InputError(
+                f"max_length={max_length} leaves no room for text: {lm.spec['name']}'s tokenizer adds {specials} "
+                f"special tokens to every sequence; max_length must be at least {specials + 1}"
+            )
     max_len = max_length or limit
     params = {
         "batch_size": int(batch_size),
@@ -318,117 +340,142 @@ def capture(
         "heads": list(sel_heads) if sel_heads else None,
     }
 
-    writer, start = None, 0
+    writer, start, final = None, 0, None
     if out is not None:
-        writer, start = _open_store(pathlib.Path(out), resume, lm, params, names)
+        final = pathlib.Path(out)
+        if overwrite and final.exists() and not holds_nothing(final):
+            # stream into a temporary sibling; the old capture stays until the new one is complete
+            clean_stale(final, own=OWN)
+            root = temp_sibling(final)
+            root.mkdir()
+        else:
+            root, final = final, None
+        writer, start = _open_store(root, resume, lm, params, names)
         if writer is None:  # already complete
-            done = load(out)
+            done = load(root)
             done._model_handle = ModelHandle(lm)
             return done
+    import torch
 
-    dev = model_device(net)
-    fwd = forward_kwargs(net)
-    sel = set(sel_layers) if sel_layers else None
-    rec: Any = _hook.MultiRecorder(net, sel, sel_heads, values) if enc_dec else _hook.Recorder(sel, sel_heads, values)
-    if writer is not None and writer.terms:  # a resumed store: its tables cover the batches already written
-        subs = dict(_recorders(rec))
-        for key, a in read_terms(writer.root, {"terms_file": writer.terms}).items():
-            name, *attn, layer = key.split(".")
-            subs[attn[0] if attn else "self"].terms.setdefault(int(layer), LayerTerms()).arrays[name] = a
-    col = _Collector(store_dtype, values)
-    tables_t: list[pd.DataFrame] = []
-    tables_s: list[pd.DataFrame] = []
-    thumbs: list[np.ndarray] = []
-    n_tok = writer.n_tokens if writer else 0
-    seq_len_img: int | None = None
-    first = True
-    attns: dict[str, HeadGeometry] = {}
-    decoder_start = getattr(net.config, "decoder_start_token_id", None)
-    n_frames = int(getattr(net.config, "max_source_positions", 0) or 0)
+    try:
+        dev = model_device(net)
+        fwd = forward_kwargs(net)
+        sel = set(sel_layers) if sel_layers else None
+        rec: Any = (
+            _hook.MultiRecorder(net, sel, sel_heads, values) if enc_dec else _hook.Recorder(sel, sel_heads, values)
+        )
+        if writer is not None and writer.terms:  # a resumed store: its tables cover the batches already written
+            subs = dict(_recorders(rec))
+            for key, a in read_terms(writer.root, {"terms_file": writer.terms}).items():
+                name, *attn, layer = key.split(".")
+                subs[attn[0] if attn else "self"].terms.setdefault(int(layer), LayerTerms()).arrays[name] = a
+        col = _Collector(store_dtype, values)
+        tables_t: list[pd.DataFrame] = []
+        tables_s: list[pd.DataFrame] = []
+        thumbs: list[np.ndarray] = []
+        n_tok = writer.n_tokens if writer else 0
+        seq_len_img: int | None = None
+        first = True
+        attns: dict[str, HeadGeometry] = {}
+        decoder_start = getattr(net.config, "decoder_start_token_id", None)
+        n_frames = int(getattr(net.config, "max_source_positions", 0) or 0)
 
-    from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(items), initial=start, desc="capture", unit="seq", disable=not progress)
-    with bar, torch.inference_mode(), _modules.recording(net) as impl:
-        params["attn_implementation"] = impl
-        for b0 in range(start, len(items), batch_size):
-            chunk = items[b0 : b0 + batch_size]
-            if modality == "audio":
-                assert tgts is not None
-                fe = getattr(lm.processor, "feature_extractor", lm.processor)
-                batch = _inputs.encode_audio(
-                    fe, lm.tokenizer, chunk, names[b0 : b0 + batch_size], tgts[b0 : b0 + batch_size], b0, n_tok,
-                    n_frames, sampling_rate, decoder_start,
-                )  # fmt: skip
-            elif enc_dec:
-                assert tgts is not None
-                batch = _inputs.encode_pairs(
-                    lm.tokenizer, chunk, tgts[b0 : b0 + batch_size], b0, n_tok, max_len, truncation, decoder_start
-                )
-            elif modality == "text":
-                batch = _inputs.encode_texts(lm.tokenizer, chunk, b0, n_tok, max_len, truncation)
+        bar = tqdm(total=len(items), initial=start, desc="capture", unit="seq", disable=not progress)
+        with bar, torch.inference_mode(), _modules.recording(net) as impl:
+            params["attn_implementation"] = impl
+            for b0 in range(start, len(items), batch_size):
+                chunk = items[b0 : b0 + batch_size]
+                if modality == "audio":
+                    assert tgts is not None
+                    fe = getattr(lm.processor, "feature_extractor", lm.processor)
+                    batch = _inputs.encode_audio(
+                        fe, lm.tokenizer, chunk, names[b0 : b0 + batch_size], tgts[b0 : b0 + batch_size], b0, n_tok,
+                        n_frames, sampling_rate, decoder_start,
+                    )  # fmt: skip
+                elif enc_dec:
+                    assert tgts is not None
+                    batch = _inputs.encode_pairs(
+                        lm.tokenizer, chunk, tgts[b0 : b0 + batch_size], b0, n_tok, max_len, truncation, decoder_start
+                    )
+                elif modality == "text":
+                    batch = _inputs.encode_texts(lm.tokenizer, chunk, b0, n_tok, max_len, truncation)
+                else:
+                    batch = _inputs.encode_images(
+                        lm.processor, net, chunk, names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, thumbnail
+                    )
+                model_inputs = {k: v.to(dev) for k, v in batch.model_inputs.items()}
+                for name in ("pixel_values", "input_features"):
+                    if name in model_inputs:
+                        model_inputs[name] = model_inputs[name].to(next(net.parameters()).dtype)
+                mask = batch.mask.to(dev) if batch.mask is not None else None
+                if enc_dec:
+                    with rec.batch(mask, batch.decoder_mask.to(dev), check_mask=first):
+                        net(**model_inputs, **fwd)
+                else:
+                    with rec.batch(mask, check_mask=first):
+                        net(**model_inputs, **fwd)
+                if first:
+                    attns = {attn: _first_batch(r, sel_layers, sel_heads, attn) for attn, r in _recorders(rec)}
+                    if check:
+                        first_batch_check(net, batch, rec, dev, atol=1e-3)
+                    first = False
+                if modality == "image" and seq_len_img != rec.seq_len:
+                    # the model's real sequence length is known only now (DINOv2 adds register tokens)
+                    assert rec.seq_len is not None and batch.grid is not None
+                    seq_len_img = rec.seq_len
+                    batch.tokens, batch.sequences = _inputs.image_tables(
+                        names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, batch.grid
+                    )
+                host = col.to_host(rec)
+                n_tok += len(batch.tokens)
+                if writer is not None:
+                    if not writer.parts:
+                        writer.header.update(attns_json(attns, _streams(attns)))
+                    writer.set_terms(_terms(rec))
+                    writer.append(
+                        _part_tensors(host, _index(attns, values)), batch.tokens, batch.sequences, batch.images
+                    )
+                else:
+                    col.add(host, len(batch.tokens))
+                    tables_t.append(batch.tokens)
+                    tables_s.append(batch.sequences)
+                    if batch.images is not None:
+                        thumbs.append(batch.images)
+                bar.update(len(chunk))
+
+        if writer is not None:
+            writer.finish()
+            if final is not None:
+                replace_dir(writer.root, final, kind=FORMAT, what="capture", own=OWN)
+                done = load(final)
             else:
-                batch = _inputs.encode_images(
-                    lm.processor, net, chunk, names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, thumbnail
-                )
-            model_inputs = {k: v.to(dev) for k, v in batch.model_inputs.items()}
-            for name in ("pixel_values", "input_features"):
-                if name in model_inputs:
-                    model_inputs[name] = model_inputs[name].to(next(net.parameters()).dtype)
-            mask = batch.mask.to(dev) if batch.mask is not None else None
-            if enc_dec:
-                with rec.batch(mask, batch.decoder_mask.to(dev), check_mask=first):
-                    net(**model_inputs, **fwd)
-            else:
-                with rec.batch(mask, check_mask=first):
-                    net(**model_inputs, **fwd)
-            if first:
-                attns = {attn: _first_batch(r, sel_layers, sel_heads, attn) for attn, r in _recorders(rec)}
-                if check:
-                    first_batch_check(net, batch, rec, dev, atol=1e-3)
-                first = False
-            if modality == "image" and seq_len_img != rec.seq_len:
-                # the model's real sequence length is known only now (DINOv2 adds register tokens)
-                assert rec.seq_len is not None and batch.grid is not None
-                seq_len_img = rec.seq_len
-                batch.tokens, batch.sequences = _inputs.image_tables(
-                    names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, batch.grid
-                )
-            host = col.to_host(rec)
-            n_tok += len(batch.tokens)
-            if writer is not None:
-                if not writer.parts:
-                    writer.header.update(attns_json(attns, _streams(attns)))
-                writer.set_terms(_terms(rec))
-                writer.append(_part_tensors(host, _index(attns, values)), batch.tokens, batch.sequences, batch.images)
-            else:
-                col.add(host, len(batch.tokens))
-                tables_t.append(batch.tokens)
-                tables_s.append(batch.sequences)
-                if batch.images is not None:
-                    thumbs.append(batch.images)
-            bar.update(len(chunk))
+                done = load(writer.root)
+            done._model_handle = ModelHandle(lm)  # lets Embedding.place capture new inputs the same way
+            return done
+        tokens = pd.concat(tables_t, ignore_index=True)
+        assert attns  # the loop ran at least once: inputs are never empty
+        cap = Capture(
+            tokens=tokens,
+            sequences=pd.concat(tables_s, ignore_index=True),
+            attns=attns,
+            streams=_streams(attns),
+            model=dict(lm.spec),
+            params=params,
+            images=np.concatenate(thumbs) if thumbs else None,
+            terms=_terms(rec),
+            _tensors=col.tensors(_index(attns, values)),
+        )
+        cap._model_handle = ModelHandle(lm)  # lets Embedding.place capture new inputs the same way
+        return cap
 
-    if writer is not None:
-        writer.finish()
-        done = load(writer.root)
-        done._model_handle = ModelHandle(lm)
-        return done
-    tokens = pd.concat(tables_t, ignore_index=True)
-    assert attns  # the loop ran at least once: inputs are never empty
-    cap = Capture(
-        tokens=tokens,
-        sequences=pd.concat(tables_s, ignore_index=True),
-        attns=attns,
-        streams=_streams(attns),
-        model=dict(lm.spec),
-        params=params,
-        images=np.concatenate(thumbs) if thumbs else None,
-        terms=_terms(rec),
-        _tensors=col.tensors(_index(attns, values)),
-    )
-    cap._model_handle = ModelHandle(lm)  # lets Embedding.place capture new inputs the same way
-    return cap
+    except BaseException:
+        if final is not None and writer is not None:  # a failed replacement: drop the half-written temp
+            import shutil
+
+            shutil.rmtree(writer.root, ignore_errors=True)
+        raise
 
 
 def _streams(attns: dict[str, HeadGeometry]) -> tuple[str, ...]:
@@ -488,12 +535,23 @@ def _first_batch(
     )
 
 
+def _check_out(root: pathlib.Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an ``out`` that cannot be written before any model is loaded (see :func:`capture`)."""
+    if holds_nothing(root):
+        return  # an empty folder becomes the store
+    hint = "pass resume=True to continue it, overwrite=True to replace it, or choose a new path"
+    check_target(root, FORMAT, what="capture", overwrite=resume or overwrite, own=OWN if overwrite else None,
+                 hint=hint)  # fmt: skip
+    if not resume:
+        clean_stale(root, own=OWN)
+
+
 def _open_store(
     root: pathlib.Path, resume: bool, lm: Any, params: dict[str, Any], names: list[str]
 ) -> tuple[StoreWriter | None, int]:
     """Start (or resume) a streaming store; returns ``(writer, first input to process)``."""
     header = {"format": FORMAT, "version": VERSION, "model": dict(lm.spec), "params": params}
-    if root.exists() and any(root.iterdir()):
+    if root.exists() and not holds_nothing(root):
         if not resume:
             raise StoreError(f"{root} already exists; pass resume=True to continue it, or choose a new path", path=root)
         meta = read_meta(root)

@@ -31,8 +31,13 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from .._fs import PAGE
 from ..errors import InputError, QKVizError
 from ..project._methods import DEFAULT_METHOD, METHODS
+
+# the kinds of artefact the commands write (the `format` in a store's meta.json; see qkviz._fs)
+CAPTURE = "qkviz.capture"
+EMBEDDING = "qkviz.embedding"
 
 __all__ = ["main", "build_parser"]
 
@@ -114,9 +119,9 @@ def _cmd_demo(args: argparse.Namespace, rep: _Reporter) -> int:
     import qkviz
     from qkviz.data import demo_sentences, sentences_source
 
-    _check_output(args.output)
+    _check_output(args.output, kind=PAGE, force=args.force)
     if args.save_capture:
-        _check_output(args.save_capture, folder=True)
+        _check_output(args.save_capture, kind=CAPTURE, force=args.force)
     texts = demo_sentences(args.sentences)
     source = sentences_source().split(" (")[0].split(",")[0]  # "Lee news corpus", without the licence note
     rep.say(f"{len(texts)} demo sentences from the {source}")
@@ -124,7 +129,7 @@ def _cmd_demo(args: argparse.Namespace, rep: _Reporter) -> int:
     cap = _capture(qkviz, model, texts, args, rep)
     if args.save_capture:
         with rep.stage("save capture", str(args.save_capture)):
-            cap.save(args.save_capture)
+            cap.save(args.save_capture, overwrite=args.force)
     emb = _embed(qkviz, cap, args, rep)
     out = _export(emb, args, rep)
     rep.summary()
@@ -141,16 +146,18 @@ def _cmd_capture(args: argparse.Namespace, rep: _Reporter) -> int:
 
     from ._inputs import read_inputs
 
-    out = _check_output(args.output, folder=True)
-    if out.exists() and not args.resume and not args.force:
-        raise InputError(f"{out} already exists; pass --force to replace it, or --resume to continue it")
+    if args.force and args.resume:
+        raise InputError("pass --force (replace OUTPUT) or --resume (continue it), not both")
+    out = _check_output(
+        args.output, kind=CAPTURE, force=args.force or args.resume, own=not args.resume,
+        hint="pass --force to replace it, or --resume to continue it",
+    )  # fmt: skip
     inputs = read_inputs(args.inputs, field=args.field, limit=args.limit)
     kind = "image" if isinstance(inputs, dict) else "sequence"
     rep.say(f"{len(inputs)} {kind}{'s' if len(inputs) != 1 else ''} from {args.inputs}")
-    if out.exists() and not args.resume:
-        _remove_capture(out)
     model = _load_model(qkviz, args, rep)
-    # streamed to disk batch by batch (memory stays bounded by one batch)
+    # streamed to disk batch by batch (memory stays bounded by one batch); with --force into a
+    # temporary folder that replaces OUTPUT only once complete
     _capture(qkviz, model, inputs, args, rep, out=out)
     rep.say(f"  wrote {out} ({_size(out)})")
     rep.summary()
@@ -158,34 +165,17 @@ def _cmd_capture(args: argparse.Namespace, rep: _Reporter) -> int:
     return 0
 
 
-def _remove_capture(path: pathlib.Path) -> None:
-    """Delete a saved capture for ``--force``; anything that is not one is left alone."""
-    import shutil
-
-    from .._capture._store import read_meta
-
-    try:
-        read_meta(path)
-    except QKVizError:
-        # an unfinished capture has its meta.json too; without one this is someone else's folder
-        if not (path.is_dir() and (path / "meta.json").is_file()):
-            raise InputError(f"{path} exists and is not a qkviz capture; refusing to replace it") from None
-    shutil.rmtree(path)
-
-
 def _cmd_embed(args: argparse.Namespace, rep: _Reporter) -> int:
     import qkviz
 
     out = args.output or _default_embedding_path(args.run, args.method or DEFAULT_METHOD)
-    out = _check_output(out, folder=True)
-    if out.exists() and not (out / "meta.json").is_file():
-        raise InputError(f"cannot write {out}: it exists and is not a qkviz embedding; refusing to replace it")
     _require(args.run)
+    out = _check_output(out, kind=EMBEDDING, force=args.force)
     with rep.stage("load", str(args.run)):
         cap = qkviz.load(args.run)
     emb = _embed(qkviz, cap, args, rep)
     with rep.stage("save", str(out)):
-        emb.save(out)
+        emb.save(out, overwrite=args.force)
     rep.summary()
     print(out.resolve())
     return 0
@@ -194,8 +184,8 @@ def _cmd_embed(args: argparse.Namespace, rep: _Reporter) -> int:
 def _cmd_html(args: argparse.Namespace, rep: _Reporter) -> int:
     import qkviz
 
-    _check_output(args.output)
     _require(args.run)
+    _check_output(args.output, kind=PAGE, force=args.force)
     with rep.stage("load", str(args.run)):
         obj = _load_any(args.run)
     if not _is_embedding(obj):
@@ -247,6 +237,7 @@ def _capture(qkviz: Any, model: Any, inputs: Any, args: argparse.Namespace, rep:
             progress=rep.bars,
             out=out,
             resume=getattr(args, "resume", None) or None,
+            overwrite=getattr(args, "force", None) or None,
         )
         cap = qkviz.capture(model, inputs, **kwargs)
     rep.say(
@@ -277,17 +268,24 @@ def _export(emb: Any, args: argparse.Namespace, rep: _Reporter) -> pathlib.Path:
 
     out = pathlib.Path(args.output)
     with rep.stage("export html", str(out)):
-        save_html(emb, out, top_k=args.top_k, compact=not args.exact)
+        save_html(emb, out, top_k=args.top_k, compact=not args.exact, overwrite=args.force)
     rep.say(f"  wrote {out} ({_size(out)})")
     return out
 
 
-def _check_output(path: str | os.PathLike[str], *, folder: bool = False) -> pathlib.Path:
+def _check_output(
+    path: str | os.PathLike[str], *, kind: str, force: bool, own: bool = True, hint: str = "pass --force to replace it"
+) -> pathlib.Path:
     """Fail before the slow stages when ``path`` cannot be written: a typo must not cost a capture.
 
-    ``folder``: the output is a store folder (captures, embeddings), which its writer may replace,
-    rather than one file.
+    ``kind`` is what the command writes (a capture, an embedding, a page). An existing output is
+    replaced only with ``--force`` and only when it is of the same kind (``qkviz._fs.check_target``);
+    ``own``: also refuse a store folder holding files qkviz did not write.
     """
+    from .._capture._store import OWN as CAPTURE_OWN
+    from .._fs import check_target
+    from ..project._embedding import OWN as EMBEDDING_OWN
+
     out = pathlib.Path(path)
     parent = out.parent
     if not parent.exists():
@@ -296,8 +294,11 @@ def _check_output(path: str | os.PathLike[str], *, folder: bool = False) -> path
         raise InputError(f"cannot write {out}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK):
         raise InputError(f"cannot write {out}: no permission to write in {parent}")
-    if not folder and out.is_dir():
+    if kind == PAGE and out.is_dir():
         raise InputError(f"cannot write {out}: it is a folder; name the file to write, e.g. {out / 'qkviz.html'}")
+    what = {CAPTURE: "capture", EMBEDDING: "embedding", PAGE: "page"}[kind]
+    patterns = {CAPTURE: CAPTURE_OWN, EMBEDDING: EMBEDDING_OWN}
+    check_target(out, kind, what=what, overwrite=force, own=patterns.get(kind) if own else None, hint=hint)
     return out
 
 
@@ -468,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", help="torch device (default: CUDA when present)")
     _add_html_options(demo)
     demo.add_argument("--open", action="store_true", help="open the result in the default web browser")
+    demo.add_argument("-f", "--force", action="store_true",
+                      help="replace OUTPUT (and --save-capture) if they are qkviz files of the same kind")  # fmt: skip
     demo.set_defaults(func=_cmd_demo)
 
     cap = add(
@@ -490,7 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--heads", type=_int_list, help="comma-separated query heads to keep (default: all)")
     cap.add_argument("--dtype", choices=("float32", "float16"), help="storage precision (float16 halves disk)")
     cap.add_argument("--values", action="store_true", default=None, help="also record value vectors")
-    cap.add_argument("-f", "--force", action="store_true", help="replace OUTPUT if it is an existing capture")
+    cap.add_argument("-f", "--force", action="store_true",
+                     help="replace OUTPUT if it is a capture, once the new one is complete")  # fmt: skip
     cap.add_argument("--resume", action="store_true", help="continue an interrupted capture into OUTPUT")
     cap.set_defaults(func=_cmd_capture)
 
@@ -502,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("run", metavar="RUN", help="a capture saved by `qkviz capture`")
     _add_embed_options(emb)
     emb.add_argument("-o", "--output", help="where to save it (default: RUN's name + .METHOD.qke)")
+    emb.add_argument("-f", "--force", action="store_true", help="replace OUTPUT if it is an embedding")
     emb.set_defaults(func=_cmd_embed)
 
     html = add(
@@ -514,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     html.add_argument("-o", "--output", required=True, help="HTML file to write")
     _add_embed_options(html, when="when RUN is a capture")
     _add_html_options(html)
+    html.add_argument("-f", "--force", action="store_true", help="replace OUTPUT if it is a page qkviz wrote")
     html.set_defaults(func=_cmd_html)
 
     info = add("info", "describe a saved capture or embedding", "Print what a saved capture or embedding holds.")

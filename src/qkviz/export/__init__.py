@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .._fs import atomic_write_bytes
+from .._fs import PAGE, atomic_write_bytes, check_target
 from ..errors import InputError, WidgetDataError
 from ..project import Embedding
 from ..wire import View, WidgetState
@@ -84,6 +84,7 @@ def save_html(
     top_k: int = DEFAULT_TOP_K,
     compact: bool = True,
     compress: bool = True,
+    overwrite: bool = True,
     **widget_kwargs: Any,
 ) -> pathlib.Path:
     """Write a self-contained interactive HTML file.
@@ -115,6 +116,10 @@ def save_html(
     compress : bool
         gzip the binary data (the page needs ``DecompressionStream``: Chrome/Edge 80+, Firefox
         113+, Safari 16.4+). Turn off only for very old browsers; the file then grows.
+    overwrite : bool
+        Replace a page qkviz wrote at ``path``. A file qkviz did not write is never replaced. The
+        page is written to a temporary file and renamed into place, so a failed write (a full
+        disk) leaves the previous page as it was.
 
     Returns
     -------
@@ -126,14 +131,18 @@ def save_html(
     InputError
         ``obj`` is neither a widget nor an embedding, ``top_k`` is negative, or the folder of
         ``path`` does not exist.
+    StoreError
+        ``path`` holds a file qkviz did not write (or a page and ``overwrite=False``), or the page
+        cannot be written (full or read-only disk; the old page is then unchanged).
     WidgetDataError
         The widget bundle is missing (build it with ``cd js && npm run build``).
     """
     out = pathlib.Path(path)
     if not out.parent.is_dir():
         raise InputError(f"cannot write {out}: the folder {out.parent} does not exist")
+    check_target(out, PAGE, what="page", overwrite=overwrite)  # before the slow part
     text = to_html(obj, title=title, top_k=top_k, compact=compact, compress=compress, **widget_kwargs)
-    atomic_write_bytes(out, page_bytes(text))
+    atomic_write_bytes(out, page_bytes(text), kind=PAGE, what="page", overwrite=overwrite)
     return out
 
 
