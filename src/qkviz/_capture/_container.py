@@ -20,6 +20,7 @@ import pandas as pd
 from .._fs import META, replace_dir, temp_sibling
 from ..attention import ScoreFunction, attention_rows, position_effect, score_terms
 from ..errors import InputError, StoreError
+from ._dtypes import decode, itemsize
 from ._geometry import HeadGeometry
 from ._store import FORMAT, VERSION, DiskTensors, MemoryTensors, read_store, terms_key, write_store
 
@@ -233,7 +234,7 @@ class Capture:
         """
         self._check_layer(layer)
         self._check_head(head)
-        return self._source().get("q", layer, head).astype(np.float32, copy=False)
+        return decode(self._source().get("q", layer, head))
 
     def k(self, layer: int, head: int) -> np.ndarray:
         """Keys seen by query head ``head`` (those of its kv head).
@@ -244,7 +245,7 @@ class Capture:
             float32 ``[token, d_head]``.
         """
         self._check_layer(layer)
-        return self._source().get("k", layer, self.kv_head(head)).astype(np.float32, copy=False)
+        return decode(self._source().get("k", layer, self.kv_head(head)))
 
     def v(self, layer: int, head: int) -> np.ndarray:
         """Values of query head ``head``'s kv head (only when captured with ``values=True``).
@@ -257,12 +258,32 @@ class Capture:
         if not self.has_values:
             raise InputError("value vectors were not captured; pass values=True to qkviz.capture")
         self._check_layer(layer)
-        return self._source().get("v", layer, self.kv_head(head)).astype(np.float32, copy=False)
+        return decode(self._source().get("v", layer, self.kv_head(head)))
 
     @property
     def has_values(self) -> bool:
         """Whether :meth:`v` is available."""
         return bool(self._source().has("v"))
+
+    @property
+    def storage_dtype(self) -> str:
+        """How the vectors are stored: ``"float32"``, ``"float16"`` or ``"bfloat16"``
+        (:meth:`q`, :meth:`k`, :meth:`v` always return float32)."""
+        return self._source().dtype()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored vectors (q of every captured head, k and v of the kv heads they use)."""
+        per_layer = len(self.heads) + len(self.kv_heads) * (2 if self.has_values else 1)
+        return self.n_tokens * self.d_head * itemsize(self.storage_dtype) * len(self.layers) * per_layer
+
+    @property
+    def bytes_per_token_head(self) -> float:
+        """Stored bytes per token and captured head: :attr:`nbytes` / (tokens × layers × heads).
+
+        With grouped-query attention a key head's bytes are shared by the query heads that use it.
+        """
+        return self.nbytes / max(1, self.n_tokens * len(self.layers) * len(self.heads))
 
     def _source(self) -> MemoryTensors | DiskTensors:
         if self._tensors is None:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, StoreError, UnsupportedModelError
-from . import _inputs
+from . import _dtypes, _inputs, _plan
 from ._checks import check_supported, first_batch_check, forward_kwargs, model_device
 from ._container import Capture, load
 from ._geometry import HeadGeometry
@@ -78,16 +78,6 @@ def _select(name: str, value: Any, n: int | None) -> tuple[int, ...] | None:
     return tuple(sorted(set(out)))
 
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "half": "float16"}
-
-
-def _storage_dtype(dtype: Any) -> str:
-    key = str(dtype).replace("torch.", "")
-    if key not in _DTYPES:
-        raise InputError(f"dtype must be 'float32' or 'float16' (how q/k are stored), got {dtype!r}")
-    return _DTYPES[key]
-
-
 class _Collector:
     """Moves one batch's recorded tensors to host memory (one transfer) and accumulates them."""
 
@@ -104,20 +94,22 @@ class _Collector:
 
         kinds = {"q": rec.q, "k": rec.k, **({"v": rec.v} if self.values else {})}
         flat = [(kind, layer, t) for kind, d in kinds.items() for layer, t in sorted(d.items())]
-        tdt = torch.float16 if self.dtype == "float16" else torch.float32
         if not flat:
             return {kind: {} for kind in kinds}
         out: dict[str, dict[int, np.ndarray]] = {kind: {} for kind in kinds}
         by_device: dict[Any, list[tuple[str, int, Any]]] = {}
         for item in flat:
+            _dtypes.check_range(item[2], self.dtype)
             by_device.setdefault(item[2].device, []).append(item)
         for device, items in by_device.items():
             if device.type == "cpu":
                 for kind, layer, t in items:
-                    out[kind][layer] = t.to(tdt).numpy()
+                    out[kind][layer] = _dtypes.host_array(_dtypes.to_storage(t, self.dtype))
                 continue
             # One device->host copy per batch and device: concatenate on the device first.
-            host = torch.cat([t.to(tdt).reshape(-1) for _, _, t in items]).cpu().numpy()
+            host = _dtypes.host_array(
+                torch.cat([_dtypes.to_storage(t, self.dtype).reshape(-1) for _, _, t in items]).cpu()
+            )
             pos = 0
             for kind, layer, t in items:
                 size = t.numel()
@@ -168,6 +160,10 @@ def capture(
     thumbnail: int = 128,
     tokenizer: Any = None,
     processor: Any = None,
+    sample: int | float | None = None,
+    random_state: int = 0,
+    max_tokens: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Capture:
     """Record the queries and keys of every (or the chosen) attention head over many inputs.
 
@@ -191,8 +187,11 @@ def capture(
     device : str or None
         ``"auto"`` (CUDA when present) for named models and paths; a loaded model stays where it is
         unless a device is named.
-    dtype : {"float32", "float16"}
-        How q/k/v are stored; :meth:`Capture.q` always returns float32. float16 halves memory.
+    dtype : {"float32", "float16", "bfloat16"}
+        How q/k/v are stored; :meth:`Capture.q` always returns float32 and attention is always
+        recomputed in float32. float16 and bfloat16 halve memory and disk; the attention they give
+        stays within a derived bound of float32's (``qkviz._capture._dtypes``): float16 keeps 11
+        bits (values above 65504 are refused), bfloat16 8 bits with float32's range.
     values : bool
         Also record value vectors (:meth:`Capture.v`), e.g. for value-norm-weighted attention.
     progress : bool
@@ -209,6 +208,18 @@ def capture(
         Longest side in pixels of the image thumbnails kept in :attr:`Capture.images`.
     tokenizer, processor : optional
         The tokenizer / image processor of a loaded model passed as ``model``.
+    sample : int or float, optional
+        Capture a uniform random subset of the inputs: ``n`` of them, or a share in ``(0, 1]``,
+        kept in input order. ``sequences["input"]`` holds each sequence's index in ``inputs``.
+    random_state : int
+        Seed of ``sample`` (the same seed draws the same inputs).
+    max_tokens : int, optional
+        Stop once this many tokens are captured, with whole sequences: the inputs (after
+        ``sample``) are kept in order while their tokens fit.
+    shard : (int, int), optional
+        ``(i, n)``: run only shard ``i`` of ``n`` — batch ``b`` of the planned inputs goes to
+        shard ``b % n`` — e.g. one per Dask worker or GPU. :func:`qkviz.merge` joins the ``n``
+        shard stores into one store identical to a capture of everything on one machine.
 
     Returns
     -------
@@ -238,10 +249,15 @@ def capture(
         raise InputError(f"max_length must be a positive int or None, got {max_length!r}")
     if truncation not in ("warn", "error", "silent"):
         raise InputError(f"truncation must be 'warn', 'error' or 'silent', got {truncation!r}")
-    store_dtype = _storage_dtype(dtype)
+    store_dtype = _dtypes.storage_dtype(dtype)
+    max_tokens = _plan.check_max_tokens(max_tokens)
+    shard = _plan.check_shard(shard)
     modality, items, names = _inputs.normalize_inputs(inputs)
     if resume and out is None:
         raise InputError("resume=True needs out=<store directory>")
+    n_inputs = len(items)
+    # the planned inputs, in input order: a sample of them, then as many as fit in max_tokens
+    order = _plan.sample_inputs(n_inputs, sample, random_state)
 
     if isinstance(model, (str, os.PathLike)):
         lm = load_model(model, device=device)
@@ -259,6 +275,11 @@ def capture(
     if max_length is not None and limit is not None and max_length > limit:
         raise InputError(f"max_length={max_length} exceeds the model's limit of {limit} tokens")
     max_len = max_length or limit
+    if max_tokens is not None and modality == "text":
+        lengths = _plan.text_lengths(lm.tokenizer, [items[i] for i in order], max_len)
+        order = order[: _plan.tokens_fit(lengths, max_tokens)]
+    items = [items[i] for i in order]
+    names = [names[i] for i in order]
     params = {
         "batch_size": int(batch_size),
         "max_length": max_len,
@@ -267,16 +288,31 @@ def capture(
         "values": bool(values),
         "model_dtype": str(next(net.parameters()).dtype),
         "device": str(model_device(net)),
-        "n_inputs": len(items),
+        "n_inputs": n_inputs,
         "layers": list(sel_layers) if sel_layers else None,
         "heads": list(sel_heads) if sel_heads else None,
     }
+    # recorded only when used, so stores written before these options existed still resume
+    if sample is not None:
+        kept = float(sample) if isinstance(sample, (float, np.floating)) else int(sample)
+        params.update(sample=kept, random_state=int(random_state))
+    if max_tokens is not None:
+        params["max_tokens"] = max_tokens
+    if shard is not None:
+        params["shard"] = list(shard)
+    plan = _plan.batches(len(items), int(batch_size), shard)
+    mine = [j for a, b in plan for j in range(a, b)]  # the planned inputs this run captures
 
-    writer, start = None, 0
+    writer, done = None, 0
     if out is not None:
-        writer, start = _open_store(pathlib.Path(out), resume, lm, params, names)
+        writer, done = _open_store(pathlib.Path(out), resume, lm, params, [names[j] for j in mine])
         if writer is None:  # already complete
             return load(out)
+    if done:  # resume: every stored part is one whole batch
+        ends = np.cumsum([b - a for a, b in plan])
+        if done not in ends:
+            raise StoreError(f"{out} does not end on a batch boundary; it cannot be resumed. Use a new path.", path=out)
+        plan = plan[int(np.searchsorted(ends, done)) + 1 :]
 
     dev = model_device(net)
     fwd = forward_kwargs(net)
@@ -290,22 +326,26 @@ def capture(
     tables_s: list[pd.DataFrame] = []
     thumbs: list[np.ndarray] = []
     n_tok = writer.n_tokens if writer else 0
+    n_seq = writer.n_seqs if writer else 0
     seq_len_img: int | None = None
+    n_fit: int | None = None  # images with max_tokens: planned inputs that fit, known after one batch
     first = True
     geometry: HeadGeometry | None = None
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(items), initial=start, desc="capture", unit="seq", disable=not progress)
+    bar = tqdm(total=len(mine), initial=done, desc="capture", unit="seq", disable=not progress)
     with bar, torch.inference_mode(), _modules.recording(net) as impl:
         params["attn_implementation"] = impl
-        for b0 in range(start, len(items), batch_size):
-            chunk = items[b0 : b0 + batch_size]
+        for a, b in plan:
+            if n_fit is not None and a >= n_fit:
+                break
+            chunk = items[a:b]
             if modality == "text":
-                batch = _inputs.encode_texts(lm.tokenizer, chunk, b0, n_tok, max_len, truncation)
+                batch = _inputs.encode_texts(lm.tokenizer, chunk, n_seq, n_tok, max_len, truncation)
             else:
                 batch = _inputs.encode_images(
-                    lm.processor, net, chunk, names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, thumbnail
+                    lm.processor, net, chunk, names[a:b], n_seq, n_tok, seq_len_img, thumbnail
                 )
             model_inputs = {k: v.to(dev) for k, v in batch.model_inputs.items()}
             if "pixel_values" in model_inputs:
@@ -323,12 +363,18 @@ def capture(
                 # the model's real sequence length is known only now (DINOv2 adds register tokens)
                 assert rec.seq_len is not None and batch.grid is not None
                 seq_len_img = rec.seq_len
-                batch.tokens, batch.sequences = _inputs.image_tables(
-                    names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, batch.grid
-                )
+                batch.tokens, batch.sequences = _inputs.image_tables(names[a:b], n_seq, n_tok, seq_len_img, batch.grid)
+                if max_tokens is not None:
+                    n_fit = _plan.tokens_fit([seq_len_img] * len(items), max_tokens)
             host = col.to_host(rec)
             rec.q, rec.k, rec.v = {}, {}, {}  # drop device tensors before the next batch
+            if n_fit is not None and b > n_fit:  # images: keep the whole images that fit
+                if a >= n_fit:
+                    break
+                host, batch = _keep_first(host, batch, n_fit - a)
+            batch.sequences["input"] = order[a : a + len(batch.sequences)]
             n_tok += len(batch.tokens)
+            n_seq += len(batch.sequences)
             if writer is not None:
                 if not writer.parts:
                     writer.header.update(geometry.to_json())
@@ -342,7 +388,7 @@ def capture(
                 tables_s.append(batch.sequences)
                 if batch.images is not None:
                     thumbs.append(batch.images)
-            bar.update(len(chunk))
+            bar.update(len(batch.sequences))
 
     if writer is not None:
         writer.finish()
@@ -364,6 +410,17 @@ def capture(
 def _terms(rec: Any) -> dict[str, np.ndarray]:
     """The recorder's score terms as ``{"<name>.<layer>": array}`` (see :mod:`._terms`)."""
     return {terms_key(name, layer): a for layer, t in sorted(rec.terms.items()) for name, a in t.arrays.items()}
+
+
+def _keep_first(host: dict[str, dict[int, np.ndarray]], batch: Any, n: int) -> tuple[dict[str, Any], Any]:
+    """The first ``n`` sequences of an image batch (all of one length, no padding)."""
+    n_tok = int(batch.sequences["n_tokens"].iloc[:n].sum())
+    host = {kind: {layer: a[:n_tok] for layer, a in d.items()} for kind, d in host.items()}
+    batch.tokens = batch.tokens.iloc[:n_tok].reset_index(drop=True)
+    batch.sequences = batch.sequences.iloc[:n].reset_index(drop=True)
+    if batch.images is not None:
+        batch.images = batch.images[:n]
+    return host, batch
 
 
 def _first_batch(rec: Any, sel_layers: tuple[int, ...] | None, sel_heads: tuple[int, ...] | None) -> HeadGeometry:

@@ -6,7 +6,8 @@ A store is a directory (``run.qkv/``)::
                                    status ("partial" while a streaming capture runs, then "complete"),
                                    and per part: file sizes and a CRC-32 per tensor / table
     part-00000.safetensors         q.<layer>.<head>, k.<layer>.<kv_head>, v.<layer>.<kv_head>:
-                                   float32 or float16 [token, d_head] for the tokens of this part
+                                   float32, float16 or uint16 (bfloat16 bits) [token, d_head]
+                                   for the tokens of this part
     part-00000.tokens.parquet      the part's rows of the token table (global seq ids)
     part-00000.sequences.parquet   the part's rows of the sequence table (global offsets)
     part-00000.images.npy          uint8 [seq, h, w, 3] thumbnails (image captures only)
@@ -43,6 +44,7 @@ import pandas as pd
 
 from .._fs import META, array_crc, atomic_write_bytes, file_crc, read_header
 from ..errors import StoreError
+from ._dtypes import stored_dtype
 
 __all__ = [
     "FORMAT",
@@ -99,6 +101,11 @@ class MemoryTensors:
     def has(self, kind: str) -> bool:
         return bool(self.chunks.get(kind))
 
+    def dtype(self) -> str:
+        """The storage format of the vectors (``qkviz._capture._dtypes``)."""
+        first = next(iter(self.chunks["q"].values()))[0]
+        return stored_dtype(first)
+
     def get(self, kind: str, layer: int, idx: int) -> np.ndarray:
         pos = self.index[kind].index(idx)
         parts = self.chunks[kind][layer]
@@ -149,6 +156,19 @@ class DiskTensors:
 
     def has(self, kind: str) -> bool:
         return any(k.startswith(kind + ".") for p in self.parts_meta[:1] for k in p["crc32"])
+
+    def dtype(self) -> str:
+        """The storage format of the vectors, from the first part's header (no tensor is read)."""
+        from safetensors import safe_open
+
+        part = self.parts_meta[0]
+        f = self.root / part["file"]
+        try:
+            with safe_open(str(f), framework="numpy") as fh:
+                code = fh.get_slice(next(iter(fh.keys()))).get_dtype()
+        except Exception as e:
+            raise StoreError(f"cannot read {f}: {e}. The store is damaged; re-run the capture.", path=f) from e
+        return {"F16": "float16", "U16": "bfloat16", "BF16": "bfloat16"}.get(code, "float32")
 
     def parts(self) -> list[int]:
         return list(range(len(self.parts_meta)))
