@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -403,6 +403,60 @@ class Capture:
         qa = np.concatenate([q, np.full((len(q), 1), 1.0 / f.scaling, np.float32)], axis=1)
         ka = np.concatenate([k, (np.float32(f.alibi) * pos)[:, None]], axis=1)
         return qa, ka
+
+    def attention_blocks(
+        self, layer: int, head: int, seqs: Any = None, *, max_values: int = 1 << 22
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The head's exact attention over many sequences, a block of equal-ish lengths at a time.
+
+        The vectors are read once and each block is one vectorised call of
+        :func:`qkviz.attention.attention_rows` (the same formula as :meth:`attention`), so the
+        attention of a whole corpus costs about one pass over it rather than one call per sequence.
+
+        Parameters
+        ----------
+        layer, head : int
+        seqs : sequence of int, optional
+            Which sequences (default: all).
+        max_values : int
+            Largest block, in attention weights (``seq × pos × pos``; float64, so 32 MiB by default).
+
+        Yields
+        ------
+        seqs : int64 [seq]
+            The block's sequences (sorted by length, so padding stays small).
+        lengths : int64 [seq]
+        attention : float64 [seq, query_pos, key_pos]
+            Zero past each sequence's length.
+        """
+        self._check_layer(layer)
+        offsets = self.sequences["offset"].to_numpy(np.int64)
+        lengths = self.sequences["n_tokens"].to_numpy(np.int64)
+        ids = np.arange(len(offsets)) if seqs is None else np.asarray(seqs, np.int64).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= len(offsets)):
+            raise InputError(f"seqs out of range: the capture holds {len(offsets)} sequences")
+        q, k = self.q(layer, head), self.k(layer, head)
+        window = self.geometry.window(layer)
+        ids = ids[np.argsort(lengths[ids], kind="stable")]
+        start = 0
+        while start < ids.size:
+            shortest = int(lengths[ids[start]])
+            stop = start + 1
+            # grow the block while the padding stays small (lengths within ~15 %) and it fits
+            while (
+                stop < ids.size
+                and int(lengths[ids[stop]]) <= max(shortest + 4, shortest * 1.15)
+                and (stop - start + 1) * int(lengths[ids[stop]]) ** 2 <= max_values
+            ):
+                stop += 1
+            block = ids[start:stop]
+            n = lengths[block]
+            t = int(n.max())
+            pos = np.arange(t)
+            rows = offsets[block, None] + np.minimum(pos[None, :], n[:, None] - 1)  # padding repeats a real row
+            att = attention_rows(q[rows], k[rows], self.scaling[layer], self.causal, window, lengths=n)
+            yield block, n, att
+            start = stop
 
     def verify(self, model: Any, inputs: Any = None, *, seqs: Any = None, batch_size: int = 8) -> pd.DataFrame:
         """Compare :meth:`attention` with the model's own eager attention probabilities.

@@ -100,10 +100,11 @@ def merge(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], 
             t1 = int(seqs["offset"].iloc[-1] + seqs["n_tokens"].iloc[-1])
             tensors = {key: a[t0 - part_t0 : t1 - part_t0] for key, a in cache[(s, part)].items()}
             new_seq = np.arange(n_seq, n_seq + len(seqs), dtype=np.int64)
+            seq_dtype = c.sequences["seq"].to_numpy().dtype
             tokens = c.tokens.iloc[t0:t1].reset_index(drop=True)
             renumber = dict(zip(seqs["seq"].to_numpy(np.int64).tolist(), new_seq.tolist()))
             tokens["seq"] = tokens["seq"].map(renumber).astype(c.tokens["seq"].dtype)
-            seqs["seq"] = new_seq.astype(c.sequences["seq"].dtype)
+            seqs["seq"] = new_seq.astype(seq_dtype)
             seqs["offset"] = (seqs["offset"] - t0 + n_tok).astype(c.sequences["offset"].dtype)
             images = None if c.images is None else c.images[first:stop]
             writer.append(tensors, tokens, seqs, images)

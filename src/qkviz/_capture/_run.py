@@ -280,7 +280,7 @@ def capture(
         order = order[: _plan.tokens_fit(lengths, max_tokens)]
     items = [items[i] for i in order]
     names = [names[i] for i in order]
-    params = {
+    params: dict[str, Any] = {
         "batch_size": int(batch_size),
         "max_length": max_len,
         "truncation": truncation,

@@ -68,6 +68,10 @@ READS = (1, 2)  # version 1: no score terms (plain scaling · q·k only)
 TERMS = "terms.safetensors"
 
 
+#: The safetensors dtypes a store holds (bfloat16 is stored as its raw bits, U16).
+_SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "U16": "uint16"}
+
+
 def tensor_key(kind: str, layer: int, index: int) -> str:
     """The safetensors key of one head's vectors: ``q.<layer>.<head>``, ``k.<layer>.<kv_head>``..."""
     return f"{kind}.{layer}.{index}"
@@ -153,6 +157,27 @@ class DiskTensors:
         self.parts_meta = parts
         self._cache: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
         self._size = cache
+        self._headers: dict[int, tuple[int, dict[str, Any]]] = {}
+
+    def _entry(self, i: int, key: str) -> tuple[int, np.dtype[Any], list[int], int]:
+        """``(file offset, dtype, shape, bytes)`` of tensor ``key`` in part ``i`` (safetensors
+        layout: an 8-byte little-endian header length, the JSON header, then the data)."""
+        f = self.root / self.parts_meta[i]["file"]
+        if i not in self._headers:
+            try:
+                with open(f, "rb") as fh:
+                    n = int.from_bytes(fh.read(8), "little")
+                    header = json.loads(fh.read(n))
+            except (OSError, ValueError) as e:
+                raise StoreError(f"cannot read {f}: {e}. The store is damaged; re-run the capture.", path=f) from e
+            self._headers[i] = (8 + n, header)
+        base, header = self._headers[i]
+        info = header.get(key)
+        if info is None:
+            raise StoreError(f"{f} lacks tensor {key!r}; the store is damaged. Re-run the capture.", path=f)
+        dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]]).newbyteorder("<")
+        a, b = info["data_offsets"]
+        return base + int(a), dtype, list(info["shape"]), int(b) - int(a)
 
     def has(self, kind: str) -> bool:
         return any(k.startswith(kind + ".") for p in self.parts_meta[:1] for k in p["crc32"])
@@ -201,26 +226,29 @@ class DiskTensors:
         if ck in self._cache:
             self._cache.move_to_end(ck)
             return self._cache[ck].copy()  # callers own what they get; the cached copy stays intact
-        from safetensors import safe_open
-
         key = tensor_key(kind, layer, idx)
-        chunks = []
-        for part in self.parts_meta:
+        # Read each part's slice straight into one array: the parts' headers are parsed once (a
+        # store of many parts would otherwise parse every header again for every head read).
+        entries = [self._entry(i, key) for i in range(len(self.parts_meta))]
+        dtype, width = entries[0][1], entries[0][2][1:]
+        rows = sum(shape[0] for _, _, shape, _ in entries)
+        out = np.empty((rows, *width), dtype)
+        at = 0
+        for i, (start, _, shape, nbytes) in enumerate(entries):
+            part = self.parts_meta[i]
             f = self.root / part["file"]
-            try:
-                with safe_open(str(f), framework="numpy") as fh:
-                    a = fh.get_tensor(key)
-            except Exception as e:  # safetensors raises its own error types for truncated headers
-                raise StoreError(
-                    f"cannot read {key!r} from {f}: {e}. The store is damaged; re-run the capture.", path=f
-                ) from e
-            if array_crc(a) != part["crc32"][key]:
+            view = out[at : at + shape[0]]
+            with open(f, "rb") as fh:
+                fh.seek(start)
+                got = fh.readinto(view.data.cast("B"))
+            if got != nbytes:
+                raise StoreError(f"{f} is truncated: tensor {key!r} is cut short. Re-run the capture.", path=f)
+            if array_crc(view) != part["crc32"][key]:
                 raise StoreError(
                     f"{f} is corrupted: tensor {key!r} does not match its checksum. Re-run the capture.",
                     path=f,
                 )
-            chunks.append(a)
-        out = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            at += shape[0]
         self._cache[ck] = out
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)

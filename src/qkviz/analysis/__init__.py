@@ -7,17 +7,31 @@ model stack: ``Capture`` and the widget both call it.
 * :func:`sequence_detail` — one sequence of one head: tokens and (re-normalised) attention;
 * :func:`aggregate_detail` — one head's attention averaged over every sequence, by position and by
   relative offset, with previous/self/next/first scores;
+* :class:`Aggregator`, :func:`attention_blocks` — the same aggregate fed block by block from one
+  pass over a head's attention (the standalone export computes every head's top-k keys and
+  aggregate from that one pass);
 * :func:`image_detail` — one image patch's attention on its image's patch grid;
 * :func:`patch_grid`, :func:`patch_atlas`, :func:`patch_colors` — image captures' patches.
 """
 
 from ._images import patch_atlas, patch_colors, patch_grid
-from ._panel import ARROW_MIN_WEIGHT, AttentionSource, aggregate_detail, capture_of, image_detail, sequence_detail
+from ._panel import (
+    ARROW_MIN_WEIGHT,
+    Aggregator,
+    AttentionSource,
+    aggregate_detail,
+    attention_blocks,
+    capture_of,
+    image_detail,
+    sequence_detail,
+)
 
 __all__ = [
     "AttentionSource",
     "sequence_detail",
     "aggregate_detail",
+    "Aggregator",
+    "attention_blocks",
     "image_detail",
     "patch_grid",
     "patch_atlas",
