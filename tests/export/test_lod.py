@@ -96,47 +96,57 @@ def test_page_fits_the_budget_and_says_what_it_holds(sampled, emb):
 
 def test_sample_is_whole_sequences_indexed_into_the_full_capture(sampled, emb):
     page, (meta, snap) = sampled
-    lod, state = snap["embedded"]["lod"], WidgetState.from_embedding(emb)
-    n = emb.n_tokens
-    tokens, seqs, points = arr(lod["tokens"]), arr(lod["seqs"]), arr(lod["points"])
+    emb_data, state = snap["embedded"], WidgetState.from_embedding(emb)
+    lod, page_meta = emb_data["lod"], snap["state"]["_meta"]
+    n, per = emb.n_tokens, 2 * emb.n_tokens
+    tokens, seqs = arr(lod["tokens"]), arr(lod["seqs"])
     seq = emb.tokens["seq"].to_numpy()
     # whole sequences: every token of a sampled sequence is held, no other token
     np.testing.assert_array_equal(tokens, np.flatnonzero(np.isin(seq, seqs)))
-    # each held token's query and key, once, as within-cell point indices of the full capture
-    np.testing.assert_array_equal(np.sort(points), np.sort(np.concatenate([tokens, n + tokens])))
-    full = arr(lod["full"])
-    assert full.tolist() == [1 if c == (1, 2) else 0 for c in state.cells]
-    assert snap["embedded"]["points"] == []
-    for c, cell in enumerate(lod["cells"]):
-        xy = arr(cell["coords"])
-        exact = state.coords[c * 2 * n : (c + 1) * 2 * n]
-        expect = exact if full[c] else exact[points]
-        np.testing.assert_allclose(xy, expect, atol=1.1 / 2047)  # 11-bit layouts
+    # the draw order holds the sample first (each held token's query and key), then the rest
+    order, m = arr(page_meta["order"]), page_meta["sample_points"]
+    assert m == 2 * len(tokens) == 2 * page.tokens_per_sampled_head
+    np.testing.assert_array_equal(np.sort(order), np.arange(per))
+    np.testing.assert_array_equal(np.sort(order[:m]), np.sort(np.concatenate([tokens, n + tokens])))
+    # "sample": those points of every cell, as the front end asks for them (chunk_points // m cells)
+    step = max(1, state.chunk_points // m)
+    chunks = emb_data["sample"]
+    assert [(c["start"], c["stop"]) for c in chunks] == [(a, min(a + step, 12)) for a in range(0, 12, step)]
+    for c in chunks:
+        xy = arr(c["coords"])
+        for cell in range(c["start"], c["stop"]):
+            exact = state.coords[cell * per + order[:m].astype(np.int64)]
+            np.testing.assert_allclose(xy[cell - c["start"]], exact, atol=1.1 / 2047)  # 11-bit layouts
+    # "points": the full head only, every one of its points
+    full = state.cells.index((1, 2))
+    held = sorted((c["start"], c["stop"]) for c in emb_data["points"])
+    assert held[0][0] == full * per and held[-1][1] == (full + 1) * per
+    assert sum(b - a for a, b in held) == per
+    assert arr(lod["full"]).tolist() == [int(c == full) for c in range(12)]
     # the page's selection indices and the notebook's mean the same points: cell * 2n + point
-    assert state.n_points == 12 * 2 * n
+    assert page_meta["n_points"] == state.n_points == 12 * per
 
 
 def test_sampled_heads_keep_the_top_k_of_their_tokens(sampled, emb):
     _, (meta, snap) = sampled
     lod, topk = snap["embedded"]["lod"], snap["embedded"]["topk"]
-    tokens = arr(lod["tokens"])
+    held = np.zeros(emb.n_tokens, bool)
+    held[arr(lod["tokens"])] = True
     state = WidgetState.from_embedding(emb)
     for c in (0, state.cells.index((1, 2))):
-        entry = topk[c]
         la, he = state.cells[c]
-        sampled_rows = entry.get("rows") == "sample"
-        assert sampled_rows == ((la, he) != (1, 2))
-        rows = tokens if sampled_rows else np.arange(emb.n_tokens)
-        keys, weights = from_key_delta(entry, len(rows))
-        for i in (0, len(rows) // 2, len(rows) - 1):
-            t = int(rows[i])
+        keys, weights = from_key_delta(topk[c], emb.n_tokens)
+        rows = np.flatnonzero(held) if (la, he) != (1, 2) else np.arange(emb.n_tokens)
+        if (la, he) != (1, 2):  # a sampled head: the other tokens' rows are empty
+            assert not weights[~held].any()
+        for t in rows[[0, len(rows) // 2, -1]]:
             s = int(emb.tokens["seq"].iloc[t])
             first = int(emb.sequences["offset"].iloc[s])
             a = emb.attention(la, he, s)[t - first]
             top = np.argsort(-a, kind="stable")[: min(3, len(a))]
-            got = keys[i][keys[i] != 2**32 - 1]
+            got = keys[t][keys[t] != 2**32 - 1]
             np.testing.assert_array_equal(np.sort(got), np.sort(top))
-            np.testing.assert_allclose(np.sort(weights[i][: len(got)]), np.sort(a[top]), atol=2.5e-3)
+            np.testing.assert_allclose(np.sort(weights[t][: len(got)]), np.sort(a[top]), atol=2.5e-3)
 
 
 def test_aggregates_stay_exact_over_every_sequence(sampled, emb):
@@ -191,7 +201,7 @@ def test_small_grids_are_written_whole(tmp_path):
     assert not a.sampled and a.points == a.points_total
     assert a.path.read_bytes() == b.path.read_bytes()
     _, snap = read_page(tmp_path / "a.html")
-    assert "lod" not in snap["embedded"] and snap["embedded"]["points"]
+    assert "lod" not in snap["embedded"] and "sample" not in snap["embedded"] and snap["embedded"]["points"]
 
 
 def test_exports_are_reproducible(emb, tmp_path):

@@ -435,6 +435,11 @@ class Capture:
         ids = np.arange(len(offsets)) if seqs is None else np.asarray(seqs, np.int64).reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= len(offsets)):
             raise InputError(f"seqs out of range: the capture holds {len(offsets)} sequences")
+        f = self.score(layer, head)
+        if f.has_position_term:  # ALiBi, relative, DeBERTa: one sequence at a time, with its positions
+            for s in ids[np.argsort(lengths[ids], kind="stable")].tolist():
+                yield np.array([s]), lengths[[s]], self.attention(layer, head, s).astype(np.float64)[None]
+            return
         q, k = self.q(layer, head), self.k(layer, head)
         window = self.geometry.window(layer)
         ids = ids[np.argsort(lengths[ids], kind="stable")]
@@ -454,7 +459,7 @@ class Capture:
             t = int(n.max())
             pos = np.arange(t)
             rows = offsets[block, None] + np.minimum(pos[None, :], n[:, None] - 1)  # padding repeats a real row
-            att = attention_rows(q[rows], k[rows], self.scaling[layer], self.causal, window, lengths=n)
+            att = attention_rows(q[rows], k[rows], f, self.causal, window, lengths=n)
             yield block, n, att
             start = stop
 

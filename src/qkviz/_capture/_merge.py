@@ -87,6 +87,7 @@ def merge(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], 
     tmp = temp_sibling(out)
     try:
         writer = StoreWriter(tmp, header)
+        writer.set_terms(_terms(shards))
         n_seq = n_tok = 0
         cache: dict[tuple[int, int], dict[str, np.ndarray]] = {}
         for s, part, first, stop in _segments(shards, owner[order], local[order]):
@@ -184,6 +185,17 @@ def _header(shards: list[StoreContents], roots: list[pathlib.Path]) -> dict[str,
         **HeadGeometry.from_json(ref).to_json(),
         "merged": {"shards": n, "devices": [c.meta["params"].get("device") for c in shards]},
     }
+
+
+def _terms(shards: list[StoreContents]) -> dict[str, np.ndarray]:
+    """The score terms of the merged store: per term, the shard's that covers the longest sequence
+    (offset tables grow with it; every other term is the same in every shard)."""
+    out: dict[str, np.ndarray] = {}
+    for c in shards:
+        for key, a in c.terms.items():
+            if key not in out or a.size > out[key].size:
+                out[key] = a
+    return out
 
 
 def _segments(shards: list[StoreContents], owner: np.ndarray, local: np.ndarray) -> list[tuple[int, int, int, int]]:

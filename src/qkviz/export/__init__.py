@@ -43,7 +43,7 @@ import numpy as np
 from .._fs import atomic_write_bytes
 from ..errors import InputError, WidgetDataError
 from ..project import Embedding
-from ..wire import View, WidgetState
+from ..wire import View, WidgetState, array_to_binary
 from ._lod import DEFAULT_MAX_BYTES, Sample, describe, full_cells, lod_snapshot, make_sample
 from ._pack import _TO_PAGE, COMPACT_BITS, escape_bytes, key_delta, pack_state
 from ._snapshot import HeadDetail, head_details, snapshot
@@ -376,10 +376,20 @@ class _Fit:
         cells = [c for c in range(len(self.state.cells)) if not self.full[c] and self.details[c] is not None][:12]
         if not cells or not len(sample.tokens):
             return 1.0
-        snap = lod_snapshot(self.state, self.view, self.details, self.top_k, sample, self.selection)
-        part = {"cells": [snap["lod"]["cells"][c] for c in cells]}
-        if snap["topk"] is not None:
-            part["topk"] = [key_delta(snap["topk"][c]) for c in cells]
+        per = 2 * self.state.n_tokens
+        part: dict[str, Any] = {"cells": [], "topk": []}
+        for c in cells:
+            idx = c * per + sample.points.astype(np.int64)
+            part["cells"].append(
+                {
+                    "coords": array_to_binary(self.state.coords[idx], "float32"),
+                    "norms": array_to_binary(self.state.norms[idx], "uint8"),
+                }
+            )
+            d = self.details[c]
+            if d is not None and d.keys is not None and d.weights is not None:
+                rows = {"keys": d.keys[sample.tokens], "weights": d.weights[sample.tokens]}
+                part["topk"].append(key_delta({k: array_to_binary(v, str(v.dtype)) for k, v in rows.items()}))
         _, blob = pack_state(part, compress=self.kw["compress"], compact=self.kw["compact"], float_bits=COMPACT_BITS)
         return max(len(escape_bytes(blob)) / (len(cells) * len(sample.tokens)), 1e-3)
 

@@ -153,9 +153,20 @@ def lod_snapshot(
     sample: Sample,
     selection: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """A snapshot whose grid is :class:`Sample` (see ``docs/internals.md``, "Static pages")."""
+    """A snapshot whose grid holds :class:`Sample` (``docs/internals.md``, "Static pages").
+
+    The page's ``_meta`` gets ``order`` (the sample's points first, in draw order, then the
+    others) and ``sample_points`` (how many of them the page holds per sampled head); ``sample``
+    holds those points of every cell, ``points`` only the full heads, and the top-k tables keep
+    the rows of the held tokens (the others are empty).
+    """
     wire = state_wire(state, view, selection)
     n = state.n_tokens
+    per = 2 * n
+    m = len(sample.points)
+    rest = np.setdiff1d(np.arange(per, dtype=np.uint32), sample.points, assume_unique=True)
+    order = np.concatenate([sample.points, rest]).astype(np.uint32)
+    wire["_meta"] = {**wire["_meta"], "order": array_to_binary(order, "uint32"), "sample_points": m}
     held = np.zeros(n, bool)
     held[sample.tokens] = True
     if not sample.full.any():
@@ -164,47 +175,53 @@ def lod_snapshot(
         toks["token"] = [t if h else "" for t, h in zip(toks["token"], held.tolist())]
         toks["display"] = [t if h else "" for t, h in zip(toks["display"], held.tolist())]
         wire["_tokens"] = toks
-    cells = []
-    for c in range(len(state.cells)):
-        block = state.coords[c * 2 * n : (c + 1) * 2 * n]
-        norms = state.norms[c * 2 * n : (c + 1) * 2 * n]
-        if state.missing[c]:
-            block, norms = block[:0], norms[:0]
-        elif not sample.full[c]:
-            block, norms = block[sample.points], norms[sample.points]
-        cells.append(
+    chunk = state.chunk_points
+    points = []
+    for c in np.flatnonzero(sample.full & (state.missing == 0)).tolist():
+        for start in range(c * per, (c + 1) * per, chunk):
+            p = state.points(start, min(start + chunk, (c + 1) * per))
+            points.append(
+                {
+                    "start": p["start"],
+                    "stop": p["stop"],
+                    "coords": array_to_binary(p["coords"], "float32"),
+                    "norms": array_to_binary(p["norms"], "uint8"),
+                }
+            )
+    step = max(1, chunk // max(1, m))  # cells per "sample" reply, as the front end asks for them
+    cells = len(state.cells)
+    chunks = []
+    for start in range(0, cells, step):
+        stop = min(start + step, cells)
+        idx = (np.arange(start, stop)[:, None] * per + sample.points[None, :].astype(np.int64)).reshape(-1)
+        chunks.append(
             {
-                "coords": array_to_binary(np.ascontiguousarray(block), "float32"),
-                "norms": array_to_binary(norms, "uint8"),
+                "start": start,
+                "stop": stop,
+                "coords": array_to_binary(state.coords[idx].reshape(stop - start, m, state.dim), "float32"),
+                "norms": array_to_binary(state.norms[idx].reshape(stop - start, m), "uint8"),
             }
         )
-    rows = [d if d is None or sample.full[c] else _rows(d, sample.tokens) for c, d in enumerate(details)]
-    att = attention_wire(state, rows, top_k)
-    if att["topk"] is not None:
-        for c, entry in enumerate(att["topk"]):
-            if not sample.full[c] and details[c] is not None:
-                entry["rows"] = "sample"
-    held_points = int(sum(binary_len(x["norms"]) for x in cells))
+    rows = [d if d is None or sample.full[c] else _held_rows(d, ~held) for c, d in enumerate(details)]
+    held_points = sum(per if sample.full[c] else m for c in range(cells) if not state.missing[c])
     lod = {
-        "points": array_to_binary(sample.points, "uint32"),
         "tokens": array_to_binary(sample.tokens, "uint32"),
         "seqs": array_to_binary(sample.seqs, "uint32"),
         "full": array_to_binary(sample.full.astype(np.uint8), "uint8"),
-        "cells": cells,
-        "n_points": held_points,
+        "n_points": int(held_points),
     }
-    return {"state": wire, "points": [], **att, "lod": lod}
+    return {"state": wire, "points": points, "sample": chunks, **attention_wire(state, rows, top_k), "lod": lod}
 
 
-def _rows(d: HeadDetail, tokens: np.ndarray) -> HeadDetail:
-    """A head's detail with the top-k rows of the sampled tokens only."""
-    keys = None if d.keys is None else d.keys[tokens]
-    weights = None if d.weights is None else d.weights[tokens]
+def _held_rows(d: HeadDetail, unheld: np.ndarray) -> HeadDetail:
+    """A head's detail with empty top-k rows for the tokens the page does not hold (whole
+    sequences, so the empty rows form long runs that gzip packs to almost nothing)."""
+    keys = None if d.keys is None else np.where(unheld[:, None], np.uint32(_NONE), d.keys)
+    weights = None if d.weights is None else np.where(unheld[:, None], np.float32(0), d.weights)
     return HeadDetail(keys, weights, d.aggregate, d.cls)
 
 
-def binary_len(wire: dict[str, Any]) -> int:
-    return int(np.prod(wire["shape"])) if wire["shape"] else 0
+_NONE = np.iinfo(np.uint32).max
 
 
 def describe(state: WidgetState, sample: Sample | None) -> dict[str, Any]:
