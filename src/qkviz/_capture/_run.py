@@ -337,15 +337,15 @@ def capture(
     bar = tqdm(total=len(mine), initial=done, desc="capture", unit="seq", disable=not progress)
     with bar, torch.inference_mode(), _modules.recording(net) as impl:
         params["attn_implementation"] = impl
-        for a, b in plan:
-            if n_fit is not None and a >= n_fit:
+        for b0, b1 in plan:
+            if n_fit is not None and b0 >= n_fit:
                 break
-            chunk = items[a:b]
+            chunk = items[b0:b1]
             if modality == "text":
                 batch = _inputs.encode_texts(lm.tokenizer, chunk, n_seq, n_tok, max_len, truncation)
             else:
                 batch = _inputs.encode_images(
-                    lm.processor, net, chunk, names[a:b], n_seq, n_tok, seq_len_img, thumbnail
+                    lm.processor, net, chunk, names[b0:b1], n_seq, n_tok, seq_len_img, thumbnail
                 )
             model_inputs = {k: v.to(dev) for k, v in batch.model_inputs.items()}
             if "pixel_values" in model_inputs:
@@ -363,16 +363,18 @@ def capture(
                 # the model's real sequence length is known only now (DINOv2 adds register tokens)
                 assert rec.seq_len is not None and batch.grid is not None
                 seq_len_img = rec.seq_len
-                batch.tokens, batch.sequences = _inputs.image_tables(names[a:b], n_seq, n_tok, seq_len_img, batch.grid)
+                batch.tokens, batch.sequences = _inputs.image_tables(
+                    names[b0:b1], n_seq, n_tok, seq_len_img, batch.grid
+                )
                 if max_tokens is not None:
                     n_fit = _plan.tokens_fit([seq_len_img] * len(items), max_tokens)
             host = col.to_host(rec)
             rec.q, rec.k, rec.v = {}, {}, {}  # drop device tensors before the next batch
-            if n_fit is not None and b > n_fit:  # images: keep the whole images that fit
-                if a >= n_fit:
+            if n_fit is not None and b1 > n_fit:  # images: keep the whole images that fit
+                if b0 >= n_fit:
                     break
-                host, batch = _keep_first(host, batch, n_fit - a)
-            batch.sequences["input"] = order[a : a + len(batch.sequences)]
+                host, batch = _keep_first(host, batch, n_fit - b0)
+            batch.sequences["input"] = order[b0 : b0 + len(batch.sequences)]
             n_tok += len(batch.tokens)
             n_seq += len(batch.sequences)
             if writer is not None:
