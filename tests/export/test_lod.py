@@ -253,3 +253,18 @@ class _PerSeq:
 
     def attention(self, layer, head, seq):
         return self._emb.attention(layer, head, seq)
+
+
+def test_cli_budget_and_full_heads(store, tmp_path, capsys):
+    from qkviz.cli import main
+
+    out = tmp_path / "x.html"
+    assert main(["html", str(store), "--method", "pca", "-o", str(out), "--max-mb", "1", "--full", "1:2,0:0"]) == 0
+    said = capsys.readouterr().err  # the stage lines; stdout holds the path only
+    assert out.stat().st_size <= 1_000_000
+    assert "This page holds 10 of 12 heads" in said and "Full resolution: L0 H0, L1 H2." in said
+    assert main(["html", str(store), "--method", "pca", "-o", str(out), "--max-mb", "0"]) == 0
+    assert out.stat().st_size > 1_000_000 and "This page holds" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad:  # argparse: a usage error
+        main(["html", str(store), "--method", "pca", "-o", str(out), "--full", "1-2"])
+    assert bad.value.code == 2 and "layer:head" in capsys.readouterr().err

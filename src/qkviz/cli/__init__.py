@@ -280,9 +280,13 @@ def _export(emb: Any, args: argparse.Namespace, rep: _Reporter) -> pathlib.Path:
     from qkviz.export import save_html
 
     out = pathlib.Path(args.output)
+    max_mb = getattr(args, "max_mb", None)
+    kwargs = {} if max_mb is None else {"max_bytes": None if max_mb == 0 else int(max_mb * 1e6)}
     with rep.stage("export html", str(out)):
-        save_html(emb, out, top_k=args.top_k, compact=not args.exact)
+        page = save_html(emb, out, top_k=args.top_k, compact=not args.exact, full=getattr(args, "full", None), **kwargs)
     rep.say(f"  wrote {out} ({_size(out)})")
+    if page.sampled:
+        rep.say(f"  {page.note}")
     return out
 
 
@@ -397,6 +401,14 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
 
 
+def _heads(text: str) -> list[tuple[int, int]]:
+    """``--full 3:5,10:2``: (layer, head) pairs."""
+    try:
+        return [(int(a), int(b)) for a, b in (item.split(":") for item in text.split(",") if item.strip())]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected layer:head pairs, e.g. 3:5,10:2, got {text!r}") from None
+
+
 def _sample(text: str) -> int | float:
     """``--sample``: a count (``500``) or a share of the inputs (``0.1``)."""
     try:
@@ -462,6 +474,19 @@ def _add_html_options(p: argparse.ArgumentParser) -> None:
         "--exact",
         action="store_true",
         help="embed layouts and weights as exact float32 (larger file; default: 11-bit layouts, 8-bit weights)",
+    )
+    p.add_argument(
+        "--max-mb",
+        type=float,
+        metavar="MB",
+        help="size budget of the file: larger grids keep a sample of whole sequences in most heads; "
+        "0: every point, whatever the size (default: 20)",
+    )
+    p.add_argument(
+        "--full",
+        type=_heads,
+        metavar="L:H,...",
+        help="heads kept at full resolution within the budget, e.g. 3:5,10:2",
     )
 
 
