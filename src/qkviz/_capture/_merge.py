@@ -157,14 +157,16 @@ def _header(shards: list[StoreContents], roots: list[pathlib.Path]) -> dict[str,
     n = ids[0][1]
     if any(k != n for _, k in ids):
         raise StoreError(f"the shards come from different splits: {sorted(ids)}", path=roots[0])
+    # shards past the number of batches had nothing to run (capture refuses them)
+    expected = min(n, int(shards[0].meta["params"].get("batches", n)))
     seen: dict[int, pathlib.Path] = {}
     for (i, _), root in zip(ids, roots):
         if i in seen:
             raise StoreError(f"{root} and {seen[i]} are both shard {i} of {n}", path=root)
         seen[i] = root
-    missing = sorted(set(range(n)) - set(seen))
+    missing = sorted(set(range(expected)) - set(seen))
     if missing:
-        raise StoreError(f"shard(s) {missing} of {n} are missing; pass all {n} shard stores", path=roots[0])
+        raise StoreError(f"shard(s) {missing} of {n} are missing; pass all {expected} shard stores", path=roots[0])
 
     ref = shards[0].meta
 
@@ -176,7 +178,7 @@ def _header(shards: list[StoreContents], roots: list[pathlib.Path]) -> dict[str,
             raise StoreError(f"{root} was captured with another model or other settings than {roots[0]}", path=root)
         if HeadGeometry.from_json(c.meta) != HeadGeometry.from_json(ref):
             raise StoreError(f"{root} holds other heads or another geometry than {roots[0]}", path=root)
-    params = {k: v for k, v in ref["params"].items() if k != "shard"}
+    params = {k: v for k, v in ref["params"].items() if k not in ("shard", "batches")}
     return {
         "format": ref["format"],
         "version": ref["version"],

@@ -298,9 +298,15 @@ def capture(
         params.update(sample=kept, random_state=int(random_state))
     if max_tokens is not None:
         params["max_tokens"] = max_tokens
-    if shard is not None:
-        params["shard"] = list(shard)
     plan = _plan.batches(len(items), int(batch_size), shard)
+    if shard is not None:
+        n_batches = len(_plan.batches(len(items), int(batch_size)))
+        params.update(shard=list(shard), batches=n_batches)
+        if not plan:
+            raise InputError(
+                f"shard {shard[0]} of {shard[1]} has no batch: the {len(items)} planned inputs make {n_batches} "
+                f"batch(es) of batch_size={batch_size}; use at most {n_batches} shards, or a smaller batch_size"
+            )
     mine = [j for a, b in plan for j in range(a, b)]  # the planned inputs this run captures
 
     writer, done = None, 0
