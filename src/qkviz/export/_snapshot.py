@@ -4,6 +4,12 @@ every query, the exact aggregates and, for images, the patch atlas and the CLS r
 :func:`snapshot` builds it from a :class:`~qkviz.wire.WidgetState` (never from a live widget);
 ``qkviz.export`` packs it into the page, and ``js/src/static/`` answers the widget's requests from
 it. The layout of the dict is documented in ``docs/internals.md`` ("Static pages").
+
+:func:`head_details` computes each head's attention once, a block of similar-length sequences at a
+time (:meth:`qkviz.Capture.attention_blocks`), and feeds the top-k table, the aggregate and the CLS
+rows from that one pass: SmolLM2 over 700 sentences (270 heads) took 181 s when every sequence's
+attention was recomputed per sequence and per use. ``qkviz.export._lod`` cuts what a page over its
+size budget holds from the same details.
 """
 
 from __future__ import annotations
