@@ -172,7 +172,7 @@ def test_more_shards_than_batches(model, texts, full, tmp_path):
     paths = [tmp_path / f"s{i}.qkv" for i in range(4)]
     for i, p in enumerate(paths[:3]):
         capture(model, texts, batch_size=4, shard=(i, 4), out=p, progress=False)  # 11 inputs: 3 batches
-    with pytest.raises(InputError, match="shard 3 of 4 has no batch.*at most 3 shards"):
+    with pytest.raises(InputError, match=r"shard 3 of 4 has no batch.*at most 3 shards"):
         capture(model, texts, batch_size=4, shard=(3, 4), out=paths[3], progress=False)
     assert not paths[3].exists()
     one = capture(model, texts, batch_size=4, progress=False)

@@ -89,7 +89,9 @@ def test_page_fits_the_budget_and_says_what_it_holds(sampled, emb):
     text = page.path.read_bytes().decode("latin-1")
     assert '<p class="qkviz-page-note">This page holds 11 of 12 heads at' in text
     assert html.escape(page.note) in text and "Full resolution: L1 H2." in page.note
-    assert str(page).startswith(str(page.path)) and "MB" in str(page)
+    assert page.summary.startswith(str(page.path)) and "MB" in page.summary
+    # it stands in for the path of the file
+    assert str(page) == str(page.path) and page == page.path and page.stat().st_size == page.size
     with open(page, "rb") as fh:  # stands in for a path
         assert fh.read(15).lower() == b"<!doctype html>"
 

@@ -116,11 +116,14 @@ export function createMatrix(ctx) {
       ...(meta.has_faithfulness && rec >= 0 ? [` · recall@k ${rec.toFixed(2)}`] : []));
   }
 
-  /** x, y of every drawn point on the matrix: 2-D layouts as they are, 3-D through `camera`. */
+  /** x, y of every drawn point on the matrix: 2-D layouts as they are, 3-D through `camera`. Only the
+   * shown attention's cells are drawn (an encoder-decoder grid holds every attention's). */
   function positions(coords, camera, project) {
+    const first = ctx.cellOffset * ctx.per * meta.dim;
+    const mine = coords.subarray(first, first + ctx.nCells * ctx.per * meta.dim);
     return meta.dim === 3
-      ? matrixPositions3D(geom, coords, ctx.nCells, camera, project)
-      : matrixPositions(geom, coords, ctx.nCells, meta.dim);
+      ? matrixPositions3D(geom, mine, ctx.nCells, camera, project)
+      : matrixPositions(geom, mine, ctx.nCells, meta.dim);
   }
 
   return { drawLabels, cellFromEvent, hover, positions };

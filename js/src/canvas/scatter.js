@@ -74,7 +74,7 @@ export function createScatter(ctx) {
     });
   }
 
-  const drawnCells = () => (ctx.state.mode === "matrix" ? [...Array(nCells).keys()] : [ctx.state.cell]);
+  const drawnCells = () => (ctx.state.mode === "matrix" ? Array.from({ length: nCells }, (_, c) => ctx.cellOffset + c) : [ctx.state.cell]);
 
   /** Palette index of every drawn point (the colour field; search or panel highlight dims). */
   function computeZ() {

@@ -9,6 +9,9 @@
 // cell, positions) and each other (ctx.scatter, ctx.lines, ...), looked up when called.
 import { createBus } from "../bus.js";
 import { cellOf, getColumns, getMeta, getTokens, loadGrid } from "../model.js";
+
+/** How the status line and the toolbar name the attentions of an encoder-decoder model. */
+export const ATTN_LABELS = { encoder: "encoder self-attention", decoder: "decoder self-attention", cross: "cross-attention (decoder → encoder)" };
 import { mountPanel } from "../panel/index.js";
 import { h } from "../ui/dom.js";
 import { BACKGROUND } from "../ui/palette.js";
@@ -37,9 +40,11 @@ function notebookTheme() {
 
 /**
  * @param {{model: import("../model.js").QKVizModel, el: HTMLElement,
- *   fetchDetail: (request: object) => Promise<any>, signal: AbortSignal}} props
+ *   fetchDetail: (request: object, options?: {buffers?: any[]}) => Promise<any>, signal: AbortSignal,
+ *   onReady?: () => void, onFail?: (err: any) => void}} props
+ *   onReady: the grid is drawn; onFail: the view could not start (lifecycle.js reports both)
  */
-export function renderView({ model, el, fetchDetail, signal }) {
+export function renderView({ model, el, fetchDetail, signal, onReady = () => {}, onFail = () => {} }) {
   const on = (target, ev, fn, opts) => target.addEventListener(ev, fn, { signal, ...opts });
   const listen = (name, fn) => {
     model.on(name, fn);
@@ -65,6 +70,8 @@ export function renderView({ model, el, fetchDetail, signal }) {
   const ctx = {
     model, meta, tokens: getTokens(model), columns: getColumns(model), n, per: 2 * n,
     nCells: meta.layers.length * meta.heads.length,
+    // the shown attention's first cell among every cell of the grid (0 for one attention)
+    cellOffset: meta.cell_offset,
     geom: gridGeometry(meta.layers.length, meta.heads.length, meta.cell_fill),
     bus, signal, on, fetchDetail, fail,
     dom: { root, stage, canvas, overlay, grid, legend, status, panel },
@@ -96,6 +103,7 @@ export function renderView({ model, el, fetchDetail, signal }) {
     status.textContent = "nothing to show: the embedding has no points";
     root.dataset.qkReady = "1";
     root.dataset.qkMode = "empty";
+    onReady();
     return;
   }
 
@@ -187,9 +195,19 @@ export function renderView({ model, el, fetchDetail, signal }) {
     ctx.single3d.show();
     await ctx.scatter.draw();
     status.textContent = mode === "matrix"
-      ? `${meta.layers.length} layers × ${meta.heads.length} heads · ${n} tokens · ${meta.n_points} points — click a head${meta.dim === 3 ? " (drag to turn every head)" : ""}`
-      : `layer ${model.get("layer")}, head ${model.get("head")} · ${per} points (${n} queries, ${n} keys) — ${state.is3d ? "drag to rotate, wheel to zoom, " : ""}click a point for attention lines`;
+      ? `${attnLabel()}${meta.layers.length} layers × ${meta.heads.length} heads · ${n} tokens · ${nCells * per} points — click a head${meta.dim === 3 ? " (drag to turn every head)" : ""}`
+      : `${attnLabel()}layer ${model.get("layer")}, head ${model.get("head")} · ${pointCount()} — ${state.is3d ? "drag to rotate, wheel to zoom, " : ""}click a point for attention lines`;
     bus.publish("view", { mode, layer: model.get("layer"), head: model.get("head") });
+  }
+
+  function attnLabel() {
+    return meta.attn ? `${ATTN_LABELS[meta.attn] ?? meta.attn} · ` : "";
+  }
+  function pointCount() {
+    if (!meta.attn) return `${per} points (${n} queries, ${n} keys)`;
+    let q = 0, k = 0;
+    for (let t = 0; t < n; t++) { q += tokens.stream[t] === meta.query_stream ? 1 : 0; k += tokens.stream[t] === meta.key_stream ? 1 : 0; }
+    return `${q + k} points (${q} queries, ${k} keys)`;
   }
 
   // Two trait changes (layer, head) arrive as two events: coalesce into one redraw.
@@ -291,11 +309,15 @@ export function renderView({ model, el, fetchDetail, signal }) {
     root.dataset.qkSelected = String(ctx.selection.global().length);
     root.dataset.qkReady = "1";
     mark("ready");
+    onReady();
     try {
       const cleanup = mountPanel(panel, { model, bus, fetchDetail, signal, overlay, getPoints, screenPositions: ctx.scatter.screenPositions });
       if (typeof cleanup === "function") signal.addEventListener("abort", cleanup);
     } catch (err) {
       console.error("[qkviz] side panel failed", err);
     }
-  })().catch(fail);
+  })().catch((err) => {
+    fail(err);
+    if (root.dataset.qkReady !== "1") onFail(err);
+  });
 }

@@ -59,6 +59,7 @@ __all__ = [
     "write_store",
     "done_sequences",
     "tensor_key",
+    "tensor_kind",
     "terms_key",
 ]
 
@@ -72,14 +73,23 @@ TERMS = "terms.safetensors"
 _SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "U16": "uint16"}
 
 
+def tensor_kind(kind: str, attn: str = "self") -> str:
+    """``"q"`` for the only attention of a model, ``"q.<attn>"`` for one of several (encoder–decoder)."""
+    return kind if attn == "self" else f"{kind}.{attn}"
+
+
 def tensor_key(kind: str, layer: int, index: int) -> str:
-    """The safetensors key of one head's vectors: ``q.<layer>.<head>``, ``k.<layer>.<kv_head>``..."""
+    """The safetensors key of one head's vectors: ``q.<layer>.<head>``, ``k.<layer>.<kv_head>``...
+
+    ``kind`` is a :func:`tensor_kind`: encoder–decoder captures store ``q.cross.<layer>.<head>``...
+    """
     return f"{kind}.{layer}.{index}"
 
 
-def terms_key(name: str, layer: int) -> str:
-    """The safetensors key of one layer's score term in ``terms.safetensors``: ``<name>.<layer>``."""
-    return f"{name}.{layer}"
+def terms_key(name: str, layer: int, attn: str = "self") -> str:
+    """The key of one layer's score term in ``terms.safetensors``: ``<name>.<layer>`` (or
+    ``<name>.<attn>.<layer>`` for one of several attentions)."""
+    return f"{name}.{layer}" if attn == "self" else f"{name}.{attn}.{layer}"
 
 
 def _stem(part: dict[str, Any]) -> str:
@@ -98,17 +108,32 @@ class MemoryTensors:
     once for everything at the end of a capture, which would copy every vector twice more.
     """
 
-    def __init__(self, chunks: dict[str, dict[int, list[np.ndarray]]], index: dict[str, tuple[int, ...]]):
-        self.chunks = chunks  # kind -> layer -> list of [token_in_batch, head_or_kv, d]
+    def __init__(
+        self,
+        chunks: dict[str, dict[int, list[np.ndarray]]],
+        index: dict[str, tuple[int, ...]],
+        batch_tokens: list[int] | None = None,
+    ):
+        self.chunks = chunks  # kind -> layer -> list of [row_in_batch, head_or_kv, d]
         self.index = index  # kind -> stored head (or kv head) numbers, in axis-1 order
+        # tokens of each batch chunk: with several token streams (encoder-decoder) a kind's rows
+        # are only those of its stream, so the token count cannot be read off the tensors
+        if batch_tokens is None:
+            first = next(iter(chunks.get("q", {}).values()), [])
+            batch_tokens = [int(x.shape[0]) for x in first]
+        self.batch_tokens = batch_tokens
 
     def has(self, kind: str) -> bool:
         return bool(self.chunks.get(kind))
 
     def dtype(self) -> str:
         """The storage format of the vectors (``qkviz._capture._dtypes``)."""
-        first = next(iter(self.chunks["q"].values()))[0]
+        first = next(a for layers in self.chunks.values() for parts in layers.values() for a in parts)
         return stored_dtype(first)
+
+    def nbytes(self) -> int:
+        """Bytes of every stored vector."""
+        return sum(a.nbytes for layers in self.chunks.values() for parts in layers.values() for a in parts)
 
     def get(self, kind: str, layer: int, idx: int) -> np.ndarray:
         pos = self.index[kind].index(idx)
@@ -119,8 +144,7 @@ class MemoryTensors:
 
     def parts(self, max_bytes: int = 256 << 20) -> list[tuple[int, int]]:
         """Consecutive groups of batch chunks ``[first, stop)`` of at most about ``max_bytes`` each."""
-        layers = self.chunks["q"]
-        n = len(next(iter(layers.values())))
+        n = len(self.batch_tokens)
         sizes = [sum(parts[i].nbytes for d in self.chunks.values() for parts in d.values()) for i in range(n)]
         groups, start, acc = [], 0, 0
         for i, size in enumerate(sizes):
@@ -140,8 +164,7 @@ class MemoryTensors:
                 sel = parts[a:b]
                 for pos, h in enumerate(self.index[kind]):
                     out[tensor_key(kind, layer, h)] = np.concatenate([x[:, pos] for x in sel])
-        n = sum(x.shape[0] for x in next(iter(self.chunks["q"].values()))[a:b])
-        return n, out
+        return sum(self.batch_tokens[a:b]), out
 
     def iter_parts(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """``(n_tokens, {key: [token, d]})`` for each group of batch chunks, in token order."""
@@ -194,6 +217,17 @@ class DiskTensors:
         except Exception as e:
             raise StoreError(f"cannot read {f}: {e}. The store is damaged; re-run the capture.", path=f) from e
         return {"F16": "float16", "U16": "bfloat16", "BF16": "bfloat16"}.get(code, "float32")
+
+    def nbytes(self) -> int:
+        """Bytes of every stored vector, from the parts' headers (no tensor is read)."""
+        total = 0
+        for i in range(len(self.parts_meta)):
+            self._entry(i, next(iter(self.parts_meta[i]["crc32"])))  # parses the header once
+            header = self._headers[i][1]
+            total += sum(
+                b - a for key, info in header.items() if key != "__metadata__" for a, b in [info["data_offsets"]]
+            )
+        return total
 
     def parts(self) -> list[int]:
         return list(range(len(self.parts_meta)))

@@ -82,11 +82,13 @@ body {{ margin: 0; padding: 12px; font-family: system-ui, -apple-system, "Segoe 
 """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SavedPage:
     """What :func:`save_html` wrote: the file, its size and what it holds.
 
-    ``os.fspath(page)`` (and ``open(page)``) give the file, so it stands in for a path.
+    It stands in for the :class:`pathlib.Path` of the file: ``os.fspath(page)``, ``open(page)``,
+    ``str(page)``, ``page == path`` and any ``Path`` attribute (``page.stat()``, ``page.name``...)
+    work as on the path; :attr:`summary` says it in words.
 
     Attributes
     ----------
@@ -122,6 +124,26 @@ class SavedPage:
         return os.fspath(self.path)
 
     def __str__(self) -> str:
+        return str(self.path)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.path, name)  # the rest of pathlib.Path: stat(), read_bytes(), name...
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SavedPage):
+            return self.path == other.path
+        if isinstance(other, (str, os.PathLike)):
+            return self.path == pathlib.Path(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def summary(self) -> str:
+        """The file, its size and what it holds, in one line."""
         held = (
             f"{self.points:,} of {self.points_total:,} points (sampled heads: {self.tokens_per_sampled_head:,} "
             f"of {self.tokens_total:,} tokens)"

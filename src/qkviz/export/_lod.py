@@ -73,12 +73,14 @@ def full_cells(state: WidgetState, full: Iterable[Any] | None, view: View) -> np
             layer, head = (int(x) for x in item)
         except (TypeError, ValueError):
             raise InputError(f"full= takes (layer, head) pairs, got {item!r}") from None
-        if (layer, head) not in state.cells:
+        # (attn, layer, head) cells of an encoder-decoder grid: the head in every attention
+        hits = [c for c, cell in enumerate(state.cells) if tuple(cell[-2:]) == (layer, head)]
+        if not hits:
             raise InputError(
                 f"full=: no head (layer={layer}, head={head}) in this embedding; layers are "
                 f"{list(state.layers)}, heads {list(state.heads)}"
             )
-        out[state.cells.index((layer, head))] = True
+        out[hits] = True
     return out
 
 
@@ -235,10 +237,10 @@ def describe(state: WidgetState, sample: Sample | None) -> dict[str, Any]:
             "tokens_per_sampled_head": n,
             "points": int(2 * n * present),
             "points_total": int(2 * n * present),
-            "full": [list(c) for c, m in zip(state.cells, state.missing) if not m],
+            "full": [list(c[-2:]) for c, m in zip(state.cells, state.missing) if not m],
             "note": "",
         }
-    full = [state.cells[c] for c in np.flatnonzero(sample.full)]
+    full = [tuple(state.cells[c][-2:]) for c in np.flatnonzero(sample.full)]
     n_full = len(full)
     sampled = present - sum(1 for c in np.flatnonzero(sample.full) if not state.missing[c])
     points = 2 * n * (present - sampled) + 2 * len(sample.tokens) * sampled

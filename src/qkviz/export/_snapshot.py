@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..analysis import Aggregator, AttentionSource, attention_blocks, patch_atlas
+from ..analysis import Aggregator, AttentionSource, attention_blocks, patch_atlas, row_stats
 from ..wire import View, WidgetState, array_to_binary
 
 if TYPE_CHECKING:
     from .._capture import Capture
+    from ..project import Embedding
 
 __all__ = ["snapshot", "state_wire", "points_wire", "attention_wire", "head_details", "HeadDetail", "topk_cell"]
 
@@ -79,7 +80,8 @@ def state_wire(state: WidgetState, view: View, selection: np.ndarray | None = No
         "_meta": {
             **state.meta_wire(),
             "modality": "image" if image else "text",
-            "causal": bool(cap.causal) if cap is not None else False,
+            # causal: the page's single-attention views; per attention it is in _meta.attns
+            "causal": bool(cap.causal) if cap is not None and len(cap.attns) == 1 else False,
         },
         "_tokens": state.tokens_wire(),
         "_columns": state.columns_wire(),
@@ -112,16 +114,18 @@ def points_wire(state: WidgetState) -> list[dict[str, Any]]:
 
 
 def attention_wire(state: WidgetState, details: list[HeadDetail | None], top_k: int) -> dict[str, Any]:
-    """``topk``, ``aggregate`` and ``images`` of a snapshot from the heads' details."""
-    out: dict[str, Any] = {"topk": None, "aggregate": None, "images": None}
+    """``topk``, ``aggregate``, ``images`` and ``families`` of a snapshot from the heads' details."""
+    out: dict[str, Any] = {"topk": None, "aggregate": None, "images": None, "families": None}
     if not state.has_attention:
         return out
+    out["families"] = _families(state)
     none32 = array_to_binary(np.zeros(0, np.uint32), "uint32")
     topk: list[dict[str, Any]] = []
     cells: list[dict[str, Any] | None] = []
     cls: list[dict[str, Any]] = []
     shared: dict[str, Any] = {}
-    for (la, he), d in zip(state.cells, details):
+    for cell_key, d in zip(state.cells, details):
+        attn, la, he = cell_key if state.several else (None, *cell_key)
         if d is None:  # a hole in the grid: nothing to embed, the page never asks
             topk.append(
                 {
@@ -140,11 +144,15 @@ def attention_wire(state: WidgetState, details: list[HeadDetail | None], top_k: 
                 {
                     "layer": la,
                     "head": he,
+                    **({"attn": attn} if attn is not None else {}),
                     "keys": array_to_binary(d.keys, "uint32"),
                     "weights": array_to_binary(d.weights, "float32"),
                 }
             )
         agg = d.aggregate
+        if agg is None:  # several attentions: the aggregate views read one token stream per sequence
+            cells.append(None)
+            continue
         if not shared:
             shared = {
                 "count": array_to_binary(agg["count"], "int32"),
@@ -169,6 +177,37 @@ def attention_wire(state: WidgetState, details: list[HeadDetail | None], top_k: 
     return out
 
 
+def _families(state: WidgetState) -> list[dict[str, Any] | None] | None:
+    """Per cell, what its score function adds (``None`` for a plain head; ``None`` overall when
+    every head is plain): ``family``, ``sink`` and ``position_effect`` float32 [token] (−1 for
+    tokens without a query in the attention; absent when the head has none), ``alibi`` (the
+    slope) and ``offset_bias`` float32 [2L − 1] (relative buckets by ``key_pos − query_pos + L −
+    1``), from which the page draws the position term exactly without q or k."""
+    emb = state.embedding
+    cap = emb.capture
+    out: list[dict[str, Any] | None] = []
+    for cell in state.cells:
+        attn, la, he = cell if state.several else (None, *cell)
+        if cap is None or not emb.has(la, he, attn):
+            out.append(None)
+            continue
+        f = cap.score(la, he, attn)
+        if f.is_plain:
+            out.append(None)
+            continue
+        stats = row_stats(cap, la, he, attn)
+        entry: dict[str, Any] = {"layer": la, "head": he, "family": f.family, "alibi": f.alibi, "softcap": f.softcap}
+        if attn is not None:
+            entry["attn"] = attn
+        for name in ("sink", "position_effect"):
+            if stats[name] is not None:
+                entry[name] = array_to_binary(np.nan_to_num(stats[name], nan=-1.0), "float32")
+        if f.offset_bias is not None:
+            entry["offset_bias"] = array_to_binary(np.asarray(f.offset_bias, np.float32), "float32")
+        out.append(entry)
+    return out if any(e is not None for e in out) else None
+
+
 def _is_image(state: WidgetState) -> bool:
     tok = state.embedding.tokens
     return "row" in tok and "col" in tok
@@ -187,15 +226,16 @@ class HeadDetail:
     keys, weights : uint32 [token, k], float32 [token, k] or None
         The ``k`` strongest keys of every query (key position, ``2**32-1`` where the sequence is
         shorter than ``k``) and their weights, strongest first; ``None`` when ``top_k`` is 0.
-    aggregate : dict
-        :func:`qkviz.analysis.aggregate_detail` of the head.
+    aggregate : dict or None
+        :func:`qkviz.analysis.aggregate_detail` of the head (``None`` for a capture of several
+        attentions: the aggregate views read one token stream per sequence).
     cls : float32 [token] or None
         Image captures: each image's CLS row on its tokens (0 without a CLS).
     """
 
     keys: np.ndarray | None
     weights: np.ndarray | None
-    aggregate: dict[str, Any]
+    aggregate: dict[str, Any] | None
     cls: np.ndarray | None
 
 
@@ -217,10 +257,16 @@ def head_details(state: WidgetState, top_k: int, *, workers: int | None = None) 
     max_pos = max(16, int(np.sqrt(_AGGREGATE_VALUES // n_cells)))
     first_special = _first_special(tok) if _is_image(state) else None
 
-    def one(cell: tuple[int, int]) -> HeadDetail | None:
-        la, he = cell
-        if not emb.has(la, he):
+    def one(cell: tuple[Any, ...]) -> HeadDetail | None:
+        attn, la, he = cell if state.several else (None, *cell)
+        if not emb.has(la, he, attn):
             return None
+        if attn is not None:  # encoder-decoder: one sequence at a time, rows of the query stream
+            keys = weights = None
+            if top_k > 0:
+                t = topk_cell(_SeqAttention(emb, la, he, attn), la, he, top_k)
+                keys, weights = t["keys"], t["weights"]
+            return HeadDetail(keys, weights, None, None)
         return head_detail(emb, la, he, top_k, seqs, lengths, max_pos, first_special)
 
     n = workers or min(8, os.cpu_count() or 1)
@@ -306,10 +352,47 @@ def _first_special(tok: Any) -> np.ndarray:
 def topk_cell(source: AttentionSource, layer: int, head: int, k: int) -> dict[str, Any]:
     """The ``k`` strongest keys of every query of one head: ``keys`` uint32 [token, k] (key pos,
     ``2**32-1`` where the sequence is shorter than ``k``) and ``weights`` float32 [token, k],
-    strongest first."""
-    seqs, lengths = np.unique(source.tokens["seq"].to_numpy(), return_counts=True)
-    d = head_detail(source, layer, head, k, seqs, lengths, 16)
-    return {"layer": layer, "head": head, "keys": d.keys, "weights": d.weights}
+    strongest first.
+
+    With several token streams (encoder–decoder), only the rows of the attention's query stream
+    are filled (the others have no query: none), and key positions count within the key stream.
+    """
+    tok = source.tokens
+    n = len(tok)
+    keys = np.full((n, k), np.iinfo(np.uint32).max, np.uint32)
+    weights = np.zeros((n, k), np.float32)
+    seqs, offsets = tok["seq"].to_numpy(), np.arange(n)
+    pos = tok["pos"].to_numpy()
+    stream = getattr(source, "query_stream", None)
+    if stream is not None and "stream" in tok.columns:
+        mine = tok["stream"].to_numpy() == stream
+        seqs, offsets, pos = seqs[mine], offsets[mine], pos[mine]
+    for s in np.unique(seqs):
+        rows = offsets[seqs == s]
+        rows = rows[np.argsort(pos[np.searchsorted(offsets, rows)], kind="stable")]  # attention rows: pos order
+        a = np.asarray(source.attention(layer, head, int(s)), np.float32)
+        kk = min(k, a.shape[1])
+        order = np.argsort(-a, axis=1, kind="stable")[:, :kk]
+        keys[rows, :kk] = order
+        weights[rows, :kk] = np.take_along_axis(a, order, axis=1)
+    return {"layer": layer, "head": head, "keys": keys, "weights": weights}
+
+
+class _SeqAttention:
+    """One head's exact attention per sequence, computed once and kept (the static export reads it
+    for the top-k keys, the aggregates and the CLS rows); an :class:`AttentionSource`."""
+
+    def __init__(self, emb: Embedding, layer: int, head: int, attn: str | None = None) -> None:
+        self.tokens, self.layers, self.heads = emb.tokens, (layer,), (head,)
+        self._emb = emb
+        self._attn = attn
+        self.query_stream = emb.streams[attn][0] if attn is not None else None
+        self._cache: dict[int, np.ndarray] = {}
+
+    def attention(self, layer: int, head: int, seq: int) -> np.ndarray:
+        if seq not in self._cache:
+            self._cache[seq] = np.asarray(self._emb.attention(layer, head, seq, self._attn), np.float32)
+        return self._cache[seq]
 
 
 _NONE = np.iinfo(np.uint32).max

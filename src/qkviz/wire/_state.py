@@ -11,7 +11,11 @@ export (:mod:`qkviz.export`) builds one without any widget. Both send the same w
 
 Global point index: ``cell * 2 * n_tokens + point``, where ``cell = layer_index * n_heads +
 head_index`` (layer-major over ``layers`` x ``heads``) and ``point`` follows the embedding's order
-(queries of tokens ``0..n-1``, then keys).
+(queries of tokens ``0..n-1``, then keys). An embedding of several attentions (encoder–decoder:
+``encoder``, ``decoder``, ``cross``) numbers its cells attention after attention: ``cell =
+attn_offset + layer_index * n_heads(attn) + head_index``, and the points an attention does not
+have (cross-attention: the encoder tokens' queries, the decoder tokens' keys) are parked outside
+every cell, like the points of a missing head.
 
 :class:`View` holds the display settings (focused head, colour, search, lines, theme, size) and
 their defaults, which the widget's traits mirror.
@@ -76,6 +80,9 @@ class View:
     ----------
     layer, head : int or None
         Focused head (model numbering); both ``None`` = the matrix of all heads.
+    attn : str
+        Which attention an encoder–decoder embedding shows (``"encoder"``, ``"decoder"``,
+        ``"cross"``); ``""`` picks the default: cross-attention when there is one.
     color : str
         Colour field: one of :data:`COLOR_FIELDS`, ``"patch_color"`` (images) or a user column.
     color_mod : int
@@ -94,6 +101,7 @@ class View:
 
     layer: int | None = None
     head: int | None = None
+    attn: str = ""
     color: str = "kind"
     color_mod: int = 5
     size_by_norm: bool = False
@@ -120,8 +128,11 @@ class WidgetState:
     embedding : Embedding
     layers, heads : tuple of int
         The grid's rows and columns.
-    cells : list of (layer, head)
-        Layer-major; ``cells[c]`` is the head of cell ``c``.
+    cells : list of (layer, head), or of (attn, layer, head)
+        Layer-major (attention after attention); ``cells[c]`` is the head of cell ``c``.
+    attns : list of dict
+        One per attention: ``name``, ``layers``, ``heads``, ``cell_offset``, ``query_stream``,
+        ``key_stream`` (a single ``"self"`` attention for most models).
     n_tokens, dim : int
     coords : float32 [point_global, dim]
         Every cell's layout, cell after cell (missing heads parked at 100, outside every cell).
@@ -142,7 +153,7 @@ class WidgetState:
     embedding: Embedding
     layers: tuple[int, ...]
     heads: tuple[int, ...]
-    cells: list[tuple[int, int]]
+    cells: list[Any]
     n_tokens: int
     dim: int
     coords: np.ndarray
@@ -155,6 +166,7 @@ class WidgetState:
     display: list[str] = field(default_factory=list)
     token_text: list[str] = field(default_factory=list)
     category: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    attns: list[dict[str, Any]] = field(default_factory=list)
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -191,8 +203,26 @@ class WidgetState:
                 f"expected a qkviz Embedding (made by qkviz.embed or Embedding.from_coords), got "
                 f"{type(embedding).__name__}"
             )
-        layers = tuple(int(x) for x in embedding.layers)
-        heads = tuple(int(x) for x in embedding.heads)
+        several = embedding.attns != ("self",)
+        names = list(embedding.attns)
+        attns: list[dict[str, Any]] = []
+        cells: list[Any] = []
+        for name in names:
+            la_, he_ = (
+                (embedding.layers_of(name), embedding.heads_of(name))
+                if several
+                else (embedding.layers, embedding.heads)
+            )
+            qs, ks = embedding.streams.get(name, (0, 0))
+            cap = embedding.capture
+            causal = bool(cap.attns[name].causal) if cap is not None and name in cap.attns else False
+            attns.append(
+                {"name": name, "layers": [int(x) for x in la_], "heads": [int(x) for x in he_],
+                 "cell_offset": len(cells), "query_stream": int(qs), "key_stream": int(ks), "causal": causal}
+            )  # fmt: skip
+            cells += [(name, la, he) if several else (la, he) for la in la_ for he in he_]
+        layers = tuple(attns[0]["layers"]) if attns else ()
+        heads = tuple(attns[0]["heads"]) if attns else ()
         if not layers or not heads:
             raise WidgetDataError(f"the embedding has no heads (layers={layers}, heads={heads})")
         tokens = embedding.tokens
@@ -202,38 +232,36 @@ class WidgetState:
         for col in ("seq", "pos"):
             if col not in tokens:
                 raise WidgetDataError(f"the embedding's token table lacks the {col!r} column")
-        cells = [(la, he) for la in layers for he in heads]
         # 3-D layouts keep z (the 3-D views read it); the 2-D canvas draws x, y.
         dim = 3 if int(embedding.dim) == 3 else 2
         coords = np.empty((len(cells) * 2 * n, dim), np.float32)
         norms = np.empty(len(cells) * 2 * n, np.uint8)
         norm_range = np.zeros((len(cells), 2), np.float32)
         missing = np.zeros(len(cells), np.uint8)
-        for c, (la, he) in enumerate(cells):
+        for c, cell in enumerate(cells):
+            attn, la, he = (cell[0], cell[1], cell[2]) if several else (None, cell[0], cell[1])
             sl = slice(c * 2 * n, (c + 1) * 2 * n)
-            if not embedding.has(la, he):
+            what = f"coords({cell})"
+            if not embedding.has(la, he, attn):
                 # A projection stopped early leaves holes in the grid: park those points far
                 # outside every cell (drawn nowhere) and mark the cell empty.
                 missing[c] = 1
                 coords[sl], norms[sl], norm_range[c] = 100.0, 0, (0.0, 0.0)
                 continue
-            xy = np.asarray(embedding.coords(la, he))
+            ok = embedding.present(attn)
+            xy = np.asarray(embedding.coords(la, he, attn))
             if xy.ndim != 2 or xy.shape[0] != 2 * n or xy.shape[1] < dim:
-                raise WidgetDataError(
-                    f"coords(layer={la}, head={he}) has shape {xy.shape}; expected (2 * n_tokens, dim) "
-                    f"= ({2 * n}, 2 or 3)"
-                )
-            if not np.isfinite(xy[:, :dim]).all():
-                raise WidgetDataError(f"coords(layer={la}, head={he}) holds NaN or inf; re-run the projection")
-            nm = np.asarray(embedding.norms(la, he), np.float64).reshape(-1)
-            if nm.shape[0] != 2 * n or not np.isfinite(nm).all():
-                raise WidgetDataError(
-                    f"norms(layer={la}, head={he}) must be {2 * n} finite values, got shape {nm.shape}"
-                )
-            lo, hi = float(nm.min()), float(nm.max())
+                raise WidgetDataError(f"{what} has shape {xy.shape}; expected (2 * n_tokens, dim) = ({2 * n}, 2 or 3)")
+            if not np.isfinite(xy[ok, :dim]).all():
+                raise WidgetDataError(f"{what} holds NaN or inf; re-run the projection")
+            nm = np.asarray(embedding.norms(la, he, attn), np.float64).reshape(-1)
+            if nm.shape[0] != 2 * n or not np.isfinite(nm[ok]).all():
+                raise WidgetDataError(f"norms of {cell} must be {2 * n} finite values, got shape {nm.shape}")
+            lo, hi = float(nm[ok].min()), float(nm[ok].max())
             # Per-head min-max to 0..255: enough for a colour ramp and dot sizes at 1 byte a point.
-            q = np.zeros_like(nm) if hi <= lo else (nm - lo) / (hi - lo) * 255.0
-            coords[sl] = xy[:, :dim]
+            q = np.zeros_like(nm) if hi <= lo else (np.where(ok, nm, lo) - lo) / (hi - lo) * 255.0
+            # points this attention does not have are parked where missing heads go: drawn nowhere
+            coords[sl] = np.where(ok[:, None], np.nan_to_num(xy[:, :dim], nan=100.0), 100.0)
             norms[sl] = np.rint(q).astype(np.uint8)
             norm_range[c] = lo, hi
         for a in (coords, norms, norm_range, missing):
@@ -255,6 +283,7 @@ class WidgetState:
             display=display,
             token_text=text,
             category=np.array([_category(d, s) for d, s in zip(display, special)], np.uint8),
+            attns=attns,
         )
         state.columns = state._read_columns(columns)
         state.has_images = state._add_image_columns()
@@ -332,10 +361,26 @@ class WidgetState:
         """Whether exact attention is available (the embedding carries its capture)."""
         return self.embedding.capture is not None
 
-    def cell_index(self, layer: int, head: int) -> int:
-        """The cell of (layer, head): ``layer_index * n_heads + head_index``."""
-        self.check_focus(layer, head)
-        return self.layers.index(layer) * len(self.heads) + self.heads.index(head)
+    def _attn(self, attn: str | None) -> dict[str, Any]:
+        if not attn:
+            attn = self.resolve_attn(None)
+            if attn is None:
+                return self.attns[0]
+        for a in self.attns:
+            if a["name"] == attn:
+                return a
+        raise WidgetDataError(f"attn={attn!r}: this embedding holds {[a['name'] for a in self.attns]}")
+
+    @property
+    def several(self) -> bool:
+        """Whether the cells are (attn, layer, head): an embedding of several attentions."""
+        return len(self.attns) > 1 or (bool(self.attns) and self.attns[0]["name"] != "self")
+
+    def cell_index(self, layer: int, head: int, attn: str | None = None) -> int:
+        """The cell of (layer, head): ``attn_offset + layer_index * n_heads + head_index``."""
+        self.check_focus(layer, head, attn)
+        a = self._attn(attn)
+        return a["cell_offset"] + a["layers"].index(layer) * len(a["heads"]) + a["heads"].index(head)
 
     def color_fields(self) -> list[str]:
         """Every valid ``color``: the built-in fields, ``"patch_color"`` for images, user columns."""
@@ -345,10 +390,12 @@ class WidgetState:
         if name not in self.color_fields():
             raise WidgetDataError(f"unknown colour field {name!r}; expected one of {self.color_fields()}")
 
-    def check_focus(self, layer: Any, head: Any) -> None:
-        if layer not in self.layers or head not in self.heads or not self.embedding.has(layer, head):
+    def check_focus(self, layer: Any, head: Any, attn: str | None = None) -> None:
+        a = self._attn(attn)
+        name = a["name"] if self.several else None
+        if layer not in a["layers"] or head not in a["heads"] or not self.embedding.has(layer, head, name):
             raise WidgetDataError(
-                f"no head (layer={layer}, head={head}) in this embedding; layers are {self.layers}, heads {self.heads}"
+                f"no head (layer={layer}, head={head}) in this embedding; layers are {a['layers']}, heads {a['heads']}"
             )
 
     def check_view(self, view: View) -> View:
@@ -358,9 +405,24 @@ class WidgetState:
             raise WidgetDataError(f"theme must be one of {THEMES}, got {view.theme!r}")
         if (view.layer is None) != (view.head is None):
             raise WidgetDataError("give both layer and head, or neither (to start on the matrix)")
+        attn = self.resolve_attn(view.attn)
         if view.layer is not None:
-            self.check_focus(view.layer, view.head)
-        return view
+            self.check_focus(view.layer, view.head, attn)
+        return dataclasses.replace(view, attn=attn or "")
+
+    def resolve_attn(self, attn: str | None) -> str | None:
+        """The attention a view shows: ``attn``, or by default cross-attention (else the first);
+        ``None`` for an embedding of one attention."""
+        names = [a["name"] for a in self.attns]
+        if not self.several:
+            if attn not in (None, "", *names):
+                raise WidgetDataError(f"attn={attn!r}: this embedding holds one attention")
+            return None
+        if not attn:
+            return "cross" if "cross" in names else names[0]
+        if attn not in names:
+            raise WidgetDataError(f"attn={attn!r}: this embedding holds {names}")
+        return attn
 
     def match_tokens(self, query: str, regex: bool) -> np.ndarray:
         """``bool [token]``: which tokens match a search (the same rule as ``js/src/canvas/search.js``).
@@ -379,19 +441,25 @@ class WidgetState:
         q = query.lower()
         return np.array([q in d.lower() for d in self.display])
 
-    def attention(self, layer: int, head: int, seq: int) -> np.ndarray:
+    def attention(self, layer: int, head: int, seq: int, attn: str | None = None) -> np.ndarray:
         """Exact attention ``float32 [query_pos, key_pos]`` of one head and seq."""
-        self.check_focus(layer, head)
+        self.check_focus(layer, head, attn)
         if not self.has_attention:
             raise WidgetDataError("this embedding has no capture attached, so attention is unavailable")
-        return np.asarray(self.embedding.attention(layer, head, seq), np.float32)
+        name = self._attn(attn)["name"] if self.several else None
+        return np.asarray(self.embedding.attention(layer, head, seq, name), np.float32)
+
+    def _norms_of(self, c: int) -> np.ndarray:
+        cell = self.cells[c]
+        parts = (cell[1], cell[2], cell[0]) if self.several else (cell[0], cell[1])
+        return np.asarray(self.embedding.norms(*parts), np.float32).reshape(-1)
 
     def exact_norms(self, cell: np.ndarray, point: np.ndarray) -> np.ndarray:
         """The float32 norms (not the 8-bit wire copy) of points given as (cell, point) pairs."""
         out = np.empty(len(cell), np.float32)
         for c in np.unique(cell):
             m = cell == c
-            out[m] = np.asarray(self.embedding.norms(*self.cells[c]), np.float32).reshape(-1)[point[m]]
+            out[m] = self._norms_of(int(c))[point[m]]
         return out
 
     def selected(self, indices: np.ndarray) -> pd.DataFrame:
@@ -406,9 +474,11 @@ class WidgetState:
         cell, point = idx // per, idx % per
         token = point % n
         tok = self.embedding.tokens
-        cells = np.array(self.cells, np.int64).reshape(-1, 2)
+        cells = np.array([c[-2:] for c in self.cells], np.int64).reshape(-1, 2)
+        attn_of = np.array([c[0] if self.several else "self" for c in self.cells], object)
         df = pd.DataFrame(
             {
+                **({"attn": attn_of[cell]} if self.several else {}),
                 "token": np.asarray(self.token_text, object)[token],
                 "display": np.asarray(self.display, object)[token],
                 "seq": tok["seq"].to_numpy()[token],
@@ -432,7 +502,11 @@ class WidgetState:
     @property
     def chunk_points(self) -> int:
         """Points per ``points`` message (each at most :data:`MAX_MESSAGE_BYTES`)."""
-        return max(2, MAX_MESSAGE_BYTES // _bytes_per_point(self.dim))
+        return self.points_per_message(MAX_MESSAGE_BYTES)
+
+    def points_per_message(self, message_bytes: int) -> int:
+        """Points per ``points`` message when one message may carry ``message_bytes``."""
+        return max(2, int(message_bytes) // _bytes_per_point(self.dim))
 
     def points(self, start: int, stop: int) -> dict[str, Any]:
         """Grid points ``[start, stop)``: coords ``float32 [point, dim]``, norms ``uint8 [point]``."""
@@ -440,19 +514,23 @@ class WidgetState:
             raise IndexError(f"points [{start}, {stop}) outside [0, {self.n_points})")
         return {"start": start, "stop": stop, "coords": self.coords[start:stop], "norms": self.norms[start:stop]}
 
-    def meta_wire(self) -> dict[str, Any]:
-        """The ``_meta`` trait."""
+    def meta_wire(self, message_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, Any]:
+        """The ``_meta`` trait; the front end pulls the grid in messages of ``message_bytes`` at most."""
         recall = np.full(len(self.cells), np.nan, np.float32)
         if self.faithfulness is not None:
             f = self.faithfulness
-            lookup = {(int(la), int(he)): float(r) for la, he, r in zip(f["layer"], f["head"], f["recall"])}
-            recall = np.array([lookup.get(c, np.nan) for c in self.cells], np.float32)
+            names = f["attn"] if "attn" in f.columns else [None] * len(f)
+            lookup = {
+                ((str(a), int(la), int(he)) if a is not None else (int(la), int(he))): float(r)
+                for a, la, he, r in zip(names, f["layer"], f["head"], f["recall"])
+            }
+            recall = np.array([lookup.get(tuple(c), np.nan) for c in self.cells], np.float32)
         return {
             "layers": list(self.layers),
             "heads": list(self.heads),
             "n_tokens": self.n_tokens,
             "n_points": self.n_points,
-            "chunk_points": int(self.chunk_points),
+            "chunk_points": self.points_per_message(message_bytes),
             "dim": self.dim,
             "has_attention": self.has_attention,
             "has_faithfulness": self.faithfulness is not None,
@@ -463,15 +541,26 @@ class WidgetState:
             "has_images": self.has_images,
             "single_scale": SINGLE_SCALE,
             "cell_fill": CELL_FILL,
+            "attns": [dict(a) for a in self.attns],
+            "streams": list(self._streams()),
         }
+
+    def _streams(self) -> tuple[str, ...]:
+        cap = self.embedding.capture
+        if cap is not None:
+            return tuple(cap.streams)
+        return ("encoder", "decoder") if self.several else ("tokens",)
 
     def tokens_wire(self) -> dict[str, Any]:
         """The ``_tokens`` trait."""
         tok = self.embedding.tokens
         seq = tok["seq"].to_numpy(np.int64)
         pos = tok["pos"].to_numpy(np.int64)
-        seq_len = pd.Series(pos).groupby(seq).transform("max").to_numpy() + 1
+        stream = tok["stream"].to_numpy(np.int64) if "stream" in tok.columns else np.zeros(len(tok), np.int64)
+        # length of the token's own stream within its sequence (encoder and decoder apart)
+        seq_len = pd.Series(pos).groupby([seq, stream]).transform("max").to_numpy() + 1
         return {
+            **({"stream": array_to_binary(stream, "uint8")} if self.several else {}),
             "seq": array_to_binary(seq, "uint32"),
             "pos": array_to_binary(pos, "uint32"),
             "seq_len": array_to_binary(seq_len, "uint32"),
