@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ import pandas as pd
 from .._fs import check_target, clean_stale, replace_dir, temp_sibling, writing
 from ..attention import ScoreFunction, attention_rows, position_effect, score_terms
 from ..errors import InputError, StoreError
+from ._dtypes import decode
 from ._geometry import HeadGeometry
 from ._store import (
     FORMAT,
@@ -320,7 +321,7 @@ class Capture:
         g = self._geom(attn)
         self._check_layer(layer, attn)
         self._check_head(head, attn)
-        return self._source().get(tensor_kind("q", g.attn), layer, head).astype(np.float32, copy=False)
+        return decode(self._source().get(tensor_kind("q", g.attn), layer, head))
 
     def k(self, layer: int, head: int, attn: str | None = None) -> np.ndarray:
         """Keys seen by query head ``head`` (those of its kv head; rows of :meth:`key_rows`).
@@ -333,7 +334,7 @@ class Capture:
         g = self._geom(attn)
         self._check_layer(layer, attn)
         kv = self.kv_head(head, attn)
-        return self._source().get(tensor_kind("k", g.attn), layer, kv).astype(np.float32, copy=False)
+        return decode(self._source().get(tensor_kind("k", g.attn), layer, kv))
 
     def v(self, layer: int, head: int, attn: str | None = None) -> np.ndarray:
         """Values of query head ``head``'s kv head (only when captured with ``values=True``).
@@ -348,12 +349,32 @@ class Capture:
             raise InputError("value vectors were not captured; pass values=True to qkviz.capture")
         self._check_layer(layer, attn)
         kv = self.kv_head(head, attn)
-        return self._source().get(tensor_kind("v", g.attn), layer, kv).astype(np.float32, copy=False)
+        return decode(self._source().get(tensor_kind("v", g.attn), layer, kv))
 
     @property
     def has_values(self) -> bool:
         """Whether :meth:`v` is available."""
         return bool(self._source().has("v"))
+
+    @property
+    def storage_dtype(self) -> str:
+        """How the vectors are stored: ``"float32"``, ``"float16"`` or ``"bfloat16"``
+        (:meth:`q`, :meth:`k`, :meth:`v` always return float32)."""
+        return self._source().dtype()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored vectors (q of every captured head, k and v of the kv heads they use,
+        every attention of an encoder-decoder capture)."""
+        return self._source().nbytes()
+
+    @property
+    def bytes_per_token_head(self) -> float:
+        """Stored bytes per token and captured head: :attr:`nbytes` / (tokens × layers × heads).
+
+        With grouped-query attention a key head's bytes are shared by the query heads that use it.
+        """
+        return self.nbytes / max(1, self.n_tokens * len(self.layers) * len(self.heads))
 
     def _source(self) -> MemoryTensors | DiskTensors:
         if self._tensors is None:
@@ -516,6 +537,70 @@ class Capture:
         from ..analysis import head_scores
 
         return head_scores(self, cells, value_weighted=value_weighted, seqs=seqs)
+
+    def attention_blocks(
+        self, layer: int, head: int, seqs: Any = None, *, attn: str | None = None, max_values: int = 1 << 22
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The head's exact attention over many sequences, a block of similar lengths at a time.
+
+        The vectors are read once and each block is one vectorised call of
+        :func:`qkviz.attention.attention_rows` (the same formula as :meth:`attention`), so the
+        attention of a whole corpus costs about one pass over it rather than one call per sequence.
+        Heads with a position term, and encoder-decoder captures, go one sequence at a time.
+
+        Parameters
+        ----------
+        layer, head : int
+        seqs : sequence of int, optional
+            Which sequences (default: all).
+        attn : str, optional
+            As in :meth:`attention`.
+        max_values : int
+            Largest block, in attention weights (``seq × pos × pos``; float64, so 32 MiB by default).
+
+        Yields
+        ------
+        seqs : int64 [seq]
+            The block's sequences (sorted by length, so padding stays small).
+        lengths : int64 [seq]
+            Query rows of each (its key rows for cross-attention: the blocks are then single sequences).
+        attention : float64 [seq, query_pos, key_pos]
+            Zero past each sequence's length.
+        """
+        self._check_layer(layer, attn)
+        offsets = self.sequences["offset"].to_numpy(np.int64)
+        lengths = self.sequences["n_tokens"].to_numpy(np.int64)
+        ids = np.arange(len(offsets)) if seqs is None else np.asarray(seqs, np.int64).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= len(offsets)):
+            raise InputError(f"seqs out of range: the capture holds {len(offsets)} sequences")
+        f = self.score(layer, head, attn)
+        if f.has_position_term or len(self.streams) > 1:  # one sequence at a time, with its positions
+            for s in ids.tolist():
+                a = self.attention(layer, head, s, attn).astype(np.float64)
+                yield np.array([s]), np.array([a.shape[0]]), a[None]
+            return
+        g = self._geom(attn)
+        q, k = self.q(layer, head, attn), self.k(layer, head, attn)
+        window = g.window(layer)
+        ids = ids[np.argsort(lengths[ids], kind="stable")]
+        start = 0
+        while start < ids.size:
+            shortest = int(lengths[ids[start]])
+            stop = start + 1
+            # grow the block while the padding stays small (lengths within ~15 %) and it fits
+            while (
+                stop < ids.size
+                and int(lengths[ids[stop]]) <= max(shortest + 4, shortest * 1.15)
+                and (stop - start + 1) * int(lengths[ids[stop]]) ** 2 <= max_values
+            ):
+                stop += 1
+            block = ids[start:stop]
+            n = lengths[block]
+            t = int(n.max())
+            pos = np.arange(t)
+            rows = offsets[block, None] + np.minimum(pos[None, :], n[:, None] - 1)  # padding repeats a real row
+            yield block, n, attention_rows(q[rows], k[rows], f, g.causal, window, lengths=n)
+            start = stop
 
     def verify(self, model: Any, inputs: Any = None, *, seqs: Any = None, batch_size: int = 8) -> pd.DataFrame:
         """Compare :meth:`attention` with the model's own eager attention probabilities.

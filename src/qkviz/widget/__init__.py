@@ -48,6 +48,7 @@ from . import _commands, _fallback, _hosts
 from ._fallback import FALLBACKS, ColabWatch, page_iframe
 
 if TYPE_CHECKING:
+    from ..export import SavedPage
     from ..project import Embedding
 
 __all__ = ["QKViz", "COLOR_FIELDS"]
@@ -569,17 +570,23 @@ class QKViz(anywidget.AnyWidget):
         """What :func:`qkviz.export.save_html` writes for this widget: its state and current view."""
         return self.state, self.view()
 
-    def save_html(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    def save_html(self, path: str | os.PathLike[str], **kwargs: Any) -> SavedPage:
         """Write this widget, as it is now, to one self-contained interactive HTML file.
 
         The file needs no kernel and no network: the bundle, the layouts and the strongest keys of
-        every query (for lines and the sentence view) are embedded. Keyword arguments go to
-        :func:`qkviz.export.save_html` (``top_k``, ``compact``, ``title`` ...).
+        every query (for lines and the sentence view) are embedded, within a size budget (20 MB by
+        default; the focused head is kept whole). Keyword arguments go to
+        :func:`qkviz.export.save_html` (``top_k``, ``max_bytes``, ``full``, ``compact``, ``title`` ...).
+
+        Returns
+        -------
+        qkviz.export.SavedPage
+            The file, its size and what it holds.
 
         Examples
         --------
-        >>> viz.save_html("minilm.html", top_k=3)       # doctest: +SKIP
-        PosixPath('minilm.html')
+        >>> print(viz.save_html("minilm.html", top_k=3).summary)       # doctest: +SKIP
+        minilm.html (8.7 MB, every point (1,235,088))
         """
         from ..export import save_html
 
