@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, StoreError, UnsupportedModelError
-from . import _inputs
+from . import _inputs, _source
 from ._checks import check_supported, first_batch_check, forward_kwargs, model_device
 from ._container import Capture, attns_from_json, attns_json, load
 from ._geometry import HeadGeometry
@@ -190,6 +190,7 @@ def capture(
     processor: Any = None,
     targets: Any = None,
     sampling_rate: int | None = None,
+    text_column: str | None = None,
 ) -> Capture:
     """Record the queries and keys of every (or the chosen) attention head over many inputs.
 
@@ -197,11 +198,16 @@ def capture(
     ----------
     model : str, path, PreTrainedModel, (model, tokenizer) or LoadedModel
         Anything :func:`qkviz.load_model` accepts: ``"minilm"``, ``"smollm2"``, ``"vit-s14"``,
-        ``"dinov2-s14"``, a folder, a hub id, or a loaded model.
-    inputs : str, list of str, list of images, or dict of name -> image
+        ``"dinov2-s14"``, a folder, a hub id, or a loaded model — a transformers model, an nnsight
+        ``LanguageModel`` (captured as the transformers model it wraps) or a TransformerLens
+        ``HookedTransformer`` / ``TransformerBridge`` (read at its hook points).
+    inputs : str, list of str, list of images, dict of name -> image, or a dataset
         Texts, or images (PIL, ``uint8`` / ``[0, 1]`` float arrays, ``pathlib.Path`` files), or for
         speech models waveforms (1-D float numpy arrays, or a dict name -> waveform).
         Greyscale images are replicated to RGB; RGBA is composited onto white.
+        Texts can also come from a ``datasets.Dataset`` or ``IterableDataset``, a pandas DataFrame,
+        a generator, or an iterable of dict rows (see ``text_column``): these are read lazily, one
+        batch at a time, so a corpus is never held in memory.
     layers, heads : int or list of int, optional
         Which layers and query heads to keep (default all; negative numbers count from the end).
         Fewer heads mean proportionally less memory and disk.
@@ -240,6 +246,9 @@ def capture(
         ``(source, target)`` pairs as ``inputs`` work too.
     sampling_rate : int, optional
         Speech models: the rate of the waveforms (checked against the feature extractor's).
+    text_column : str, optional
+        The column (or dict key) holding the texts of a dataset, a DataFrame or dict rows. Default:
+        ``"text"``, or a dataset's only text column.
 
     Returns
     -------
@@ -270,8 +279,16 @@ def capture(
     if truncation not in ("warn", "error", "silent"):
         raise InputError(f"truncation must be 'warn', 'error' or 'silent', got {truncation!r}")
     store_dtype = _storage_dtype(dtype)
-    early = targets is None and not _inputs.looks_like_pairs(inputs) and not _inputs.looks_like_audio(inputs)
-    if early:  # cheap input errors before any model loads
+    source, inputs = _source.open_source(inputs, text_column)  # datasets and streams: read lazily
+    early = (
+        source is None
+        and targets is None
+        and not _inputs.looks_like_pairs(inputs)
+        and not _inputs.looks_like_audio(inputs)
+    )
+    if source is not None:
+        modality, items, names = "text", source, source
+    elif early:  # cheap input errors before any model loads
         modality, items, names = _inputs.normalize_inputs(inputs)
     if resume and out is None:
         raise InputError("resume=True needs out=<store directory>")
@@ -283,6 +300,11 @@ def capture(
     net = lm.model
     enc_dec = bool(lm.spec.get("encoder_decoder"))
     tgts: list[str] | None = None
+    if enc_dec and source is not None:
+        raise InputError(
+            f"{lm.spec['name']} is an encoder-decoder model: pass its sources as a list and targets= "
+            "(a dataset or a stream is read as texts of one stream)"
+        )
     if enc_dec:
         sources, tgts = _inputs.normalize_targets(inputs, targets)
         if lm.modality == "audio":
@@ -292,7 +314,7 @@ def capture(
             modality, items, names = _inputs.normalize_inputs(sources)
     elif targets is not None:
         raise InputError(f"targets= is for encoder-decoder models; {lm.spec['name']} has no decoder to read them")
-    elif not early:
+    elif not early and source is None:
         modality, items, names = _inputs.normalize_inputs(inputs)
     if lm.modality != modality:
         raise InputError(f"{lm.spec['name']} takes {lm.modality} inputs but {modality}s were given")
@@ -313,7 +335,7 @@ def capture(
         "values": bool(values),
         "model_dtype": str(next(net.parameters()).dtype),
         "device": str(model_device(net)),
-        "n_inputs": len(items),
+        "n_inputs": _source.length(items),
         "layers": list(sel_layers) if sel_layers else None,
         "heads": list(sel_heads) if sel_heads else None,
     }
@@ -348,11 +370,10 @@ def capture(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(items), initial=start, desc="capture", unit="seq", disable=not progress)
+    bar = tqdm(total=_source.length(items), initial=start, desc="capture", unit="seq", disable=not progress)
     with bar, torch.inference_mode(), _modules.recording(net) as impl:
         params["attn_implementation"] = impl
-        for b0 in range(start, len(items), batch_size):
-            chunk = items[b0 : b0 + batch_size]
+        for b0, chunk in _source.batches(items, start, batch_size):
             if modality == "audio":
                 assert tgts is not None
                 fe = getattr(lm.processor, "feature_extractor", lm.processor)
@@ -489,7 +510,7 @@ def _first_batch(
 
 
 def _open_store(
-    root: pathlib.Path, resume: bool, lm: Any, params: dict[str, Any], names: list[str]
+    root: pathlib.Path, resume: bool, lm: Any, params: dict[str, Any], names: Any
 ) -> tuple[StoreWriter | None, int]:
     """Start (or resume) a streaming store; returns ``(writer, first input to process)``."""
     header = {"format": FORMAT, "version": VERSION, "model": dict(lm.spec), "params": params}
@@ -506,12 +527,12 @@ def _open_store(
             )
         done = done_sequences(root, meta)
         n_done = 0 if done is None else len(done)
-        if done is not None and list(done["text"]) != names[:n_done]:
+        if done is not None and list(done["text"]) != _source.head(names, n_done):
             raise StoreError(f"{root} holds other inputs than the ones given; it cannot be resumed", path=root)
         if meta.get("status") == "complete":
             return None, n_done
         if "layers" in meta or "attns" in meta:  # the geometry the interrupted run learnt from its first batch
             header.update(attns_json(*attns_from_json(meta)))
-        log.info("resuming %s after %d of %d inputs", root, n_done, len(names))
+        log.info("resuming %s after %d of %s inputs", root, n_done, _source.length(names))
         return StoreWriter(root, header, resume=True), n_done
     return StoreWriter(root, header), 0

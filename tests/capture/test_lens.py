@@ -1,0 +1,342 @@
+"""TransformerLens models as inputs: the capture reproduces the model's own attention (its
+``hook_pattern``) and, for a bridge over a transformers model, equals the capture of that model.
+
+TransformerLens 4 (``TransformerBridge``: over a transformers model, or native) is what
+``qkviz[lens]`` installs; ``HookedTransformer`` exists in TransformerLens 2-3 only, so its tests run
+where that version is installed (the same hook points; see the report of the inputs work for the
+local run against transformer-lens 3.9.0) and skip with that reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import warnings
+
+import numpy as np
+import pytest
+
+from qkviz import capture
+from qkviz.errors import ModelLoadError, UnsupportedModelError
+
+from ._zoo import VOCAB, tokenizer
+
+tl = pytest.importorskip("transformer_lens", reason="TransformerLens is not installed: pip install 'qkviz[lens]'")
+
+ATOL = 1e-4
+TL_MAJOR = int(importlib.metadata.version("transformer-lens").split(".")[0])
+TEXTS = [
+    "The cat sat on the mat.",
+    "A dog barked loudly at the mailman today and again yesterday.",
+    "Hi",
+    "Colourless green ideas sleep furiously.",
+]
+
+
+def _tok():
+    return tokenizer()
+
+
+def _hooked_transformer():
+    try:
+        from transformer_lens import HookedTransformer, HookedTransformerConfig
+    except ImportError:
+        pytest.skip("HookedTransformer is TransformerLens 2-3 only (transformer-lens 4 installed)")
+    return HookedTransformer, HookedTransformerConfig
+
+
+def _bridge_class():
+    try:
+        from transformer_lens.model_bridge import TransformerBridge
+        from transformer_lens.model_bridge.sources import transformers as _  # noqa: F401 - attaches boot_transformers
+    except ImportError:
+        pytest.skip("TransformerBridge is TransformerLens 4 only")
+    return TransformerBridge
+
+
+def _alone_patterns(lens, text):
+    """The model's own attention of ``text`` run alone (no padding): ``[layer][head, q, k]``."""
+    import torch
+
+    ids = torch.tensor([_tok()(text)["input_ids"]])
+    _, cache = lens.run_with_cache(ids)
+    return [cache[f"blocks.{layer}.attn.hook_pattern"][0].float().numpy() for layer in range(lens.cfg.n_layers)]
+
+
+def _max_error_vs_alone(cap, lens):
+    worst = 0.0
+    for s, text in enumerate(TEXTS):
+        ref = _alone_patterns(lens, text)
+        for layer in cap.layers:
+            for h in cap.heads:
+                worst = max(worst, float(np.abs(cap.attention(layer, h, s) - ref[layer][h]).max()))
+    return worst
+
+
+def _max_error(a, b):
+    return max(
+        float(np.abs(a.attention(layer, h, s) - b.attention(layer, h, s)).max())
+        for layer in a.layers
+        for h in a.heads
+        for s in range(len(a.sequences))
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# TransformerLens 4: TransformerBridge over a transformers model
+# --------------------------------------------------------------------------------------------
+
+SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+
+
+def _hf(name):
+    import transformers as tf
+
+    return {
+        "llama": lambda: tf.LlamaForCausalLM(tf.LlamaConfig(vocab_size=VOCAB, num_key_value_heads=2, **SMALL)),
+        "gpt2": lambda: tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4)),
+        "gemma2": lambda: tf.Gemma2ForCausalLM(
+            tf.Gemma2Config(
+                vocab_size=VOCAB,
+                num_key_value_heads=2,
+                head_dim=8,
+                sliding_window=4,
+                attn_logit_softcapping=2.0,
+                query_pre_attn_scalar=8,
+                initializer_range=0.5,
+                **SMALL,
+            )
+        ),
+        "bloom": lambda: tf.BloomForCausalLM(tf.BloomConfig(vocab_size=VOCAB, hidden_size=32, n_layer=2, n_head=4)),
+        "bert": lambda: tf.BertForMaskedLM(tf.BertConfig(vocab_size=VOCAB, **SMALL)),
+    }[name]()
+
+
+def _bridge(name, processed):
+    import torch
+
+    bridge_cls = _bridge_class()
+    torch.manual_seed(0)
+    hf = _hf(name).eval()
+    reference = copy.deepcopy(hf)  # the bridge replaces hf's attention modules in place
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bridge = bridge_cls.boot_transformers(f"tiny-{name}", hf_model=hf, tokenizer=_tok())
+        if processed:  # HookedTransformer's numerics: LayerNorm folded, writing weights centred
+            bridge.enable_compatibility_mode(disable_warnings=True)
+    return bridge, reference
+
+
+@pytest.mark.parametrize("processed", [False, True], ids=["raw", "processed"])
+@pytest.mark.parametrize("name", ["llama", "gpt2", "gemma2", "bloom", "bert"])
+def test_bridge_equals_the_transformers_model(name, processed):
+    """GQA + RoPE (LLaMA), fused qkv (GPT-2), soft cap + sliding window (Gemma 2), ALiBi (BLOOM),
+    bidirectional (BERT): the bridge's capture is the transformers model's, with and without
+    TransformerLens' weight processing, and reproduces the bridge's own hook_pattern."""
+    bridge, hf = _bridge(name, processed)
+    if name == "bert" and TL_MAJOR < 4:  # TransformerLens 3's BERT bridge never fires hook_pattern
+        with pytest.raises(UnsupportedModelError, match="never fired"):
+            capture(bridge, TEXTS, batch_size=4, progress=False)
+        return
+    cap = capture(bridge, TEXTS, batch_size=4, progress=False)
+    ref = capture((hf, _tok()), TEXTS, batch_size=4, progress=False)
+    assert cap.model["source"] == "transformer_lens" and cap.model["class"] == "TransformerBridge"
+    assert cap.model["model_type"] == name and cap.model["processed_weights"] is processed
+    assert cap.causal == (name != "bert")
+    assert _max_error(cap, ref) < ATOL
+    assert {layer: cap.geometry.family(layer) for layer in cap.layers} == {
+        layer: ref.geometry.family(layer) for layer in ref.layers
+    }
+    assert cap.sliding_window == ref.sliding_window
+    assert _max_error_vs_alone(cap, bridge) < ATOL
+    assert cap.verify(bridge).attrs["max"] < ATOL
+    if not processed:  # raw weights: the vectors themselves are the transformers model's
+        np.testing.assert_allclose(cap.q(1, 3), ref.q(1, 3), atol=1e-5)
+        np.testing.assert_allclose(cap.k(1, 3), ref.k(1, 3), atol=1e-5)
+
+
+def test_bridge_records_what_the_family_needs():
+    """Dropping the soft cap or the ALiBi slopes would break the exactness above (the test can fail)."""
+    from qkviz import attention
+
+    bridge, _ = _bridge("gemma2", False)
+    cap = capture(bridge, TEXTS, progress=False)
+    assert cap.geometry.softcap == {0: 2.0, 1: 2.0} and cap.sliding_window[0] == 4
+    ref = _alone_patterns(bridge, TEXTS[1])
+    n = int(cap.sequences["n_tokens"][1])
+    o = int(cap.sequences["offset"][1])
+    q, k = cap.q(0, 1)[o : o + n], cap.k(0, 1)[o : o + n]
+    plain = attention.attention_rows(q, k, cap.scaling[0], causal=True, window=cap.sliding_window[0])
+    assert np.abs(plain - ref[0][1]).max() > 100 * ATOL  # without the cap: wrong
+
+    bloom, _ = _bridge("bloom", False)
+    cap = capture(bloom, TEXTS, progress=False)
+    assert set(cap.terms) == {"alibi.0", "alibi.1"}
+    assert np.all(cap.terms["alibi.0"] > 0)
+
+
+def test_bridge_streams_to_a_store(tmp_path):
+    bridge, _ = _bridge("llama", False)
+    mem = capture(bridge, TEXTS, batch_size=2, progress=False)
+    disk = capture(bridge, TEXTS, batch_size=2, progress=False, out=tmp_path / "run.qkv")
+    np.testing.assert_array_equal(mem.q(1, 2), disk.q(1, 2))
+    assert disk.model["source"] == "transformer_lens"
+
+
+def test_capture_keeps_a_link_to_the_lens_model():
+    """``Embedding.place`` finds the model through the capture's weak link: it must stay alive
+    as long as the user's TransformerLens model does."""
+    import gc
+
+    bridge, _ = _bridge("gpt2", False)
+    cap = capture(bridge, TEXTS[:2], progress=False)
+    gc.collect()
+    lm = cap._model_handle.get()
+    assert lm is not None and lm.model.lens is bridge
+
+
+def test_native_bridge_is_exact():
+    """TransformerLens 4's own transformer (``boot_native``): rotary (applied by the module, whose
+    rot hooks never fire), grouped-query keys, a soft cap."""
+    _bridge_class()
+    import torch
+
+    try:
+        from transformer_lens.model_bridge.sources.native import boot as boot_native
+    except ImportError:
+        pytest.skip("native TransformerLens models (boot_native) are TransformerLens 4 only")
+
+    base = dict(n_layers=2, d_model=32, n_ctx=64, d_head=8, n_heads=4, d_vocab=VOCAB, act_fn="gelu", d_mlp=64)
+    for extra in (
+        dict(positional_embedding_type="rotary", n_key_value_heads=2, normalization_type="RMS"),
+        dict(attn_scores_soft_cap=1.0),
+    ):
+        torch.manual_seed(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lens = boot_native({**base, **extra}, tokenizer=_tok())
+        cap = capture(lens, TEXTS, batch_size=4, progress=False)
+        assert _max_error_vs_alone(cap, lens) < ATOL, extra
+        assert cap.verify(lens).attrs["max"] < ATOL
+
+
+def test_lens_refusals():
+    bridge, _ = _bridge("gpt2", False)
+    bridge.cfg.use_logn_attn = True  # Qwen-1's log-n query scaling happens after the hook points
+    try:
+        with pytest.raises(UnsupportedModelError, match="use_logn_attn"):
+            capture(bridge, TEXTS, progress=False)
+    finally:
+        bridge.cfg.use_logn_attn = False
+    tokenizer = bridge.tokenizer
+    bridge.tokenizer = None
+    try:
+        with pytest.raises(ModelLoadError, match="tokenizer="):
+            capture(bridge, TEXTS, progress=False)
+    finally:
+        bridge.tokenizer = tokenizer
+
+
+# --------------------------------------------------------------------------------------------
+# TransformerLens 2-3: HookedTransformer
+# --------------------------------------------------------------------------------------------
+
+HT_BASE = dict(n_layers=2, d_model=32, n_ctx=64, d_head=8, n_heads=4, act_fn="gelu", d_mlp=64)
+HT_CONFIGS = {
+    "rotary-gqa": dict(positional_embedding_type="rotary", n_key_value_heads=2, normalization_type="RMS"),
+    "standard": dict(normalization_type="LN"),
+    "alibi": dict(positional_embedding_type="alibi"),
+    "local-window": dict(use_local_attn=True, attn_types=["local", "global"], window_size=3),
+    "soft-capped": dict(attn_scores_soft_cap=1.0, initializer_range=0.5),
+    "inverse-layer-scale": dict(scale_attn_by_inverse_layer_idx=True, initializer_range=0.3),
+}
+
+
+@pytest.mark.parametrize("name", list(HT_CONFIGS))
+def test_hooked_transformer_is_exact(name):
+    hooked, config = _hooked_transformer()
+    import torch
+
+    torch.manual_seed(0)
+    lens = hooked(config(**HT_BASE, d_vocab=VOCAB, **HT_CONFIGS[name]), tokenizer=_tok())
+    cap = capture(lens, TEXTS, batch_size=4, progress=False)
+    assert cap.model["class"] == "HookedTransformer"
+    assert _max_error_vs_alone(cap, lens) < ATOL
+    assert cap.verify(lens).attrs["max"] < ATOL
+    if name == "alibi":
+        assert cap.geometry.family(0) == "alibi"
+    if name == "local-window":
+        assert cap.sliding_window == {0: 3, 1: None}
+    if name == "soft-capped":
+        assert cap.geometry.softcap == {0: 1.0, 1: 1.0}
+
+
+@pytest.mark.parametrize("processed", [False, True], ids=["raw", "processed"])
+def test_hooked_transformer_from_a_transformers_gpt2(processed):
+    """A transformers GPT-2 converted offline with TransformerLens' own weight conversion, with and
+    without its processing (LayerNorm folding, weight centring): the same attention."""
+    hooked, config = _hooked_transformer()
+    import torch
+    from transformer_lens.pretrained.weight_conversions.gpt2 import convert_gpt2_weights
+
+    torch.manual_seed(0)
+    hf = _hf("gpt2").eval()
+    cfg = config(
+        n_layers=2, d_model=32, n_ctx=1024, d_head=8, n_heads=4, d_vocab=VOCAB, act_fn="gelu_new", d_mlp=128,
+        normalization_type="LN", eps=1e-5,
+    )  # fmt: skip
+    lens = hooked(cfg, tokenizer=_tok())
+    lens.load_and_process_state_dict(
+        convert_gpt2_weights(hf, cfg), fold_ln=processed, center_writing_weights=processed, center_unembed=processed
+    )
+    cap = capture(lens, TEXTS, progress=False)
+    ref = capture((hf, _tok()), TEXTS, progress=False)
+    assert _max_error(cap, ref) < ATOL
+
+
+def test_hooked_transformer_bidirectional_padding_is_refused():
+    """HookedTransformer applies attention_mask only in its causal mask: a padded bidirectional
+    batch would attend to padding. Refused with what to do; one text per batch is exact."""
+    hooked, config = _hooked_transformer()
+
+    lens = hooked(config(**HT_BASE, d_vocab=VOCAB, attention_dir="bidirectional"), tokenizer=_tok())
+    with pytest.raises(UnsupportedModelError, match="batch_size=1"):
+        capture(lens, TEXTS, progress=False)
+    cap = capture(lens, TEXTS, batch_size=1, progress=False)
+    assert _max_error_vs_alone(cap, lens) < ATOL
+
+
+# --------------------------------------------------------------------------------------------
+# nnsight
+# --------------------------------------------------------------------------------------------
+
+
+def test_nnsight_language_model_is_its_transformers_model():
+    nnsight = pytest.importorskip("nnsight", reason="nnsight is not installed: pip install 'qkviz[nnsight]'")
+    import torch
+
+    torch.manual_seed(0)
+    hf = _hf("llama").eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lm = nnsight.LanguageModel(hf, tokenizer=_tok())
+    cap = capture(lm, TEXTS, progress=False)
+    ref = capture((hf, _tok()), TEXTS, progress=False)
+    assert cap.model["source"] == "nnsight"
+    assert _max_error(cap, ref) < ATOL
+    np.testing.assert_array_equal(cap.q(1, 2), ref.q(1, 2))
+    assert cap.verify(lm).attrs["max"] < ATOL
+    # the nnsight model still traces afterwards (qkviz restored everything it changed)
+    with lm.trace("hello"):
+        out = lm.model.layers[0].output.save()
+    assert out is not None
+
+
+def test_nnsight_model_without_weights_is_refused():
+    nnsight = pytest.importorskip("nnsight", reason="nnsight is not installed: pip install 'qkviz[nnsight]'")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lm = nnsight.LanguageModel(_hf("gpt2").eval(), tokenizer=_tok())
+    lm.__dict__["dispatched"] = False  # what a LanguageModel("hub/id") is until its first trace
+    with pytest.raises(ModelLoadError, match="dispatch"):
+        capture(lm, TEXTS, progress=False)
