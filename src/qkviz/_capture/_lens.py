@@ -52,7 +52,7 @@ class LayerSpec:
         softcap: float | None,
         sink: torch.Tensor | None,
         alibi: bool,
-        rope: torch.nn.Module | None = None,
+        rope: Any = None,
     ):
         self.site = site  # the layer's hook_pattern hook point: its identity numbers the layer
         self.scaling = scaling
@@ -105,7 +105,7 @@ def layer_specs(lens: Any) -> list[LayerSpec]:
         if missing:
             raise _refuse(f"layer {layer} has no hook point {missing[0]} (not a standard attention layer)")
         attn = lens.blocks[layer].attn
-        rope = None
+        rope: Any = None
         hf = getattr(attn, "original_component", None)  # TransformerBridge: the transformers module
         direction = getattr(attn, "_attention_dir_override", None) or getattr(cfg, "attention_dir", "causal")
         if hf is None:  # HookedTransformer: TransformerLens' own attention code
@@ -196,7 +196,7 @@ def recording(model: Any) -> Iterator[str]:
     lens = model.lens
     specs = layer_specs(lens)
     hooks = lens.hook_dict
-    frames: dict[int, dict[str, torch.Tensor]] = {}
+    frames: dict[int, dict[str, Any]] = {}  # layer -> hook name -> tensor (position_ids may be None)
     handles = []
 
     def keep(layer: int, name: str) -> Any:

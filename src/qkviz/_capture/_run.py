@@ -286,6 +286,8 @@ def capture(
         and not _inputs.looks_like_pairs(inputs)
         and not _inputs.looks_like_audio(inputs)
     )
+    items: Any  # a list of inputs, or a TextSource read batch by batch
+    names: Any
     if source is not None:
         modality, items, names = "text", source, source
     elif early:  # cheap input errors before any model loads

@@ -18,7 +18,7 @@ a dataset is recognised by the package its class comes from.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from typing import Any
 
 from ..errors import InputError
@@ -139,7 +139,10 @@ def _from_dataset(ds: Any, text_column: str | None) -> TextSource:
     columns = list(ds.column_names or [])
     features = getattr(ds, "features", None)
     strings = _string_columns(features) if features else None
-    col = _pick_column(columns, strings, text_column, "dataset")
+    if columns:
+        col = _pick_column(columns, strings, text_column, "dataset")
+    else:  # an IterableDataset from a generator knows its columns only once it is read
+        col = text_column if text_column is not None else "text"
     n: int | None = None
     try:
         n = len(ds)
@@ -147,11 +150,15 @@ def _from_dataset(ds: Any, text_column: str | None) -> TextSource:
         n = None
     if n == 0:
         raise InputError("the dataset is empty: there is nothing to capture")
-    view = ds.select_columns([col])
+    view = ds.select_columns([col]) if columns else ds
 
     def rows() -> Iterator[tuple[int, Any]]:
         row = 0
         for batch in view.iter(batch_size=_READ):
+            if col not in batch:
+                raise InputError(
+                    f"the dataset's rows have no column {col!r}; their columns are {list(batch)}: pass text_column="
+                )
             for value in batch[col]:
                 yield row, value
                 row += 1
@@ -187,7 +194,9 @@ def _open(inputs: Any, text_column: str | None) -> TextSource | list[Any] | None
         return _from_dataset(inputs, text_column)
     if _package(inputs) == "pandas" and hasattr(inputs, "columns"):  # a DataFrame: its text column
         columns = [str(c) for c in inputs.columns]
-        strings = [str(c) for c in inputs.columns if inputs[c].dtype == object or str(inputs[c].dtype) == "string"]
+        from pandas.api.types import is_object_dtype, is_string_dtype
+
+        strings = [str(c) for c in inputs.columns if is_string_dtype(inputs[c]) or is_object_dtype(inputs[c])]
         col = _pick_column(columns, strings, text_column, "data frame")
         if len(inputs) == 0:
             raise InputError("the data frame is empty: there is nothing to capture")
@@ -196,7 +205,7 @@ def _open(inputs: Any, text_column: str | None) -> TextSource | list[Any] | None
         if text_column is not None and isinstance(inputs, Mapping):
             raise InputError("text_column= reads dict rows from a list (or an iterable) of them; pass a list of dicts")
         return None
-    n = len(inputs) if hasattr(inputs, "__len__") else None
+    n = len(inputs) if isinstance(inputs, Sized) else None
     it = iter(inputs)
     first = next(it, None)
     if first is None:
