@@ -109,6 +109,13 @@ def _lens_module_class() -> type:
                 and getattr(self.lens.cfg, "attention_dir", "causal") != "causal"
             )
 
+        def _run(self, input_ids: Any, attention_mask: Any) -> None:
+            kw: dict[str, Any] = {"attention_mask": attention_mask, "return_type": None}
+            if type(self.lens).__name__ == "HookedTransformer":
+                # every block runs; the final norm and the unembedding (a large matmul) are skipped
+                kw["stop_at_layer"] = self.config.num_hidden_layers
+            self.lens(input_ids, **kw)
+
         def pattern_hooks(self) -> list[Any]:
             """The ``hook_pattern`` hook point of every layer, in layer order."""
             return [self.lens.hook_dict[f"blocks.{i}.attn.hook_pattern"] for i in range(self.config.num_hidden_layers)]
@@ -124,14 +131,14 @@ def _lens_module_class() -> type:
                     reason="HookedTransformer bidirectional attention ignores padding",
                 )
             if not output_attentions:
-                self.lens(input_ids, attention_mask=attention_mask, return_type=None)
+                self._run(input_ids, attention_mask)
                 return _Patterns(None)
             got: list[Any] = []
             handles = [
                 h.register_forward_hook(lambda m, a, out: got.append(out.detach())) for h in self.pattern_hooks()
             ]
             try:
-                self.lens(input_ids, attention_mask=attention_mask, return_type=None)
+                self._run(input_ids, attention_mask)
             finally:
                 for hd in handles:
                     hd.remove()
