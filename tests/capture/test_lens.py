@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import importlib.metadata
+import types
 import warnings
 
 import numpy as np
@@ -19,9 +20,9 @@ import pytest
 from qkviz import capture
 from qkviz.errors import ModelLoadError, UnsupportedModelError
 
-from ._zoo import VOCAB, tokenizer
+from ._zoo import VOCAB, optional, tokenizer
 
-tl = pytest.importorskip("transformer_lens", reason="TransformerLens is not installed: pip install 'qkviz[lens]'")
+optional("transformer_lens", "lens")  # skipped only where it is absent; a broken install fails
 
 ATOL = 1e-4
 TL_MAJOR = int(importlib.metadata.version("transformer-lens").split(".")[0])
@@ -38,10 +39,10 @@ def _tok():
 
 
 def _hooked_transformer():
-    try:
-        from transformer_lens import HookedTransformer, HookedTransformerConfig
-    except ImportError:
+    if TL_MAJOR >= 4:
         pytest.skip("HookedTransformer is TransformerLens 2-3 only (transformer-lens 4 installed)")
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
     return HookedTransformer, HookedTransformerConfig
 
 
@@ -221,6 +222,55 @@ def test_native_bridge_is_exact():
         assert cap.verify(lens).attrs["max"] < ATOL
 
 
+def test_bridge_whose_rotation_is_hidden_is_refused_even_unchecked():
+    """GPT-NeoX's bridge registers hook_rot_q / hook_rot_k but rotates elsewhere: hook_q / hook_k
+    are the vectors before the rotation. Refused by the recorder itself, so even check=False (no
+    first-batch comparison against the model's attention) cannot give a wrong capture."""
+    import transformers as tf
+
+    bridge_cls = _bridge_class()
+    import torch
+
+    torch.manual_seed(0)
+    hf = tf.GPTNeoXForCausalLM(tf.GPTNeoXConfig(vocab_size=VOCAB, **SMALL)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bridge = bridge_cls.boot_transformers("tiny-neox", hf_model=hf, tokenizer=_tok())
+    for check in (True, False):
+        with pytest.raises(UnsupportedModelError, match="hook_rot_q / hook_rot_k never fired"):
+            capture(bridge, TEXTS, batch_size=4, progress=False, check=check)
+
+
+def test_native_attention_only_is_exact():
+    """attn_only (no MLPs) changes nothing the capture reads: exact like any other."""
+    _bridge_class()
+    import torch
+
+    try:
+        from transformer_lens.model_bridge.sources.native import boot as boot_native
+    except ImportError:
+        pytest.skip("native TransformerLens models (boot_native) are TransformerLens 4 only")
+    torch.manual_seed(0)
+    cfg = dict(n_layers=2, d_model=32, n_ctx=64, d_head=8, n_heads=4, d_vocab=VOCAB, act_fn="gelu", attn_only=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lens = boot_native(cfg, tokenizer=_tok())
+    cap = capture(lens, TEXTS, batch_size=4, progress=False)
+    assert _max_error_vs_alone(cap, lens) < ATOL
+
+
+def test_other_transformer_lens_classes_are_refused_by_name():
+    """A TransformerLens model class qkviz does not read (HookedEncoderDecoder, HookedSAE...) is
+    refused naming the class, not run."""
+    fake = types.new_class("HookedEncoderDecoder")
+    fake.__module__ = "transformer_lens.HookedEncoderDecoder"
+    model = fake()
+    model.cfg = types.SimpleNamespace(n_layers=2, n_heads=4, n_ctx=64)
+    model.hook_dict = {}
+    with pytest.raises(UnsupportedModelError, match="TransformerLens HookedEncoderDecoder is not supported"):
+        capture(model, TEXTS, progress=False)
+
+
 def test_lens_refusals():
     bridge, _ = _bridge("gpt2", False)
     bridge.cfg.use_logn_attn = True  # Qwen-1's log-n query scaling happens after the hook points
@@ -250,6 +300,8 @@ HT_CONFIGS = {
     "local-window": dict(use_local_attn=True, attn_types=["local", "global"], window_size=3),
     "soft-capped": dict(attn_scores_soft_cap=1.0, initializer_range=0.5),
     "inverse-layer-scale": dict(scale_attn_by_inverse_layer_idx=True, initializer_range=0.3),
+    "attention-only": dict(attn_only=True),
+    "qk-norm-rotary": dict(positional_embedding_type="rotary", use_qk_norm=True, normalization_type="RMS"),
 }
 
 
@@ -293,6 +345,16 @@ def test_hooked_transformer_from_a_transformers_gpt2(processed):
     cap = capture(lens, TEXTS, progress=False)
     ref = capture((hf, _tok()), TEXTS, progress=False)
     assert _max_error(cap, ref) < ATOL
+
+
+@pytest.mark.parametrize("extra", [dict(use_qk_norm=True), dict(clip_qkv=0.5)], ids=["qk-norm", "clip-qkv"])
+def test_hooked_transformer_steps_after_the_hooks_are_refused(extra):
+    """Without rotary, q and k are read at hook_q / hook_k, before a qk-norm or a clamp: refused
+    by name. (With rotary, hook_rot_q / hook_rot_k come after both: exact, above.)"""
+    hooked, config = _hooked_transformer()
+    lens = hooked(config(**HT_BASE, d_vocab=VOCAB, normalization_type="RMS", **extra), tokenizer=_tok())
+    with pytest.raises(UnsupportedModelError, match=next(iter(extra))):
+        capture(lens, TEXTS, progress=False)
 
 
 def test_hooked_transformer_bidirectional_padding_is_refused():

@@ -10,9 +10,9 @@ import pytest
 from qkviz import capture
 from qkviz.errors import ModelLoadError
 
-from ._zoo import VOCAB, tokenizer
+from ._zoo import VOCAB, optional, tokenizer
 
-nnsight = pytest.importorskip("nnsight", reason="nnsight is not installed: pip install 'qkviz[nnsight]'")
+nnsight = optional("nnsight", "nnsight")
 
 ATOL = 1e-4
 TEXTS = [

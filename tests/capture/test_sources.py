@@ -13,10 +13,10 @@ from qkviz._capture import _source, load
 from qkviz.data import demo_sentences
 from qkviz.errors import InputError, StoreError
 
+from ._zoo import optional
 from .test_stream import Interrupt, _equal, _stop_after
 
 TEXTS = demo_sentences(10)
-DATASETS_REASON = "the datasets package is not installed: pip install 'qkviz[datasets]'"
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def reference(model):
 
 
 def _dataset(**columns):
-    datasets = pytest.importorskip("datasets", reason=DATASETS_REASON)
+    datasets = optional("datasets", "datasets")
     return datasets.Dataset.from_dict(columns or {"text": TEXTS, "label": list(range(len(TEXTS)))})
 
 
@@ -80,7 +80,7 @@ def test_a_stream_is_read_one_batch_at_a_time(model):
 
 
 def test_a_dataset_is_read_lazily(model, monkeypatch):
-    datasets = pytest.importorskip("datasets", reason=DATASETS_REASON)
+    datasets = optional("datasets", "datasets")
     log = {"read": 0}
 
     def rows():
@@ -131,7 +131,7 @@ def test_bad_streams_say_what_to_do(model):
 
 
 def test_bad_datasets_say_what_to_do(model):
-    datasets = pytest.importorskip("datasets", reason=DATASETS_REASON)
+    datasets = optional("datasets", "datasets")
     ds = _dataset()
     cases = [
         (ds, {"text_column": "body"}, "no column 'body'.*pass text_column="),

@@ -53,6 +53,7 @@ class LayerSpec:
         sink: torch.Tensor | None,
         alibi: bool,
         rope: Any = None,
+        rotated: bool = False,
     ):
         self.site = site  # the layer's hook_pattern hook point: its identity numbers the layer
         self.scaling = scaling
@@ -64,6 +65,10 @@ class LayerSpec:
         # a native TransformerLens 4 attention with rotary (its hook_rot_q / hook_rot_k never fire):
         # the module whose own ``rotary.apply_rope`` turns hook_q / hook_k into the rotated vectors
         self.rope = rope
+        # a rotary layer read at hook points: its rotated vectors must come from hook_rot_q /
+        # hook_rot_k (a bridge may register them and rotate elsewhere, e.g. GPT-NeoX: hook_q /
+        # hook_k are then the vectors before the rotation, and q·k would not be the score)
+        self.rotated = rotated
 
 
 def _refuse(why: str) -> UnsupportedModelError:
@@ -118,6 +123,11 @@ def layer_specs(lens: Any) -> list[LayerSpec]:
             window = int(cfg.window_size) if getattr(attn, "attn_type", "global") == "local" else None
             softcap = _positive(getattr(cfg, "attn_scores_soft_cap", -1.0))
             sink = attn.sinks.detach() if getattr(cfg, "use_attention_sinks", False) else None
+            if pos_type != "rotary":  # with rotary, hook_rot_q / hook_rot_k come after these steps
+                if getattr(cfg, "use_qk_norm", False) or getattr(attn, "q_norm", None) is not None:
+                    raise _refuse("use_qk_norm normalises q and k after the hook points hook_q / hook_k")
+                if getattr(cfg, "clip_qkv", None) is not None:
+                    raise _refuse("clip_qkv clamps q and k after the hook points hook_q / hook_k")
         elif type(hf).__name__ == "NativeAttention":  # a TransformerLens 4 native model (boot_native)
             scaling = 1.0 / float(hf.scale)  # scores = q·k / scale
             window = None
@@ -150,6 +160,7 @@ def layer_specs(lens: Any) -> list[LayerSpec]:
                 sink=sink,
                 alibi=alibi,
                 rope=rope,
+                rotated=pos_type == "rotary" and rope is None,
             )
         )
     return out
@@ -226,6 +237,12 @@ def recording(model: Any) -> Iterator[str]:
             closed.append(layer)
             q = frame.get("rot_q", frame.get("q"))
             k = frame.get("rot_k", frame.get("k"))
+            if spec.rotated and ("rot_q" not in frame or "rot_k" not in frame):
+                rec.problems.append(
+                    f"layer {layer}: rotary attention whose hook_rot_q / hook_rot_k never fired (this "
+                    f"{type(lens).__name__} rotates q and k where no hook point shows them)"
+                )
+                return
             if q is None or k is None:
                 rec.problems.append(f"layer {layer}: the q/k hook points did not fire before hook_pattern")
                 return
