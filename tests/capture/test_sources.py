@@ -157,3 +157,84 @@ def test_lists_and_images_keep_their_path(model):
     images = (np.zeros((8, 8, 3), np.uint8) for _ in range(2))
     src, inputs = _source.open_source(images, None)
     assert src is None and isinstance(inputs, list) and len(inputs) == 2
+
+
+# ---- the capture plan (sample=, max_tokens=, shard=) over datasets and streams -------------------
+
+
+def _same(a, b):
+    """Same sequences (inputs mapped back), tokens and bit-identical vectors."""
+    pd.testing.assert_frame_equal(a.sequences, b.sequences)
+    pd.testing.assert_frame_equal(a.tokens, b.tokens)
+    _equal(a, b)
+
+
+@pytest.mark.parametrize("sample", [4, 0.5])
+def test_sample_of_a_dataset_is_the_sample_of_the_list(model, sample):
+    ds = _dataset()
+    frame = pd.DataFrame({"text": TEXTS})
+    want = capture(model, TEXTS, batch_size=3, sample=sample, random_state=3, progress=False)
+    for src in (ds, frame, [{"text": t} for t in TEXTS]):
+        _same(want, capture(model, src, batch_size=3, sample=sample, random_state=3, progress=False))
+
+
+def test_sample_of_a_stream_of_unknown_length_is_refused(model):
+    datasets = optional("datasets", "datasets")
+    for src in ((t for t in TEXTS), datasets.Dataset.from_dict({"text": TEXTS}).to_iterable_dataset()):
+        with pytest.raises(InputError, match=r"sample= draws from a known number.*shuffle\(seed=0\)\.take\(n\)"):
+            capture(model, src, sample=3, progress=False)
+
+
+@pytest.mark.parametrize("max_tokens", [40, 150, 10_000])
+def test_max_tokens_over_a_stream_is_the_list_capture(model, max_tokens):
+    """Counted batch by batch as the stream is read; the same whole leading sequences as a list."""
+    want = capture(model, TEXTS, batch_size=3, max_tokens=max_tokens, progress=False)
+    for src in ((t for t in TEXTS), _dataset(), _dataset().to_iterable_dataset()):
+        got = capture(model, src, batch_size=3, max_tokens=max_tokens, progress=False)
+        _same(want, got)
+        assert got.n_tokens <= max_tokens
+    both = capture(model, TEXTS, batch_size=3, sample=7, max_tokens=150, progress=False)
+    _same(both, capture(model, _dataset(), batch_size=3, sample=7, max_tokens=150, progress=False))
+
+
+def test_max_tokens_stops_reading_the_stream(model):
+    log = {"read": 0}
+    cap = capture(model, _counting(TEXTS * 100, log), batch_size=3, max_tokens=150, progress=False)
+    assert cap.n_tokens <= 150 and log["read"] <= 6  # up to the batch that crossed, not the 1000 texts
+    with pytest.raises(InputError, match="smaller than the first input"):
+        capture(model, (t for t in TEXTS), max_tokens=2, progress=False)
+
+
+def test_shards_of_a_dataset_merge_to_one_capture(model, tmp_path):
+    import qkviz
+
+    ds = _dataset()
+    one = capture(model, TEXTS, batch_size=3, progress=False)
+    paths = [tmp_path / f"s{i}.qkv" for i in range(3)]
+    for i, p in enumerate(paths):
+        shard = capture(model, ds, batch_size=3, shard=(i, 3), out=p, progress=False)
+        _same(capture(model, TEXTS, batch_size=3, shard=(i, 3), progress=False), shard)
+    merged = qkviz.merge(paths, tmp_path / "all.qkv")
+    _same(one, merged)
+    with pytest.raises(InputError, match=r"shard 4 of 5 has no batch.*at most 4 shards"):
+        capture(model, ds, batch_size=3, shard=(4, 5), progress=False)
+
+
+def test_shards_of_a_stream_without_a_batch_count_are_refused(model):
+    with pytest.raises(InputError, match=r"shard= needs the number of batches.*does not know how many"):
+        capture(model, (t for t in TEXTS), shard=(0, 2), progress=False)
+    with pytest.raises(InputError, match=r"shard= needs the number of batches.*max_tokens= is counted"):
+        capture(model, _dataset(), shard=(0, 2), max_tokens=50, progress=False)
+
+
+def test_a_sampled_stream_resumes(model, tmp_path):
+    ds = _dataset()
+    out = tmp_path / "run.qkv"
+    handle = _stop_after(model[0], 3)
+    try:
+        with pytest.raises(Interrupt):
+            capture(model, ds, batch_size=2, sample=7, progress=False, out=out)
+    finally:
+        handle.remove()
+    done = capture(model, ds, batch_size=2, sample=7, progress=False, out=out, resume=True)
+    _same(capture(model, TEXTS, batch_size=2, sample=7, progress=False), done)

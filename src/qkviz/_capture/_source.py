@@ -21,9 +21,12 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sized
 from typing import Any
 
-from ..errors import InputError
+import numpy as np
 
-__all__ = ["TextSource", "open_source", "length"]
+from ..errors import InputError, StoreError
+from . import _plan
+
+__all__ = ["TextSource", "Planned", "open_source"]
 
 _READ = 256  # rows per read from a dataset (datasets reads Arrow record batches)
 
@@ -37,7 +40,7 @@ def _is_dataset(obj: Any) -> bool:
 
 
 class TextSource:
-    """A forward-only reader of texts: :meth:`take` returns the next ones, checked.
+    """A forward-only reader of texts: :meth:`rows` yields them, checked as they are read.
 
     Parameters
     ----------
@@ -58,14 +61,6 @@ class TextSource:
         self.column = column
         self.position = 0  # rows read so far
 
-    def take(self, count: int) -> list[str]:
-        """The next ``count`` texts (fewer at the end, ``[]`` when exhausted)."""
-        out: list[str] = []
-        for row, value in itertools.islice(self._texts, count):
-            out.append(self._check(row, value))
-        self.position += len(out)
-        return out
-
     def _check(self, row: int, value: Any) -> str:
         where = f"{self.what} row {row}" + (f", column {self.column!r}" if self.column else "")
         if not isinstance(value, str):
@@ -80,22 +75,11 @@ class TextSource:
             )
         return value
 
-    def batches(self, start: int, size: int) -> Iterator[tuple[int, list[str]]]:
-        """``(first row, texts)`` of every batch of ``size`` rows from row ``start`` on."""
-        if start < self.position:
-            raise InputError(f"cannot read row {start} again: this {self.what} has been read up to row {self.position}")
-        self.take(start - self.position)  # skip (and check) what a resumed capture already holds
-        while True:
-            b0 = self.position
-            chunk = self.take(size)
-            if not chunk:
-                return
-            yield b0, chunk
-
-
-def length(items: Any) -> int | None:
-    """The number of inputs, ``None`` when a stream does not know it."""
-    return items.n if isinstance(items, TextSource) else len(items)
+    def rows(self) -> Iterator[tuple[int, str]]:
+        """``(row number, text)`` of every row not read yet, checked as it is read."""
+        for row, value in self._texts:
+            self.position += 1
+            yield row, self._check(row, value)
 
 
 def _string_columns(features: Any) -> list[str]:
@@ -234,19 +218,126 @@ def _column(rows: Iterator[Any], col: str) -> Iterator[tuple[int, Any]]:
         yield i, row[col]
 
 
-def batches(items: Any, start: int, size: int) -> Iterator[tuple[int, Any]]:
-    """``(first input, inputs)`` of every batch from input ``start`` on: a source reads them lazily."""
-    if isinstance(items, TextSource):
-        yield from items.batches(start, size)
-        return
-    for b0 in range(start, len(items), size):
-        yield b0, items[b0 : b0 + size]
+class Planned:
+    """The batches a capture runs over a :class:`TextSource`, read forward in one pass.
 
+    The same plan as for a list of inputs (:mod:`._plan`): ``sample`` (a known number of rows
+    only: the draw needs it), then the prefix that fits ``max_tokens`` (counted batch by batch as
+    the rows are read), batches of ``batch_size`` planned inputs, and ``shard`` (a known number of
+    rows and no ``max_tokens`` only: the store records how many batches there are before the
+    first one runs). A shard reads and checks every row but tokenises only its own batches.
+    Memory: one batch of texts (plus the sample's indices).
 
-def head(items: Any, n: int) -> list[Any]:
-    """The first ``n`` inputs (a source reads them, so its batches continue after them)."""
-    if isinstance(items, TextSource):
-        if items.position:
-            raise InputError(f"cannot read the first {n} rows again: the {items.what} has been read already")
-        return items.take(n)
-    return list(items[:n])
+    Parameters
+    ----------
+    source : TextSource
+    batch_size : int
+    sample, random_state :
+        As :func:`qkviz.capture`.
+    max_tokens : int or None
+    count : callable, optional
+        ``count(texts) -> tokens per text`` as the capture sees them (for ``max_tokens``).
+    shard : (int, int) or None
+    """
+
+    def __init__(
+        self,
+        source: TextSource,
+        batch_size: int,
+        *,
+        sample: Any = None,
+        random_state: Any = 0,
+        max_tokens: int | None = None,
+        count: Any = None,
+        shard: tuple[int, int] | None = None,
+    ):
+        n, what = source.n, source.what
+        if sample is not None and n is None:
+            raise InputError(
+                f"sample= draws from a known number of inputs, and this {what} does not know how many it holds "
+                "(a generator or an IterableDataset is read once, forward): pass a datasets.Dataset, a DataFrame "
+                "or a list, or sample the stream itself (e.g. iterable_dataset.shuffle(seed=0).take(n))"
+            )
+        if shard is not None and (n is None or max_tokens is not None):
+            why = "it does not know how many inputs it holds" if n is None else "max_tokens= is counted as it is read"
+            raise InputError(
+                f"shard= needs the number of batches before the first one runs, and this {what} cannot tell it "
+                f"({why}): pass a datasets.Dataset, a DataFrame or a list"
+                + ("" if n is None else " without max_tokens= (or sample= instead)")
+                + ", or split the stream yourself (e.g. datasets' split_dataset_by_node)"
+            )
+        self.source = source
+        self.batch_size = int(batch_size)
+        self.order = None if sample is None else _plan.sample_inputs(int(n or 0), sample, random_state)
+        self.max_tokens = max_tokens
+        self.count = count
+        self.shard = shard
+        self.n_planned: int | None = None if n is None else (len(self.order) if self.order is not None else n)
+        self.n_batches: int | None = None
+        self.total: int | None = None  # inputs this run captures, when known before reading
+        if self.n_planned is not None:
+            plan = _plan.batches(self.n_planned, self.batch_size, shard)
+            self.n_batches = len(_plan.batches(self.n_planned, self.batch_size))
+            if max_tokens is None:
+                self.total = sum(b1 - b0 for b0, b1 in plan)
+        self._run = self._own()
+
+    def _planned(self) -> Iterator[tuple[int, str]]:
+        """``(input index, text)`` of the planned inputs before ``max_tokens``, in order."""
+        if self.order is None:
+            yield from self.source.rows()
+            return
+        want = iter(self.order.tolist())
+        nxt = next(want, None)
+        for row, text in self.source.rows():
+            if nxt is None:
+                return
+            if row == nxt:
+                yield row, text
+                nxt = next(want, None)
+
+    def _all(self) -> Iterator[tuple[int, int, list[str], np.ndarray]]:
+        """``(b0, b1, texts, input indices)`` of every batch of the plan (every shard's)."""
+        rows = self._planned()
+        b0, used = 0, 0
+        while True:
+            chunk = list(itertools.islice(rows, self.batch_size))
+            if not chunk:
+                return
+            idx = np.array([r for r, _ in chunk], np.int64)
+            texts = [t for _, t in chunk]
+            if self.max_tokens is not None:
+                lengths = np.asarray(self.count(texts), np.int64)
+                fit = int(np.searchsorted(np.cumsum(lengths) + used, self.max_tokens, side="right"))
+                if fit == 0 and b0 == 0:
+                    _plan.tokens_fit(lengths, self.max_tokens)  # raises: not even the first input fits
+                used += int(lengths[:fit].sum())
+                if fit < len(texts):  # the first input that would cross the limit, and all after it, are left
+                    if fit:
+                        yield b0, b0 + fit, texts[:fit], idx[:fit]
+                    return
+            yield b0, b0 + len(texts), texts, idx
+            b0 += len(texts)
+
+    def _own(self) -> Iterator[tuple[int, int, list[str], np.ndarray]]:
+        for b, batch in enumerate(self._all()):
+            if self.shard is None or b % self.shard[1] == self.shard[0]:
+                yield batch
+
+    def batches(self) -> Iterator[tuple[int, int, list[str], np.ndarray]]:
+        """``(b0, b1, texts, input indices)`` of the batches this run captures, from where it is."""
+        return self._run
+
+    def head(self, n: int, where: Any = None) -> list[str]:
+        """The texts of this run's first ``n`` inputs (whole batches: a resumed store ends on one);
+        the batches read here are not run again."""
+        out: list[str] = []
+        while len(out) < n:
+            batch = next(self._run, None)
+            if batch is None or len(out) + len(batch[2]) > n:
+                raise StoreError(
+                    f"{where} does not end on a batch boundary of these inputs; it cannot be resumed. Use a new path.",
+                    path=where,
+                )
+            out.extend(batch[2])
+        return out
