@@ -3,8 +3,12 @@
 
 TransformerLens 4 (``TransformerBridge``: over a transformers model, or native) is what
 ``qkviz[lens]`` installs; ``HookedTransformer`` exists in TransformerLens 2-3 only, so its tests run
-where that version is installed (the same hook points; see the report of the inputs work for the
-local run against transformer-lens 3.9.0) and skip with that reason elsewhere.
+where that version is installed and skip with that reason elsewhere (the native-model tests skip
+under 3.x the same way). To run them beside 4.x (3.9 works with the same transformers)::
+
+    pip download transformer-lens==3.9.0 --no-deps -d /tmp/tl3
+    pip install --no-deps --target /tmp/tl3/site /tmp/tl3/*.whl better-abc fancy-einsum
+    PYTHONPATH=src:/tmp/tl3/site python -m pytest tests/capture/test_lens.py
 """
 
 from __future__ import annotations
