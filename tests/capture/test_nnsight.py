@@ -61,3 +61,31 @@ def test_nnsight_model_without_weights_is_refused():
     lm.__dict__["dispatched"] = False  # what a LanguageModel("hub/id") is until its first trace
     with pytest.raises(ModelLoadError, match="dispatch"):
         capture(lm, TEXTS, progress=False)
+
+
+def test_nnsight_around_a_transformer_lens_model_reads_its_hooks():
+    """``NNsight(bridge)``: unwrapped, then read at TransformerLens' hook points like the bridge."""
+    optional("transformer_lens", "lens")
+    try:
+        from transformer_lens.model_bridge import TransformerBridge
+        from transformer_lens.model_bridge.sources import transformers as _  # noqa: F401 - boot_transformers
+    except ImportError:
+        pytest.skip("TransformerBridge is TransformerLens 4 only")
+    import copy
+
+    hf = _llama()
+    reference = copy.deepcopy(hf)  # the bridge replaces hf's attention modules in place
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bridge = TransformerBridge.boot_transformers("tiny-llama", hf_model=hf, tokenizer=tokenizer())
+        wrapped = nnsight.NNsight(bridge)
+    cap = capture(wrapped, TEXTS, tokenizer=tokenizer(), progress=False)
+    ref = capture((reference, tokenizer()), TEXTS, progress=False)
+    assert cap.model["source"] == "transformer_lens"
+    worst = max(
+        float(np.abs(cap.attention(layer, h, s) - ref.attention(layer, h, s)).max())
+        for layer in cap.layers
+        for h in cap.heads
+        for s in range(len(TEXTS))
+    )
+    assert worst < ATOL

@@ -271,7 +271,7 @@ def load_model(
     if _wrapped.is_nnsight(spec):  # capture the transformers model it wraps, exactly as that model
         spec, tokenizer, processor = _wrapped.unwrap_nnsight(spec, tokenizer, processor)
         source = "nnsight"
-    elif _wrapped.is_lens(spec):
+    if _wrapped.is_lens(spec):  # (also inside nnsight: NNsight(hooked_transformer))
         wrapper, tokenizer, lens_spec = _wrapped.lens_model(spec, tokenizer)
         wrapper.eval()
         if device not in (None, "auto"):
