@@ -9,12 +9,16 @@ under 3.x the same way). To run them beside 4.x (3.9 works with the same transfo
     pip download transformer-lens==3.9.0 --no-deps -d /tmp/tl3
     pip install --no-deps --target /tmp/tl3/site /tmp/tl3/*.whl better-abc fancy-einsum
     PYTHONPATH=src:/tmp/tl3/site python -m pytest tests/capture/test_lens.py
+
+``make test`` does this (``make lens3``), with ``QKVIZ_TEST_TL_MAJOR=3`` so that a run which picked up
+the wrong TransformerLens fails instead of skipping every ``HookedTransformer`` test.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib.metadata
+import os
 import types
 import warnings
 
@@ -30,6 +34,10 @@ optional("transformer_lens", "lens")  # skipped only where it is absent; a broke
 
 ATOL = 1e-4
 TL_MAJOR = int(importlib.metadata.version("transformer-lens").split(".")[0])
+if os.environ.get("QKVIZ_TEST_TL_MAJOR", str(TL_MAJOR)) != str(TL_MAJOR):
+    raise RuntimeError(
+        f"QKVIZ_TEST_TL_MAJOR={os.environ['QKVIZ_TEST_TL_MAJOR']} but TransformerLens {TL_MAJOR} imported"
+    )
 TEXTS = [
     "The cat sat on the mat.",
     "A dog barked loudly at the mailman today and again yesterday.",
