@@ -163,8 +163,10 @@ def _key(qn: np.ndarray, kn: np.ndarray, src: HeadSource, spec: HeadSpec) -> str
 
     arrays = [qn, kn]
     extra: dict[str, Any] = {}
-    if get_method(spec.method).needs_attention:
+    if get_method(spec.method).uses_context:
         arrays.append(np.asarray(src.seq))
+        if src.pos is not None:
+            arrays.append(np.asarray(src.pos))
         f = src.score if isinstance(src.score, ScoreFunction) else ScoreFunction(scaling=float(src.score))
         for name in ("offset_bias", "rel_index", "pos_key", "pos_query"):
             if getattr(f, name) is not None:
@@ -207,19 +209,21 @@ def project_one(src: HeadSource, spec: HeadSpec, cache_dir: str | None) -> HeadR
         params, init = _initialisation(spec, qn, kn)
         reducer = make_reducer(spec.method, spec.dim, params, spec.random_state)
         X = layout_input(qn, kn, spec.metric)
-        if get_method(spec.method).needs_attention:
-            y = reducer.fit_transform(
-                X,
-                init,
-                seq=src.seq,
-                scaling=src.score,
-                causal=src.causal,
-                window=src.window,
-                n_tokens=len(qn),
-                # attention from the head's own vectors: the score function is defined on them
-                q=q,
-                k=k,
-            )
+        method = get_method(spec.method)
+        if method.uses_context:
+            context: dict[str, Any] = {
+                "seq": src.seq,
+                "scaling": src.score,
+                "causal": src.causal,
+                "window": src.window,
+                "n_tokens": len(qn),
+                # scores come from the head's own vectors: the score function is defined on them
+                "q": q,
+                "k": k,
+            }
+            if method.takes_sequences:
+                context["pos"] = src.pos
+            y = reducer.fit_transform(X, init, **context)
         else:
             y = reducer.fit_transform(X, init)
         if cache is not None:

@@ -48,6 +48,10 @@ class Method:
         Whether the reducer itself receives the metric (PCA sees it through the dot lift only).
     needs_attention : bool
         Whether the reducer needs each head's exact attention (sequence ids, scaling, mask).
+    takes_sequences : bool
+        Whether the reducer's ``fit`` uses the head's scoring context (sequence ids, score function,
+        mask, the vectors as captured) when given it — the t-SNE's in-sequence links. The context
+        then also enters the cache key.
     inline : bool
         Fast enough (milliseconds a head) to run in the calling process rather than a worker pool.
     jit : bool
@@ -65,8 +69,14 @@ class Method:
     init_param: str | None = "initialization"
     takes_metric: bool = True
     needs_attention: bool = False
+    takes_sequences: bool = False
     inline: bool = False
     jit: bool = False
+
+    @property
+    def uses_context(self) -> bool:
+        """Whether each head's scoring context is passed to the reducer and keyed in the cache."""
+        return self.needs_attention or self.takes_sequences
 
 
 def _pca(dim: int, params: dict[str, Any], random_state: int | None) -> Reducer:
@@ -114,27 +124,30 @@ METHODS: Mapping[str, Method] = MappingProxyType(
                 takes_metric=False,
                 inline=True,
             ),
-            # t-SNE starts from the dot-lift PCA at full scale and refines it with a short schedule (no
-            # early exaggeration), linking each query to its 15 highest-dot-product keys besides its
-            # cosine kNN.
+            # Chosen by measurement (bench/scale.py; /work/notes/layouts-design.md): on MiniLM the
+            # dot lift, 15 uniform neighbours and each query's 5 top-scoring keys of its own
+            # sequence, from the lift's PCA at std 1, 30 iterations at exaggeration 2, beat PCA's
+            # recall@5 at every size from 6k to 96k tokens at about 2x cost per doubling.
             Method(
                 "tsne",
-                "t-SNE (openTSNE) refining the dot-lift PCA start",
+                "t-SNE (openTSNE) refining the dot-lift PCA, with each query linked to its top-scoring keys",
                 _tsne,
                 defaults=_frozen(
                     {
-                        "perplexity": 30,
+                        "perplexity": None,
+                        "n_neighbors": 15,
+                        "seq_keys": 5,
+                        "seq_weight": 0.5,
                         "init": "pca_dot",
-                        "init_std": 5.0,
+                        "init_std": 1.0,
                         "early_exaggeration_iter": 0,
-                        "n_iter": 40,
+                        "n_iter": 30,
                         "exaggeration": 2.0,
-                        "theta": 0.9,
-                        "qk_neighbors": 15,
-                        "qk_weight": 0.3,
                     }
                 ),
+                default_metric="dot",
                 library="openTSNE",
+                takes_sequences=True,
             ),
             Method(
                 "umap",

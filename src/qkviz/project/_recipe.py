@@ -199,7 +199,7 @@ def embed(
         params=params,
         random_state=random_state,
     )
-    sources = sources_for(capture, cells, with_attention=spec_method.needs_attention)
+    sources = sources_for(capture, cells, with_attention=spec_method.uses_context)
     t0 = time.perf_counter()
     results, stopped = run_heads(
         sources, spec, executor=executor, cache_dir=_cache_dir(cache), callback=callback, progress=progress
