@@ -81,6 +81,7 @@ def sequence_links(
     causal: bool = False,
     window: int | None = None,
     pos: np.ndarray | None = None,
+    kseq: np.ndarray | None = None,
 ) -> sp.csr_matrix:
     """Links from every query to the ``m`` keys of its own sequence it scores highest.
 
@@ -91,51 +92,63 @@ def sequence_links(
 
     Parameters
     ----------
-    q, k : float array [token, d_head]
+    q : float array [query, d_head]
+    k : float array [key, d_head]
         The head's queries and keys as captured (the score function is defined on them).
-    seq : int array [token]
-        Sequence of each token (contiguous runs).
+    seq : int array [query]
+        Sequence of each query (contiguous runs); also of each key unless ``kseq`` is given.
     score : float or ScoreFunction
     m : int
         Keys per query (fewer when the query sees fewer).
     causal, window
-        The head's mask.
-    pos : int array [token], optional
+        The head's mask (self-attention only).
+    pos : int array [query], optional
         Token positions (default ``0..len - 1`` within each sequence); they matter for position
-        terms.
+        terms (self-attention only).
+    kseq : int array [key], optional
+        Sequence of each key, for cross-attention (queries and keys from different token streams):
+        a query then ranks the keys with its own sequence id.
 
     Returns
     -------
     scipy.sparse.csr_matrix [point, point]
         Symmetric (a key is also linked to the queries that rank it highly), uniform weights,
-        summing to 1; ``point = 2 · token``.
+        summing to 1; ``point = query + key``, queries first.
     """
     import scipy.sparse as sp
 
-    n = len(q)
-    if len(k) != n or len(seq) != n:
-        raise EmbeddingError(f"q, k and seq must have one row per token, got {len(q)}, {len(k)}, {len(seq)}.")
+    nq, nk = len(q), len(k)
+    cross = kseq is not None
+    if len(seq) != nq or (not cross and nk != nq) or (cross and len(kseq) != nk):
+        raise EmbeddingError(
+            f"seq must give one sequence id per query and key, got {len(seq)} ids for {nq} queries and {nk} keys."
+        )
     m = int(m)
     if m < 1:
         raise EmbeddingError(f"seq_keys must be >= 1, got {m}.")
+    if cross:
+        kslices = {int(kseq[sl.start]): sl for sl in sequence_slices(kseq)}
     rows, cols = [], []
-    for sl in sequence_slices(seq):
-        length = sl.stop - sl.start
-        p = None if pos is None else pos[sl]
-        s = scores(q[sl], k[sl], score, p, p)
-        if causal or window:
-            ok = visible(length, causal, window) if p is None else _visible_at(p, causal, window)
+    for qs in sequence_slices(seq):
+        ks = kslices.get(int(seq[qs.start])) if cross else qs
+        if ks is None:  # no keys of this sequence (cross-attention without encoder tokens)
+            continue
+        p = None if pos is None or cross else pos[qs]
+        s = scores(q[qs], k[ks], score, p, p)
+        if not cross and (causal or window):
+            ok = visible(qs.stop - qs.start, causal, window) if p is None else _visible_at(p, causal, window)
             s = np.where(ok, s, -np.inf)
-        keep = min(m, length)
+        keep = min(m, ks.stop - ks.start)
         top = np.argpartition(-s, keep - 1, axis=1)[:, :keep]
-        r = np.repeat(np.arange(length), keep)
+        r = np.repeat(np.arange(qs.stop - qs.start), keep)
         c = top.ravel()
         seen = np.isfinite(s[r, c])  # a causal query near the start sees fewer than m keys
-        rows.append(r[seen] + sl.start)
-        cols.append(c[seen] + sl.start)
+        rows.append(r[seen] + qs.start)
+        cols.append(c[seen] + ks.start)
     r_all = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     c_all = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-    p = sp.csr_matrix((np.ones(len(r_all)), (r_all, c_all + n)), shape=(2 * n, 2 * n))
+    n = nq + nk
+    p = sp.csr_matrix((np.ones(len(r_all)), (r_all, c_all + nq)), shape=(n, n))
     return _normalised(p)
 
 

@@ -80,8 +80,10 @@ def layout_input(qn: np.ndarray, kn: np.ndarray, metric: str) -> np.ndarray:
 class HeadSource:
     """Where a worker finds one head: a capture store path, or the head's own arrays.
 
-    ``seq``, ``causal`` and ``window`` are only needed by the attention-guided method; ``score`` (the
-    head's :class:`~qkviz.attention.ScoreFunction`, or a plain scaling) by that method and by
+    ``seq``, ``causal`` and ``window`` are only needed by the methods that use each head's scoring
+    context (the attention-guided layout, the t-SNE's in-sequence links; ``kseq``: the keys'
+    sequence ids of a cross-attention); ``score`` (the head's
+    :class:`~qkviz.attention.ScoreFunction`, or a plain scaling) by those methods and by
     layouts of ALiBi heads, whose layout vectors carry the bias (with ``pos``, the token positions).
     ``translate`` is False for soft-capped heads: a key translation would change their attention.
     """
@@ -98,6 +100,7 @@ class HeadSource:
     pos: np.ndarray | None = field(default=None, repr=False)
     translate: bool = True
     attn: str | None = None  # which attention of an encoder-decoder capture
+    kseq: np.ndarray | None = field(default=None, repr=False)
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """The head's queries and keys, as captured."""
@@ -165,6 +168,8 @@ def _key(qn: np.ndarray, kn: np.ndarray, src: HeadSource, spec: HeadSpec) -> str
     extra: dict[str, Any] = {}
     if get_method(spec.method).uses_context:
         arrays.append(np.asarray(src.seq))
+        if src.kseq is not None:
+            arrays.append(np.asarray(src.kseq))
         if src.pos is not None:
             arrays.append(np.asarray(src.pos))
         f = src.score if isinstance(src.score, ScoreFunction) else ScoreFunction(scaling=float(src.score))
@@ -223,6 +228,7 @@ def project_one(src: HeadSource, spec: HeadSpec, cache_dir: str | None) -> HeadR
             }
             if method.takes_sequences:
                 context["pos"] = src.pos
+                context["kseq"] = src.kseq
             y = reducer.fit_transform(X, init, **context)
         else:
             y = reducer.fit_transform(X, init)
@@ -425,10 +431,14 @@ def _run_pending(pending, spec, executor, cache_dir, finish) -> bool:
     return stopped
 
 
-def sources_for(capture: Capture, cells: Iterable[tuple[Any, ...]], *, with_attention: bool) -> list[HeadSource]:
+def sources_for(
+    capture: Capture, cells: Iterable[tuple[Any, ...]], *, with_attention: bool, with_sequences: bool = False
+) -> list[HeadSource]:
     """One :class:`HeadSource` per head: by path for a capture on disk, else by arrays.
 
     ``cells`` are ``(layer, head)``, or ``(attn, layer, head)`` for a capture of several attentions.
+    ``with_attention`` (the attention-guided layout: self-attention only) and ``with_sequences``
+    (the t-SNE's in-sequence links) add the sequence ids.
     """
     path = str(capture.path) if capture.path is not None else None
     seq_all = capture.tokens["seq"].to_numpy()
@@ -444,7 +454,8 @@ def sources_for(capture: Capture, cells: Iterable[tuple[Any, ...]], *, with_atte
             )
         f = capture.score(layer, head, attn)
         kw: dict[str, Any] = {
-            "seq": seq_all[capture.query_rows(attn)] if with_attention else None,
+            "seq": seq_all[capture.query_rows(attn)] if with_attention or with_sequences else None,
+            "kseq": seq_all[capture.key_rows(attn)] if with_sequences and g.query_stream != g.key_stream else None,
             "score": f if not f.is_plain else float(f.scaling),
             "causal": bool(g.causal),
             "window": g.window(layer),
@@ -486,5 +497,6 @@ class _LazyArrays(HeadSource):
                 self.pos,
                 self.translate,
                 self.attn,
+                self.kseq,
             ),
         )

@@ -150,7 +150,13 @@ def exact_knn(x: np.ndarray, k: int, *, metric: str = "euclidean", block: int = 
 
 
 def ivf_knn(
-    x: np.ndarray, k: int, *, metric: str = "euclidean", list_size: int = _IVF_LIST, nprobe: int = _IVF_PROBE, seed: int = 0
+    x: np.ndarray,
+    k: int,
+    *,
+    metric: str = "euclidean",
+    list_size: int = _IVF_LIST,
+    nprobe: int = _IVF_PROBE,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate ``k`` nearest neighbours through a faiss IVF-Flat index (CPU).
 

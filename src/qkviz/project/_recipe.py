@@ -199,7 +199,9 @@ def embed(
         params=params,
         random_state=random_state,
     )
-    sources = sources_for(capture, cells, with_attention=spec_method.uses_context)
+    sources = sources_for(
+        capture, cells, with_attention=spec_method.needs_attention, with_sequences=spec_method.takes_sequences
+    )
     t0 = time.perf_counter()
     results, stopped = run_heads(
         sources, spec, executor=executor, cache_dir=_cache_dir(cache), callback=callback, progress=progress

@@ -20,7 +20,17 @@ import numpy as np
 from ..attention import ScoreFunction
 from ..errors import EmbeddingError, MissingDependencyError
 
-__all__ = ["Reducer", "PCA", "TSNE", "UMAP", "check_points", "cuml_available", "pca_init", "gradient_method", "FFT_FROM"]
+__all__ = [
+    "Reducer",
+    "PCA",
+    "TSNE",
+    "UMAP",
+    "check_points",
+    "cuml_available",
+    "pca_init",
+    "gradient_method",
+    "FFT_FROM",
+]
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +266,9 @@ class TSNE(Reducer):
         if n < 4:
             raise EmbeddingError(f"t-SNE needs at least 4 points, got {n}; use method='pca'.")
         if self.params.get("perplexity") is None:
+            k = int(self.params.get("n_neighbors", 15))
+            if k > n - 1:
+                warnings.warn(f"n_neighbors={k} needs more than {n} points; using {n - 1}.", stacklevel=3)
             return None
         perplexity = float(self.params["perplexity"])
         limit = (n - 1) / 3.0
@@ -277,13 +290,16 @@ class TSNE(Reducer):
         causal: bool = False,
         window: int | None = None,
         pos: np.ndarray | None = None,
+        kseq: np.ndarray | None = None,
+        n_tokens: int | None = None,
         q: np.ndarray | None = None,
         k: np.ndarray | None = None,
     ):
         """The layout's affinity matrix (``scipy.sparse.csr_matrix [point, point]``, summing to 1).
 
         ``X`` is validated as in :meth:`fit`; the keyword arguments are the head's scoring context,
-        needed only with ``seq_keys``.
+        needed only with ``seq_keys`` (``n_tokens``: how many of ``X``'s rows are queries, default
+        half; ``kseq``: the keys' sequence ids for cross-attention).
         """
         from ._affinity import knn_affinities, mix, query_key_links, sequence_links
 
@@ -310,22 +326,24 @@ class TSNE(Reducer):
         for name, w in (("seq_weight", seq_weight), ("qk_weight", qk_weight)):
             if not 0.0 <= w < 1.0:
                 raise EmbeddingError(f"{name} must be in [0, 1), got {w!r}.")
-        if (seq_keys > 0 or qk_neighbors > 0) and len(X) % 2:
-            raise EmbeddingError("query-key links need X = queries stacked over keys (an even number of rows).")
+        nq = len(X) // 2 if n_tokens is None else int(n_tokens)
         if seq_keys > 0 and seq_weight > 0:
-            n = len(X) // 2
             if seq is None:
                 raise EmbeddingError(
                     "seq_keys needs the head's sequence ids and scoring (fit(..., seq=, scaling=, q=, k=)); "
                     "qkviz.embed passes them. Pass seq_keys=0 for plain t-SNE."
                 )
-            if len(seq) != n:
-                raise EmbeddingError(f"X must stack {len(seq)} queries over {len(seq)} keys, got {len(X)} rows.")
-            qs = X[:n] if q is None else np.asarray(q, np.float32)
-            ks = X[n:] if k is None else np.asarray(k, np.float32)
-            links = sequence_links(qs, ks, np.asarray(seq), scaling, seq_keys, causal=causal, window=window, pos=pos)
+            if len(seq) != nq or (kseq is None and len(X) != 2 * nq):
+                raise EmbeddingError(f"X must stack {len(seq)} queries over their keys, got {len(X)} rows.")
+            qs = X[:nq] if q is None else np.asarray(q, np.float32)
+            ks = X[nq:] if k is None else np.asarray(k, np.float32)
+            links = sequence_links(
+                qs, ks, np.asarray(seq), scaling, seq_keys, causal=causal, window=window, pos=pos, kseq=kseq
+            )
             parts.append((seq_weight, links))
         if qk_neighbors > 0 and qk_weight > 0:
+            if len(X) % 2:
+                raise EmbeddingError("qk_neighbors needs X = queries stacked over keys (an even number of rows).")
             parts.append((qk_weight, query_key_links(X, qk_neighbors)))
         # The neighbour part keeps what the link weights leave.
         parts[0] = (1.0 - sum(w for w, _ in parts[1:]), parts[0][1])
@@ -341,6 +359,7 @@ class TSNE(Reducer):
         causal: bool = False,
         window: int | None = None,
         pos: np.ndarray | None = None,
+        kseq: np.ndarray | None = None,
         n_tokens: int | None = None,
         q: np.ndarray | None = None,
         k: np.ndarray | None = None,
@@ -392,7 +411,9 @@ class TSNE(Reducer):
             self._tsne_embedding = emb
             self.embedding_ = np.asarray(emb, dtype=np.float32)
             return self
-        P = self.affinities(X, seq=seq, scaling=scaling, causal=causal, window=window, pos=pos, q=q, k=k)
+        P = self.affinities(
+            X, seq=seq, scaling=scaling, causal=causal, window=window, pos=pos, kseq=kseq, n_tokens=n_tokens, q=q, k=k
+        )
         if engine == "torch":
             self.embedding_ = self._fit_torch(P, np.asarray(initialization, np.float64), params)
             self._tsne_embedding = None
