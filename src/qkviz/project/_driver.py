@@ -33,7 +33,7 @@ from ._methods import get_method
 if TYPE_CHECKING:
     from .._capture import Capture
 
-__all__ = ["HeadSpec", "HeadResult", "HeadSource", "run_heads", "make_reducer", "warm_up", "sources_for"]
+__all__ = ["HeadSpec", "HeadResult", "HeadSource", "RunOutcome", "run_heads", "make_reducer", "warm_up", "sources_for"]
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +292,12 @@ def _worker_init(method: str, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+    except ImportError:  # pragma: no cover - faiss-cpu is a declared dependency
+        pass
     warm_up(method)
 
 
@@ -316,9 +322,17 @@ class _Serial(cf.Executor):
         f: cf.Future = cf.Future()
         try:
             f.set_result(fn(*args, **kwargs))
+        except KeyboardInterrupt:  # stop the run here, not just this task
+            raise
         except BaseException as e:
             f.set_exception(e)
         return f
+
+
+def _cuda() -> bool:
+    from ._knn import device
+
+    return device() == "cuda"
 
 
 def _is_dask_client(x: Any) -> bool:
@@ -327,7 +341,9 @@ def _is_dask_client(x: Any) -> bool:
 
 def _executor_for(executor: Any, n_tasks: int, method: str) -> tuple[cf.Executor, bool, int]:
     """(executor, owned, workers) for the ``executor`` argument of :func:`run_heads`."""
-    if executor == "serial" or (executor is None and (n_tasks <= 1 or get_method(method).inline)):
+    m = get_method(method)
+    if executor == "serial" or (executor is None and (n_tasks <= 1 or m.inline or (m.device and _cuda()))):
+        # On CUDA a device method runs head after head in this process: one GPU, one CUDA context.
         return _Serial(), True, 1
     if executor is None:
         workers = max(1, min(os.cpu_count() or 1, n_tasks))
@@ -350,6 +366,18 @@ def _executor_for(executor: Any, n_tasks: int, method: str) -> tuple[cf.Executor
     )
 
 
+@dataclass
+class RunOutcome:
+    """How :func:`run_heads` ended: every head, or stopped early by the callback or by Ctrl-C."""
+
+    results: list[HeadResult]
+    stopped: bool = False
+    interrupted: bool = False
+
+    def __iter__(self):  # ``results, stopped = run_heads(...)`` keeps working
+        return iter((self.results, self.stopped))
+
+
 def run_heads(
     sources: Sequence[HeadSource],
     spec: HeadSpec,
@@ -358,8 +386,13 @@ def run_heads(
     cache_dir: str | None = None,
     callback: Callable[[int, int, tuple[int, int]], bool | None] | None = None,
     progress: bool = False,
-) -> tuple[list[HeadResult], bool]:
-    """Project every head; returns (results in input order for the heads done, stopped_early).
+) -> RunOutcome:
+    """Project every head; returns the heads done (in input order) and whether the run stopped early.
+
+    A ``KeyboardInterrupt`` (Ctrl-C, or a notebook's interrupt) stops the run like a callback
+    returning ``True``: heads not started are cancelled, pool workers are not waited for, and every
+    head finished so far is returned (``interrupted=True``). Each finished head is already in the
+    cache, so running the same call again computes only the missing ones.
 
     Parameters
     ----------
@@ -372,11 +405,17 @@ def run_heads(
         ``callback(done, total, (layer, head))`` after each head; returning ``True`` stops the run
         and the heads finished so far are returned.
     progress : bool
-        Show a progress bar (tqdm) on stderr.
+        Show a progress bar with an ETA (``tqdm.auto``: a widget in notebooks, text in terminals).
+
+    Returns
+    -------
+    RunOutcome
+        ``results`` (list of HeadResult), ``stopped`` and ``interrupted``; it also unpacks as
+        ``results, stopped``.
     """
     total = len(sources)
-    done: dict[tuple[str | None, int, int], HeadResult] = {}
-    stopped = False
+    done: dict[tuple[Any, int, int], HeadResult] = {}
+    outcome = RunOutcome([])
     bar = None
     if progress and total > 1:
         from tqdm.auto import tqdm
@@ -396,38 +435,61 @@ def run_heads(
             if hit is None:
                 pending.append(src)
             elif finish(hit):
-                stopped = True
+                outcome.stopped = True
                 break
-        if pending and not stopped:
-            stopped = _run_pending(pending, spec, executor, cache_dir, finish)
+        if pending and not outcome.stopped:
+            outcome.stopped = _run_pending(pending, spec, executor, cache_dir, finish)
+    except KeyboardInterrupt:
+        outcome.stopped = outcome.interrupted = True
+        log.warning("interrupted: keeping the %d of %d heads already finished", len(done), total)
     finally:
         if bar is not None:
             bar.close()
-    ordered = [done[(s.attn, s.layer, s.head)] for s in sources if (s.attn, s.layer, s.head) in done]
-    return ordered, stopped
+    outcome.results = [done[(s.attn, s.layer, s.head)] for s in sources if (s.attn, s.layer, s.head) in done]
+    return outcome
 
 
 def _run_pending(pending, spec, executor, cache_dir, finish) -> bool:
     ex, owned, workers = _executor_for(executor, len(pending), spec.method)
-    window = max(2, 2 * workers)
+    # A pool keeps two tasks per worker in flight; the serial executor runs a task as it is
+    # submitted, so one at a time lets the callback, the progress bar and Ctrl-C act between heads.
+    window = 1 if isinstance(ex, _Serial) else max(2, 2 * workers)
     queue = list(reversed(pending))
     running: set[cf.Future] = set()
+    handled: set[cf.Future] = set()
     stopped = False
+    interrupted = False
     try:
         while queue or running:
             while queue and len(running) < window:
                 running.add(ex.submit(project_one, queue.pop(), spec, cache_dir))
             finished, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            running |= finished  # until handled: an interrupt below must still see them
             for f in finished:
-                if finish(f.result()):
+                res = f.result()
+                handled.add(f)
+                running.discard(f)
+                if finish(res):
                     stopped = True
             if stopped:
                 for f in running:
                     f.cancel()
                 break
+    except KeyboardInterrupt:
+        # Keep what finished while we were interrupted, cancel what has not started, and do not
+        # wait for the heads still running: a thread or a worker that survives the interrupt
+        # finishes its head and puts it in the cache for the next run; one that got the signal
+        # too (a process pool in a terminal) drops it.
+        interrupted = True
+        for f in running - handled:
+            if f.done() and not f.cancelled() and f.exception() is None:
+                finish(f.result())
+            else:
+                f.cancel()
+        raise
     finally:
         if owned:
-            ex.shutdown(wait=True, cancel_futures=True)
+            ex.shutdown(wait=not interrupted, cancel_futures=True)
     return stopped
 
 

@@ -56,6 +56,9 @@ class Method:
         Fast enough (milliseconds a head) to run in the calling process rather than a worker pool.
     jit : bool
         Pays a JIT compile (numba) on first use in a process; pool workers warm it up as they start.
+    device : bool
+        Runs on the GPU when torch sees CUDA; then heads run one after another in the calling
+        process instead of a worker pool.
     """
 
     name: str
@@ -72,6 +75,7 @@ class Method:
     takes_sequences: bool = False
     inline: bool = False
     jit: bool = False
+    device: bool = False
 
     @property
     def uses_context(self) -> bool:
@@ -121,6 +125,7 @@ METHODS: Mapping[str, Method] = MappingProxyType(
                 metrics_note="PCA is linear: it has no cosine form",
                 library="torch",
                 init_param=None,
+                device=True,
                 takes_metric=False,
                 inline=True,
             ),
@@ -148,6 +153,7 @@ METHODS: Mapping[str, Method] = MappingProxyType(
                 default_metric="dot",
                 library="openTSNE",
                 takes_sequences=True,
+                device=True,
             ),
             Method(
                 "umap",
