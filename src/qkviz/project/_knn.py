@@ -7,13 +7,15 @@ k–k neighbourhoods) asks :func:`neighbours`, which picks the backend by size a
   CUDA when torch sees a GPU (at every size there: the device does the N² products faster than the
   layout's optimiser runs);
 * **IVF** (:func:`ivf_knn`): faiss's inverted-file index over k-means cells of a fixed size (256
-  points, 8 cells searched per point), so its cost grows about 2× per doubling of points. On a
-  joint q/k cloud it finds 98–99 % of the exact 15 nearest neighbours.
+  points, 4 cells searched per point), so its cost grows about 2× per doubling of points. On a
+  joint q/k cloud it finds 92–97 % of the exact 15 nearest neighbours; the layouts made from it
+  score the same recall@5 as from exact kNN (within 0.002 on MiniLM and SmolLM2 heads).
 
-Measured on MiniLM heads (``bench/scale.py``; one thread, best of 3), exact kNN takes 0.03 s at
-2,000 points and 14 s at 48,000, faiss IVF 0.04 s and 1.15 s: they cross near 3,000 points
-(:data:`EXACT_BELOW`). faiss HNSW was 1.6–2× slower than IVF at equal recall, openTSNE's Annoy
-slower still, and pynndescent pays an 18–26 s numba compile in every new process.
+Measured on MiniLM heads (one thread, CPU seconds), exact kNN takes 0.03 s at 2,000 points and
+14 s at 48,000; faiss IVF 0.04 s and 0.54 s (2.9 s at 192,000): they cross near 3,000 points
+(:data:`EXACT_BELOW`). Searching 8 cells instead of 4 finds 97–99 % of the neighbours at 1.6–1.8×
+the cost and the same layout. faiss HNSW was 1.6–2× slower than IVF at equal recall, openTSNE's
+Annoy slower still, and pynndescent pays an 18–26 s numba compile in every new process.
 
 The last few graphs are kept in memory (keyed by the cloud's bytes, the metric and the backend),
 so a second request for the same cloud with the same or fewer neighbours is served by slicing.
@@ -31,7 +33,17 @@ import numpy as np
 
 from ..errors import EmbeddingError
 
-__all__ = ["exact_knn", "ivf_knn", "neighbours", "Neighbours", "device", "knn_backend", "EXACT_BELOW", "BACKENDS"]
+__all__ = [
+    "exact_knn",
+    "ivf_knn",
+    "neighbours",
+    "Neighbours",
+    "device",
+    "threads",
+    "knn_backend",
+    "EXACT_BELOW",
+    "BACKENDS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +54,14 @@ EXACT_BELOW = 3000
 BACKENDS = ("auto", "exact", "ivf")
 
 _IVF_LIST = 256  # points per k-means cell
-_IVF_PROBE = 8  # cells searched per point
+_IVF_PROBE = 4  # cells searched per point
+
+
+def threads() -> int:
+    """Threads a head may use in this process: torch's count (the driver sets it per pool worker)."""
+    import torch
+
+    return max(1, int(torch.get_num_threads()))
 
 
 def device() -> str:

@@ -302,6 +302,7 @@ class TSNE(Reducer):
         half; ``kseq``: the keys' sequence ids for cross-attention).
         """
         from ._affinity import knn_affinities, mix, query_key_links, sequence_links
+        from ._knn import threads
 
         X = check_points(X, dim=self.n_components)
         p = self.params
@@ -315,7 +316,7 @@ class TSNE(Reducer):
                     perplexity=perplexity,
                     metric=p["metric"],
                     backend=p.get("neighbors", "auto"),
-                    n_jobs=int(p.get("n_jobs", 1)),
+                    n_jobs=int(p.get("n_jobs", threads())),
                 ),
             )
         ]
@@ -365,7 +366,7 @@ class TSNE(Reducer):
         k: np.ndarray | None = None,
     ) -> TSNE:
         """Lay out ``X``; the keyword arguments are the head's scoring context (see ``seq_keys``)."""
-        from ._knn import BACKENDS, device
+        from ._knn import BACKENDS, device, threads
         from ._tsne_torch import DEVICE_MAX_POINTS
 
         X = check_points(X, dim=self.n_components)
@@ -379,6 +380,9 @@ class TSNE(Reducer):
                 raise EmbeddingError(f"init must be [point={n}, dim={self.n_components}], got {init.shape}.")
         params = dict(self.params)
         own = {name: params.pop(name) for name in _OWN if name in params}
+        # openTSNE's gradients use as many threads as this process gives a head (all cores when
+        # heads run one after another here, one per pool worker); the result does not depend on it
+        params.setdefault("n_jobs", threads())
         neighbors = own.get("neighbors", "auto")
         engine = own.get("engine", "auto")
         if engine not in ("auto", "opentsne", "torch"):
