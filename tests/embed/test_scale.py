@@ -17,8 +17,9 @@ from qkviz.project import PCA, TSNE
 from qkviz.project import _driver, _knn
 from qkviz.project._affinity import sequence_links
 from qkviz.project._knn import EXACT_BELOW, exact_knn, ivf_knn, knn_backend, neighbours
-from qkviz.project._reducers import FFT_FROM, gradient_method
-from qkviz.project._tsne_torch import kl_divergence
+from qkviz.project import _tsne_torch
+from qkviz.project._reducers import FFT_FROM, gradient_method, tsne_engine
+from qkviz.project._tsne_torch import DEVICE_MAX_POINTS, kl_divergence
 
 from ._fakes import capture_from_arrays
 
@@ -145,6 +146,39 @@ def test_torch_engine_runs_the_early_exaggeration_phase_too():
     assert y.shape == (200, 2) and np.isfinite(y).all()
     with pytest.raises(EmbeddingError, match="engine"):
         TSNE(engine="cuml").fit(x)
+
+
+def test_torch_optimiser_carries_momentum_and_gains_between_phases():
+    x = _clustered_cloud(300, d=8, seed=6)
+    P = TSNE(2, perplexity=None).affinities(x)
+    y0 = PCA(2).fit_transform(x)
+    once = _tsne_torch.optimize(P, y0, n_iter=20, exaggeration=2.0, device="cpu")
+    state: dict = {}
+    half = _tsne_torch.optimize(P, y0, n_iter=10, exaggeration=2.0, device="cpu", state=state)
+    twice = _tsne_torch.optimize(P, half, n_iter=10, exaggeration=2.0, device="cpu", state=state)
+    np.testing.assert_allclose(twice, once, rtol=1e-4, atol=1e-4)  # one run, split in two
+    fresh = _tsne_torch.optimize(P, half, n_iter=10, exaggeration=2.0, device="cpu")
+    assert np.abs(fresh - once).max() > 1e-3  # restarting the gains would give another layout
+
+
+def test_the_gpu_gets_the_torch_optimiser_and_exact_knn_the_cpu_opentsne_and_ivf():
+    # What runs on CUDA is chosen by these two functions; the torch engine itself runs on the CPU
+    # in the tests above. No test here has run on a GPU.
+    assert tsne_engine(200_000, on_device="cuda") == "torch"
+    assert tsne_engine(DEVICE_MAX_POINTS + 1, on_device="cuda") == "opentsne"  # quadratic repulsion
+    assert tsne_engine(200_000, on_device="cpu") == "opentsne"
+    assert tsne_engine(10, "torch", on_device="cpu") == "torch"
+    assert knn_backend(200_000, on_device="cuda") == "exact"
+    assert knn_backend(200_000, on_device="cpu") == "ivf"
+
+
+def test_exact_knn_in_bounded_blocks_gives_the_same_neighbours(monkeypatch):
+    x = _clustered_cloud(700, seed=7)
+    whole = exact_knn(x, 10)
+    monkeypatch.setattr(_knn, "_BLOCK_ELEMENTS", 700 * 64)  # 64 rows at a time
+    blocked = exact_knn(x, 10)
+    np.testing.assert_array_equal(blocked[0], whole[0])
+    np.testing.assert_allclose(blocked[1], whole[1], rtol=1e-5)
 
 
 def test_device_methods_run_serially_on_cuda(monkeypatch):

@@ -269,6 +269,10 @@ def _embed(qkviz: Any, cap: Any, args: argparse.Namespace, rep: _Reporter) -> An
             progress=rep.bars,
         )
         emb = qkviz.embed(cap, **kwargs)
+    if not emb.complete:
+        # Ctrl-C during the heads: embed kept (and cached) the finished ones and said so; the
+        # command writes nothing half-done and exits 130, and the same command resumes from the cache
+        raise KeyboardInterrupt
     return emb
 
 

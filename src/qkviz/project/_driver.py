@@ -441,7 +441,7 @@ def run_heads(
             outcome.stopped = _run_pending(pending, spec, executor, cache_dir, finish)
     except KeyboardInterrupt:
         outcome.stopped = outcome.interrupted = True
-        log.warning("interrupted: keeping the %d of %d heads already finished", len(done), total)
+        log.info("interrupted: keeping the %d of %d heads already finished", len(done), total)
     finally:
         if bar is not None:
             bar.close()

@@ -55,6 +55,7 @@ BACKENDS = ("auto", "exact", "ivf")
 
 _IVF_LIST = 256  # points per k-means cell
 _IVF_PROBE = 4  # cells searched per point
+_BLOCK_ELEMENTS = 1 << 26  # rows × points of one block of exact distances
 
 
 def threads() -> int:
@@ -127,7 +128,7 @@ def exact_knn(x: np.ndarray, k: int, *, metric: str = "euclidean", block: int = 
     metric : {"euclidean", "cosine"}
         Distance: Euclidean, or cosine distance ``1 - cos``.
     block : int
-        Rows per distance block (bounds memory at ``block * point`` floats).
+        Rows per distance block (lowered so that ``block * point`` stays within 2²⁶ floats).
 
     Returns
     -------
@@ -139,6 +140,7 @@ def exact_knn(x: np.ndarray, k: int, *, metric: str = "euclidean", block: int = 
     import torch
 
     n = x.shape[0]
+    block = max(64, min(int(block), _BLOCK_ELEMENTS // max(n, 1)))  # at most 256 MiB of distances
     dev = device()
     t = torch.as_tensor(np.asarray(x, np.float32), device=dev)
     if metric == "cosine":

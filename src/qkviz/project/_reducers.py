@@ -29,6 +29,7 @@ __all__ = [
     "cuml_available",
     "pca_init",
     "gradient_method",
+    "tsne_engine",
     "FFT_FROM",
 ]
 
@@ -207,6 +208,23 @@ def gradient_method(n_points: int) -> str:
     return "fft" if n_points >= FFT_FROM else "bh"
 
 
+def tsne_engine(n_points: int, engine: str = "auto", *, on_device: str | None = None) -> str:
+    """What optimises a t-SNE of ``n_points``: ``"torch"`` (:mod:`._tsne_torch`) or ``"opentsne"``.
+
+    ``"auto"``: torch when torch sees CUDA and the head has at most
+    :data:`~qkviz.project._tsne_torch.DEVICE_MAX_POINTS` points (its exact repulsion is quadratic),
+    else openTSNE on the CPU. ``on_device`` overrides the device torch reports (for tests).
+    """
+    from ._knn import device
+    from ._tsne_torch import DEVICE_MAX_POINTS
+
+    if engine not in ("auto", "opentsne", "torch"):
+        raise EmbeddingError(f"engine must be 'auto', 'opentsne' or 'torch', got {engine!r}.")
+    if engine != "auto":
+        return engine
+    return "torch" if (on_device or device()) == "cuda" and n_points <= DEVICE_MAX_POINTS else "opentsne"
+
+
 class TSNE(Reducer):
     """t-SNE: neighbour affinities (plus optional query→key links), optimised by openTSNE or torch.
 
@@ -366,8 +384,7 @@ class TSNE(Reducer):
         k: np.ndarray | None = None,
     ) -> TSNE:
         """Lay out ``X``; the keyword arguments are the head's scoring context (see ``seq_keys``)."""
-        from ._knn import BACKENDS, device, threads
-        from ._tsne_torch import DEVICE_MAX_POINTS
+        from ._knn import BACKENDS, threads
 
         X = check_points(X, dim=self.n_components)
         if _is_degenerate(X):
@@ -385,10 +402,7 @@ class TSNE(Reducer):
         params.setdefault("n_jobs", threads())
         neighbors = own.get("neighbors", "auto")
         engine = own.get("engine", "auto")
-        if engine not in ("auto", "opentsne", "torch"):
-            raise EmbeddingError(f"engine must be 'auto', 'opentsne' or 'torch', got {engine!r}.")
-        if engine == "auto":
-            engine = "torch" if device() == "cuda" and n <= DEVICE_MAX_POINTS else "opentsne"
+        engine = tsne_engine(n, engine)
         initialization = own.get("initialization", "pca") if init is None else init
         if isinstance(initialization, str) and initialization == "pca":
             # openTSNE cannot run its own PCA init when given affinities instead of X.
@@ -455,13 +469,14 @@ class TSNE(Reducer):
             ee = max(12.0, float(exaggeration or 1.0))
         lr = params.get("learning_rate", "auto")
         y = init
+        state: dict[str, Any] = {}  # momentum and gains go on from one phase to the next
         if ee_iter > 0:
             y = optimize(P, y, n_iter=ee_iter, exaggeration=float(ee), learning_rate=lr,
-                         momentum=float(params.get("initial_momentum", 0.8)))  # fmt: skip
+                         momentum=float(params.get("initial_momentum", 0.8)), state=state)  # fmt: skip
         n_iter = int(params.get("n_iter", 500))
         if n_iter > 0:
             y = optimize(P, y, n_iter=n_iter, exaggeration=float(exaggeration or 1.0), learning_rate=lr,
-                         momentum=float(params.get("final_momentum", 0.8)))  # fmt: skip
+                         momentum=float(params.get("final_momentum", 0.8)), state=state)  # fmt: skip
         return np.asarray(y, np.float32)
 
     def transform(self, X: np.ndarray) -> np.ndarray:

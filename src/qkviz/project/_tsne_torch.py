@@ -20,7 +20,7 @@ yet.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -97,6 +97,7 @@ def optimize(
     min_gain: float = 0.01,
     device: str | None = None,
     callback: Callable[[int], bool | None] | None = None,
+    state: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """Run ``n_iter`` iterations of t-SNE gradient descent from ``init``.
 
@@ -118,6 +119,9 @@ def optimize(
     callback : callable, optional
         ``callback(iteration)`` after each iteration; returning ``True`` stops early (the layout
         reached so far is returned).
+    state : dict, optional
+        Carries the momentum and the gains from one call to the next, as openTSNE's optimiser
+        carries them from its early-exaggeration phase into the main one; updated in place.
 
     Returns
     -------
@@ -135,8 +139,9 @@ def optimize(
     lr = n / rho if learning_rate == "auto" else float(learning_rate)
     rows, cols, vals = _coo(P, dev, dtype)
     vals = vals * rho
-    update = torch.zeros_like(y)
-    gains = torch.ones_like(y)
+    state = {} if state is None else state
+    update = state.get("update", torch.zeros_like(y))
+    gains = state.get("gains", torch.ones_like(y))
     block = max(64, min(n, _BLOCK_ELEMENTS // max(n, 1)))
     for it in range(int(n_iter)):
         diff = y[rows] - y[cols]
@@ -154,4 +159,5 @@ def optimize(
         y -= y.mean(0)
         if callback is not None and callback(it + 1):
             break
+    state["update"], state["gains"] = update, gains
     return y.cpu().numpy().astype(np.float32)
