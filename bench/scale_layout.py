@@ -198,6 +198,10 @@ def measure(store: str | pathlib.Path | Any, name: str, heads: list[int], layer:
         "recall5": [round(float(r), 4) for r in f["recall"]],
         "recall5_mean": round(float(f["recall"].mean()), 4),
         "chance_recall5_mean": round(float(f["chance_recall"].mean()), 5),
+        # the rank correlation of layout distance with attention over all of a query's keys: the
+        # default's in-sequence links are each query's top-5 keys, so recall@5 partly measures them
+        "spearman": [round(float(r), 4) for r in f["spearman"]],
+        "spearman_mean": round(float(f["spearman"].mean()), 4),
         "peak_rss_mb": round(peak_after, 1),
         "peak_rss_over_load_mb": round(max(0.0, peak_after - peak_before), 1),
         "threads": {"torch": torch.get_num_threads(), "faiss": faiss_threads},
@@ -263,20 +267,25 @@ def curve(rows: dict[str, dict[str, dict[str, Any]]], methods: list[str]) -> dic
             "growth_per_doubling": growth_per_doubling(tokens, wall),
             "cpu_growth_per_doubling": growth_per_doubling(tokens, cpu),
             "recall5_mean": [rows[s][m]["recall5_mean"] for s in sizes],
+            "spearman_mean": [rows[s][m].get("spearman_mean") for s in sizes],
         }
         if m != "pca" and all("pca" in rows[s] for s in sizes):
             diff = [_minus_pca(rows[s][m], rows[s]["pca"]) for s in sizes]
             entry["recall5_minus_pca_mean"] = [round(float(d.mean()), 4) for d in diff]
             entry["heads_below_pca"] = [int((d < 0).sum()) for d in diff]
             entry["worst_head_minus_pca"] = [round(float(d.min()), 4) for d in diff]
+            if all("spearman" in rows[s][m] for s in sizes):
+                sd = [_minus_pca(rows[s][m], rows[s]["pca"], "spearman") for s in sizes]
+                entry["spearman_minus_pca_mean"] = [round(float(d.mean()), 4) for d in sd]
+                entry["heads_below_pca_spearman"] = [int((d < 0).sum()) for d in sd]
         out[m] = entry
     return out
 
 
-def _minus_pca(row: dict[str, Any], pca: dict[str, Any]) -> np.ndarray:
-    """Recall@5 of ``row`` minus PCA's, head by head (on the heads both measured)."""
-    by_head = dict(zip(pca["heads"], pca["recall5"]))
-    return np.array([r - by_head[h] for h, r in zip(row["heads"], row["recall5"])])
+def _minus_pca(row: dict[str, Any], pca: dict[str, Any], score: str = "recall5") -> np.ndarray:
+    """``score`` of ``row`` minus PCA's, head by head (on the heads both measured)."""
+    by_head = dict(zip(pca["heads"], pca[score]))
+    return np.array([r - by_head[h] for h, r in zip(row["heads"], row[score])])
 
 
 def goals(cv: dict[str, Any], method: str = "tsne", at: int = 48_000) -> dict[str, Any]:
@@ -295,6 +304,8 @@ def goals(cv: dict[str, Any], method: str = "tsne", at: int = 48_000) -> dict[st
     if "recall5_minus_pca_mean" in c:
         out["mean_recall_at_least_pca_at_every_size"] = all(d >= 0 for d in c["recall5_minus_pca_mean"])
         out["heads_below_pca_by_size"] = c["heads_below_pca"]
+    if "spearman_minus_pca_mean" in c:
+        out["mean_spearman_at_least_pca_at_every_size"] = all(d >= 0 for d in c["spearman_minus_pca_mean"])
     return out
 
 
