@@ -281,7 +281,7 @@ def _export(emb: Any, args: argparse.Namespace, rep: _Reporter) -> pathlib.Path:
 
     out = pathlib.Path(args.output)
     with rep.stage("export html", str(out)):
-        save_html(emb, out, top_k=args.top_k, compact=not args.exact)
+        save_html(emb, out, top_k=args.top_k, compact=not args.exact, progress=rep.bars)
     rep.say(f"  wrote {out} ({_size(out)})")
     return out
 

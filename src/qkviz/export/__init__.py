@@ -84,6 +84,7 @@ def save_html(
     top_k: int = DEFAULT_TOP_K,
     compact: bool = True,
     compress: bool = True,
+    progress: bool = True,
     **widget_kwargs: Any,
 ) -> pathlib.Path:
     """Write a self-contained interactive HTML file.
@@ -115,6 +116,9 @@ def save_html(
     compress : bool
         gzip the binary data (the page needs ``DecompressionStream``: Chrome/Edge 80+, Firefox
         113+, Safari 16.4+). Turn off only for very old browsers; the file then grows.
+    progress : bool
+        A progress bar with an ETA over the heads (a widget in notebooks, text in terminals), shown
+        when the export takes more than a second.
 
     Returns
     -------
@@ -132,7 +136,7 @@ def save_html(
     out = pathlib.Path(path)
     if not out.parent.is_dir():
         raise InputError(f"cannot write {out}: the folder {out.parent} does not exist")
-    text = to_html(obj, title=title, top_k=top_k, compact=compact, compress=compress, **widget_kwargs)
+    text = to_html(obj, title=title, top_k=top_k, compact=compact, compress=compress, progress=progress, **widget_kwargs)
     atomic_write_bytes(out, page_bytes(text))
     return out
 
@@ -144,6 +148,7 @@ def to_html(
     top_k: int = DEFAULT_TOP_K,
     compact: bool = True,
     compress: bool = True,
+    progress: bool = False,
     **widget_kwargs: Any,
 ) -> str:
     """The HTML text that :func:`save_html` writes (same parameters, minus ``path``).
@@ -153,7 +158,7 @@ def to_html(
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
         raise InputError(f"top_k must be a whole number >= 0, got {top_k!r}")
     state, view, selection = _state_of(obj, widget_kwargs)
-    snap = snapshot(state, view, int(top_k), selection)
+    snap = snapshot(state, view, int(top_k), selection, progress=progress)
     return page_html(
         snap, title=title or _default_title(state.embedding), theme=view.theme, compact=compact, compress=compress
     )

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 __all__ = ["snapshot", "topk_cell"]
 
 
-def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarray | None = None) -> dict[str, Any]:
+def snapshot(
+    state: WidgetState, view: View, top_k: int = 0, selection: np.ndarray | None = None, *, progress: bool = False
+) -> dict[str, Any]:
     """Everything the front end needs without a kernel.
 
     Parameters
@@ -35,6 +37,9 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
         sentence, heatmap and image views work offline from these).
     selection : uint32 array [n_selected], optional
         Global point indices selected when the page opens.
+    progress : bool
+        A progress bar with an ETA over the heads (``tqdm.auto``), shown when they take more than
+        a second.
 
     Returns
     -------
@@ -96,7 +101,9 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
     shared: dict[str, Any] = {}
     # the by-position matrices grow with the longest sequence squared (ViT: 257² per head)
     max_pos = max(16, int(np.sqrt(_AGGREGATE_VALUES // len(state.cells))))
-    for cell_key in state.cells:
+    from tqdm.auto import tqdm
+
+    for cell_key in tqdm(state.cells, desc="qkviz html", unit="head", disable=not progress, delay=1.0, leave=False):
         attn, la, he = cell_key if state.several else (None, *cell_key)
         if not emb.has(la, he, attn):  # a hole in the grid: nothing to embed, the page never asks
             topk.append(
