@@ -82,6 +82,7 @@ def snapshot(
                 "stop": p["stop"],
                 "coords": array_to_binary(p["coords"], "float32"),
                 "norms": array_to_binary(p["norms"], "uint8"),
+                **({"vnorms": array_to_binary(p["vnorms"], "uint8")} if "vnorms" in p else {}),
             }
         )
     out: dict[str, Any] = {
