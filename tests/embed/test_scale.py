@@ -13,11 +13,9 @@ import pytest
 from qkviz import embed
 from qkviz.attention import ScoreFunction, attention_rows
 from qkviz.errors import EmbeddingError
-from qkviz.project import PCA, TSNE
-from qkviz.project import _driver, _knn
+from qkviz.project import PCA, TSNE, _driver, _knn, _tsne_torch
 from qkviz.project._affinity import sequence_links
 from qkviz.project._knn import EXACT_BELOW, exact_knn, ivf_knn, knn_backend, neighbours
-from qkviz.project import _tsne_torch
 from qkviz.project._reducers import FFT_FROM, gradient_method, tsne_engine
 from qkviz.project._tsne_torch import DEVICE_MAX_POINTS, kl_divergence
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import tqdm.auto
 
 import qkviz
-from qkviz import export
 from _fakes import synthetic_capture
+from qkviz import export
 
 
 class _Recorder:
     """Stands in for tqdm: records each bar's settings and iterates like the real one."""
 
-    bars: list[dict] = []
+    bars: ClassVar[list[dict]] = []
 
     def __init__(self, iterable=None, **kw):
         self.iterable = list(iterable) if iterable is not None else []

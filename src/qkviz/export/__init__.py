@@ -136,7 +136,9 @@ def save_html(
     out = pathlib.Path(path)
     if not out.parent.is_dir():
         raise InputError(f"cannot write {out}: the folder {out.parent} does not exist")
-    text = to_html(obj, title=title, top_k=top_k, compact=compact, compress=compress, progress=progress, **widget_kwargs)
+    text = to_html(
+        obj, title=title, top_k=top_k, compact=compact, compress=compress, progress=progress, **widget_kwargs
+    )
     atomic_write_bytes(out, page_bytes(text))
     return out
 

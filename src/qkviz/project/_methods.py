@@ -129,10 +129,12 @@ METHODS: Mapping[str, Method] = MappingProxyType(
                 takes_metric=False,
                 inline=True,
             ),
-            # Chosen by measurement (bench/scale.py; /work/notes/layouts-design.md): on MiniLM the
-            # dot lift, 15 uniform neighbours and each query's 5 top-scoring keys of its own
-            # sequence, from the lift's PCA at std 1, 30 iterations at exaggeration 2, beat PCA's
-            # recall@5 at every size from 6k to 96k tokens at about 2x cost per doubling.
+            # Chosen by measurement on MiniLM (bench/scale_layout.py): the dot lift, 15 uniform
+            # neighbours and each query's 5 top-scoring keys of its own sequence, from the lift's
+            # PCA at std 1, 30 iterations at exaggeration 2, beat PCA's mean recall@5 at every size
+            # from 6k to 96k tokens at about 2x cost per doubling. Global top-q·k links (the
+            # previous default, qk_neighbors=15) all land on a few high-norm "sink" keys on many
+            # heads; perplexity 30 cost six times the kNN for no better layout.
             Method(
                 "tsne",
                 "t-SNE (openTSNE) refining the dot-lift PCA, with each query linked to its top-scoring keys",

@@ -159,9 +159,13 @@ def embed(
         the finished heads are returned (``emb.complete`` is ``False``) and, being cached, are not
         recomputed when the same call runs again.
     **method_params
-        Straight to the reducer: ``perplexity``, ``n_iter``, ``early_exaggeration_iter``,
-        ``theta`` (t-SNE, openTSNE names); ``n_neighbors``, ``min_dist``, ``n_epochs`` (UMAP);
-        ``attention_weight``, ``top_keys`` (attention).
+        Straight to the reducer. t-SNE: ``n_neighbors`` (15), ``perplexity`` (``None``: uniform
+        affinities; a number: openTSNE's Gaussian ones), ``seq_keys`` (5) and ``seq_weight`` (0.5)
+        (each query's top-scoring keys of its own sequence; 0 turns them off), ``qk_neighbors``,
+        ``neighbors`` (``"auto"``: exact kNN below 3,000 points, faiss IVF above; ``"exact"``,
+        ``"ivf"``), ``engine`` (``"auto"``: torch on CUDA, openTSNE on the CPU), and openTSNE's
+        ``n_iter``, ``early_exaggeration_iter``, ``exaggeration``, ``theta``...; UMAP:
+        ``n_neighbors``, ``min_dist``, ``n_epochs``; attention: ``attention_weight``, ``top_keys``.
 
     Returns
     -------
