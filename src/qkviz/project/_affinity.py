@@ -119,14 +119,14 @@ def sequence_links(
 
     nq, nk = len(q), len(k)
     cross = kseq is not None
-    if len(seq) != nq or (not cross and nk != nq) or (cross and len(kseq) != nk):
+    if len(seq) != nq or (kseq is None and nk != nq) or (kseq is not None and len(kseq) != nk):
         raise EmbeddingError(
             f"seq must give one sequence id per query and key, got {len(seq)} ids for {nq} queries and {nk} keys."
         )
     m = int(m)
     if m < 1:
         raise EmbeddingError(f"seq_keys must be >= 1, got {m}.")
-    if cross:
+    if kseq is not None:
         kslices = {int(kseq[sl.start]): sl for sl in sequence_slices(kseq)}
     rows, cols = [], []
     for qs in sequence_slices(seq):
