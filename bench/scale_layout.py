@@ -1,8 +1,8 @@
-"""Layouts at research scale (issue 11): the layout curve from 6k to 96k tokens, and SmolLM2 end to end.
+"""The layout sections of ``bench/scale.py`` (issue 11): the layout curve from 6k to 96k tokens, and
+SmolLM2 end to end. Run them through ``bench/scale.py --sections layout,smollm2``.
 
-The layout sections of ``bench/scale.py`` (its convention: ``<name>_section(args, scratch) -> dict``;
-add ``"layout"``, ``"smollm2"`` and ``"layout_synthetic"`` to its ``SECTIONS`` and import them from
-here), and runnable alone. Prints one JSON object:
+Each section follows ``scale.py``'s convention (``<name>_section(args, scratch) -> dict``;
+``scale.py`` imports them and adds this module's options with :func:`add_arguments`):
 
 * ``layout``: MiniLM, layer 2 (``--heads``, default all 12), captured once per size over the first
   sentences of the demo corpus followed by CPython's documentation sentences (``pydoc_data``; each
@@ -11,22 +11,25 @@ here), and runnable alone. Prints one JSON object:
   the default before issue 11, on ``--previous-heads`` up to ``--previous-max`` tokens) embeds the heads with
   ``executor="serial"`` and no cache in a fresh process, after a warm-up embed of a small synthetic
   capture. Per size and method: wall seconds per head (each head timed by ``embed``'s callback), CPU
-  seconds per head (every thread of the process), recall@5 per head and its mean, peak memory (the
-  process's peak RSS, and how far the embed raised it above what loading the capture took), the
-  threads in use. ``curve`` gathers the seconds per head by size, the growth per doubling of tokens,
-  and each method's recall against PCA's on the same heads; ``goals`` checks issue 11's three.
-* ``smollm2``: SmolLM2-135M over ``--sentences`` demo sentences (700: about 19.7k tokens, 270 heads):
-  ``capture`` to a store, then the default ``embed`` of every head with the default executor, in a
-  fresh process: seconds of each stage and their sum (issue 11's goal: at most 6 minutes).
+  seconds per head (every thread of the process), recall@5 and Spearman per head and their means,
+  peak memory (the process's peak RSS, and how far the embed raised it above what loading the
+  capture took), the threads in use. ``curve`` gathers the seconds per head by size, the growth per
+  doubling of tokens, and each method's recall against PCA's on the same heads; ``goals`` checks
+  issue 11's three.
+* ``smollm2``: SmolLM2-135M over ``--e2e-sentences`` demo sentences (700: about 19.7k tokens, 270
+  heads): ``capture`` to a store, then the default ``embed`` of every head with the default
+  executor, in a fresh process: seconds of each stage and their sum (issue 11's goal: at most 6
+  minutes).
 * ``layout_synthetic`` (what CI runs, ``tests/test_bench_scale_layout.py``): the same rows on
   captures made without a model, small, in this process: for the logic only.
 
-``machine`` (platform, CPUs, memory) and ``load`` (``/proc/loadavg`` before and after each section)
-are recorded with every run: this machine is shared and its speed varies, so read the ratios within
+``scale.py`` records ``machine`` and ``load`` with every run, and each measurement records the load
+average when it finished: this machine is shared and its speed varies, so read the ratios within
 one run, and the CPU seconds beside the wall seconds.
 
-Run: ``.venv/bin/python bench/scale_layout.py [--sections layout,smollm2] [--scratch DIR]
+Run: ``.venv/bin/python bench/scale.py --sections layout [--scratch DIR]
 [--tokens 6000,12000,24000,48000,96000] [--methods pca,tsne,tsne-previous] [--heads 0,1]``.
+This file runs alone only as the fresh process of one measurement (``--child``).
 """
 
 from __future__ import annotations
@@ -36,11 +39,9 @@ import json
 import math
 import os
 import pathlib
-import platform
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -49,6 +50,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import numpy as np
 
+#: What this module adds to ``bench/scale.py``'s sections.
 SECTIONS = ("layout", "smollm2", "layout_synthetic")
 
 #: ``embed`` parameters of each benchmarked method. ``tsne-previous`` is the default t-SNE before
@@ -80,22 +82,11 @@ METHODS: dict[str, dict[str, Any]] = {
 # helpers
 
 
-def loadavg() -> list[float]:
+def loadavg() -> list[float]:  # as scale.py's: this module also runs alone, as one measurement
     try:
         return [float(x) for x in pathlib.Path("/proc/loadavg").read_text().split()[:3]]
     except OSError:  # not Linux
         return [round(x, 2) for x in os.getloadavg()]
-
-
-def machine() -> dict[str, Any]:
-    import psutil
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
-    }
 
 
 def corpus() -> list[str]:
@@ -367,7 +358,7 @@ print(json.dumps({{"tokens": int(cap.n_tokens), "heads": len(emb.cells), "captur
 def smollm2_section(args: argparse.Namespace, scratch: pathlib.Path) -> dict[str, Any]:
     import shutil
 
-    n = int(getattr(args, "sentences", 700))
+    n = int(getattr(args, "e2e_sentences", 700))
     out = scratch / f"smollm2-{n}-e2e.qkv"
     if out.exists():
         shutil.rmtree(out)
@@ -394,47 +385,23 @@ def layout_synthetic_section(args: argparse.Namespace, scratch: pathlib.Path) ->
 # ---------------------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    sections = [s for s in args.sections.split(",") if s]
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:
-        raise SystemExit(f"unknown sections {unknown}; choose from {list(SECTIONS)}")
-    out: dict[str, Any] = {"bench": "scale_layout", "machine": machine(), "load": {"before": loadavg()}}
-    with tempfile.TemporaryDirectory() as tmp:
-        scratch = pathlib.Path(args.scratch) if args.scratch else pathlib.Path(tmp)
-        scratch.mkdir(parents=True, exist_ok=True)
-        for name in sections:
-            t0 = time.perf_counter()
-            out[name] = globals()[f"{name}_section"](args, scratch)
-            out[name]["section_s"] = round(time.perf_counter() - t0, 1)
-            out[name]["load_after"] = loadavg()
-    out["load"]["after"] = loadavg()
-    return out
-
-
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--sections", default="layout")
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """This module's options, on ``bench/scale.py``'s parser."""
     ap.add_argument("--tokens", default="6000,12000,24000,48000,96000", help="capture sizes of the layout curve")
     ap.add_argument("--methods", default="pca,tsne,tsne-previous", help=f"of {', '.join(METHODS)}")
     ap.add_argument("--heads", default="0,1,2,3,4,5,6,7,8,9,10,11", help="heads of MiniLM's layer 2")
     ap.add_argument("--previous-max", type=int, default=48_000, help="largest size for tsne-previous")
     ap.add_argument("--previous-heads", default="0,1", help="heads for tsne-previous (the issue's own two)")
-    ap.add_argument("--sentences", type=int, default=700, help="SmolLM2 demo sentences (700: ~19.7k tokens)")
+    ap.add_argument("--e2e-sentences", type=int, default=700, help="smollm2 section: demo sentences (~19.7k tokens)")
     ap.add_argument("--synthetic-sizes", default="50,100", help="sequences of 20 tokens per synthetic size")
     ap.add_argument("--synthetic-methods", default="pca,tsne")
-    ap.add_argument("--scratch", help="folder for the stores (kept and reused; default: a temporary folder)")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    return ap
 
 
 def main() -> None:
-    args = parser().parse_args()
-    if args.child:
-        job = json.loads(args.child)
-        print(json.dumps(measure(job["store"], job["name"], job["heads"])))
-        return
-    print(json.dumps(run(args), indent=1))
+    ap = argparse.ArgumentParser(description="one measurement of bench/scale.py's layout section")
+    ap.add_argument("--child", required=True, help='{"store": ..., "name": ..., "heads": [...]}')
+    job = json.loads(ap.parse_args().child)
+    print(json.dumps(measure(job["store"], job["name"], job["heads"])))
 
 
 if __name__ == "__main__":

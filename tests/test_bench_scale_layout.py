@@ -1,4 +1,4 @@
-"""bench/scale_layout.py's logic on small inputs (no timing asserts): the synthetic rows, the growth
+"""bench/scale.py's layout sections (bench/scale_layout.py): their logic on small inputs (no timing asserts): the synthetic rows, the growth
 per doubling, head-by-head comparison with PCA, and how many sentences make a size."""
 
 from __future__ import annotations
@@ -12,18 +12,30 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def bench():
+def _load(name):
     sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("scale_layout", ROOT / "bench" / "scale_layout.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_synthetic_section(bench, tmp_path):
-    args = bench.parser().parse_args(["--sections", "layout_synthetic", "--scratch", str(tmp_path)])
-    out = bench.run(args)
+@pytest.fixture(scope="module")
+def bench():
+    return _load("scale_layout")
+
+
+@pytest.fixture(scope="module")
+def scale():
+    return _load("scale")
+
+
+def test_synthetic_section_through_scale_py(scale, tmp_path):
+    args = scale.parser().parse_args(["--sections", "layout_synthetic", "--scratch", str(tmp_path)])
+    assert (
+        args.tokens.startswith("6000") and args.e2e_sentences == 700 and args.sentences == 720
+    )  # both halves' options
+    out = scale.run(args)
     row = out["layout_synthetic"]
     assert out["machine"]["cpus"] >= 1 and len(out["load"]["before"]) == 3
     sizes = list(row["runs"])

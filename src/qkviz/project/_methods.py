@@ -154,7 +154,7 @@ METHODS: Mapping[str, Method] = MappingProxyType(
                 takes_metric=False,
                 inline=True,
             ),
-            # Chosen by measurement on MiniLM (bench/scale_layout.py): the dot lift, 15 uniform
+            # Chosen by measurement on MiniLM (bench/scale.py, layout section): the dot lift, 15 uniform
             # neighbours and each query's 5 top-scoring keys of its own sequence, from the lift's
             # PCA at std 1, 30 iterations at exaggeration 2, beat PCA's mean recall@5 at every size
             # from 6k to 96k tokens at about 2x cost per doubling. Global top-q·k links (the
