@@ -210,7 +210,7 @@ class PCA(Reducer):
 
 #: From this many points on, openTSNE's FFT gradients beat Barnes–Hut for qkviz's short schedules
 #: (30 iterations: BH 0.23 s vs FFT 0.29 s at 2,000 points, 0.53 s vs 0.32 s at 4,000; 8.9 s vs
-#: 0.59 s at 48,000 — one thread, MiniLM heads, ``bench/scale.py``). openTSNE's own switch, 10,000
+#: 0.59 s at 48,000 — one thread, MiniLM heads, measured for issue 11). openTSNE's own switch, 10,000
 #: points, suits its 750-iteration default, where FFT's fixed cost per iteration adds up.
 FFT_FROM = 3000
 
