@@ -14,13 +14,20 @@ that returns a dict, so the layout half (issue 11) and the widget half add their
   budget, the same with one head whole (``full=``), and every point (``max_bytes=None``): seconds,
   bytes, points held, tokens per sampled head;
 * ``synthetic`` (what CI runs, ``tests/test_bench_scale.py``): the same HTML rows on a capture made
-  without a model (``Capture.from_arrays`` + save), fast, for the logic only.
+  without a model (``Capture.from_arrays`` + save), fast, for the logic only;
+* ``layout``, ``smollm2``, ``layout_synthetic`` (issue 11, ``bench/scale_layout.py``): the layout
+  curve (MiniLM layer 2 from 6k to 96k tokens, per method: seconds and CPU seconds per head,
+  recall@5 and Spearman, peak memory, beside PCA in the same run), SmolLM2 from ``capture``
+  through the default ``embed`` of every head, and the layout rows on synthetic captures (CI,
+  ``tests/test_bench_scale_layout.py``).
 
 ``machine`` (platform, CPUs, memory) and ``load`` (``/proc/loadavg`` before and after) are recorded
 with every run: this machine's speed varies with what else runs, so compare ratios within one run.
 
 Run: ``.venv/bin/python bench/scale.py [--sections capture,stream,html] [--sentences 720]
-[--scratch DIR] [--dtypes float32,float16,bfloat16]``.
+[--scratch DIR] [--dtypes float32,float16,bfloat16]``; the layout curve:
+``bench/scale.py --sections layout [--tokens 6000,...,96000] [--heads 0,1]`` (about 20 minutes on 2
+cores for every size and head).
 """
 
 from __future__ import annotations
@@ -44,7 +51,11 @@ import numpy as np
 import qkviz
 from qkviz import export
 
-SECTIONS = ("capture", "stream", "html", "synthetic")
+sys.path.insert(0, str(ROOT / "bench"))
+import scale_layout
+from scale_layout import layout_section, layout_synthetic_section, smollm2_section  # noqa: F401 (sections)
+
+SECTIONS = ("capture", "stream", "html", "synthetic", *scale_layout.SECTIONS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,6 +283,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--stream-sizes", default="1000,8000", help="streamed corpus sizes (sentences)")
     ap.add_argument("--stream-model", default="minilm", help="model of the stream section")
     ap.add_argument("--scratch", help="folder for the stores (kept; default: a temporary folder)")
+    scale_layout.add_arguments(ap)
     return ap
 
 

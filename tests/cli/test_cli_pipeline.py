@@ -135,3 +135,30 @@ def test_demo_small(run_dir, capsys):
     assert err.rstrip().splitlines()[-1].startswith("  total ")
     assert "\r" not in err  # no progress bars outside a terminal
     assert out.stat().st_size > 10_000
+
+
+def test_embed_interrupted_writes_nothing_and_the_same_command_resumes(captured, run_dir, capsys, monkeypatch,
+                                                                        tmp_path):  # fmt: skip
+    from qkviz.project import _driver
+
+    monkeypatch.setenv("QKVIZ_CACHE_DIR", str(tmp_path))  # a cache of this test's own
+    real = _driver.project_one
+    calls: list[int] = []
+
+    interrupt = [True]
+
+    def project_one(src, spec, cache_dir):
+        calls.append(src.head)
+        if interrupt[0] and len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C during the third head
+        return real(src, spec, cache_dir)
+
+    monkeypatch.setattr(_driver, "project_one", project_one)
+    out = run_dir / "interrupted.qke"
+    code, _, err = run(capsys, "embed", captured, "--method", "pca", "-o", out)
+    assert code == 130 and "interrupted after 2 of 24 heads" in err and not out.exists()
+    calls.clear()
+    interrupt[0] = False
+    code, _, _ = run(capsys, "embed", captured, "--method", "pca", "-o", out, "-q")
+    assert code == 0 and out.exists()
+    assert len(calls) == 22  # the two finished heads came from the cache

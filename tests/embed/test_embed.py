@@ -178,11 +178,13 @@ def test_non_finite_head_names_the_head():
         embed(c, "pca", cache=False, progress=False)
 
 
-def test_tiny_head_tsne_perplexity_falls_back(recwarn):
+@pytest.mark.parametrize("neighbourhood", [{}, {"perplexity": 30}])
+def test_tiny_head_tsne_neighbourhood_falls_back(recwarn, neighbourhood):
     c = synthetic_capture(n_layers=1, n_heads=1, lens=(4, 3))
-    emb = embed(c, "tsne", cache=False, progress=False, **FAST)
+    emb = embed(c, "tsne", cache=False, progress=False, **FAST, **neighbourhood)
     assert emb.coords(0, 0).shape == (14, 2)
-    assert any("perplexity" in str(w.message) for w in recwarn)
+    word = "perplexity" if neighbourhood else "n_neighbors"
+    assert any(word in str(w.message) for w in recwarn)
 
 
 def test_attention_method_runs_on_small_heads(cap):

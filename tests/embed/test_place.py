@@ -68,10 +68,15 @@ def test_pca_dot_and_euclidean_3d_are_exact_too(cap):
 
 
 def test_tsne_places_a_known_sentence_next_to_itself(cap):
-    emb = embed(cap, "tsne", cache=False, progress=False, executor="serial", layers=[1], **FAST_TSNE)
+    # A t-SNE of the vectors alone (seq_keys=0): placement by vector neighbours is tight.
+    emb = embed(cap, "tsne", cache=False, progress=False, executor="serial", layers=[1], seq_keys=0, **FAST_TSNE)
     d = _displacement(emb, emb.place([TEXTS[7]]), 7)
     # the box is [-1, 1]: the median point lands within 2.5% of its width of its own position
     assert np.median(d) < 0.05, np.median(d)
+    # The default also links each query to its top-scoring keys of its own sentence, which place()
+    # (vector neighbours only) cannot see: a known sentence lands farther (0.10 measured here).
+    emb = embed(cap, "tsne", cache=False, progress=False, executor="serial", layers=[1], **FAST_TSNE)
+    assert np.median(_displacement(emb, emb.place([TEXTS[7]]), 7)) < 0.2
 
 
 def test_a_cache_hit_places_like_a_fresh_fit(cap, tmp_path):

@@ -264,6 +264,10 @@ def _embed(qkviz: Any, cap: Any, args: argparse.Namespace, rep: _Reporter) -> An
             progress=rep.bars,
         )
         emb = qkviz.embed(cap, **kwargs)
+    if not emb.complete:
+        # Ctrl-C during the heads: embed kept (and cached) the finished ones and said so; the
+        # command writes nothing half-done and exits 130, and the same command resumes from the cache
+        raise KeyboardInterrupt
     return emb
 
 
@@ -276,7 +280,7 @@ def _export(emb: Any, args: argparse.Namespace, rep: _Reporter) -> pathlib.Path:
     with rep.stage("export html", str(out)):
         page = save_html(
             emb, out, top_k=args.top_k, compact=not args.exact, full=getattr(args, "full", None),
-            overwrite=args.force, **kwargs,
+            overwrite=args.force, progress=rep.bars, **kwargs,
         )  # fmt: skip
     rep.say(f"  wrote {out} ({_size(out)})")
     if page.sampled:

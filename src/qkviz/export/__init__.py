@@ -164,6 +164,7 @@ def save_html(
     max_bytes: int | None = DEFAULT_MAX_BYTES,
     full: Iterable[tuple[int, int]] | None = None,
     overwrite: bool = True,
+    progress: bool = True,
     **widget_kwargs: Any,
 ) -> SavedPage:
     """Write a self-contained interactive HTML file.
@@ -207,6 +208,9 @@ def save_html(
         Replace a page qkviz wrote at ``path``. A file qkviz did not write is never replaced. The
         page is written to a temporary file and renamed into place, so a failed write (a full
         disk) leaves the previous page as it was.
+    progress : bool
+        A progress bar with an ETA over the heads (a widget in notebooks, text in terminals), shown
+        when the export takes more than a second.
 
     Returns
     -------
@@ -231,7 +235,7 @@ def save_html(
     check_target(out, PAGE, what="page", overwrite=overwrite)  # before the slow part
     data, info = _render(
         obj, title=title, top_k=top_k, compact=compact, compress=compress, max_bytes=max_bytes, full=full,
-        widget_kwargs=widget_kwargs,
+        progress=progress, widget_kwargs=widget_kwargs,
     )  # fmt: skip
     atomic_write_bytes(out, data, kind=PAGE, what="page", overwrite=overwrite)
     return SavedPage(path=out, size=len(data), seconds=time.perf_counter() - t0, **info)
@@ -246,6 +250,7 @@ def to_html(
     compress: bool = True,
     max_bytes: int | None = DEFAULT_MAX_BYTES,
     full: Iterable[tuple[int, int]] | None = None,
+    progress: bool = False,
     **widget_kwargs: Any,
 ) -> str:
     """The HTML text that :func:`save_html` writes (same parameters, minus ``path``).
@@ -254,7 +259,7 @@ def to_html(
     :func:`qkviz.export._pack.page_bytes` (any other encoding corrupts the data)."""
     data, _ = _render(
         obj, title=title, top_k=top_k, compact=compact, compress=compress, max_bytes=max_bytes, full=full,
-        widget_kwargs=widget_kwargs,
+        progress=progress, widget_kwargs=widget_kwargs,
     )  # fmt: skip
     return data.decode("latin-1").translate(_TO_PAGE)
 
@@ -311,6 +316,7 @@ def _render(
     max_bytes: int | None,
     full: Iterable[tuple[int, int]] | None,
     widget_kwargs: dict[str, Any],
+    progress: bool = False,
 ) -> tuple[bytes, dict[str, Any]]:
     """The page's bytes within ``max_bytes`` and :func:`~._lod.describe` of what it holds."""
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
@@ -323,7 +329,7 @@ def _render(
     title = title or _default_title(state.embedding)
     kw: dict[str, Any] = {"title": title, "theme": view.theme, "compact": compact, "compress": compress}
     full_mask = full_cells(state, full, view)
-    details = head_details(state, top_k)
+    details = head_details(state, top_k, progress=progress)
 
     def whole() -> bytes:
         return _page(snapshot(state, view, top_k, selection, details), **kw)

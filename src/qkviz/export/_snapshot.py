@@ -15,6 +15,7 @@ size budget holds from the same details.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -240,13 +241,17 @@ class HeadDetail:
     cls: np.ndarray | None
 
 
-def head_details(state: WidgetState, top_k: int, *, workers: int | None = None) -> list[HeadDetail | None]:
+def head_details(
+    state: WidgetState, top_k: int, *, workers: int | None = None, progress: bool = False
+) -> list[HeadDetail | None]:
     """:class:`HeadDetail` of every cell (``None`` for holes), heads in parallel threads.
 
     Each head's attention is computed once, a block of sequences at a time
     (:meth:`qkviz.Capture.attention_blocks`), and feeds the top-k table, the aggregate and the
     CLS rows together. numpy releases the GIL in the heavy parts, so ``workers`` threads
-    (default: the CPU count, at most 8) overlap heads.
+    (default: the CPU count, at most 8) overlap heads. ``progress``: a bar with an ETA over the
+    heads (``tqdm.auto``), shown when they take more than a second: this is the slow part of an
+    export (SmolLM2's 270 heads over 700 sentences).
     """
     if not state.has_attention:
         return [None] * len(state.cells)
@@ -270,11 +275,18 @@ def head_details(state: WidgetState, top_k: int, *, workers: int | None = None) 
             return HeadDetail(keys, weights, None, None)
         return head_detail(emb, la, he, top_k, seqs, lengths, max_pos, first_special)
 
+    from tqdm.auto import tqdm
+
+    def bar(results: Iterable[HeadDetail | None]) -> list[HeadDetail | None]:
+        shown = tqdm(results, total=n_cells, desc="qkviz html", unit="head", disable=not progress, delay=1.0,
+                     leave=False)  # fmt: skip
+        return list(shown)
+
     n = workers or min(8, os.cpu_count() or 1)
     if n <= 1 or n_cells == 1:
-        return [one(c) for c in state.cells]
+        return bar(one(c) for c in state.cells)
     with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(one, state.cells))
+        return bar(pool.map(one, state.cells))
 
 
 def head_detail(

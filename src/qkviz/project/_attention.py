@@ -80,7 +80,7 @@ def attention_affinities(
     from openTSNE.affinity import joint_probabilities_nn
 
     from ..attention import attention_rows, sequence_slices, visible
-    from ._knn import exact_knn
+    from ._knn import neighbours
 
     n = len(qn)
     if not 0.0 <= attention_weight <= 1.0:
@@ -105,8 +105,8 @@ def attention_affinities(
     def knn_p(x: np.ndarray) -> sp.csr_matrix:
         perp = min(float(perplexity), (len(x) - 1) / 3.0)
         kk = max(1, min(len(x) - 1, int(3 * perp)))
-        idx, dist = exact_knn(x, kk, metric=metric)
-        return joint_probabilities_nn(idx, dist, [perp], symmetrize=True, n_jobs=n_jobs)
+        g = neighbours(x, kk, metric=metric)  # exact below 3,000 points, faiss IVF above
+        return joint_probabilities_nn(g.indices, g.distances, [perp], symmetrize=True, n_jobs=n_jobs)
 
     xq, xk = (qn, kn) if x is None else (x[:n], x[n:])
     pv = sp.block_diag([knn_p(xq), knn_p(xk)], format="csr")

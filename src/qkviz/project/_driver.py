@@ -32,7 +32,7 @@ from ._methods import get_method
 if TYPE_CHECKING:
     from .._capture import Capture
 
-__all__ = ["HeadSpec", "HeadResult", "HeadSource", "run_heads", "make_reducer", "warm_up", "sources_for"]
+__all__ = ["HeadSpec", "HeadResult", "HeadSource", "RunOutcome", "run_heads", "make_reducer", "warm_up", "sources_for"]
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,10 @@ def layout_input(qn: np.ndarray, kn: np.ndarray, metric: str) -> np.ndarray:
 class HeadSource:
     """Where a worker finds one head: a capture store path, or the head's own arrays.
 
-    ``seq``, ``causal`` and ``window`` are only needed by the attention-guided method; ``score`` (the
-    head's :class:`~qkviz.attention.ScoreFunction`, or a plain scaling) by that method and by
+    ``seq``, ``causal`` and ``window`` are only needed by the methods that use each head's scoring
+    context (the attention-guided layout, the t-SNE's in-sequence links; ``kseq``: the keys'
+    sequence ids of a cross-attention); ``score`` (the head's
+    :class:`~qkviz.attention.ScoreFunction`, or a plain scaling) by those methods and by
     layouts of ALiBi heads, whose layout vectors carry the bias (with ``pos``, the token positions).
     ``translate`` is False for soft-capped heads: a key translation would change their attention.
     """
@@ -97,6 +99,7 @@ class HeadSource:
     pos: np.ndarray | None = field(default=None, repr=False)
     translate: bool = True
     attn: str | None = None  # which attention of an encoder-decoder capture
+    kseq: np.ndarray | None = field(default=None, repr=False)
     stamp: tuple[int, int] | None = None  # (inode, mtime_ns) of the store's meta.json when the task was made
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
@@ -177,8 +180,12 @@ def _key(qn: np.ndarray, kn: np.ndarray, src: HeadSource, spec: HeadSpec) -> str
 
     arrays = [qn, kn]
     extra: dict[str, Any] = {}
-    if get_method(spec.method).needs_attention:
+    if get_method(spec.method).uses_context:
         arrays.append(np.asarray(src.seq))
+        if src.kseq is not None:
+            arrays.append(np.asarray(src.kseq))
+        if src.pos is not None:
+            arrays.append(np.asarray(src.pos))
         f = src.score if isinstance(src.score, ScoreFunction) else ScoreFunction(scaling=float(src.score))
         for name in ("offset_bias", "rel_index", "pos_key", "pos_query"):
             if getattr(f, name) is not None:
@@ -239,20 +246,23 @@ def _fit(src: HeadSource, spec: HeadSpec, qn: np.ndarray, kn: np.ndarray, q: np.
     params, init = _initialisation(spec, qn, kn)
     reducer = make_reducer(spec.method, spec.dim, params, spec.random_state)
     X = layout_input(qn, kn, spec.metric)
-    if get_method(spec.method).needs_attention:
-        return reducer.fit_transform(
-            X,
-            init,
-            seq=src.seq,
-            scaling=src.score,
-            causal=src.causal,
-            window=src.window,
-            n_tokens=len(qn),
-            # attention from the head's own vectors: the score function is defined on them
-            q=q,
-            k=k,
-        )
-    return reducer.fit_transform(X, init)
+    method = get_method(spec.method)
+    if not method.uses_context:
+        return reducer.fit_transform(X, init)
+    context: dict[str, Any] = {
+        "seq": src.seq,
+        "scaling": src.score,
+        "causal": src.causal,
+        "window": src.window,
+        "n_tokens": len(qn),
+        # scores come from the head's own vectors: the score function is defined on them
+        "q": q,
+        "k": k,
+    }
+    if method.takes_sequences:
+        context["pos"] = src.pos
+        context["kseq"] = src.kseq
+    return reducer.fit_transform(X, init, **context)
 
 
 def _initialisation(spec: HeadSpec, qn: np.ndarray, kn: np.ndarray):
@@ -308,6 +318,12 @@ def _worker_init(method: str, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+    except ImportError:  # pragma: no cover - faiss-cpu is a declared dependency
+        pass
     warm_up(method)
 
 
@@ -332,9 +348,17 @@ class _Serial(cf.Executor):
         f: cf.Future = cf.Future()
         try:
             f.set_result(fn(*args, **kwargs))
+        except KeyboardInterrupt:  # stop the run here, not just this task
+            raise
         except BaseException as e:
             f.set_exception(e)
         return f
+
+
+def _cuda() -> bool:
+    from ._knn import device
+
+    return device() == "cuda"
 
 
 def _is_dask_client(x: Any) -> bool:
@@ -343,7 +367,9 @@ def _is_dask_client(x: Any) -> bool:
 
 def _executor_for(executor: Any, n_tasks: int, method: str) -> tuple[cf.Executor, bool, int]:
     """(executor, owned, workers) for the ``executor`` argument of :func:`run_heads`."""
-    if executor == "serial" or (executor is None and (n_tasks <= 1 or get_method(method).inline)):
+    m = get_method(method)
+    if executor == "serial" or (executor is None and (n_tasks <= 1 or m.inline or (m.device and _cuda()))):
+        # On CUDA a device method runs head after head in this process: one GPU, one CUDA context.
         return _Serial(), True, 1
     if executor is None:
         workers = max(1, min(os.cpu_count() or 1, n_tasks))
@@ -367,6 +393,18 @@ def _executor_for(executor: Any, n_tasks: int, method: str) -> tuple[cf.Executor
     )
 
 
+@dataclass
+class RunOutcome:
+    """How :func:`run_heads` ended: every head, or stopped early by the callback or by Ctrl-C."""
+
+    results: list[HeadResult]
+    stopped: bool = False
+    interrupted: bool = False
+
+    def __iter__(self):  # ``results, stopped = run_heads(...)`` keeps working
+        return iter((self.results, self.stopped))
+
+
 def run_heads(
     sources: Sequence[HeadSource],
     spec: HeadSpec,
@@ -375,8 +413,13 @@ def run_heads(
     cache_dir: str | None = None,
     callback: Callable[[int, int, tuple[int, int]], bool | None] | None = None,
     progress: bool = False,
-) -> tuple[list[HeadResult], bool]:
-    """Project every head; returns (results in input order for the heads done, stopped_early).
+) -> RunOutcome:
+    """Project every head; returns the heads done (in input order) and whether the run stopped early.
+
+    A ``KeyboardInterrupt`` (Ctrl-C, or a notebook's interrupt) stops the run like a callback
+    returning ``True``: heads not started are cancelled, pool workers are not waited for, and every
+    head finished so far is returned (``interrupted=True``). Each finished head is already in the
+    cache, so running the same call again computes only the missing ones.
 
     Parameters
     ----------
@@ -389,11 +432,17 @@ def run_heads(
         ``callback(done, total, (layer, head))`` after each head; returning ``True`` stops the run
         and the heads finished so far are returned.
     progress : bool
-        Show a progress bar (tqdm) on stderr.
+        Show a progress bar with an ETA (``tqdm.auto``: a widget in notebooks, text in terminals).
+
+    Returns
+    -------
+    RunOutcome
+        ``results`` (list of HeadResult), ``stopped`` and ``interrupted``; it also unpacks as
+        ``results, stopped``.
     """
     total = len(sources)
-    done: dict[tuple[str | None, int, int], HeadResult] = {}
-    stopped = False
+    done: dict[tuple[Any, int, int], HeadResult] = {}
+    outcome = RunOutcome([])
     bar = None
     if progress and total > 1:
         from tqdm.auto import tqdm
@@ -413,45 +462,72 @@ def run_heads(
             if hit is None:
                 pending.append(src)
             elif finish(hit):
-                stopped = True
+                outcome.stopped = True
                 break
-        if pending and not stopped:
-            stopped = _run_pending(pending, spec, executor, cache_dir, finish)
+        if pending and not outcome.stopped:
+            outcome.stopped = _run_pending(pending, spec, executor, cache_dir, finish)
+    except KeyboardInterrupt:
+        outcome.stopped = outcome.interrupted = True
+        log.info("interrupted: keeping the %d of %d heads already finished", len(done), total)
     finally:
         if bar is not None:
             bar.close()
-    ordered = [done[(s.attn, s.layer, s.head)] for s in sources if (s.attn, s.layer, s.head) in done]
-    return ordered, stopped
+    outcome.results = [done[(s.attn, s.layer, s.head)] for s in sources if (s.attn, s.layer, s.head) in done]
+    return outcome
 
 
 def _run_pending(pending, spec, executor, cache_dir, finish) -> bool:
     ex, owned, workers = _executor_for(executor, len(pending), spec.method)
-    window = max(2, 2 * workers)
+    # A pool keeps two tasks per worker in flight; the serial executor runs a task as it is
+    # submitted, so one at a time lets the callback, the progress bar and Ctrl-C act between heads.
+    window = 1 if isinstance(ex, _Serial) else max(2, 2 * workers)
     queue = list(reversed(pending))
     running: set[cf.Future] = set()
+    handled: set[cf.Future] = set()
     stopped = False
+    interrupted = False
     try:
         while queue or running:
             while queue and len(running) < window:
                 running.add(ex.submit(project_one, queue.pop(), spec, cache_dir))
             finished, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            running |= finished  # until handled: an interrupt below must still see them
             for f in finished:
-                if finish(f.result()):
+                res = f.result()
+                handled.add(f)
+                running.discard(f)
+                if finish(res):
                     stopped = True
             if stopped:
                 for f in running:
                     f.cancel()
                 break
+    except KeyboardInterrupt:
+        # Keep what finished while we were interrupted, cancel what has not started, and do not
+        # wait for the heads still running: a thread or a worker that survives the interrupt
+        # finishes its head and puts it in the cache for the next run; one that got the signal
+        # too (a process pool in a terminal) drops it.
+        interrupted = True
+        for f in running - handled:
+            if f.done() and not f.cancelled() and f.exception() is None:
+                finish(f.result())
+            else:
+                f.cancel()
+        raise
     finally:
         if owned:
-            ex.shutdown(wait=True, cancel_futures=True)
+            ex.shutdown(wait=not interrupted, cancel_futures=True)
     return stopped
 
 
-def sources_for(capture: Capture, cells: Iterable[tuple[Any, ...]], *, with_attention: bool) -> list[HeadSource]:
+def sources_for(
+    capture: Capture, cells: Iterable[tuple[Any, ...]], *, with_attention: bool, with_sequences: bool = False
+) -> list[HeadSource]:
     """One :class:`HeadSource` per head: by path for a capture on disk, else by arrays.
 
     ``cells`` are ``(layer, head)``, or ``(attn, layer, head)`` for a capture of several attentions.
+    ``with_attention`` (the attention-guided layout: self-attention only) and ``with_sequences``
+    (the t-SNE's in-sequence links) add the sequence ids.
     """
     path = str(capture.path) if capture.path is not None else None
     stamp = _stamp(path) if path is not None else None
@@ -468,7 +544,8 @@ def sources_for(capture: Capture, cells: Iterable[tuple[Any, ...]], *, with_atte
             )
         f = capture.score(layer, head, attn)
         kw: dict[str, Any] = {
-            "seq": seq_all[capture.query_rows(attn)] if with_attention else None,
+            "seq": seq_all[capture.query_rows(attn)] if with_attention or with_sequences else None,
+            "kseq": seq_all[capture.key_rows(attn)] if with_sequences and g.query_stream != g.key_stream else None,
             "score": f if not f.is_plain else float(f.scaling),
             "causal": bool(g.causal),
             "window": g.window(layer),
@@ -510,5 +587,6 @@ class _LazyArrays(HeadSource):
                 self.pos,
                 self.translate,
                 self.attn,
+                self.kseq,
             ),
         )

@@ -381,6 +381,13 @@ class Embedding:
     def heads(self) -> tuple[int, ...]:
         return tuple(sorted({k[2] for k in self._coords}))
 
+    @property
+    def complete(self) -> bool:
+        """``False`` when :func:`embed` stopped before every head it was asked for (Ctrl-C or the
+        callback); ``True`` otherwise (and for embeddings not made by ``embed``)."""
+        asked = self.timings.get("heads_requested")
+        return asked is None or len(self._coords) >= int(asked)
+
     def has(self, layer: int, head: int, attn: str | None = None) -> bool:
         """Whether (layer, head) has coordinates (a run stopped early may miss some)."""
         try:

@@ -12,6 +12,7 @@ import operator
 import os
 import pathlib
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -151,14 +152,20 @@ def embed(
         Cache per-head layouts on disk (``$QKVIZ_CACHE_DIR`` or the user cache directory), or in the
         given directory. The key covers the vectors, method, every parameter and library versions.
     progress : bool
-        Progress bar for long runs.
+        Progress bar over heads with an ETA (a widget in notebooks, text in terminals).
     callback : callable, optional
         ``callback(done, total, (layer, head))`` after each head; return ``True`` to stop and get the
-        heads finished so far.
+        heads finished so far. Ctrl-C (or a notebook's interrupt) does the same, with a warning:
+        the finished heads are returned (``emb.complete`` is ``False``) and, being cached, are not
+        recomputed when the same call runs again.
     **method_params
-        Straight to the reducer: ``perplexity``, ``n_iter``, ``early_exaggeration_iter``,
-        ``theta`` (t-SNE, openTSNE names); ``n_neighbors``, ``min_dist``, ``n_epochs`` (UMAP);
-        ``attention_weight``, ``top_keys`` (attention).
+        Straight to the reducer. t-SNE: ``n_neighbors`` (15), ``perplexity`` (``None``: uniform
+        affinities; a number: openTSNE's Gaussian ones), ``seq_keys`` (5) and ``seq_weight`` (0.5)
+        (each query's top-scoring keys of its own sequence; 0 turns them off), ``qk_neighbors``,
+        ``neighbors`` (``"auto"``: exact kNN below 3,000 points, faiss IVF above; ``"exact"``,
+        ``"ivf"``), ``engine`` (``"auto"``: torch on CUDA, openTSNE on the CPU), and openTSNE's
+        ``n_iter``, ``early_exaggeration_iter``, ``exaggeration``, ``theta``...; UMAP:
+        ``n_neighbors``, ``min_dist``, ``n_epochs``; attention: ``attention_weight``, ``top_keys``.
 
     Returns
     -------
@@ -201,13 +208,27 @@ def embed(
         params=params,
         random_state=random_state,
     )
-    sources = sources_for(capture, cells, with_attention=spec_method.needs_attention)
+    sources = sources_for(
+        capture, cells, with_attention=spec_method.needs_attention, with_sequences=spec_method.takes_sequences
+    )
     t0 = time.perf_counter()
-    results, stopped = run_heads(
+    outcome = run_heads(
         sources, spec, executor=executor, cache_dir=_cache_dir(cache), callback=callback, progress=progress
     )
     t_project = time.perf_counter() - t0
-    if stopped:
+    results = outcome.results
+    if outcome.interrupted and not results:
+        raise KeyboardInterrupt  # nothing finished: nothing to return
+    if outcome.interrupted:
+        warnings.warn(
+            f"embed was interrupted after {len(results)} of {len(cells)} heads: returning those (emb.complete "
+            "is False). They are in the layout cache, so the same call again computes only the rest."
+            if cache
+            else f"embed was interrupted after {len(results)} of {len(cells)} heads: returning those "
+            "(emb.complete is False).",
+            stacklevel=2,
+        )
+    elif outcome.stopped:
         log.info("embed stopped by the callback after %d of %d heads", len(results), len(cells))
     t0 = time.perf_counter()
     raw = [r.coords for r in results]
@@ -258,6 +279,7 @@ def embed(
         "project": t_project,
         "align": t_align,
         "total": time.perf_counter() - t_start,
+        "heads_requested": float(len(cells)),
         "heads_computed": float(sum(not r.cached for r in results)),
         "heads_cached": float(sum(r.cached for r in results)),
         "compute_seconds_per_head": (

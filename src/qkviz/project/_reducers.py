@@ -17,9 +17,21 @@ from typing import Any
 
 import numpy as np
 
+from ..attention import ScoreFunction
 from ..errors import EmbeddingError, MissingDependencyError
 
-__all__ = ["Reducer", "PCA", "TSNE", "UMAP", "check_points", "cuml_available", "pca_init", "query_key_links"]
+__all__ = [
+    "Reducer",
+    "PCA",
+    "TSNE",
+    "UMAP",
+    "check_points",
+    "cuml_available",
+    "pca_init",
+    "gradient_method",
+    "tsne_engine",
+    "FFT_FROM",
+]
 
 log = logging.getLogger(__name__)
 
@@ -128,41 +140,6 @@ class Reducer:
         return f"{type(self).__name__}({args})"
 
 
-def query_key_links(X: np.ndarray, m: int):
-    """Affinities linking each query to its ``m`` highest-dot-product keys (symmetric, sum 1).
-
-    Parameters
-    ----------
-    X : float array [point, d]
-        Queries stacked over keys (``point = 2n``). With the dot lift, ``q̃·k̃ ∝ q·k / ‖q‖``,
-        which orders each query's keys exactly as ``q·k`` does.
-    m : int
-        Keys per query.
-
-    Returns
-    -------
-    scipy.sparse.csr_matrix [point, point]
-    """
-    import scipy.sparse as sp
-    import torch
-
-    from ._knn import device
-
-    n = len(X) // 2
-    m = max(1, min(int(m), n))
-    dev = device()
-    q = torch.as_tensor(np.asarray(X[:n], np.float32), device=dev)
-    k = torch.as_tensor(np.asarray(X[n:], np.float32), device=dev)
-    cols = np.empty((n, m), np.int64)
-    for start in range(0, n, 4096):  # bounded memory: [block, n] scores at a time
-        s = q[start : start + 4096] @ k.T
-        cols[start : start + 4096] = torch.topk(s, m, dim=1).indices.cpu().numpy()
-    rows = np.repeat(np.arange(n), m)
-    p = sp.csr_matrix((np.ones(n * m), (rows, cols.ravel() + n)), shape=(2 * n, 2 * n))
-    p = p + p.T
-    return p / p.sum()
-
-
 class PCA(Reducer):
     """Principal components by an eigendecomposition of the d×d covariance (torch; CUDA if present).
 
@@ -231,34 +208,79 @@ class PCA(Reducer):
         return self
 
 
+#: From this many points on, openTSNE's FFT gradients beat Barnes–Hut for qkviz's short schedules
+#: (30 iterations: BH 0.23 s vs FFT 0.29 s at 2,000 points, 0.53 s vs 0.32 s at 4,000; 8.9 s vs
+#: 0.59 s at 48,000 — one thread, MiniLM heads, measured for issue 11). openTSNE's own switch, 10,000
+#: points, suits its 750-iteration default, where FFT's fixed cost per iteration adds up.
+FFT_FROM = 3000
+
+# Parameters qkviz reads itself; everything else goes to openTSNE.
+_OWN = ("metric", "perplexity", "n_neighbors", "neighbors", "seq_keys", "seq_weight", "qk_neighbors",
+         "qk_weight", "engine", "initialization")  # fmt: skip
+
+
+def gradient_method(n_points: int) -> str:
+    """openTSNE's negative-gradient method for a cloud of ``n_points``: ``"bh"`` or ``"fft"``."""
+    return "fft" if n_points >= FFT_FROM else "bh"
+
+
+def tsne_engine(n_points: int, engine: str = "auto", *, on_device: str | None = None) -> str:
+    """What optimises a t-SNE of ``n_points``: ``"torch"`` (:mod:`._tsne_torch`) or ``"opentsne"``.
+
+    ``"auto"``: torch when torch sees CUDA and the head has at most
+    :data:`~qkviz.project._tsne_torch.DEVICE_MAX_POINTS` points (its exact repulsion is quadratic),
+    else openTSNE on the CPU. ``on_device`` overrides the device torch reports (for tests).
+    """
+    from ._knn import device
+    from ._tsne_torch import DEVICE_MAX_POINTS
+
+    if engine not in ("auto", "opentsne", "torch"):
+        raise EmbeddingError(f"engine must be 'auto', 'opentsne' or 'torch', got {engine!r}.")
+    if engine != "auto":
+        return engine
+    return "torch" if (on_device or device()) == "cuda" and n_points <= DEVICE_MAX_POINTS else "opentsne"
+
+
 class TSNE(Reducer):
-    """t-SNE through openTSNE (cuML's TSNE on CUDA when installed).
+    """t-SNE: neighbour affinities (plus optional query→key links), optimised by openTSNE or torch.
 
     Parameters
     ----------
     n_components : {2, 3}
     metric : {"cosine", "euclidean"}
-        Distance in the vector space. Cosine ignores the joint norm scaling.
-    perplexity : float
-        Effective neighbourhood size. Lowered (with a warning) when the head has too few points.
+        Distance in the vector space. Cosine ignores the joint norm scaling; ``embed``'s
+        ``metric="dot"`` passes the dot-lifted cloud with ``"euclidean"``.
+    perplexity : float or None
+        Gaussian affinities calibrated to this perplexity over ``3 × perplexity`` neighbours
+        (lowered, with a warning, for small clouds). ``None``: uniform affinities over
+        ``n_neighbors`` neighbours, which lay out as well at a sixth of the kNN cost.
     random_state : int or None
     **params
-        Passed straight to :class:`openTSNE.TSNE` (``early_exaggeration_iter``, ``n_iter``,
-        ``learning_rate``, ``exaggeration``, ``theta``, ``dof``, ``n_jobs``,
-        ``negative_gradient_method``...). ``neighbors="exact"`` (the default here) computes the
-        kNN graph exactly with BLAS, which beats Annoy at head sizes and is reproducible.
-        ``qk_neighbors=m`` (default 0: plain t-SNE) additionally links every query to the ``m``
-        keys with the largest dot product with it — the keys it would attend to most — with a
-        share ``qk_weight`` (default 0.3) of the affinity mass; ``X`` must then be queries stacked
-        over keys. This uses only the vectors, never attention probabilities.
+        qkviz's own:
+
+        * ``n_neighbors`` (15): neighbours of the uniform affinities;
+        * ``neighbors`` (``"auto"``): the kNN backend (:func:`qkviz.project._knn.knn_backend`:
+          exact below 3,000 points and on CUDA, faiss IVF above); ``"annoy"``, ``"pynndescent"``
+          or ``"hnsw"`` hand the whole affinity step to openTSNE (plain t-SNE only);
+        * ``seq_keys`` (0) and ``seq_weight`` (0.5): link every query to the ``seq_keys`` keys of
+          its own sequence that the head scores highest (:func:`~qkviz.project._affinity.sequence_links`),
+          with that share of the affinity mass. Needs ``fit(..., seq=, scaling=, q=, k=)``;
+        * ``qk_neighbors`` (0) and ``qk_weight`` (0.3): link every query to its highest-``q·k``
+          keys over the whole corpus (exact, quadratic in tokens);
+        * ``engine`` (``"auto"``): ``"opentsne"``, or ``"torch"`` (:mod:`qkviz.project._tsne_torch`;
+          what ``"auto"`` picks on CUDA for clouds up to 250,000 points).
+
+        Everything else goes to :class:`openTSNE.TSNE` (``early_exaggeration_iter``, ``n_iter``,
+        ``learning_rate``, ``exaggeration``, ``theta``, ``n_jobs``, ``negative_gradient_method``,
+        whose default here is Barnes–Hut below 3,000 points and FFT above, see :data:`FFT_FROM`).
 
     Notes
     -----
     ``fit(X, init=...)`` takes an initial layout [point, n_components], used as given (openTSNE's
     convention is a standard deviation of 1e-4 followed by early exaggeration; a full-scale start
     with a short schedule refines it instead). Without one, the PCA of ``X`` at 1e-4 is used, as
-    openTSNE does. On CUDA with cuML installed, cuML's TSNE runs instead: it takes no array
-    initialisation and no ``qk_neighbors`` links (its results are plain t-SNE).
+    openTSNE does. cuML's TSNE is not used: it takes neither these affinities nor an array start,
+    so it would lay out something else.
     """
 
     method = "tsne"
@@ -268,16 +290,21 @@ class TSNE(Reducer):
         n_components: int = 2,
         *,
         metric: str = "cosine",
-        perplexity: float = 30.0,
+        perplexity: float | None = 30.0,
         random_state: int | None = 0,
         **params: Any,
     ):
         super().__init__(n_components, random_state=random_state, metric=metric, perplexity=perplexity, **params)
 
-    def _effective_perplexity(self, n: int) -> float:
-        perplexity = float(self.params["perplexity"])
+    def _effective_perplexity(self, n: int) -> float | None:
         if n < 4:
             raise EmbeddingError(f"t-SNE needs at least 4 points, got {n}; use method='pca'.")
+        if self.params.get("perplexity") is None:
+            k = int(self.params.get("n_neighbors", 15))
+            if k > n - 1:
+                warnings.warn(f"n_neighbors={k} needs more than {n} points; using {n - 1}.", stacklevel=3)
+            return None
+        perplexity = float(self.params["perplexity"])
         limit = (n - 1) / 3.0
         if perplexity > limit:
             warnings.warn(
@@ -288,117 +315,187 @@ class TSNE(Reducer):
             return limit
         return perplexity
 
-    def _affinities(self, X: np.ndarray, perplexity: float, qk_neighbors: int, qk_weight: float):
-        from openTSNE import affinity
-        from openTSNE.nearest_neighbors import PrecomputedNeighbors
+    def affinities(
+        self,
+        X: np.ndarray,
+        *,
+        seq: np.ndarray | None = None,
+        scaling: float | ScoreFunction = 1.0,
+        causal: bool = False,
+        window: int | None = None,
+        pos: np.ndarray | None = None,
+        kseq: np.ndarray | None = None,
+        n_tokens: int | None = None,
+        q: np.ndarray | None = None,
+        k: np.ndarray | None = None,
+    ):
+        """The layout's affinity matrix (``scipy.sparse.csr_matrix [point, point]``, summing to 1).
 
-        from ._knn import exact_knn
+        ``X`` is validated as in :meth:`fit`; the keyword arguments are the head's scoring context,
+        needed only with ``seq_keys`` (``n_tokens``: how many of ``X``'s rows are queries, default
+        half; ``kseq``: the keys' sequence ids for cross-attention).
+        """
+        from ._affinity import knn_affinities, mix, query_key_links, sequence_links
+        from ._knn import threads
 
-        k = min(len(X) - 1, max(1, int(3 * perplexity)))
-        idx, dist = exact_knn(X, k, metric=self.params["metric"])
-        n_jobs = int(self.params.get("n_jobs", 1))
-        aff = affinity.PerplexityBasedNN(
-            perplexity=perplexity, knn_index=PrecomputedNeighbors(idx, dist), n_jobs=n_jobs
-        )
-        if qk_neighbors <= 0 or qk_weight <= 0:
-            return aff
-        if len(X) % 2:
-            raise EmbeddingError("qk_neighbors needs X = queries stacked over keys (an even number of rows).")
-        p = (1.0 - qk_weight) * aff.P + qk_weight * query_key_links(X, qk_neighbors)
-        return affinity.PrecomputedAffinities(p.tocsr())
+        X = check_points(X, dim=self.n_components)
+        p = self.params
+        perplexity = self._effective_perplexity(len(X))
+        parts = [
+            (
+                1.0,
+                knn_affinities(
+                    X,
+                    n_neighbors=int(p.get("n_neighbors", 15)),
+                    perplexity=perplexity,
+                    metric=p["metric"],
+                    backend=p.get("neighbors", "auto"),
+                    n_jobs=int(p.get("n_jobs", threads())),
+                ),
+            )
+        ]
+        seq_keys = int(p.get("seq_keys", 0) or 0)
+        seq_weight = float(p.get("seq_weight", 0.5))
+        qk_neighbors = int(p.get("qk_neighbors", 0) or 0)
+        qk_weight = float(p.get("qk_weight", 0.3))
+        for name, w in (("seq_weight", seq_weight), ("qk_weight", qk_weight)):
+            if not 0.0 <= w < 1.0:
+                raise EmbeddingError(f"{name} must be in [0, 1), got {w!r}.")
+        nq = len(X) // 2 if n_tokens is None else int(n_tokens)
+        if seq_keys > 0 and seq_weight > 0:
+            if seq is None:
+                raise EmbeddingError(
+                    "seq_keys needs the head's sequence ids and scoring (fit(..., seq=, scaling=, q=, k=)); "
+                    "qkviz.embed passes them. Pass seq_keys=0 for plain t-SNE."
+                )
+            if len(seq) != nq or (kseq is None and len(X) != 2 * nq):
+                raise EmbeddingError(f"X must stack {len(seq)} queries over their keys, got {len(X)} rows.")
+            qs = X[:nq] if q is None else np.asarray(q, np.float32)
+            ks = X[nq:] if k is None else np.asarray(k, np.float32)
+            links = sequence_links(
+                qs, ks, np.asarray(seq), scaling, seq_keys, causal=causal, window=window, pos=pos, kseq=kseq
+            )
+            parts.append((seq_weight, links))
+        if qk_neighbors > 0 and qk_weight > 0:
+            if len(X) % 2:
+                raise EmbeddingError("qk_neighbors needs X = queries stacked over keys (an even number of rows).")
+            parts.append((qk_weight, query_key_links(X, qk_neighbors)))
+        # The neighbour part keeps what the link weights leave.
+        parts[0] = (1.0 - sum(w for w, _ in parts[1:]), parts[0][1])
+        return mix(parts)
 
-    def fit(self, X: np.ndarray, init: np.ndarray | None = None) -> TSNE:
+    def fit(
+        self,
+        X: np.ndarray,
+        init: np.ndarray | None = None,
+        *,
+        seq: np.ndarray | None = None,
+        scaling: float | ScoreFunction = 1.0,
+        causal: bool = False,
+        window: int | None = None,
+        pos: np.ndarray | None = None,
+        kseq: np.ndarray | None = None,
+        n_tokens: int | None = None,
+        q: np.ndarray | None = None,
+        k: np.ndarray | None = None,
+    ) -> TSNE:
+        """Lay out ``X``; the keyword arguments are the head's scoring context (see ``seq_keys``)."""
+        from ._knn import BACKENDS, threads
+
         X = check_points(X, dim=self.n_components)
         self._reference_x: np.ndarray | None = X  # what transform places new points among
         self._anchored = False
         if _is_degenerate(X):
             self.embedding_ = _degenerate_layout(len(X), self.n_components, "t-SNE")
             return self
-        perplexity = self._effective_perplexity(len(X))
-        params = dict(self.params)
-        metric = params.pop("metric")
-        params.pop("perplexity")
-        neighbors = params.pop("neighbors", "exact")
-        qk_neighbors = int(params.pop("qk_neighbors", 0))
-        qk_weight = float(params.pop("qk_weight", 0.3))
+        n = len(X)
         if init is not None:
             init = np.asarray(init, np.float64)
-            if init.shape != (len(X), self.n_components):
-                raise EmbeddingError(f"init must be [point={len(X)}, dim={self.n_components}], got {init.shape}.")
-        if cuml_available() and neighbors != "annoy":
-            self.embedding_ = self._fit_cuml(X, perplexity, metric, init, params)
-            return self
-        import openTSNE
-
-        initialization = params.pop("initialization", "pca") if init is None else init
+            if init.shape != (n, self.n_components):
+                raise EmbeddingError(f"init must be [point={n}, dim={self.n_components}], got {init.shape}.")
+        params = dict(self.params)
+        own = {name: params.pop(name) for name in _OWN if name in params}
+        # openTSNE's gradients use as many threads as this process gives a head (all cores when
+        # heads run one after another here, one per pool worker); the result does not depend on it
+        params.setdefault("n_jobs", threads())
+        neighbors = own.get("neighbors", "auto")
+        engine = own.get("engine", "auto")
+        engine = tsne_engine(n, engine)
+        initialization = own.get("initialization", "pca") if init is None else init
         if isinstance(initialization, str) and initialization == "pca":
             # openTSNE cannot run its own PCA init when given affinities instead of X.
             initialization = pca_init(X, self.n_components)
-        if neighbors == "exact" and metric in ("cosine", "euclidean"):
-            aff = self._affinities(X, perplexity, qk_neighbors, qk_weight)
+        import openTSNE
+
+        if neighbors not in BACKENDS:  # openTSNE's own kNN and affinities: plain t-SNE of X
+            if int(own.get("seq_keys", 0) or 0) or int(own.get("qk_neighbors", 0) or 0):
+                raise EmbeddingError(
+                    f"neighbors={neighbors!r} leaves the affinities to openTSNE, which cannot add query-key "
+                    "links; use neighbors='auto' or seq_keys=0, qk_neighbors=0."
+                )
+            perplexity = self._effective_perplexity(n)
             tsne = openTSNE.TSNE(
                 n_components=self.n_components,
-                initialization=initialization,
-                random_state=self.random_state,
-                **params,
-            )
-            with _quiet_opentsne():
-                emb = tsne.fit(affinities=aff, initialization=initialization)
-        else:
-            tsne = openTSNE.TSNE(
-                n_components=self.n_components,
-                perplexity=perplexity,
-                metric=metric,
+                perplexity=30.0 if perplexity is None else perplexity,
+                metric=own["metric"],
                 neighbors=neighbors,
                 initialization=initialization,
                 random_state=self.random_state,
                 **params,
             )
             emb = tsne.fit(X)
-        self._tsne_embedding = emb
-        self._anchored = False
-        self.embedding_ = np.asarray(emb, dtype=np.float32)
-        return self
+            self._tsne_embedding = emb
+            self.embedding_ = np.asarray(emb, dtype=np.float32)
+            return self
+        P = self.affinities(
+            X, seq=seq, scaling=scaling, causal=causal, window=window, pos=pos, kseq=kseq, n_tokens=n_tokens, q=q, k=k
+        )
+        if engine == "torch":
+            self.embedding_ = self._fit_torch(P, np.asarray(initialization, np.float64), params)
+            self._tsne_embedding = None
+            return self
+        from openTSNE.affinity import PrecomputedAffinities
 
-    def fit_affinities(self, affinities, n_points: int, init: np.ndarray | None = None) -> TSNE:
-        """Optimise a layout for precomputed affinities (``openTSNE.affinity.Affinities``)."""
-        import openTSNE
-
-        params = dict(self.params)
-        for name in ("metric", "perplexity", "neighbors", "qk_neighbors", "qk_weight"):
-            params.pop(name, None)
-        initialization = params.pop("initialization", "spectral") if init is None else init
+        params.setdefault("negative_gradient_method", gradient_method(n))
         tsne = openTSNE.TSNE(
-            n_components=self.n_components, random_state=self.random_state, initialization=initialization, **params
+            n_components=self.n_components,
+            initialization=initialization,
+            random_state=self.random_state,
+            **params,
         )
-        emb = tsne.fit(affinities=affinities, initialization=initialization)
+        with _quiet_opentsne():
+            emb = tsne.fit(affinities=PrecomputedAffinities(P, normalize=False), initialization=initialization)
         self._tsne_embedding = emb
-        self._reference_x = None  # cuML keeps no vectors: transform is unavailable
-        self._anchored = False
         self.embedding_ = np.asarray(emb, dtype=np.float32)
         return self
 
-    def _fit_cuml(self, X, perplexity, metric, init, params) -> np.ndarray:
-        # cuML's TSNE has its own parameter names; pass through the ones it shares with openTSNE.
-        from cuml.manifold import TSNE as CuTSNE
+    def fit_transform(self, X: np.ndarray, init: np.ndarray | None = None, **context: Any) -> np.ndarray:
+        self.fit(X, init=init, **context)
+        assert self.embedding_ is not None
+        return self.embedding_
 
-        kw = {
-            k: v
-            for k, v in params.items()
-            if k in ("learning_rate", "n_iter", "early_exaggeration", "exaggeration_iter", "theta", "n_neighbors")
-        }
-        if "n_iter" in kw:
-            kw["n_iter"] = kw["n_iter"] + int(params.get("early_exaggeration_iter", 250))
-        model = CuTSNE(
-            n_components=self.n_components,
-            perplexity=perplexity,
-            metric=metric,
-            random_state=self.random_state,
-            init="pca" if init is None else "random",
-            method="fft" if self.n_components == 2 else "exact",
-            **kw,
-        )
-        return np.asarray(model.fit_transform(X), dtype=np.float32)
+    def _fit_torch(self, P, init: np.ndarray, params: dict) -> np.ndarray:
+        """openTSNE's two phases (early exaggeration, then the main one) in :mod:`._tsne_torch`."""
+        from ._tsne_torch import optimize
+
+        if float(params.get("dof", 1)) != 1.0:
+            raise EmbeddingError("engine='torch' implements the standard t-SNE kernel (dof=1) only.")
+        ee_iter = int(params.get("early_exaggeration_iter", 250))
+        exaggeration = params.get("exaggeration")
+        ee = params.get("early_exaggeration", "auto")
+        if ee == "auto":
+            ee = max(12.0, float(exaggeration or 1.0))
+        lr = params.get("learning_rate", "auto")
+        y = init
+        state: dict[str, Any] = {}  # momentum and gains go on from one phase to the next
+        if ee_iter > 0:
+            y = optimize(P, y, n_iter=ee_iter, exaggeration=float(ee), learning_rate=lr,
+                         momentum=float(params.get("initial_momentum", 0.8)), state=state)  # fmt: skip
+        n_iter = int(params.get("n_iter", 500))
+        if n_iter > 0:
+            y = optimize(P, y, n_iter=n_iter, exaggeration=float(exaggeration or 1.0), learning_rate=lr,
+                         momentum=float(params.get("final_momentum", 0.8)), state=state)  # fmt: skip
+        return np.asarray(y, np.float32)
 
     def transform(self, X: np.ndarray, **params: Any) -> np.ndarray:
         """Place new points into the fitted map (openTSNE's ``TSNEEmbedding.transform``).
@@ -465,8 +562,9 @@ class UMAP(Reducer):
         in parallel instead.
     **params
         Passed straight to :class:`umap.UMAP` (``n_epochs``, ``spread``, ``negative_sample_rate``...).
-        ``neighbors="exact"`` (default) computes the kNN graph by BLAS; ``"approximate"`` leaves it
-        to umap-learn (NN-descent above 4,096 points, needed for :meth:`transform`).
+        ``neighbors="auto"`` (default) takes qkviz's neighbour graph (exact below 3,000 points,
+        faiss IVF above; ``"exact"`` or ``"ivf"`` force one); ``"approximate"`` leaves it to
+        umap-learn (NN-descent above 4,096 points, needed for :meth:`transform`).
 
     Notes
     -----
@@ -525,16 +623,17 @@ class UMAP(Reducer):
                     package="umap-learn",
                     install="pip install umap-learn",
                 ) from e
-            if params.get("metric") in ("cosine", "euclidean") and params.pop("neighbors", "exact") == "exact":
-                # Exact kNN by BLAS: faster than NN-descent at head sizes and it skips
-                # pynndescent's 18-22 s numba compile. umap-learn counts a point as its own first
-                # neighbour, so prepend it.
-                from ._knn import exact_knn
+            from ._knn import BACKENDS, neighbours
 
+            backend = params.pop("neighbors", "auto")
+            if backend == "exact" or (params.get("metric") in ("cosine", "euclidean") and backend in BACKENDS):
+                # qkviz's neighbour graph (exact below 3,000 points, faiss IVF above): faster than
+                # NN-descent and it skips pynndescent's 18-26 s numba compile in every process.
+                # umap-learn counts a point as its own first neighbour, so prepend it.
                 k = int(params["n_neighbors"])
-                idx, dist = exact_knn(X, k - 1, metric=params["metric"])
-                idx = np.hstack([np.arange(n)[:, None], idx])
-                dist = np.hstack([np.zeros((n, 1)), dist]).astype(np.float32)
+                g = neighbours(X, k - 1, metric=params["metric"], backend=backend)
+                idx = np.hstack([np.arange(n)[:, None], g.indices])
+                dist = np.hstack([np.zeros((n, 1)), g.distances]).astype(np.float32)
                 params["precomputed_knn"] = (idx, dist, None)
             with warnings.catch_warnings():
                 # umap warns that a seed disables its parallelism (the point of the seed) and that
@@ -555,7 +654,7 @@ class UMAP(Reducer):
         """Place new points into the fitted map (umap-learn's ``transform``).
 
         Needs a fit with ``neighbors="approximate"`` (umap-learn's own search index); the default
-        exact kNN keeps no index.
+        neighbour graph keeps no index.
         """
         if getattr(self, "_model", None) is None or self.embedding_ is None:
             raise EmbeddingError("fit the UMAP reducer (or anchor() it) before transform.")
