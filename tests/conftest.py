@@ -14,6 +14,7 @@ conversions and never touch the user's own cache.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import tempfile
@@ -25,6 +26,12 @@ from _models import tiny_bert
 os.environ.setdefault("QKVIZ_CACHE_DIR", str(pathlib.Path(tempfile.gettempdir()) / "qkviz-test-cache"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# nnsight (0.8) adds a `save` method to `object` when imported; marimo's config dataclasses imported
+# after that see `save` as a field default and fail ("non-default argument 'server' follows default
+# argument"). The nnsight tests and the marimo tests share this process, so marimo goes first.
+with contextlib.suppress(ImportError):
+    import marimo  # noqa: F401
 
 
 @pytest.fixture(scope="session")
