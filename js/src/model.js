@@ -47,7 +47,7 @@ import { decode } from "./wire/codec.js";
  *   chunk_points?: number, dim?: number, n_seqs?: number, has_attention?: boolean,
  *   has_faithfulness?: boolean, has_images?: boolean, recall?: Wire, norm_range?: Wire,
  *   missing?: Wire, single_scale?: number, cell_fill?: number, modality?: string,
- *   causal?: boolean}} MetaWire
+ *   causal?: boolean, order?: Wire, sample_points?: number, forced_points?: number}} MetaWire
  * @typedef {{seq?: Wire, pos?: Wire, seq_len?: Wire, category?: Wire, token?: string[],
  *   display?: string[], row?: Wire, col?: Wire}} TokensWire
  * @typedef {{type: "numeric" | "categorical", values: Wire, categories?: string[]}} ColumnWire
@@ -62,12 +62,26 @@ export const TRAITS = Object.freeze([
 /**
  * @typedef {{layers: number[], heads: number[], n_tokens: number, n_points: number,
  *   chunk_points: number, has_attention: boolean, has_faithfulness: boolean, has_images: boolean,
- *   recall: Float32Array, dim: 2 | 3, single_scale: number, cell_fill: number}} Meta
+ *   recall: Float32Array, missing: Uint8Array, dim: 2 | 3, single_scale: number, cell_fill: number,
+ *   order: Uint32Array, sample_points: number, forced_points: number}} Meta
+ *   `order`: every point of a head in draw order (Python's qkviz.wire._lod.draw_order); the matrix
+ *   draws its first `sample_points` in every cell, the single view all of it.
  */
 
-/** @param {QKVizModel} model @returns {Meta} */
+/** @type {WeakMap<object, Meta>} */
+const META = new WeakMap();
+
+/** The grid description, decoded once per model. @param {QKVizModel} model @returns {Meta} */
 export function getMeta(model) {
-  const m = model.get("_meta") ?? {};
+  let meta = META.get(model);
+  if (!meta) { meta = readMeta(model.get("_meta") ?? {}); META.set(model, meta); }
+  return meta;
+}
+
+/** @param {MetaWire} m @returns {Meta} */
+function readMeta(m) {
+  const per = 2 * (m.n_tokens ?? 0);
+  const order = /** @type {Uint32Array} */ (decode(m.order, "uint32"));
   return {
     layers: m.layers ?? [],
     heads: m.heads ?? [],
@@ -78,9 +92,14 @@ export function getMeta(model) {
     has_faithfulness: Boolean(m.has_faithfulness),
     has_images: Boolean(m.has_images),
     recall: /** @type {Float32Array} */ (decode(m.recall, "float32")),
+    missing: /** @type {Uint8Array} */ (decode(m.missing, "uint8")),
     dim: m.dim === 3 ? 3 : 2,
     single_scale: m.single_scale ?? 0.9,
     cell_fill: m.cell_fill ?? 0.84,
+    // a state without an order (written before level of detail) is drawn whole, in index order
+    order: order.length === per ? order : Uint32Array.from({ length: per }, (_, i) => i),
+    sample_points: Math.min(per, m.sample_points ?? per),
+    forced_points: m.forced_points ?? 1_000_000,
   };
 }
 
@@ -104,8 +123,6 @@ export function cellOf(meta, layer, head) {
 
 /** @type {WeakMap<object, Tokens>} */
 const TOKENS = new WeakMap();
-/** @type {WeakMap<object, Promise<{coords: Float32Array, norms: Uint8Array}>>} */
-const GRID = new WeakMap();
 
 /** The token table, decoded once per model. @param {QKVizModel} model @returns {Tokens} */
 export function getTokens(model) {
@@ -139,32 +156,4 @@ export function getColumns(model) {
     out[name] = { type: c.type, categories: c.categories ?? [], values: decode(c.values) };
   }
   return out;
-}
-
-/**
- * The whole grid, pulled once per model in chunks of `chunk_points` (each message stays under the
- * size budget, and sequential requests keep the kernel responsive).
- * @param {QKVizModel} model
- * @param {(request: object) => Promise<any>} fetchDetail
- * @returns {Promise<{coords: Float32Array, norms: Uint8Array}>} coords [point*dim], norms [point]
- */
-export function loadGrid(model, fetchDetail) {
-  let grid = GRID.get(model);
-  if (!grid) {
-    const meta = getMeta(model);
-    grid = (async () => {
-      const coords = new Float32Array(meta.n_points * meta.dim);
-      const norms = new Uint8Array(meta.n_points);
-      for (let start = 0; start < meta.n_points; start += meta.chunk_points) {
-        const stop = Math.min(meta.n_points, start + meta.chunk_points);
-        const r = await fetchDetail({ kind: "points", start, stop });
-        coords.set(decode(r.coords, "float32"), start * meta.dim);
-        norms.set(decode(r.norms, "uint8"), start);
-      }
-      return { coords, norms };
-    })();
-    grid.catch(() => GRID.delete(model)); // allow a retry from the next view
-    GRID.set(model, grid);
-  }
-  return grid;
 }

@@ -19,6 +19,7 @@ export function createToolbar(ctx) {
   const headSel = h("select", { class: "qk-head", title: "head" },
     ...meta.heads.map((x) => h("option", { value: String(x) }, `head ${x}`)));
   const arrows = ["←", "→", "↑", "↓"].map((a) => h("button", { class: "qk-step", title: "step head/layer (arrow keys)", dataset: { dir: a } }, a));
+  const fitBtn = h("button", { class: "qk-fit", title: "zoom the matrix back to every head" }, "fit");
   const colorSel = h("select", { class: "qk-color", title: "colour by" },
     ...FIELDS.map(([v, label]) => h("option", { value: v }, label)),
     ...(columns.mean_r ? [h("option", { value: "patch_color" }, "patch colour")] : []),
@@ -33,7 +34,7 @@ export function createToolbar(ctx) {
   const thumbBox = h("input", { class: "qk-thumbs", type: "checkbox", checked: true });
   const kInput = h("input", { class: "qk-k", type: "number", min: "1", title: "lines per point (top-k)" });
   const thrInput = h("input", { class: "qk-threshold", type: "number", min: "0", max: "1", step: "0.01", title: "minimum attention weight of a line" });
-  const nav = h("span", { class: "qk-nav" }, back, layerSel, headSel, ...arrows);
+  const nav = h("span", { class: "qk-nav" }, back, layerSel, headSel, ...arrows, fitBtn);
   const el = h("div", { class: "qk-toolbar" },
     nav, h("span", { class: "qk-sep" }),
     h("label", {}, "colour", colorSel), modInput, h("label", {}, sizeBox, "size by norm"),
@@ -56,6 +57,7 @@ export function createToolbar(ctx) {
   });
   for (const a of arrows) on(a, "click", () => step(a.dataset.dir));
   on(back, "click", () => focus(null, null));
+  on(fitBtn, "click", () => ctx.scatter.reset());
   on(layerSel, "change", () => focus(Number(layerSel.value), ctx.focused() ? model.get("head") : meta.heads[0]));
   on(headSel, "change", () => focus(ctx.focused() ? model.get("layer") : meta.layers[0], Number(headSel.value)));
   on(colorSel, "change", () => setTrait(model, "color", colorSel.value));
@@ -109,6 +111,7 @@ export function createToolbar(ctx) {
       nav.dataset.mode = mode;
       back.disabled = mode === "matrix";
       for (const a of arrows) a.disabled = mode === "matrix";
+      fitBtn.hidden = mode !== "matrix" || meta.dim === 3; // the 3-D matrix turns instead of zooming
       if (mode === "single") {
         layerSel.value = String(model.get("layer"));
         headSel.value = String(model.get("head"));

@@ -1,8 +1,10 @@
 // The standalone page's fetchDetail: answers the widget's requests from the data the page embeds
 // (QKViz._static_state(), docs/internals.md "Static pages") instead of a Python kernel. It answers
-// "points" and "attention" itself and hands the side panel's kinds to `extra` (answer.js).
+// the point kinds (points.js) and "attention" itself and hands the side panel's kinds to `extra`
+// (answer.js).
 import { cellOf } from "../model.js";
 import { decode } from "../wire/codec.js";
+import { POINT_KINDS, staticPoints } from "./points.js";
 
 /**
  * Undo qkviz.export's "key-delta" layout of one head's top-k table (keys sorted by position,
@@ -63,7 +65,8 @@ export function denseFromTopk(tk, rows, tokens, nTokens) {
 
 /**
  * Answer requests from embedded data.
- * @param {object} embedded  `{points: [{start, stop, coords, norms}], topk: null | [{layer, head,
+ * @param {object} embedded  `{points: [{start, stop, coords, norms}], sample: [{start, stop, coords,
+ *   norms}] (cells), topk: null | [{layer, head,
  *   keys [token*k], weights [token*k], layout?}], meta, tokens}` (or `state` holding `_meta`,
  *   `_tokens`), arrays as typed arrays or wire dicts.
  * @param {(request: object) => Promise<object>} [extra]  the other kinds (answer.js staticExtra)
@@ -73,14 +76,10 @@ export function staticTransport(embedded, extra) {
   const st = embedded.state ?? {};
   const meta = embedded.meta ?? st._meta;
   const tokens = embedded.tokens ?? { seq: decode(st._tokens?.seq, "uint32"), pos: decode(st._tokens?.pos, "uint32") };
-  const points = (embedded.points ?? []).map((c) => ({ ...c, coords: decode(c.coords, "float32"), norms: decode(c.norms, "uint8") }));
+  const points = staticPoints({ ...embedded, meta });
   const topk = embedded.topk?.map((e) => decodeTopk(e, meta.n_tokens)) ?? null;
   return async (request) => {
-    if (request.kind === "points") {
-      const chunk = points.find((c) => c.start === request.start);
-      if (!chunk) throw new Error(`qkviz: no embedded points from ${request.start}`);
-      return chunk;
-    }
+    if (POINT_KINDS.has(request.kind)) return points(request);
     if (request.kind === "attention") {
       const { layer, head, seq } = request;
       if (!topk) throw new Error("qkviz: attention was not embedded in this page");

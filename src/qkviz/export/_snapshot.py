@@ -42,7 +42,9 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
         ``state``: trait name -> wire value (the :class:`View` fields and ``_meta``, ``_tokens``,
         ``_columns``, ``_selection``; ``_meta`` adds ``modality`` and ``causal``, ``_tokens`` adds
         ``row``/``col`` int32 [token] for image captures); ``points``: the answers to the
-        ``"points"`` requests; ``topk``, ``aggregate``, ``images``: see ``docs/internals.md``.
+        ``"points"`` requests (the whole grid, in chunks); ``sample``: the answers to the
+        ``"sample"`` requests (the matrix's level of detail, in chunks of cells); ``topk``,
+        ``aggregate``, ``images``: see ``docs/internals.md``.
     """
     emb = state.embedding
     cap = emb.capture
@@ -78,7 +80,27 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
                 "norms": array_to_binary(p["norms"], "uint8"),
             }
         )
-    out: dict[str, Any] = {"state": wire, "points": points, "topk": None, "aggregate": None, "images": None}
+    # the matrix's level of detail, answered from here without gathering it from every chunk
+    per_msg = max(1, chunk // max(1, state.sample_points))
+    sample = []
+    for start in range(0, len(state.cells), per_msg):
+        s = state.sample(start, min(start + per_msg, len(state.cells)))
+        sample.append(
+            {
+                "start": s["start"],
+                "stop": s["stop"],
+                "coords": array_to_binary(s["coords"], "float32"),
+                "norms": array_to_binary(s["norms"], "uint8"),
+            }
+        )
+    out: dict[str, Any] = {
+        "state": wire,
+        "points": points,
+        "sample": sample,
+        "topk": None,
+        "aggregate": None,
+        "images": None,
+    }
     if not state.has_attention:
         return out
     topk: list[dict[str, Any]] = []

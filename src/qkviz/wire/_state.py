@@ -7,7 +7,11 @@ export (:mod:`qkviz.export`) builds one without any widget. Both send the same w
 * ``meta``: the grid (layers, heads, point counts, chunking, per-cell recall and norm range...);
 * ``tokens``: per-token binary columns plus the token strings, once;
 * ``columns``: user colour-by columns (and, for image captures, patch position and colour);
-* the grid points themselves (coordinates and 8-bit norms of every head), in chunks.
+* the grid points themselves (coordinates and 8-bit norms), read one head at a time from the
+  embedding when the front end asks: the matrix's bounded sample of every head (``sample``, level
+  of detail: :mod:`qkviz.wire._lod`), a focused head whole (``points``), forced extras
+  (``points_at``). Nothing holds the whole grid: memory grows with the heads asked for, not with
+  the grid.
 
 Global point index: ``cell * 2 * n_tokens + point``, where ``cell = layer_index * n_heads +
 head_index`` (layer-major over ``layers`` x ``heads``) and ``point`` follows the embedding's order
@@ -23,6 +27,7 @@ import dataclasses
 import re
 import unicodedata
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +37,7 @@ import pandas as pd
 from ..analysis import patch_colors
 from ..errors import WidgetDataError
 from ._codec import MAX_MESSAGE_BYTES, array_to_binary
+from ._lod import FORCED_POINTS, draw_order, sample_size
 
 if TYPE_CHECKING:
     from ..project import Embedding
@@ -51,6 +57,9 @@ _RESERVED = ("token", "display", "seq", "pos", "kind", "layer", "head", "x", "y"
 #: to layout coordinates with the same numbers.
 SINGLE_SCALE = 0.9
 CELL_FILL = 0.84
+
+#: Heads whose quantised norms a state keeps (the focused one, its neighbours, a lasso's cells).
+_NORM_CACHE_HEADS = 16
 
 
 def _bytes_per_point(dim: int) -> int:
@@ -123,10 +132,11 @@ class WidgetState:
     cells : list of (layer, head)
         Layer-major; ``cells[c]`` is the head of cell ``c``.
     n_tokens, dim : int
-    coords : float32 [point_global, dim]
-        Every cell's layout, cell after cell (missing heads parked at 100, outside every cell).
-    norms : uint8 [point_global]
-        Vector norms quantised per head (min-max to 0..255).
+    order : uint32 [point]
+        Every point of a head in draw order (:func:`qkviz.wire._lod.draw_order`, the same for every
+        head): the matrix draws its first ``sample_points`` in each cell, the single view all of it.
+    sample_points : int
+        Points of each head on the matrix (:func:`qkviz.wire._lod.sample_size`).
     norm_range : float32 [cell, 2]
         Each head's (min, max) norm.
     missing : uint8 [cell]
@@ -145,8 +155,8 @@ class WidgetState:
     cells: list[tuple[int, int]]
     n_tokens: int
     dim: int
-    coords: np.ndarray
-    norms: np.ndarray
+    order: np.ndarray
+    sample_points: int
     norm_range: np.ndarray
     missing: np.ndarray
     columns: dict[str, pd.Series] = field(default_factory=dict)
@@ -155,6 +165,7 @@ class WidgetState:
     display: list[str] = field(default_factory=list)
     token_text: list[str] = field(default_factory=list)
     category: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    _qnorms: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict, repr=False)
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -205,17 +216,14 @@ class WidgetState:
         cells = [(la, he) for la in layers for he in heads]
         # 3-D layouts keep z (the 3-D views read it); the 2-D canvas draws x, y.
         dim = 3 if int(embedding.dim) == 3 else 2
-        coords = np.empty((len(cells) * 2 * n, dim), np.float32)
-        norms = np.empty(len(cells) * 2 * n, np.uint8)
+        # Checked head by head and kept nowhere: the points are read from the embedding again when
+        # the front end asks for them, so the state stays small whatever the grid.
         norm_range = np.zeros((len(cells), 2), np.float32)
         missing = np.zeros(len(cells), np.uint8)
         for c, (la, he) in enumerate(cells):
-            sl = slice(c * 2 * n, (c + 1) * 2 * n)
             if not embedding.has(la, he):
-                # A projection stopped early leaves holes in the grid: park those points far
-                # outside every cell (drawn nowhere) and mark the cell empty.
+                # A projection stopped early leaves holes in the grid: the cell is drawn empty.
                 missing[c] = 1
-                coords[sl], norms[sl], norm_range[c] = 100.0, 0, (0.0, 0.0)
                 continue
             xy = np.asarray(embedding.coords(la, he))
             if xy.ndim != 2 or xy.shape[0] != 2 * n or xy.shape[1] < dim:
@@ -225,18 +233,14 @@ class WidgetState:
                 )
             if not np.isfinite(xy[:, :dim]).all():
                 raise WidgetDataError(f"coords(layer={la}, head={he}) holds NaN or inf; re-run the projection")
-            nm = np.asarray(embedding.norms(la, he), np.float64).reshape(-1)
+            nm = np.asarray(embedding.norms(la, he)).reshape(-1)
             if nm.shape[0] != 2 * n or not np.isfinite(nm).all():
                 raise WidgetDataError(
                     f"norms(layer={la}, head={he}) must be {2 * n} finite values, got shape {nm.shape}"
                 )
-            lo, hi = float(nm.min()), float(nm.max())
-            # Per-head min-max to 0..255: enough for a colour ramp and dot sizes at 1 byte a point.
-            q = np.zeros_like(nm) if hi <= lo else (nm - lo) / (hi - lo) * 255.0
-            coords[sl] = xy[:, :dim]
-            norms[sl] = np.rint(q).astype(np.uint8)
-            norm_range[c] = lo, hi
-        for a in (coords, norms, norm_range, missing):
+            norm_range[c] = float(nm.min()), float(nm.max())
+        order = draw_order(tokens["seq"].to_numpy(), tokens["pos"].to_numpy())
+        for a in (norm_range, missing, order):
             a.setflags(write=False)
         text = tokens["token"].astype(str).tolist() if "token" in tokens else [""] * n
         display = tokens["display"].astype(str).tolist() if "display" in tokens else text
@@ -248,8 +252,8 @@ class WidgetState:
             cells=cells,
             n_tokens=n,
             dim=dim,
-            coords=coords,
-            norms=norms,
+            order=order,
+            sample_points=sample_size(2 * n, len(cells)),
             norm_range=norm_range,
             missing=missing,
             display=display,
@@ -325,7 +329,55 @@ class WidgetState:
     @property
     def n_points(self) -> int:
         """Points of the whole grid (``2 * n_tokens`` per cell)."""
-        return len(self.coords)
+        return len(self.cells) * 2 * self.n_tokens
+
+    # -- the points, one head at a time ------------------------------------------------------------
+
+    def head_coords(self, cell: int) -> np.ndarray:
+        """Layout of one cell, ``float32 [point, dim]`` (read-only; NaN for a missing head)."""
+        if not 0 <= cell < len(self.cells):
+            raise IndexError(f"cell {cell} outside [0, {len(self.cells)})")
+        if self.missing[cell]:
+            return np.full((2 * self.n_tokens, self.dim), np.nan, np.float32)
+        xy = np.asarray(self.embedding.coords(*self.cells[cell]), np.float32)
+        return xy[:, : self.dim]
+
+    def head_norms(self, cell: int) -> np.ndarray:
+        """Norms of one cell quantised min-max to ``uint8 [point]`` (0..255; 0 for a missing head).
+
+        Kept for the last few heads asked for (the focused head is asked for again and again).
+        """
+        cached = self._qnorms.get(cell)
+        if cached is not None:
+            self._qnorms.move_to_end(cell)
+            return cached
+        if not 0 <= cell < len(self.cells):
+            raise IndexError(f"cell {cell} outside [0, {len(self.cells)})")
+        if self.missing[cell]:
+            q = np.zeros(2 * self.n_tokens, np.uint8)
+        else:
+            nm = np.asarray(self.embedding.norms(*self.cells[cell]), np.float64).reshape(-1)
+            lo, hi = (float(v) for v in self.norm_range[cell])
+            # Per-head min-max to 0..255: enough for a colour ramp and dot sizes at 1 byte a point.
+            q = np.rint(np.zeros_like(nm) if hi <= lo else (nm - lo) / (hi - lo) * 255.0).astype(np.uint8)
+        q.setflags(write=False)
+        self._qnorms[cell] = q
+        if len(self._qnorms) > _NORM_CACHE_HEADS:
+            self._qnorms.popitem(last=False)
+        return q
+
+    @property
+    def coords(self) -> np.ndarray:
+        """Every cell's layout, ``float32 [point_global, dim]``, cell after cell (NaN for missing heads).
+
+        Built on each call, O(whole grid) in memory: prefer :meth:`head_coords` or :meth:`points`.
+        """
+        return self.points(0, self.n_points)["coords"]
+
+    @property
+    def norms(self) -> np.ndarray:
+        """Every point's quantised norm, ``uint8 [point_global]``; built on each call, like :attr:`coords`."""
+        return self.points(0, self.n_points)["norms"]
 
     @property
     def has_attention(self) -> bool:
@@ -407,6 +459,7 @@ class WidgetState:
         token = point % n
         tok = self.embedding.tokens
         cells = np.array(self.cells, np.int64).reshape(-1, 2)
+        xyz = self._gather(cell, point)[0]
         df = pd.DataFrame(
             {
                 "token": np.asarray(self.token_text, object)[token],
@@ -416,9 +469,9 @@ class WidgetState:
                 "kind": np.where(point < n, "query", "key"),
                 "layer": cells[cell, 0],
                 "head": cells[cell, 1],
-                "x": self.coords[idx, 0],
-                "y": self.coords[idx, 1],
-                **({"z": self.coords[idx, 2]} if self.dim == 3 else {}),
+                "x": xyz[:, 0],
+                "y": xyz[:, 1],
+                **({"z": xyz[:, 2]} if self.dim == 3 else {}),
                 "norm": self.exact_norms(cell, point) if len(idx) else np.zeros(0, np.float32),
             },
             index=pd.Index(idx, name="point"),
@@ -435,10 +488,71 @@ class WidgetState:
         return max(2, MAX_MESSAGE_BYTES // _bytes_per_point(self.dim))
 
     def points(self, start: int, stop: int) -> dict[str, Any]:
-        """Grid points ``[start, stop)``: coords ``float32 [point, dim]``, norms ``uint8 [point]``."""
+        """Grid points ``[start, stop)`` (global indices): coords ``float32 [point, dim]``, norms ``uint8 [point]``.
+
+        Reads only the heads the range covers (a focused head is one range).
+        """
         if not 0 <= start <= stop <= self.n_points:
             raise IndexError(f"points [{start}, {stop}) outside [0, {self.n_points})")
-        return {"start": start, "stop": stop, "coords": self.coords[start:stop], "norms": self.norms[start:stop]}
+        per = 2 * self.n_tokens
+        coords = np.empty((stop - start, self.dim), np.float32)
+        norms = np.empty(stop - start, np.uint8)
+        at = start
+        while at < stop:
+            c, lo = divmod(at, per)
+            hi = min(per, lo + stop - at)
+            coords[at - start : at - start + hi - lo] = self.head_coords(c)[lo:hi]
+            norms[at - start : at - start + hi - lo] = self.head_norms(c)[lo:hi]
+            at += hi - lo
+        return {"start": start, "stop": stop, "coords": coords, "norms": norms}
+
+    def sample(self, start: int, stop: int, points: Any = None) -> dict[str, Any]:
+        """The same points of every cell in ``[start, stop)``: the matrix's level of detail.
+
+        Parameters
+        ----------
+        start, stop : int
+            A range of cells.
+        points : int array [m], optional
+            Indices within a head (``0..2 * n_tokens - 1``); default the sample,
+            ``order[:sample_points]``. The front end asks for searched points this way.
+
+        Returns
+        -------
+        dict
+            ``start``, ``stop``, ``coords`` float32 [cell, m, dim] (NaN for missing heads),
+            ``norms`` uint8 [cell, m].
+        """
+        if not 0 <= start <= stop <= len(self.cells):
+            raise IndexError(f"cells [{start}, {stop}) outside [0, {len(self.cells)})")
+        pts = self.order[: self.sample_points] if points is None else np.asarray(points, np.int64).reshape(-1)
+        if pts.size and (pts.min() < 0 or pts.max() >= 2 * self.n_tokens):
+            raise IndexError(f"points must lie in [0, {2 * self.n_tokens})")
+        coords = np.empty((stop - start, len(pts), self.dim), np.float32)
+        norms = np.empty((stop - start, len(pts)), np.uint8)
+        for i, c in enumerate(range(start, stop)):
+            coords[i] = self.head_coords(c)[pts]
+            norms[i] = self.head_norms(c)[pts] if not self.missing[c] else 0
+        return {"start": start, "stop": stop, "coords": coords, "norms": norms}
+
+    def points_at(self, indices: Any) -> dict[str, Any]:
+        """Points at global ``indices`` (any cells): coords ``float32 [point, dim]``, norms ``uint8 [point]``."""
+        idx = np.asarray(indices, np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_points):
+            raise IndexError(f"point indices must lie in [0, {self.n_points})")
+        per = 2 * self.n_tokens
+        coords, norms = self._gather(idx // per, idx % per)
+        return {"coords": coords, "norms": norms}
+
+    def _gather(self, cell: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Coords ``float32 [k, dim]`` and quantised norms ``uint8 [k]`` of (cell, point) pairs, head by head."""
+        coords = np.empty((len(cell), self.dim), np.float32)
+        norms = np.empty(len(cell), np.uint8)
+        for c in np.unique(cell):
+            m = cell == c
+            coords[m] = self.head_coords(int(c))[point[m]]
+            norms[m] = self.head_norms(int(c))[point[m]]
+        return coords, norms
 
     def meta_wire(self) -> dict[str, Any]:
         """The ``_meta`` trait."""
@@ -463,6 +577,9 @@ class WidgetState:
             "has_images": self.has_images,
             "single_scale": SINGLE_SCALE,
             "cell_fill": CELL_FILL,
+            "order": array_to_binary(self.order, "uint32"),
+            "sample_points": int(self.sample_points),
+            "forced_points": FORCED_POINTS,
         }
 
     def tokens_wire(self) -> dict[str, Any]:
