@@ -40,10 +40,13 @@ const PANEL_PX = 240; // room the single view leaves beside itself for the side 
 const WIDE_PANEL_PX = 360; // the same for the matrix (the side panel keeps its 340 px)
 const MIN_PX = 220;
 const CLICK_PX = 4; // a press that moves more is a pan, not a click on a cell
-const OPEN_SHARE = 0.6; // a wheel-up over a cell this big (share of the canvas) opens its head
-const WHOLE_CELL_PX = 160; // zoomed in until cells are this wide, the matrix draws the cells in view whole
-const WHOLE_CELLS = 16; // ... when at most this many are in view
-const SETTLE_MS = 250; // ... once the camera has rested this long
+const OPEN_SHARE = 0.9; // a wheel-up over a cell this big (share of the canvas) opens its head
+// Zoomed in (at least WHOLE_ZOOM times) on the 2-D matrix, the cells in view are drawn whole once
+// the camera has rested SETTLE_MS, when their points together are no more than the matrix's sample
+// or WHOLE_POINTS, whichever is more (the canvas never draws much more than twice the sample).
+const WHOLE_ZOOM = 1.5;
+const WHOLE_POINTS = 200_000;
+const SETTLE_MS = 250;
 
 function notebookTheme() {
   const b = document.body;
@@ -219,11 +222,12 @@ export function renderView({ model, el, fetchDetail, signal }) {
   signal.addEventListener("abort", () => clearTimeout(settleTimer));
   async function drawVisibleWhole() {
     if (state.mode !== "matrix" || meta.dim === 3 || meta.sample_points >= per) return;
+    if (ctx.scatter.lassoing()) { settle(); return; } // never redraw under a lasso being drawn
     let cells = [];
-    if (ctx.matrix.cellScreenPx() >= WHOLE_CELL_PX) {
-      const { x: [x0, x1], y: [y0, y1] } = ctx.scatter.viewDomain();
+    const { x: [x0, x1], y: [y0, y1] } = ctx.scatter.viewDomain();
+    if (2 / (x1 - x0) >= WHOLE_ZOOM) {
       cells = cellsInRect(ctx.geom, x0, y0, x1, y1).filter((c) => !meta.missing[c]);
-      if (cells.length > WHOLE_CELLS) cells = [];
+      if (cells.length * per > Math.max(WHOLE_POINTS, nCells * meta.sample_points)) cells = [];
     }
     const key = cells.join(",");
     if (key === (lod.zoom?.key ?? "")) return;

@@ -145,16 +145,18 @@ def draw_order(
     return np.concatenate([merged, absent]).astype(np.uint32)
 
 
-def sample_size(per_head: int, n_cells: int, total: int = MATRIX_POINTS) -> int:
+def sample_size(per_head: int, n_cells: int, total: int | None = None) -> int:
     """Points the matrix draws in each cell: ``total / n_cells`` within ``[CELL_MIN, CELL_MAX]``.
 
-    Never more than a head has (``per_head``); a small grid is drawn whole.
+    Never more than a head has (``per_head``); a small grid is drawn whole. ``total`` defaults to
+    :data:`MATRIX_POINTS` (read at each call).
 
     Examples
     --------
     >>> sample_size(22_000, 72), sample_size(40_000, 270), sample_size(10, 4)
     (5555, 1481, 10)
     """
+    total = MATRIX_POINTS if total is None else total
     m = min(CELL_MAX, max(CELL_MIN, int(total) // max(1, int(n_cells))))
     return int(min(int(per_head), m))
 
