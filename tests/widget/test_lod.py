@@ -16,8 +16,7 @@ import pytest
 from _fakes import capture_from_arrays
 from qkviz import Embedding
 from qkviz.widget import QKViz, _commands
-from qkviz.wire import WidgetState, binary_to_array
-from qkviz.wire import _lod
+from qkviz.wire import WidgetState, _lod, binary_to_array
 from qkviz.wire._lod import CELL_MAX, CELL_MIN, draw_order, sample_size, with_forced
 
 

@@ -7,6 +7,7 @@ matrix fits grids of 72 to 1,024 heads. The budget is shrunk so that small grids
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -92,18 +93,23 @@ def test_search_and_selection_are_drawn_beyond_the_sample(page, harness_url, sma
     missing = pts[~in_sample[pts]]
     assert len(missing) > 0
     page.evaluate("models.w0.set('search_query', 'cat')")
-    page.wait_for_function(f"Number(document.querySelector('#w0 .qk-root').dataset.qkDrawn) === {6 * (M + len(missing))}")
+    page.wait_for_function(
+        f"Number(document.querySelector('#w0 .qk-root').dataset.qkDrawn) === {6 * (M + len(missing))}"
+    )
     xy = positions(page)
     for c in range(6):  # every match, in every head, is on screen
         assert np.isfinite(xy[c * per + pts]).all()
     # a selection from Python, far down the draw order (never sampled): drawn and marked
-    far = [int(4 * per + order[-1]), int(1 * per + order[-2])]
+    last = [int(p) for p in order[::-1] if not match[p % emb.n_tokens]][:2]  # neither sampled nor searched
+    far = [4 * per + last[0], 1 * per + last[1]]
     page.evaluate(
         """(idx) => models.w0.set('_selection',
         {view: new DataView(new Uint32Array(idx).buffer), dtype: 'uint32', shape: [idx.length]})""",
         far,
     )
-    page.wait_for_function(f"Number(document.querySelector('#w0 .qk-root').dataset.qkDrawn) === {6 * (M + len(missing)) + 2}")
+    page.wait_for_function(
+        f"Number(document.querySelector('#w0 .qk-root').dataset.qkDrawn) === {6 * (M + len(missing)) + 2}"
+    )
     assert np.isfinite(positions(page)[far]).all()
     assert page.locator("#w0 .qk-root").get_attribute("data-qk-selected") == "2"
     page.locator("#w0 .qk-root").screenshot(path=str(ARTIFACTS / "lod-search-selection.png"))
@@ -161,7 +167,9 @@ def test_zooming_in_draws_the_cells_in_view_whole(page, harness_url, small_budge
             break
     whole = [int(c) for c in root.get_attribute("data-qk-whole").split(",")]
     assert 1 in whole and root.get_attribute("data-qk-mode") == "matrix"
-    page.wait_for_function(f"Number(document.querySelector('#w0 .qk-root').dataset.qkDrawn) === {6 * m + len(whole) * (per - m)}")
+    page.wait_for_function(
+        f"Number(document.querySelector('#w0 .qk-root').dataset.qkDrawn) === {6 * m + len(whole) * (per - m)}"
+    )
     page.locator("#w0 .qk-fit").click()  # back to every head: the sample again
     page.wait_for_function(f"Number(document.querySelector('#w0 .qk-root').dataset.qkDrawn) === {6 * m}")
     assert page.qk_errors == []
@@ -200,7 +208,7 @@ def test_the_matrix_fits_any_grid(page, harness_url, n_layers, n_heads, transpos
             assert len(boxes) >= 3
             key, size = ("y", "height") if axis == "rows" else ("x", "width")
             boxes.sort(key=lambda b: b[key])
-            gaps = [b[key] - (a[key] + a[size]) for a, b in zip(boxes, boxes[1:])]
+            gaps = [b[key] - (a[key] + a[size]) for a, b in itertools.pairwise(boxes)]
             assert min(gaps) >= 0, f"{axis} labels overlap"
     else:
         texts = page.locator("#w0 .qk-cell-label").all_inner_texts()
