@@ -19,6 +19,19 @@ import { getRenderer } from "./renderer.js";
 export const mark = (name) => globalThis.performance?.mark?.(`qk:${name}`);
 
 const DIMMED = 0.35; // opacity factor of unselected points while some are selected
+
+/**
+ * An empty spatial index in kdbush's format (v1 header: magic 0xdb, version 1 and Float64Array
+ * coordinates, node size 16, no items). The matrix never asks the scatter which drawn point is
+ * where (a click finds its cell by geometry, a lasso tests every point of the cells it crosses:
+ * view.js), so its draws skip building a kd-tree over hundreds of thousands of points.
+ */
+export function emptySpatialIndex() {
+  const data = new ArrayBuffer(8);
+  new Uint8Array(data, 0, 2).set([0xdb, (1 << 4) | 8]);
+  new Uint16Array(data, 2, 1)[0] = 16;
+  return data;
+}
 const LASSO_CLICK_MS = 400; // a click this soon after a lasso ends belongs to the lasso
 
 /**
@@ -41,8 +54,8 @@ export function createScatter(ctx) {
   let sc = null; // the regl-scatterplot instance, once the grid is loaded
   let enc = null, palette = null, z = null, drawn = 0, zIds = null;
   const scales = { x: linearScale(), y: linearScale() };
-  // kd-trees of drawn positions, reused while the same points sit at the same places
-  const spatial = { key: null, index: null, single: new Map() };
+  // kd-trees of the single view's positions, reused while the same points sit at the same places
+  const spatial = { single: new Map() };
   const lasso = { active: false, end: -1e9, points: [] };
 
   /** Make the scatterplot (after the grid arrived) and route its events. */
@@ -175,7 +188,7 @@ export function createScatter(ctx) {
     // the kd-tree of positions depends on which points sit where: the same drawn set at the same
     // positions reuses it (a recolour, a search, a selection)
     const key = ctx.state.positionsKey;
-    const index = mode === "matrix" ? (spatial.key === key ? spatial.index : null) : spatial.single.get(key) ?? null;
+    const index = mode === "matrix" ? emptySpatialIndex() : spatial.single.get(key) ?? null;
     sc.set({
       // regl-scatterplot replaces a colour's alpha by the opacity encoding, so dimming (search,
       // highlight) goes through a per-palette-index opacity, read from the same index z.
@@ -190,11 +203,8 @@ export function createScatter(ctx) {
     });
     mark("draw:end");
     if (!index) {
-      const built = sc.get("spatialIndex");
-      if (mode === "matrix") { spatial.key = key; spatial.index = built; } else {
-        spatial.single.set(key, built);
-        if (spatial.single.size > 4) spatial.single.delete(spatial.single.keys().next().value);
-      }
+      spatial.single.set(key, sc.get("spatialIndex"));
+      if (spatial.single.size > 4) spatial.single.delete(spatial.single.keys().next().value);
     }
     z = zz; zIds = d.ids;
     ctx.single3d.paint();
