@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .._capture import Capture
     from ..project import Embedding
 
-__all__ = ["snapshot", "topk_cell"]
+__all__ = ["snapshot", "sample_wire", "topk_cell"]
 
 
 def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarray | None = None) -> dict[str, Any]:
@@ -80,23 +80,10 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
                 "norms": array_to_binary(p["norms"], "uint8"),
             }
         )
-    # the matrix's level of detail, answered from here without gathering it from every chunk
-    per_msg = max(1, chunk // max(1, state.sample_points))
-    sample = []
-    for start in range(0, len(state.cells), per_msg):
-        s = state.sample(start, min(start + per_msg, len(state.cells)))
-        sample.append(
-            {
-                "start": s["start"],
-                "stop": s["stop"],
-                "coords": array_to_binary(s["coords"], "float32"),
-                "norms": array_to_binary(s["norms"], "uint8"),
-            }
-        )
     out: dict[str, Any] = {
         "state": wire,
         "points": points,
-        "sample": sample,
+        "sample": sample_wire(state),
         "topk": None,
         "aggregate": None,
         "images": None,
@@ -153,6 +140,32 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
     out["aggregate"] = {**shared, "cells": cells}
     if state.has_images and image and cap is not None:
         out["images"] = {**_static_atlas(cap), "cls": cls}
+    return out
+
+
+def sample_wire(state: WidgetState) -> list[dict[str, Any]]:
+    """The answers to the ``"sample"`` requests: the matrix's level of detail
+    (``state.order[:state.sample_points]`` of every head), in chunks of cells.
+
+    Returns
+    -------
+    list of dict
+        ``{"start", "stop", "coords": float32 [cell, m, dim], "norms": uint8 [cell, m]}`` as wire
+        dicts, ``max(1, chunk_points // m)`` cells each (what the front end asks for at once; a
+        page answers those requests from these chunks as they are).
+    """
+    step = max(1, state.chunk_points // max(1, state.sample_points))
+    out = []
+    for start in range(0, len(state.cells), step):
+        s = state.sample(start, min(start + step, len(state.cells)))
+        out.append(
+            {
+                "start": s["start"],
+                "stop": s["stop"],
+                "coords": array_to_binary(s["coords"], "float32"),
+                "norms": array_to_binary(s["norms"], "uint8"),
+            }
+        )
     return out
 
 
