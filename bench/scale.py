@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "src"))
 
 import _smollm2
+
 import widget as wb
 
 LAB_SETUP = """import qkviz

@@ -2,8 +2,8 @@
 // geometry (canvas/matrix.js), the point store (points.js) and the static page's point answers.
 import { describe, expect, it } from "vitest";
 import {
-  cellsBlock, concatDrawn, drawnIndicesOf, headBlock, idsBlock, maskOf, rankOf, searchPoints, selectionExtras,
-  withoutCells,
+  cellsBlock, concatDrawn, drawnIndicesOf, fillFromSample, headBlock, idsBlock, maskOf, rankOf, searchPoints,
+  selectionExtras, withoutCells,
 } from "../src/canvas/lod.js";
 import {
   cellAt, cellOfRC, cellRC, cellsInRect, chooseTranspose, fitCanvas, gridGeometry, labelStep, matrixPositions,
@@ -34,6 +34,20 @@ describe("drawn sets", () => {
     expect(Array.from(b.norms)).toEqual(Array.from(ORDER));
     const kinds = Array.from(b.ids, (g) => ((g - 12) < 3 ? "q" : "k"));
     expect(kinds).toEqual(["k", "q", "q", "k", "q", "k"]); // never all of one kind on top
+  });
+
+  it("a head a page does not embed whole is filled from the matrix's sample", () => {
+    const head = { coords: new Float32Array(12).fill(NaN), norms: new Uint8Array(6) };
+    head.coords.set([7, 7], 2 * 2); // point 2 embedded
+    const sample = { points: Uint32Array.from([4, 0]), coords: Float32Array.from([0, 0, 0, 0, 1, 1, 2, 2]), norms: Uint8Array.from([0, 0, 9, 8]) };
+    const got = fillFromSample(head, sample, 1, 2); // cell 1: point 4 at (1, 1), point 0 at (2, 2)
+    expect(got.finite).toBe(3);
+    expect(Array.from(got.coords.subarray(0, 2))).toEqual([2, 2]);
+    expect(Array.from(got.coords.subarray(8, 10))).toEqual([1, 1]);
+    expect(got.norms[4]).toBe(9);
+    expect(Number.isNaN(head.coords[0])).toBe(true); // the fetched head is left as it was
+    const whole = { coords: new Float32Array(12), norms: new Uint8Array(6) };
+    expect(fillFromSample(whole, sample, 1, 2).coords).toBe(whole.coords);
   });
 
   it("concatenates, drops cells drawn whole, and finds selected points among what is drawn", () => {

@@ -81,6 +81,7 @@ def test_lab_end_to_end(jupyter, page):
     page.wait_for_timeout(100)
     xy = emb.coords(1, 2)
     p = _isolated_point(xy, range(n))
+    canvas.scroll_into_view_if_needed()  # the square single view may reach below the fold
     box = canvas.bounding_box()
     page.mouse.click(*to_screen(box, *xy[p]))
     page.wait_for_function("document.querySelector('.qk-root').dataset.qkLines !== ''", timeout=30_000)

@@ -111,6 +111,30 @@ export function withoutCells(block, skipCells, per, dim) {
   return out;
 }
 
+/**
+ * A whole head as fetched, with the points it lacks (NaN: a page that embeds only a sample of this
+ * head) taken from the matrix's sample of its cell.
+ * @param {{coords: Float32Array, norms: Uint8Array}} head  coords [point * dim], norms [point]
+ * @param {{points: Uint32Array, coords: Float32Array, norms: Uint8Array}} sample  (points.js)
+ * @param {number} cell
+ * @param {number} dim
+ * @returns {{coords: Float32Array, norms: Uint8Array, finite: number}}  `finite`: points with coordinates
+ */
+export function fillFromSample(head, sample, cell, dim) {
+  const per = head.norms.length, m = sample.points.length;
+  let coords = head.coords, norms = head.norms;
+  for (let i = 0; i < m; i++) {
+    const p = sample.points[i], src = cell * m + i;
+    if (finiteAt(coords, p, dim) || !finiteAt(sample.coords, src, dim)) continue;
+    if (coords === head.coords) { coords = coords.slice(); norms = norms.slice(); }
+    for (let d = 0; d < dim; d++) coords[p * dim + d] = sample.coords[src * dim + d];
+    norms[p] = sample.norms[src];
+  }
+  let finite = 0;
+  for (let p = 0; p < per; p++) if (finiteAt(coords, p, dim)) finite++;
+  return { coords, norms, finite };
+}
+
 /** Drawn sets one after the other (later ones drawn on top). @param {Drawn[]} blocks @param {number} dim */
 export function concatDrawn(blocks, dim) {
   if (blocks.length === 1) return blocks[0];

@@ -22,8 +22,8 @@ import { BACKGROUND } from "../ui/palette.js";
 import { AXIS_PX } from "../ui/style.js";
 import { createLines } from "./lines.js";
 import {
-  cellsBlock, concatDrawn, emptyDrawn, headBlock, idsBlock, maskOf, rankOf, searchPoints, selectionExtras,
-  withoutCells,
+  cellsBlock, concatDrawn, emptyDrawn, fillFromSample, headBlock, idsBlock, maskOf, rankOf, searchPoints,
+  selectionExtras, withoutCells,
 } from "./lod.js";
 import { cellsInRect, chooseTranspose, createMatrix, fitCanvas, gridGeometry, singlePositions } from "./matrix.js";
 import { createOrbit } from "./orbit.js";
@@ -264,7 +264,9 @@ export function renderView({ model, el, fetchDetail, signal }) {
       ? `${meta.layers.length} layers × ${meta.heads.length} heads · ${n} tokens · ${meta.n_points} points` +
         `${m < per ? ` (${drawn} drawn: ${m} of ${per} per head, plus searched and selected)` : ""}` +
         ` — click a head${meta.dim === 3 ? " (drag to turn every head)" : " (wheel to zoom, drag to pan)"}`
-      : `layer ${model.get("layer")}, head ${model.get("head")} · ${per} points (${n} queries, ${n} keys) — ${state.is3d ? "drag to rotate, wheel to zoom, " : ""}click a point for attention lines`;
+      : `layer ${model.get("layer")}, head ${model.get("head")} · ${per} points (${n} queries, ${n} keys)` +
+        `${state.head && state.head.finite < per ? ` of which this page holds ${state.head.finite}` : ""}` +
+        ` — ${state.is3d ? "drag to rotate, wheel to zoom, " : ""}click a point for attention lines`;
   }
 
   let viewToken = 0;
@@ -278,7 +280,8 @@ export function renderView({ model, el, fetchDetail, signal }) {
     let head = null;
     if (mode === "single") {
       status.textContent = `loading layer ${model.get("layer")}, head ${model.get("head")}…`;
-      head = await store.head(cell); // full resolution of the focused head
+      // full resolution of the focused head (a page that embeds only a sample of it: the sample)
+      head = fillFromSample(await store.head(cell), lod.sample, cell, meta.dim);
       if (token !== viewToken || signal.aborted) return; // another head was asked for meanwhile
     }
     state.mode = mode; state.cell = cell; state.highlight = null; state.head = head;
