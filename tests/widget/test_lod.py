@@ -262,3 +262,24 @@ def test_heads_are_read_from_the_capture_store_one_at_a_time(tmp_path, monkeypat
     lo, hi = st.norm_range[c]
     np.testing.assert_allclose(lo, want.min(), rtol=1e-5)
     np.testing.assert_allclose(st.head_norms(c), np.rint((want - lo) / (hi - lo) * 255), atol=1)
+
+
+def test_a_page_without_every_point_embeds_the_sample_chunks(small_budget):
+    from qkviz.export._snapshot import sample_wire, snapshot
+
+    emb = synthetic_embedding(2, 3)
+    st = WidgetState.from_embedding(emb)
+    chunks = sample_wire(st)
+    per_msg = max(1, st.chunk_points // st.sample_points)
+    assert [(c["start"], c["stop"]) for c in chunks] == [
+        (a, min(a + per_msg, 6)) for a in range(0, 6, per_msg)
+    ]  # what the front end asks for, message by message
+    got = np.concatenate([binary_to_array(c["coords"]) for c in chunks])
+    np.testing.assert_array_equal(got, st.sample(0, 6)["coords"])
+    assert "sample" not in snapshot(st, viz_view(st))  # every point embedded: the page gathers it
+
+
+def viz_view(st):
+    from qkviz.wire import View
+
+    return st.check_view(View())

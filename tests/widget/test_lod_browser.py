@@ -145,6 +145,8 @@ def test_lasso_on_the_matrix_selects_from_every_point(page, harness_url, small_b
         want += (col * per + np.flatnonzero(inside)).tolist()
     wire = page.evaluate("Array.from(new Uint32Array(models.w0.get('_selection').view.buffer))")
     assert sorted(wire) == sorted(want)
+    page.wait_for_timeout(200)
+    assert page.locator("#w0 .qk-root").get_attribute("data-qk-mode") == "matrix"  # the mouse-up opened no head
     in_sample = np.isin(np.array(want) % per, viz.state.order[:M])
     assert (~in_sample).sum() > in_sample.sum()  # most of them were never drawn on the matrix
     assert len(viz.state.selected(np.array(wire))) == len(want)

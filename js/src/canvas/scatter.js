@@ -285,6 +285,8 @@ export function createScatter(ctx) {
     encoded: () => enc != null,
     /** True from the start of a lasso until its selection arrives. */
     lassoing: () => lasso.active,
+    /** True just after a lasso ended (its mouse-up's click belongs to it). */
+    justLassoed: () => performance.now() - lasso.end < LASSO_CLICK_MS,
     /** The drawn indices of global points (a selection shown on what is drawn). */
     drawnIndicesOf: (global) => drawnIndicesOf(ctx.state.drawn?.ids ?? new Uint32Array(0), global),
     set: (opts) => sc?.set(opts),

@@ -384,19 +384,21 @@ export function renderView({ model, el, fetchDetail, signal }) {
     const cells = cellsInRect(ctx.geom, x0, y0, x1, y1).filter((c) => !meta.missing[c]);
     const out = [];
     root.dataset.qkLasso = "busy";
-    for (const [i, cell] of cells.entries()) {
-      if (cells.length > 1) status.textContent = `selecting from every point of ${cells.length} heads… ${i + 1}`;
-      const head = await store.head(cell);
-      if (token !== lassoToken || signal.aborted || state.mode !== "matrix") return;
-      const ids = Uint32Array.from({ length: per }, (_, p) => cell * per + p);
-      const { x, y } = ctx.matrix.positions({ ids, coords: head.coords }, ctx.orbit.camera(), project3D);
-      const xy = new Float32Array(2 * per);
-      for (let p = 0; p < per; p++) { xy[2 * p] = x[p]; xy[2 * p + 1] = y[p]; }
-      for (const p of pointsInPolygon(xy, polygon)) out.push(cell * per + p);
+    try {
+      for (const [i, cell] of cells.entries()) {
+        if (cells.length > 1) status.textContent = `selecting from every point of ${cells.length} heads… ${i + 1}`;
+        const head = await store.head(cell);
+        if (token !== lassoToken || signal.aborted || state.mode !== "matrix") return;
+        const ids = Uint32Array.from({ length: per }, (_, p) => cell * per + p);
+        const { x, y } = ctx.matrix.positions({ ids, coords: head.coords }, ctx.orbit.camera(), project3D);
+        const xy = new Float32Array(2 * per);
+        for (let p = 0; p < per; p++) { xy[2 * p] = x[p]; xy[2 * p + 1] = y[p]; }
+        for (const p of pointsInPolygon(xy, polygon)) out.push(cell * per + p);
+      }
+      ctx.selection.send(out);
+    } finally {
+      if (token === lassoToken) { delete root.dataset.qkLasso; showStatus(); }
     }
-    delete root.dataset.qkLasso;
-    ctx.selection.send(out);
-    showStatus();
   }
 
   // Two trait changes (layer, head) arrive as two events: coalesce into one redraw.
@@ -420,7 +422,8 @@ export function renderView({ model, el, fetchDetail, signal }) {
     e.stopPropagation();
     const moved = pressAt ? Math.hypot(e.clientX - pressAt[0], e.clientY - pressAt[1]) : 0;
     pressAt = null;
-    if (ctx.scatter.lassoing() || moved > CLICK_PX) return;
+    // a lasso's mouse-up is no click on a cell
+    if (ctx.scatter.lassoing() || ctx.scatter.justLassoed() || moved > CLICK_PX) return;
     if (ctx.orbit.takeClick()) return; // the end of an orbit drag
     const hit = ctx.matrix.cellFromEvent(e);
     if (hit) ctx.toolbar.focus(meta.layers[hit.layer], meta.heads[hit.head]);

@@ -42,9 +42,8 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
         ``state``: trait name -> wire value (the :class:`View` fields and ``_meta``, ``_tokens``,
         ``_columns``, ``_selection``; ``_meta`` adds ``modality`` and ``causal``, ``_tokens`` adds
         ``row``/``col`` int32 [token] for image captures); ``points``: the answers to the
-        ``"points"`` requests (the whole grid, in chunks); ``sample``: the answers to the
-        ``"sample"`` requests (the matrix's level of detail, in chunks of cells); ``topk``,
-        ``aggregate``, ``images``: see ``docs/internals.md``.
+        ``"points"`` requests (the whole grid, in chunks; the page answers ``"sample"`` from them);
+        ``topk``, ``aggregate``, ``images``: see ``docs/internals.md``.
     """
     emb = state.embedding
     cap = emb.capture
@@ -80,14 +79,9 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
                 "norms": array_to_binary(p["norms"], "uint8"),
             }
         )
-    out: dict[str, Any] = {
-        "state": wire,
-        "points": points,
-        "sample": sample_wire(state),
-        "topk": None,
-        "aggregate": None,
-        "images": None,
-    }
+    # every point is embedded: the page gathers the matrix's sample from the chunks (a page that
+    # embeds fewer points adds "sample": sample_wire(state))
+    out: dict[str, Any] = {"state": wire, "points": points, "topk": None, "aggregate": None, "images": None}
     if not state.has_attention:
         return out
     topk: list[dict[str, Any]] = []
@@ -145,7 +139,8 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
 
 def sample_wire(state: WidgetState) -> list[dict[str, Any]]:
     """The answers to the ``"sample"`` requests: the matrix's level of detail
-    (``state.order[:state.sample_points]`` of every head), in chunks of cells.
+    (``state.order[:state.sample_points]`` of every head), in chunks of cells, for a page that does
+    not embed every point (``snapshot(...)["sample"]``; a page with every point gathers it).
 
     Returns
     -------
