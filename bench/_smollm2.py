@@ -5,8 +5,7 @@ because the display costs measured here do not depend on the layout method):
 
     python bench/_smollm2.py [--scratch /work/scratch/lod] [--sentences 700]
 
-prints what it built (or found) as JSON. ``bench/scale.py`` and ``bench/widget.py --real`` call
-:func:`build`.
+prints what it built (or found) as JSON. ``bench/scale_widget.py`` calls :func:`build`.
 """
 
 from __future__ import annotations

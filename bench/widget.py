@@ -28,7 +28,7 @@ Run: ``.venv/bin/python bench/widget.py [--sizes 100000 1500000 6000000] [--repe
 Needs /usr/bin/chromium, the built bundle (``cd js && npm run build``) and, for the comparison,
 jupyter-scatter: a **bench dependency only**, not a dependency of qkviz
 (``pip install -c constraints.txt jupyter-scatter``; ``--no-jscatter`` skips it).
-``bench/scale.py`` measures the same for the real SmolLM2 grid.
+``bench/scale_widget.py`` (the ``widget`` section of ``bench/scale.py``) measures the same for the real SmolLM2 grid.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""Research scale end to end: SmolLM2-135M (30 layers x 9 heads) over >= 20k tokens of demo sentences.
+"""The widget at research scale: SmolLM2-135M (30 layers x 9 heads) over >= 20k tokens of demo sentences.
 
-Prints one JSON object with, for the real grid of 270 heads (>= 10M points):
+The ``widget`` section of ``bench/scale.py`` (its convention: ``widget_section(args, scratch) ->
+dict``; add ``"widget"`` to its ``SECTIONS`` and ``from scale_widget import widget_section``), and
+runnable alone. Prints one JSON object with, for the real grid of 270 heads (>= 10M points):
 
 * ``capture``: seconds, store bytes and bytes per token and head (the capture is built once into a
   scratch folder, ``bench/_smollm2.py``, and reused; the seconds are those of that build);
@@ -14,7 +16,7 @@ Prints one JSON object with, for the real grid of 270 heads (>= 10M points):
 
 ``load`` records ``/proc/loadavg`` before and after.
 
-Run: ``.venv/bin/python bench/scale.py [--scratch /work/scratch/lod] [--sentences 720] [--lab] [--html]``.
+Run: ``.venv/bin/python bench/scale_widget.py [--scratch /work/scratch/lod] [--sentences 720] [--lab] [--html]``.
 """
 
 from __future__ import annotations
@@ -44,25 +46,20 @@ emb = qkviz.Embedding.load({emb!r}, capture=cap)
 print("READY", emb)"""
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scratch", type=pathlib.Path, default=_smollm2.DEFAULT_SCRATCH)
-    ap.add_argument("--sentences", type=int, default=720, help="demo sentences (720: 20,215 tokens)")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--lab", action="store_true", help="also time first paint and zoom in JupyterLab")
-    ap.add_argument("--html", action="store_true", help="also time save_html and report the file size")
-    args = ap.parse_args()
+def widget_section(args: argparse.Namespace, scratch: pathlib.Path) -> dict:
+    """First paint, zoom and heap of the SmolLM2 grid (static page's transport; JupyterLab unless
+    ``args.lab`` is False); ``args.sentences``, ``args.repeats`` (default 3), ``args.html``."""
     from playwright.sync_api import sync_playwright
 
     from qkviz.widget import QKViz
 
-    load = {"before": wb.loadavg()}
-    built = _smollm2.build(args.scratch, args.sentences, log=lambda m: print(m, file=sys.stderr))
-    cap, emb = built["capture"], built["embedding"]
+    sentences = int(getattr(args, "sentences", 720))
+    repeats = int(getattr(args, "repeats", 3))
+    built = _smollm2.build(scratch, sentences, log=lambda m: print(m, file=sys.stderr))
+    emb = built["embedding"]
     out = {
-        "bench": "scale",
         "model": "smollm2 (SmolLM2-135M-Instruct, Q4_1 weights dequantised)",
-        "sentences": args.sentences,
+        "sentences": sentences,
         "tokens": built["tokens"],
         "heads": built["heads"],
         "points": 2 * built["tokens"] * built["heads"],
@@ -80,25 +77,36 @@ def main() -> None:
     tmp, server, url = wb.serve_site(False)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=wb.CHROMIUM, args=wb.CHROMIUM_ARGS, headless=True)
-        out["widget_static"] = wb.static_rows(browser, tmp, url, viz, args.repeats, None, "smollm2")
+        out["widget_static"] = wb.static_rows(browser, tmp, url, viz, repeats, None, "smollm2")
         print(json.dumps(out["widget_static"]), file=sys.stderr)
-        if args.lab:
+        if getattr(args, "lab", True):
             setup = LAB_SETUP.format(
-                cap=str(args.scratch / f"smollm2-{args.sentences}"),
-                emb=str(args.scratch / f"smollm2-{args.sentences}-pca"),
+                cap=str(scratch / f"smollm2-{sentences}"), emb=str(scratch / f"smollm2-{sentences}-pca")
             )
-            out["widget_lab"] = wb.lab_rows(browser, {"smollm2": setup}, args.repeats)["smollm2"]
+            out["widget_lab"] = wb.lab_rows(browser, {"smollm2": setup}, repeats)["smollm2"]
             print(json.dumps(out["widget_lab"]), file=sys.stderr)
         browser.close()
     server.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)
-    if args.html:
+    if getattr(args, "html", False):
         folder = pathlib.Path(tempfile.mkdtemp(prefix="qkviz-html-"))
         t0 = time.perf_counter()
         path = viz.save_html(folder / "smollm2.html")
-        out["html"] = {"seconds": round(time.perf_counter() - t0, 1), "bytes": path.stat().st_size}
+        out["html"] = {"seconds": round(time.perf_counter() - t0, 1), "bytes": pathlib.Path(path).stat().st_size}
         shutil.rmtree(folder, ignore_errors=True)
-    del cap
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scratch", type=pathlib.Path, default=_smollm2.DEFAULT_SCRATCH)
+    ap.add_argument("--sentences", type=int, default=720, help="demo sentences (720: 20,215 tokens)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--lab", action="store_true", help="also time first paint and zoom in JupyterLab")
+    ap.add_argument("--html", action="store_true", help="also time save_html and report the file size")
+    args = ap.parse_args()
+    load = {"before": wb.loadavg()}
+    out = {"bench": "scale (widget section)", **widget_section(args, args.scratch)}
     load["after"] = wb.loadavg()
     out.update(machine=f"{platform.machine()}, {os.cpu_count()} CPUs", load=load)
     print(json.dumps(out, indent=1))
