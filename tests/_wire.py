@@ -20,3 +20,17 @@ def wire_json(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+#: A JS function ``(wire) => number[]``: the global point indices of a ``_selection`` wire (indices or
+#: bitmask, ``js/src/wire/selection.js``), for browser tests that read what the page wrote.
+SELECTION_JS = """(w) => {
+  if (!w || !w.view) return [];
+  const b = new Uint8Array(w.view.buffer, w.view.byteOffset, w.view.byteLength);
+  if (w.encoding === 'bitmask') {
+    const out = [];
+    for (let i = 0; i < b.length * 8; i++) if (b[i >> 3] & (1 << (i & 7))) out.push(w.start + i);
+    return out;
+  }
+  return Array.from(new Uint32Array(b.slice().buffer));
+}"""

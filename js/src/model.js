@@ -14,6 +14,8 @@ import { decode } from "./wire/codec.js";
  * @typedef {object} QKVizTraits
  * @property {number | null} layer  focused layer (model numbering); null (with `head`) = the matrix
  * @property {number | null} head  focused query head
+ * @property {string} attn  which attention an encoder-decoder embedding shows ("encoder", "decoder",
+ *   "cross"; "" for an embedding of one attention)
  * @property {string} color  colour field: kind, position, position_mod, norm, sequence, category,
  *   length, patch_color or a user column
  * @property {number} color_mod  the n of position_mod
@@ -27,7 +29,10 @@ import { decode } from "./wire/codec.js";
  * @property {MetaWire} _meta  grid description (docs/internals.md, "Traits of QKViz")
  * @property {TokensWire} _tokens  per-token columns and strings
  * @property {Record<string, ColumnWire>} _columns  user columns (and patch colours of images)
- * @property {Wire | null} _selection  uint32 global point indices, written by the front end
+ * @property {SelectionWire | null} _selection  the selected global point indices (wire/selection.js:
+ *   uint32 indices, a bitmask or a parts upload), written by the front end and by Python
+ * @property {Wire | null} _picture  PNG (uint8) of the layout at the last display, shown while no
+ *   kernel answers (saved widget state, a busy kernel)
  */
 
 /**
@@ -47,58 +52,83 @@ import { decode } from "./wire/codec.js";
  *   chunk_points?: number, dim?: number, n_seqs?: number, has_attention?: boolean,
  *   has_faithfulness?: boolean, has_images?: boolean, recall?: Wire, norm_range?: Wire,
  *   missing?: Wire, single_scale?: number, cell_fill?: number, modality?: string,
- *   causal?: boolean, order?: Wire, sample_points?: number, forced_points?: number}} MetaWire
+ *   causal?: boolean, attns?: AttnWire[], streams?: string[], upload_bytes?: number, order?: Wire,
+ *   sample_points?: number, forced_points?: number}} MetaWire
+ * @typedef {{name: string, layers: number[], heads: number[], cell_offset: number,
+ *   query_stream: number, key_stream: number, causal?: boolean, order?: Wire,
+ *   sample_points?: number}} AttnWire
  * @typedef {{seq?: Wire, pos?: Wire, seq_len?: Wire, category?: Wire, token?: string[],
- *   display?: string[], row?: Wire, col?: Wire}} TokensWire
+ *   display?: string[], row?: Wire, col?: Wire, stream?: Wire}} TokensWire
  * @typedef {{type: "numeric" | "categorical", values: Wire, categories?: string[]}} ColumnWire
+ * @typedef {import("./wire/selection.js").SelectionWire} SelectionWire
  */
 
 /** The trait names of QKVizTraits, in its order (a JS test checks that the two agree). */
 export const TRAITS = Object.freeze([
-  "layer", "head", "color", "color_mod", "size_by_norm", "search_query", "search_regex",
+  "layer", "head", "attn", "color", "color_mod", "size_by_norm", "search_query", "search_regex",
   "lines_k", "lines_threshold", "theme", "height", "_meta", "_tokens", "_columns", "_selection",
+  "_picture",
 ]);
 
 /**
  * @typedef {{layers: number[], heads: number[], n_tokens: number, n_points: number,
  *   chunk_points: number, has_attention: boolean, has_faithfulness: boolean, has_images: boolean,
- *   recall: Float32Array, missing: Uint8Array, dim: 2 | 3, single_scale: number, cell_fill: number,
- *   order: Uint32Array, sample_points: number, forced_points: number}} Meta
- *   `order`: every point of a head in draw order (Python's qkviz.wire._lod.draw_order); the matrix
- *   draws its first `sample_points` in every cell, the single view all of it.
+ *   recall: Float32Array, dim: 2 | 3, single_scale: number, cell_fill: number, attn: string,
+ *   attns: AttnWire[], cell_offset: number, query_stream: number, key_stream: number,
+ *   upload_bytes: number, missing: Uint8Array, order: Uint32Array, sample_points: number,
+ *   forced_points: number}} Meta
+ *   `missing`: 1 per cell of the whole grid (global cell index) without a layout. `order`: every
+ *   point of a head of the shown attention in draw order (Python's qkviz.wire._lod.draw_order); the
+ *   matrix draws its first `sample_points` in every cell, the single view all of it.
  */
 
-/** @type {WeakMap<object, Meta>} */
-const META = new WeakMap();
-
-/** The grid description, decoded once per model. @param {QKVizModel} model @returns {Meta} */
-export function getMeta(model) {
-  let meta = META.get(model);
-  if (!meta) { meta = readMeta(model.get("_meta") ?? {}); META.set(model, meta); }
-  return meta;
+/**
+ * The attention a model shows: its `attn` trait, else cross-attention when there is one, else the
+ * first (null for an embedding of one attention).
+ * @param {QKVizModel} model
+ * @returns {AttnWire | null}
+ */
+export function shownAttn(model) {
+  const attns = model.get("_meta")?.attns ?? [];
+  if (attns.length < 2 && !(attns.length === 1 && attns[0].name !== "self")) return null;
+  const want = model.get("attn") || (attns.some((a) => a.name === "cross") ? "cross" : attns[0].name);
+  return attns.find((a) => a.name === want) ?? attns[0];
 }
 
-/** @param {MetaWire} m @returns {Meta} */
-function readMeta(m) {
+/** @param {QKVizModel} model @returns {Meta} */
+export function getMeta(model) {
+  const m = model.get("_meta") ?? {};
+  // An embedding of several attentions (encoder-decoder) shows one at a time: its grid is that
+  // attention's layers x heads, its cells start at `cell_offset` among every cell of the grid.
+  const a = shownAttn(model);
+  const recall = /** @type {Float32Array} */ (decode(m.recall, "float32"));
+  const nCells = a ? a.layers.length * a.heads.length : recall.length;
   const per = 2 * (m.n_tokens ?? 0);
-  const order = /** @type {Uint32Array} */ (decode(m.order, "uint32"));
+  const order = /** @type {Uint32Array} */ (decode(a?.order ?? m.order, "uint32"));
   return {
-    layers: m.layers ?? [],
-    heads: m.heads ?? [],
+    layers: a ? a.layers : m.layers ?? [],
+    heads: a ? a.heads : m.heads ?? [],
+    attn: a ? a.name : "",
+    attns: m.attns ?? [],
+    cell_offset: a ? a.cell_offset : 0,
+    query_stream: a ? a.query_stream : 0,
+    key_stream: a ? a.key_stream : 0,
     n_tokens: m.n_tokens ?? 0,
     n_points: m.n_points ?? 0,
     chunk_points: m.chunk_points ?? 1 << 20,
     has_attention: Boolean(m.has_attention),
     has_faithfulness: Boolean(m.has_faithfulness),
     has_images: Boolean(m.has_images),
-    recall: /** @type {Float32Array} */ (decode(m.recall, "float32")),
+    recall: a ? recall.subarray(a.cell_offset, a.cell_offset + nCells) : recall,
     missing: /** @type {Uint8Array} */ (decode(m.missing, "uint8")),
     dim: m.dim === 3 ? 3 : 2,
     single_scale: m.single_scale ?? 0.9,
     cell_fill: m.cell_fill ?? 0.84,
+    // page -> kernel bytes per message (qkviz.widget._hosts.UPLOAD_BUDGET); larger go in parts
+    upload_bytes: m.upload_bytes ?? 512 * 1024,
     // a state without an order (written before level of detail) is drawn whole, in index order
     order: order.length === per ? order : Uint32Array.from({ length: per }, (_, i) => i),
-    sample_points: Math.min(per, m.sample_points ?? per),
+    sample_points: Math.min(per, a?.sample_points ?? m.sample_points ?? per),
     forced_points: m.forced_points ?? 1_000_000,
   };
 }
@@ -106,19 +136,19 @@ function readMeta(m) {
 /**
  * The cell (layer-major index over `meta.layers` x `meta.heads`) of a head, as Python's
  * `layer_index * len(heads) + head_index`; -1 when the layer or the head is not in the grid.
- * @param {{layers: number[], heads: number[]}} meta
+ * @param {{layers: number[], heads: number[], cell_offset?: number}} meta
  * @param {number | null | undefined} layer
  * @param {number | null | undefined} head
  * @returns {number}
  */
 export function cellOf(meta, layer, head) {
   const li = meta.layers.indexOf(/** @type {number} */ (layer)), hi = meta.heads.indexOf(/** @type {number} */ (head));
-  return li < 0 || hi < 0 ? -1 : li * meta.heads.length + hi;
+  return li < 0 || hi < 0 ? -1 : (meta.cell_offset ?? 0) + li * meta.heads.length + hi;
 }
 
 /**
  * @typedef {{seq: Uint32Array, pos: Uint32Array, seqLen: Uint32Array, category: Uint8Array,
- *   token: string[], display: string[], n: number}} Tokens
+ *   token: string[], display: string[], n: number, stream: Uint8Array}} Tokens
  */
 
 /** @type {WeakMap<object, Tokens>} */
@@ -138,10 +168,28 @@ export function getTokens(model) {
       token: t.token ?? [],
       display: t.display ?? t.token ?? [],
       n: seq.length,
+      // 0 = the encoder's (or the only) tokens, 1 = the decoder's
+      stream: t.stream ? /** @type {Uint8Array} */ (decode(t.stream, "uint8")) : new Uint8Array(seq.length),
     };
     TOKENS.set(model, tokens);
   }
   return tokens;
+}
+
+/**
+ * Global token rows of sequence `seq` in position order (tokens of one seq are not assumed
+ * consecutive); throws when the seq has none (in the stream asked for).
+ * @param {{seq: ArrayLike<number>, pos: ArrayLike<number>, stream?: ArrayLike<number>}} tokens
+ * @param {number} seq
+ * @param {number} [stream]  only the rows of this token stream (encoder 0, decoder 1); -1 = all
+ * @returns {number[]}
+ */
+export function seqRows(tokens, seq, stream = -1) {
+  const rows = [];
+  const st = /** @type {any} */ (tokens).stream;
+  for (let t = 0; t < tokens.seq.length; t++) if (tokens.seq[t] === seq && (stream < 0 || !st || st[t] === stream)) rows.push(t);
+  if (!rows.length) throw new Error(`qkviz: sequence ${seq} has no tokens here`);
+  return rows.sort((a, b) => tokens.pos[a] - tokens.pos[b]);
 }
 
 /**

@@ -14,25 +14,26 @@ const INDICES_PER_REQUEST = 100_000;
 
 /**
  * @typedef {{coords: Float32Array, norms: Uint8Array}} Points  coords [point * dim], norms [point]
- * @typedef {{m: number, points: Uint32Array, coords: Float32Array, norms: Uint8Array}} Sample
- *   the same `m` points (`points`, indices within a head) of every cell: coords [cell * m * dim],
- *   norms [cell * m] (NaN coordinates: a missing head, an absent point)
+ * @typedef {{m: number, offset: number, points: Uint32Array, coords: Float32Array, norms: Uint8Array}} Sample
+ *   the same `m` points (`points`, indices within a head) of every cell of the shown attention,
+ *   from cell `offset` on: coords [cell * m * dim], norms [cell * m] (NaN coordinates: a point the
+ *   page does not embed; parked at 100: a missing head, a point the attention does not have)
  */
 
-/** @type {WeakMap<object, ReturnType<typeof createPointStore>>} */
+/** @type {WeakMap<object, Map<string, ReturnType<typeof createPointStore>>>} */
 const STORES = new WeakMap();
 
 /**
- * The point store of a model (made on first use).
+ * The point store of a model and its shown attention (made on first use).
  * @param {import("./model.js").QKVizModel} model
  * @param {(request: object) => Promise<any>} fetchDetail
  */
 export function getPointStore(model, fetchDetail) {
-  let store = STORES.get(model);
-  if (!store) {
-    store = createPointStore(getMeta(model), fetchDetail);
-    STORES.set(model, store);
-  }
+  const meta = getMeta(model);
+  let stores = STORES.get(model);
+  if (!stores) STORES.set(model, (stores = new Map()));
+  let store = stores.get(meta.attn);
+  if (!store) stores.set(meta.attn, (store = createPointStore(meta, fetchDetail)));
   return store;
 }
 
@@ -42,6 +43,7 @@ export function getPointStore(model, fetchDetail) {
  */
 export function createPointStore(meta, fetchDetail) {
   const dim = meta.dim, per = 2 * meta.n_tokens, nCells = meta.layers.length * meta.heads.length;
+  const first = meta.cell_offset ?? 0; // the shown attention's cells: [first, first + nCells)
   /** @type {Promise<Sample> | null} */
   let sample = null;
   /** @type {Map<number, Promise<Points>>} cell -> whole head, least recently used first */
@@ -53,11 +55,11 @@ export function createPointStore(meta, fetchDetail) {
   const cellsPerMessage = (/** @type {number} */ k) => Math.max(1, Math.floor(meta.chunk_points / Math.max(1, k)));
 
   /**
-   * Points `points` (indices within a head) of every cell in [start, stop), in messages of several
-   * cells; default the sample.
+   * Points `points` (indices within a head) of every cell in [start, stop) (global cell indices;
+   * default the shown attention's cells), in messages of several cells; default the sample.
    * @param {Uint32Array | null} points
    */
-  async function local(points, start = 0, stop = nCells) {
+  async function local(points, start = first, stop = first + nCells) {
     const k = points ? points.length : meta.sample_points;
     const coords = new Float32Array((stop - start) * k * dim), norms = new Uint8Array((stop - start) * k);
     if (!k) return { coords, norms };
@@ -75,7 +77,7 @@ export function createPointStore(meta, fetchDetail) {
   function loadSample() {
     if (!sample) {
       const m = meta.sample_points;
-      const p = local(null).then(({ coords, norms }) => ({ m, points: meta.order.subarray(0, m), coords, norms }));
+      const p = local(null).then(({ coords, norms }) => ({ m, offset: first, points: meta.order.subarray(0, m), coords, norms }));
       p.catch(() => { if (sample === p) sample = null; }); // let the next view retry
       sample = p;
     }

@@ -17,7 +17,7 @@ export function wire(typed, shape = [typed.length]) {
 export function smallState() {
   const layers = [0, 2], heads = [0, 1], n = 5;
   return {
-    layer: null, head: null, color: "kind", color_mod: 5, size_by_norm: false, search_query: "",
+    layer: null, head: null, attn: "", color: "kind", color_mod: 5, size_by_norm: false, search_query: "",
     search_regex: false, lines_k: 5, lines_threshold: 0, theme: "light", height: 480,
     _meta: {
       layers, heads, n_tokens: n, n_points: layers.length * heads.length * 2 * n, chunk_points: 16, dim: 2,

@@ -4,9 +4,9 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { getMeta, getTokens } from "../src/model.js";
 import { getPointStore } from "../src/points.js";
-import { staticExtra } from "../src/static/answer.js";
 import { createModel, invoke } from "../src/static/model.js";
-import { fromKeyDelta, staticTransport } from "../src/static/transport.js";
+import { fromKeyDelta } from "../src/static/topk.js";
+import { staticTransport } from "../src/static/transport.js";
 import { fakeModel, pointChunks, smallState, wire } from "./fixtures.js";
 
 const KEY_DELTA = JSON.parse(readFileSync(new URL("./reference.json", import.meta.url), "utf8")).key_delta;
@@ -72,50 +72,54 @@ describe("staticTransport", () => {
     expect(r.weights).toHaveLength(9);
     // query pos 1: keys (1 + 3) % 3 = 1 (0.6) and 2 (0.3)
     expect(Array.from(r.weights.subarray(3, 6)).map((v) => +v.toFixed(2))).toEqual([0, 0.6, 0.3]);
+    expect(r.note).toBeUndefined(); // the lines ask without detail
     await expect(transport({ kind: "attention", layer: 1, head: 0, seq: 0 })).rejects.toThrow(/no head/);
+    await expect(transport({ kind: "attention", layer: 0, head: 0, seq: 9 })).rejects.toThrow(/no tokens/);
     await expect(staticTransport({ ...page(), topk: null })({ kind: "attention", layer: 0, head: 0, seq: 0 })).rejects.toThrow(/not embedded/);
   });
 
-  it("hands other kinds to `extra`, and says plainly when there is none", async () => {
-    await expect(staticTransport(page())({ kind: "atlas" })).rejects.toThrow(/not available in a static page/);
-    expect(await staticTransport(page(), async (r) => ({ echo: r.kind }))({ kind: "atlas" })).toEqual({ echo: "atlas" });
-  });
-});
-
-describe("staticExtra (the side panel without a kernel)", () => {
-  const state = smallState(), data = page(state), answer = staticExtra(data, state);
-
-  it("answers sequence with the seq's tokens in position order and a truncation note", async () => {
-    const r = await answer({ kind: "sequence", layer: 0, head: 1, seq: 0 });
-    expect(Array.from(r.token)).toEqual([0, 1, 2]);
-    expect(r.display).toEqual(["[CLS]", "cat", "."]);
-    expect(Array.from(r.special)).toEqual([1, 0, 0]);
-    expect(r.raw).toBe(r.attention);
-    expect(r.note).toMatch(/top 2 of 3 keys/);
+  it("with detail, says plainly when the weights are a top-k cut (and nothing when whole)", async () => {
+    const transport = staticTransport(page());
+    const cut = await transport({ kind: "attention", layer: 0, head: 1, seq: 0, detail: true });
+    expect(cut.note).toMatch(/top 2 of 3 keys/);
+    expect(cut.value_norms).toBeNull();
+    expect(cut.row).toBeUndefined(); // a text page: no patch grid
     // cell 1: query pos p keeps keys (p + 1) % 3 (0.6) and (p + 2) % 3 (0.3); others show as 0
-    expect(Array.from(r.raw).map((v) => +v.toFixed(2))).toEqual([0, 0.6, 0.3, 0.3, 0, 0.6, 0.6, 0.3, 0]);
+    expect(Array.from(cut.weights).map((v) => +v.toFixed(2))).toEqual([0, 0.6, 0.3, 0.3, 0, 0.6, 0.6, 0.3, 0]);
+    const whole = await transport({ kind: "attention", layer: 0, head: 0, seq: 1, detail: true }); // 2 tokens, 2 keys each
+    expect(whole.note).toBe("");
   });
 
-  it("says nothing when every key is embedded", async () => {
-    const r = await answer({ kind: "sequence", layer: 0, head: 0, seq: 1 }); // 2 tokens, 2 keys each
-    expect(r.note).toBe("");
+  it("with detail on an image page, adds the patch grid and the exact CLS row", async () => {
+    const data = page();
+    data.tokens.row = Int32Array.from([-1, 0, 0, -1, 0]);
+    data.tokens.col = Int32Array.from([-1, 0, 1, -1, 0]);
+    data.images = { cls: [0, 1, 2, 3].map((c) => wire(Float32Array.from([0.1, 0.2, 0.7, 0.5, 0.5].map((v) => v + c)))) };
+    const r = await staticTransport(data)({ kind: "attention", layer: 2, head: 0, seq: 0, detail: true }); // cell 2
+    expect(Array.from(r.row)).toEqual([-1, 0, 0]);
+    expect(Array.from(r.col)).toEqual([-1, 0, 1]);
+    expect(Array.from(r.cls).map((v) => +v.toFixed(2))).toEqual([2.1, 2.2, 2.7]);
+    expect(r.image).toBeUndefined(); // no atlas embedded
   });
 
   it("answers aggregate from the embedded exact aggregates", async () => {
-    const r = await answer({ kind: "aggregate", layer: 2, head: 0 }); // cell 2
+    const r = await staticTransport(page())({ kind: "aggregate", layer: 2, head: 0 }); // cell 2
     expect(r.scores.previous).toBeCloseTo(0.2);
     expect(Array.from(r.offsets)).toEqual([-1, 0, 1]);
     expect(r.by_offset).toBeInstanceOf(Float32Array);
     expect(r.note).toBe("");
   });
 
-  it("refuses heads and kinds the page does not hold", async () => {
-    await expect(answer({ kind: "sequence", layer: 1, head: 0, seq: 0 })).rejects.toThrow(/no head/);
-    await expect(answer({ kind: "sequence", layer: 0, head: 0, seq: 9 })).rejects.toThrow(/no tokens/);
-    await expect(answer({ kind: "nope" })).rejects.toThrow(/not available in a static page/);
+  it("refuses kinds the page does not answer, saying why", async () => {
+    for (const kind of ["sequence", "image", "nope"]) {
+      await expect(staticTransport(page())({ kind, layer: 0, head: 0, seq: 0 })).rejects.toThrow(/not available in a static page/);
+    }
   });
 
-  it("runs on the strict fake model's traits", () => {
+  it("reads the token table from the traits when not given decoded", async () => {
+    const state = smallState(), data = { ...page(state), tokens: undefined, meta: undefined };
+    const r = await staticTransport(data, state)({ kind: "attention", layer: 0, head: 0, seq: 1 });
+    expect(r.weights).toHaveLength(4);
     const model = fakeModel(state);
     expect(getMeta(model).layers).toEqual([0, 2]);
     expect(getTokens(model).n).toBe(5);

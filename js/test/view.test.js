@@ -5,6 +5,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { staticTransport } from "../src/static/transport.js";
 import { getMeta } from "../src/model.js";
+import { unpackSelection } from "../src/wire/selection.js";
 import { fakeModel, pointChunks, smallState } from "./fixtures.js";
 
 const scatters = [];
@@ -85,8 +86,7 @@ describe("the canvas view", () => {
     const root = await mount({ ...smallState(), layer: 2, head: 0 }); // cell 2
     const sc = scatters[0];
     sc.emit("select", { points: [1] }); // query of token 1
-    const sent = model.get("_selection");
-    expect(Array.from(new Uint32Array(sent.view.buffer, sent.view.byteOffset, 1))).toEqual([2 * 10 + 1]);
+    expect(Array.from(unpackSelection(model.get("_selection")))).toEqual([2 * 10 + 1]);
     await vi.waitFor(() => expect(root.dataset.qkLines).not.toBe(""));
     expect(JSON.parse(root.dataset.qkLines)).toMatchObject({ from: 21, kind: "query", to: [26] }); // its own key
     expect(sc.annotations).toHaveLength(1);

@@ -147,7 +147,9 @@ def fit_transform_params(
     Parameters
     ----------
     q, k : float array [token, d_head]
-        The head's queries and keys over all tokens of the capture (padding is never a token).
+        The head's queries and keys over all tokens of the capture (padding is never a token);
+        for cross-attention, the decoder tokens' queries and the encoder tokens' keys (the two
+        may differ in number).
     translate : bool
         Move the key centroid onto the query centroid.
     scale : "auto", float or None
@@ -161,7 +163,7 @@ def fit_transform_params(
     check_scale_mode(scale)
     q = np.asarray(q, np.float64)
     k = np.asarray(k, np.float64)
-    if q.ndim != 2 or k.shape != q.shape:
+    if q.ndim != 2 or k.ndim != 2 or k.shape[1] != q.shape[1]:
         raise EmbeddingError(f"q and k must both be [token, d_head], got {q.shape} and {k.shape}.")
     shift = (q.mean(0) - k.mean(0)) if translate and len(q) else np.zeros(q.shape[1])
     if scale is None:

@@ -108,6 +108,7 @@ def head_faithfulness(
     causal: bool = False,
     window: int | None = None,
     k: int = 5,
+    key_seq: np.ndarray | None = None,
 ) -> Faithfulness:
     """Score one head's layout against its attention.
 
@@ -129,6 +130,10 @@ def head_faithfulness(
         Sliding attention window of this layer (query ``i`` sees keys ``j > i - window``).
     k : int
         Neighbourhood size of recall@k.
+    key_seq : int array [key], optional
+        When the keys are other tokens than the queries (cross-attention: the encoder's tokens
+        for the decoder's queries), the sequence of each key; ``coords`` then stacks the
+        ``len(seq)`` queries over these keys.
 
     Returns
     -------
@@ -136,21 +141,30 @@ def head_faithfulness(
     """
     coords = np.asarray(coords, np.float64)
     n = len(seq)
-    if coords.ndim != 2 or coords.shape[0] != 2 * n:
+    qseq = np.asarray(seq)
+    kseq = qseq if key_seq is None else np.asarray(key_seq)
+    nk = len(kseq)
+    if coords.ndim != 2 or coords.shape[0] != n + nk:
         raise EmbeddingError(
-            f"coords must be [point={2 * n}, dim] (queries then keys of {n} tokens), got shape {coords.shape}."
+            f"coords must be [point={n + nk}, dim] (queries of {n} tokens, then keys of {nk}), got shape {coords.shape}."
         )
-    if q.shape[0] != n or keys.shape[0] != n:
-        raise EmbeddingError(f"q and keys must have {n} rows (one per token), got {q.shape}, {keys.shape}.")
+    if q.shape[0] != n or keys.shape[0] != nk:
+        raise EmbeddingError(f"q and keys must have {n} and {nk} rows, got {q.shape}, {keys.shape}.")
     if k < 1:
         raise EmbeddingError(f"k must be >= 1, got {k}.")
     recs, chas, rhos, oks = [], [], [], []
-    for sl in sequence_slices(seq):
-        m = sl.stop - sl.start
-        attn = attention_rows(q[sl], keys[sl], scaling, causal, window)
-        cq, ck = coords[sl], coords[n + sl.start : n + sl.stop]
+    qslices = sequence_slices(qseq)
+    kslices = qslices if key_seq is None else sequence_slices(kseq)
+    if len(qslices) != len(kslices):
+        raise EmbeddingError("queries and keys must come from the same sequences, in the same order.")
+    for sl, kl in zip(qslices, kslices):
+        attn = attention_rows(q[sl], keys[kl], scaling, causal, window)
+        cq, ck = coords[sl], coords[n + kl.start : n + kl.stop]
         d2 = (cq**2).sum(1)[:, None] + (ck**2).sum(1)[None, :] - 2.0 * cq @ ck.T
-        valid = visible(m, causal, window)
+        if key_seq is None:
+            valid = visible(sl.stop - sl.start, causal, window)
+        else:
+            valid = attn > 0 if (causal or window) else np.ones(attn.shape, bool)
         r, c, s, mask = _sequence_scores(attn, d2, valid, k)
         recs.append(r)
         chas.append(c)

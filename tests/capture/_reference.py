@@ -46,3 +46,35 @@ def max_error_images(cap, model, processor, images) -> float:
             for h in cap.heads:
                 worst = max(worst, float(np.abs(cap.attention(layer, h, s) - ref[layer][h]).max()))
     return worst
+
+
+def max_error_seq2seq(cap, model, *, features=None) -> dict[str, float]:
+    """Per attention (encoder, decoder, cross): largest |captured - eager| over every layer, head, pair.
+
+    Each pair runs alone, unpadded: its encoder ids (or ``features[s]``, a ``[1, mel, frames]`` tensor
+    for speech) and its decoder ids, as the capture's token table holds them.
+    """
+    import torch
+
+    from qkviz._capture._checks import eager_attention_kinds
+
+    worst = {name: 0.0 for name in cap.attns}
+    tokens = cap.tokens
+    for s in range(len(cap.sequences)):
+        rows = tokens[tokens["seq"] == s]
+        dec = torch.from_numpy(rows["token_id"][rows["stream"] == 1].to_numpy()[None].copy())
+        inputs = {"decoder_input_ids": dec, "decoder_attention_mask": torch.ones_like(dec)}
+        if features is None:
+            enc = torch.from_numpy(rows["token_id"][rows["stream"] == 0].to_numpy()[None].copy())
+            inputs.update(input_ids=enc, attention_mask=torch.ones_like(enc))
+        else:
+            inputs["input_features"] = features[s]
+        with torch.inference_mode():
+            ref = eager_attention_kinds(model, inputs)
+        for name, g in cap.attns.items():
+            for layer in g.layers:
+                r = ref[name][layer][0].float().numpy()
+                for h in g.heads:
+                    e = float(np.abs(cap.attention(layer, h, s, attn=name) - r[h]).max())
+                    worst[name] = max(worst[name], e)
+    return worst

@@ -135,6 +135,62 @@ def build(name: str, seed: int = 0):
     }
     if name in families:
         return families[name]().eval(), tokenizer()
+    seq2seq = {
+        "t5": lambda: tf.T5Model(
+            tf.T5Config(
+                vocab_size=VOCAB,
+                d_model=32,
+                d_kv=8,
+                d_ff=64,
+                num_layers=2,
+                num_decoder_layers=2,
+                num_heads=4,
+                relative_attention_num_buckets=8,
+                relative_attention_max_distance=16,
+                decoder_start_token_id=0,
+            )
+        ),
+        "bart": lambda: tf.BartModel(
+            tf.BartConfig(
+                vocab_size=VOCAB,
+                d_model=32,
+                encoder_layers=2,
+                decoder_layers=2,
+                encoder_attention_heads=4,
+                decoder_attention_heads=4,
+                encoder_ffn_dim=64,
+                decoder_ffn_dim=64,
+                max_position_embeddings=128,
+                decoder_start_token_id=2,
+                pad_token_id=0,
+            )
+        ),
+    }
+    if name in seq2seq:
+        return seq2seq[name]().eval(), tokenizer()
+    if name == "whisper":
+        m = tf.WhisperModel(
+            tf.WhisperConfig(
+                vocab_size=VOCAB,
+                d_model=32,
+                encoder_layers=2,
+                decoder_layers=2,
+                encoder_attention_heads=4,
+                decoder_attention_heads=4,
+                encoder_ffn_dim=64,
+                decoder_ffn_dim=64,
+                num_mel_bins=80,
+                max_source_positions=50,
+                max_target_positions=64,
+                decoder_start_token_id=101,
+                pad_token_id=0,
+                bos_token_id=101,
+                eos_token_id=102,
+            )
+        )
+        # one second of audio at 16 kHz -> 100 mel frames -> 50 encoder frames
+        fe = tf.WhisperFeatureExtractor(feature_size=80, sampling_rate=16000, hop_length=160, chunk_length=1)
+        return m.eval(), fe
     if name in text:
         return text[name]().eval(), tokenizer()
     if name == "vit":
@@ -169,6 +225,9 @@ FAMILIES = [
     "deberta_v2_unshared",
     "mpnet_big",
 ]
+
+# encoder-decoder models: encoder self-, decoder self- and cross-attention
+SEQ2SEQ = ["t5", "bart"]
 
 TEXT = ["bert", "roberta", "distilbert", "gpt2", "llama", "mistral", "qwen2", "gpt_neox"]
 IMAGE = ["vit", "clip_vision"]

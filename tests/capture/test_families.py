@@ -59,7 +59,7 @@ def captured(texts):
 def _without_terms(cap):
     """The same vectors, scored as plain ``scaling · q·k``."""
     g = dataclasses.replace(cap.geometry, terms={}, softcap={})
-    return dataclasses.replace(cap, geometry=g, terms={})
+    return dataclasses.replace(cap, attns={"self": g}, terms={})
 
 
 @pytest.mark.parametrize("name", _zoo.FAMILIES)

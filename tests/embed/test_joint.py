@@ -116,4 +116,13 @@ def test_bad_scale_is_a_typed_error(bad):
 
 def test_shape_mismatch_is_a_typed_error():
     with pytest.raises(EmbeddingError, match="token, d_head"):
-        normalize(np.ones((3, 2)), np.ones((4, 2)))
+        normalize(np.ones((3, 2)), np.ones((3, 3)))
+
+
+def test_cross_attention_clouds_may_differ_in_size():
+    """Decoder queries and encoder keys: the translation still preserves every row."""
+    rng = np.random.default_rng(0)
+    q, k = rng.normal(size=(3, 4)), rng.normal(size=(7, 4)) + 2
+    qn, kn, t = normalize(q, k)
+    np.testing.assert_allclose(kn.mean(0) / t.scale, qn.mean(0) * t.scale, atol=1e-5)
+    np.testing.assert_allclose(attention_rows(qn, kn, 0.5), attention_rows(q, k, 0.5), atol=1e-6)

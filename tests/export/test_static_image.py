@@ -118,9 +118,10 @@ def test_image_view_thumbnails_and_overlay_offline(offline_page, page_file, emb,
     # the CLS map is exact (the CLS row is embedded whole): its brightest cell is CLS's argmax
     cls_row = vit_capture.attention(LAYER, HEAD, 1)[0]
     arg = int(np.argmax(np.where(r >= 0, cls_row, -1)))
-    reply = page.evaluate(f"""async () => {{ const d = await globalThis.qkvizStatic.model.fetchDetail(
-        {{kind: "image", layer: {LAYER}, head: {HEAD}, seq: 1, patch: {pos}, point_kind: "query"}});
-        return {{cls: Array.from(d.cls_heat), argmax: Array.from(d.argmax), grid: d.grid}}; }}""")
+    # (the image view's numbers, computed in the page from the embedded attention: panel/detail.js)
+    reply = page.evaluate("""() => { const d = document.querySelector('.qkv-panel').qkvImage;
+        return {cls: Array.from(d.cls_heat), argmax: Array.from(d.argmax), grid: d.grid, patch: d.patch}; }""")
+    assert reply["patch"] == pos
     assert reply["grid"] == [R, C]
     cls_heat = np.zeros((R, C))
     cls_heat[r[r >= 0], c[r >= 0]] = cls_row[r >= 0]

@@ -18,10 +18,11 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 TIMEOUT = int(os.environ.get("QK_NOTEBOOK_TIMEOUT", "600"))  # per cell, seconds
 
 
-def test_there_are_five_notebooks():
+def test_there_are_six_notebooks():
     names = [p.stem for p in NOTEBOOKS]
     assert names == [
         "01-quickstart", "02-decoder-llm", "03-vision", "04-faithfulness", "05-analysis-from-python",
+        "06-colab-quickstart",
     ]  # fmt: skip
 
 

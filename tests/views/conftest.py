@@ -91,6 +91,16 @@ def _widget_state(widget):
 _STATES: dict = {}
 
 
+def mount_panel(page, server_state, source):
+    """Show the side panel of ``source`` (an Embedding or a Capture) in the harness page: the server
+    answers its requests and the page's model holds its ``_meta`` and token table."""
+    server_state.widget = types.SimpleNamespace(embedding=source)
+    ws = _widget_state(server_state.widget)
+    page.evaluate(
+        "(s) => window.mountPanelHarness(s)", wire_json({"_meta": ws.meta_wire(), "_tokens": ws.tokens_wire()})
+    )
+
+
 class _Handler(SimpleHTTPRequestHandler):
     state: types.SimpleNamespace
 

@@ -19,6 +19,7 @@ import math
 import numpy as np
 import pytest
 
+from _wire import SELECTION_JS
 from qkviz.export._snapshot import snapshot
 
 from .conftest import open_widget
@@ -28,8 +29,7 @@ pytestmark = pytest.mark.browser
 
 LAYER, HEAD = 1, 2
 ROOT = "document.querySelector('.qk-root')"
-SENT = """() => { const v = window.model.get('_selection').view;
-    return Array.from(new Uint32Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength))); }"""
+SENT = f"() => ({SELECTION_JS})(window.model.get('_selection'))"
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _wire import SELECTION_JS
 from qkviz.wire import _lod
 
 from .conftest import open_widget
@@ -120,7 +121,7 @@ def test_3d_matrix_lasso_selects_from_every_point(
         page.mouse.move(a, b, steps=10)
     page.mouse.up()
     page.wait_for_function(f"+{ROOT}.dataset.qkSelected > 0 && !{ROOT}.dataset.qkLasso")
-    sent = np.array(page.evaluate("Array.from(new Uint32Array(model.get('_selection').view.buffer))"))
+    sent = np.array(page.evaluate(f"() => ({SELECTION_JS})(window.model.get('_selection'))"))
     per = 2 * n
     in_sample = np.isin(sent % per, viz.state.order[:10])
     assert (~in_sample).sum() > 0, "the lasso kept to the drawn sample"

@@ -10,7 +10,7 @@ import pytest
 from qkviz import analysis
 
 from ._fakes import image_embedding, text_embedding
-from .conftest import QUERY_RGB
+from .conftest import QUERY_RGB, mount_panel
 
 pytestmark = pytest.mark.browser
 
@@ -39,8 +39,7 @@ def _events(page, name):
 
 
 def _mount(page, state, emb):
-    state.widget = types.SimpleNamespace(embedding=emb)
-    page.evaluate("window.mountPanelHarness()")
+    mount_panel(page, state, emb)
 
 
 def test_clicking_a_token_publishes_its_token_and_marks_it(harness):
@@ -142,6 +141,18 @@ def _check_overlay(page, d):
     assert strength[lo] < 0.9  # the check above is not vacuous: the darkest patch is darker
 
 
+def _same_as_python(page, d):
+    """The numbers the image view draws (computed in the browser from the sequence's attention)
+    are Python's ``image_detail``."""
+    js = page.evaluate("""() => Object.fromEntries(Object.entries(document.querySelector('.qkv-panel').qkvImage)
+        .map(([k, v]) => [k, ArrayBuffer.isView(v) ? Array.from(v) : v]))""")
+    assert js["grid"] == list(d["grid"]) and (js["patch_row"], js["patch_col"]) == (d["patch_row"], d["patch_col"])
+    for name in ("heat", "strength", "to_special", "cls_heat", "argmax_weight"):
+        np.testing.assert_allclose(js[name], np.asarray(d[name]).ravel(), atol=1e-6, err_msg=name)
+    assert js["argmax"] == d["argmax"].tolist()
+    assert js["token"] == d["token"].tolist()
+
+
 def test_image_overlay_shows_the_clicked_patch_attention(harness):
     page, state = harness
     emb, _colours = image_embedding(n_images=2, grid=(3, 4), px=6)
@@ -153,6 +164,7 @@ def test_image_overlay_shows_the_clicked_patch_attention(harness):
         and page.locator("button[data-tab='sentence']").is_hidden()
     )
     d = analysis.image_detail(emb, 0, 0, 1, 6)
+    _same_as_python(page, d)
     _check_overlay(page, d)
     assert float(page.locator(".qkv-cls-box").get_attribute("data-value")) == pytest.approx(
         float(d["to_special"][0]), abs=1e-6
@@ -161,6 +173,7 @@ def test_image_overlay_shows_the_clicked_patch_attention(harness):
     x, y = page.evaluate("window.panel.views.image.patchCenter(0, 3)")
     page.locator("canvas.qkv-image-base").click(position={"x": x, "y": y})
     page.wait_for_function("document.querySelector('.qkv-panel').dataset.imagePatch === '4'")
+    _same_as_python(page, analysis.image_detail(emb, 0, 0, 1, 4))
     _check_overlay(page, analysis.image_detail(emb, 0, 0, 1, 4))
 
 

@@ -214,18 +214,43 @@ def test_value_weighting_on_a_real_capture_uses_its_value_vectors(tiny_capture):
 
 
 def test_request_handlers_answer_through_the_command_router():
-    from qkviz.widget._commands import dispatch
+    """The side panel's one request for a sequence: its exact attention and, with ``detail``, the
+    patch grid and pixels its views are computed from in the browser."""
+    from qkviz.widget._commands import HANDLERS, dispatch
     from qkviz.wire import WidgetState, binary_to_array
 
     emb, _ = image_embedding()
     widget = WidgetState.from_embedding(emb)
-    token = int(np.flatnonzero(((emb.tokens["seq"] == 1) & (emb.tokens["pos"] == 5)).to_numpy())[0])
-    msg, buffers = dispatch(widget, {"kind": "image", "layer": 0, "head": 0, "seq": 1, "token": token})
-    assert "error" not in msg and msg["patch"] == 5
-    heat = msg["heat"]
-    got = binary_to_array({"view": buffers[heat["$buffer"]], "dtype": heat["dtype"], "shape": heat["shape"]})
-    np.testing.assert_allclose(got, analysis.image_detail(emb, 0, 0, 1, 5)["heat"])
+
+    def array(msg, buffers, name):
+        w = msg[name]
+        return binary_to_array({"view": buffers[w["$buffer"]], "dtype": w["dtype"], "shape": w["shape"]})
+
+    msg, buffers = dispatch(widget, {"kind": "attention", "layer": 0, "head": 0, "seq": 1, "detail": True})
+    assert "error" not in msg
+    np.testing.assert_array_equal(array(msg, buffers, "weights"), emb.attention(0, 0, 1))
+    d = analysis.image_detail(emb, 0, 0, 1, 5)
+    np.testing.assert_array_equal(array(msg, buffers, "row"), d["row"])
+    np.testing.assert_array_equal(array(msg, buffers, "col"), d["col"])
+    np.testing.assert_array_equal(array(msg, buffers, "image"), d["image"])
+    assert msg["image_size"] == d["image_size"] and msg["value_norms"] is None  # no values captured
+    # the lines ask without detail: the weights alone
+    msg, _ = dispatch(widget, {"kind": "attention", "layer": 0, "head": 0, "seq": 1})
+    assert set(msg) == {"layer", "head", "seq", "weights"}
     msg, _ = dispatch(widget, {"kind": "atlas"})
     assert msg["atlas_shape"][2] == 4 and set(msg["colors"]) >= {"brightness", "hue"}
-    msg, _ = dispatch(widget, {"kind": "sequence", "layer": 0, "head": 0, "seq": 7})
+    msg, _ = dispatch(widget, {"kind": "attention", "layer": 0, "head": 0, "seq": 7, "detail": True})
     assert "seq 7" in msg["error"]  # a typed error travels back as text, never hangs the page
+    # one backend per kind: per-sequence views are the browser's; only global kinds are asked for
+    assert set(HANDLERS) == {"points", "sample", "points_at", "attention", "aggregate", "atlas"}
+    msg, _ = dispatch(widget, {"kind": "image", "layer": 0, "head": 0, "seq": 1, "patch": 5})
+    assert "unknown request kind 'image'" in msg["error"]
+
+
+def test_attention_detail_carries_value_norms_of_a_capture_with_values(tiny_capture):
+    seq = 1
+    ctx = analysis.attention_context(tiny_capture, 0, 1, seq)
+    rows = np.flatnonzero(tiny_capture.tokens["seq"].to_numpy() == seq)
+    rows = rows[np.argsort(tiny_capture.tokens["pos"].to_numpy()[rows], kind="stable")]
+    np.testing.assert_allclose(ctx["value_norms"], np.linalg.norm(tiny_capture.v(0, 1)[rows], axis=1), rtol=1e-6)
+    assert "row" not in ctx  # a text capture has no patch grid

@@ -12,6 +12,7 @@ import pytest
 
 from qkviz import analysis
 
+from .conftest import mount_panel
 from .test_views_browser import _check_overlay, _click_point
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -29,8 +30,7 @@ def test_minilm_previous_token_head_peaks_at_offset_minus_one(minilm_capture):
 def test_minilm_views_render(harness, minilm_capture, artifacts_dir):
     page, state = harness
     cap = minilm_capture
-    state.widget = types.SimpleNamespace(embedding=cap)
-    page.evaluate("window.mountPanelHarness()")
+    mount_panel(page, state, cap)
     lengths = cap.sequences["n_tokens"].to_numpy()
     seq = int(np.flatnonzero((lengths >= 10) & (lengths <= 16))[0])
     _click_point(page, cap, seq=seq, pos=3, layer=2, head=0)
@@ -55,8 +55,7 @@ def test_minilm_views_render(harness, minilm_capture, artifacts_dir):
 def test_vit_image_view_and_thumbnails(harness, vit_capture, artifacts_dir):
     page, state = harness
     cap = vit_capture
-    state.widget = types.SimpleNamespace(embedding=cap)
-    page.evaluate("window.mountPanelHarness()")
+    mount_panel(page, state, cap)
     layer, head, seq = 9, 0, 0
     # a patch near the image centre (row 8, col 8)
     tokens = cap.tokens

@@ -18,6 +18,8 @@ import math
 import numpy as np
 import pytest
 
+from _wire import SELECTION_JS
+
 from ._fakes import image_embedding
 from .conftest import KEY_RGB, QUERY_RGB, open_widget
 
@@ -180,8 +182,7 @@ def test_3d_single_view_picks_and_draws_topk_lines(chromium_browser, views_serve
     assert lines["to"] == [int(cell * per + n + first + j) for j in top]
     np.testing.assert_allclose(lines["weights"], a[top], rtol=1e-5)
     # the pick is the selection sent to Python (the harness model keeps what the page wrote)
-    sent = page.evaluate("""() => { const v = window.model.get('_selection').view;
-        return Array.from(new Uint32Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength))); }""")
+    sent = page.evaluate(f"() => ({SELECTION_JS})(window.model.get('_selection'))")
     assert sent == [cell * per + q]
     page.wait_for_function(f"document.querySelectorAll('.qkv-col-q .qkv-tok').length === {a.size}")
     page.wait_for_timeout(200)

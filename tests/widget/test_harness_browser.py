@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from _wire import wire_json
+from _wire import SELECTION_JS, wire_json
 from qkviz.export._snapshot import snapshot
 from qkviz.widget import QKViz
 from qkviz.wire import SINGLE_SCALE
@@ -165,7 +165,7 @@ def test_lasso_selects_points_inside(page, harness_url):
     ly = lambda py: (1 - (py - box["y"]) / box["height"] * 2) / s  # noqa: E731
     xy = emb.coords(0, 0)
     inside = (xy[:, 0] > lx(x0)) & (xy[:, 0] < lx(x1)) & (xy[:, 1] < ly(y0)) & (xy[:, 1] > ly(y1))
-    wire = page.evaluate("Array.from(new Uint32Array(models.w0.get('_selection').view.buffer))")
+    wire = page.evaluate(f"() => ({SELECTION_JS})(models.w0.get('_selection'))")
     assert sorted(wire) == np.flatnonzero(inside).tolist()
     page.locator("#w0 .qk-root").screenshot(path=str(ARTIFACTS / "harness-lasso.png"))
 

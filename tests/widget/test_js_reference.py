@@ -1,8 +1,8 @@
 """The numbers the JS unit tests compare the front end's twins of Python formulas with.
 
 ``js/test/reference.json`` holds inputs and Python's outputs of the formulas the front end
-repeats: renormalisation (hiding tokens, value weighting) and the static page's key-delta layout of
-top-k tables. This test recomputes them, so the file cannot drift from Python; ``js/test/*.test.js``
+repeats: renormalisation (hiding tokens, value weighting), the image view (``image_detail``, with
+AttentionViz's overlay strength) and the static page's key-delta layout of top-k tables. This test recomputes them, so the file cannot drift from Python; ``js/test/*.test.js``
 (``npm test``) checks the JS against the file. After changing a formula, rewrite the file with
 
     PYTHONPATH=src python tests/widget/test_js_reference.py
@@ -14,6 +14,7 @@ import json
 import pathlib
 
 import numpy as np
+import pandas as pd
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "js" / "test" / "reference.json"
@@ -25,8 +26,22 @@ def _attention(rng, n):
     return (a / a.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+class _Image:
+    """An image's token table (CLS, then a 2 x 3 patch grid) and its attention: an AttentionSource."""
+
+    def __init__(self, att):
+        self._att = att
+        self.tokens = pd.DataFrame(
+            {"seq": 0, "pos": range(7), "row": [-1, 0, 0, 0, 1, 1, 1], "col": [-1, 0, 1, 2, 0, 1, 2]}
+        )
+
+    def attention(self, layer, head, seq):
+        return self._att
+
+
 def reference() -> dict:
-    from qkviz.attention import renormalize
+    from qkviz.analysis import image_detail
+    from qkviz.attention import overlay_strength, renormalize
     from qkviz.export._pack import key_delta
     from qkviz.wire import array_to_binary, binary_to_array
 
@@ -59,7 +74,29 @@ def reference() -> dict:
         {"layer": 0, "head": 1, "keys": array_to_binary(keys, "uint32"), "weights": array_to_binary(weights, "float32")}
     )
     order = np.argsort(keys.astype(np.int64), axis=1, kind="stable")  # what the page gets back
+
+    img = _attention(rng, 7)
+    img[2, [1, 4]] = img[2].max()  # a tie: argmax takes the first
+    source = _Image(img)
+    views = []
+    for patch, kind in [(2, "query"), (5, "key"), (0, "query")]:
+        d = image_detail(source, 0, 0, 0, patch, kind=kind)
+        views.append({"patch": patch, "kind": kind, **{
+            k: (np.asarray(d[k]).reshape(-1).tolist() if isinstance(d[k], np.ndarray) else d[k])
+            for k in ("grid", "patch_row", "patch_col", "heat", "strength", "to_special", "cls_heat", "argmax",
+                      "argmax_weight")
+        }})  # fmt: skip
+    heats = [[0.1, 0.4, 0.2, 0.3], [0.0, 0.0, 0.0], [0.5], [-0.2, 0.6, 0.1], []]
     return {
+        "image": {
+            "attention": img.reshape(-1).tolist(),
+            "row": source.tokens["row"].tolist(),
+            "col": source.tokens["col"].tolist(),
+            "views": views,
+        },
+        "overlay_strength": [
+            {"heat": h, "expected": overlay_strength(np.array(h, np.float32)).tolist()} for h in heats
+        ],
         "renormalize": {"attention": a.reshape(-1).tolist(), "n": 6, "cases": cases},
         "key_delta": {
             "n_tokens": int(keys.shape[0]),

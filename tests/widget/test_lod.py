@@ -192,15 +192,15 @@ def test_selected_rows_read_the_full_data(small_budget):
     assert row["x"] == emb.coords(0, 1)[far, 0] and row["layer"] == 0 and row["head"] == 1
 
 
-def test_missing_heads_come_back_as_nan_and_are_marked():
+def test_missing_heads_come_back_parked_and_are_marked():
     emb = synthetic_embedding(1, 2)
     coords = {(0, 0): emb.coords(0, 0)}
     part = Embedding(coords, emb.tokens)  # head (0, 1) never made it: only layer 0 head 0
     big = Embedding({**coords, (1, 1): emb.coords(0, 1)}, emb.tokens)  # grid 2x2 with two holes
     st = WidgetState.from_embedding(big)
     assert st.missing.tolist() == [0, 1, 1, 0]
-    assert np.isnan(st.sample(1, 2)["coords"]).all()
-    assert np.isnan(st.points(st.n_points // 4, st.n_points // 2)["coords"]).all()
+    assert (st.sample(1, 2)["coords"] == 100).all()  # parked outside every cell
+    assert (st.points(st.n_points // 4, st.n_points // 2)["coords"] == 100).all()
     assert WidgetState.from_embedding(part).missing.tolist() == [0]
 
 
@@ -249,7 +249,9 @@ def test_heads_are_read_from_the_capture_store_one_at_a_time(tmp_path, monkeypat
     emb = Embedding.from_coords({c: rng.uniform(-1, 1, (2 * n, 2)) for c in cells}, cap.tokens, capture=cap)
     reads = []
     real_q = type(cap).q
-    monkeypatch.setattr(type(cap), "q", lambda self, la, he: reads.append((la, he)) or real_q(self, la, he))
+    monkeypatch.setattr(
+        type(cap), "q", lambda self, la, he, *a, **k: reads.append((la, he)) or real_q(self, la, he, *a, **k)
+    )
     st = WidgetState.from_embedding(emb)
     assert sorted(reads) == cells  # each head once
     reads.clear()

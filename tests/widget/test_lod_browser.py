@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 
+from _wire import SELECTION_JS
 from qkviz.widget import QKViz
 from qkviz.wire import CELL_FILL, _lod
 
@@ -143,7 +144,7 @@ def test_lasso_on_the_matrix_selects_from_every_point(page, harness_url, small_b
         py = box["y"] + 0.5 * h - xy[:, 1] * CELL_FILL * h / 2
         inside = (px > x0) & (px < x1) & (py > y0) & (py < y1)
         want += (col * per + np.flatnonzero(inside)).tolist()
-    wire = page.evaluate("Array.from(new Uint32Array(models.w0.get('_selection').view.buffer))")
+    wire = page.evaluate(f"() => ({SELECTION_JS})(models.w0.get('_selection'))")
     assert sorted(wire) == sorted(want)
     page.wait_for_timeout(200)
     assert page.locator("#w0 .qk-root").get_attribute("data-qk-mode") == "matrix"  # the mouse-up opened no head

@@ -13,7 +13,7 @@ import pytest
 from qkviz.errors import WidgetDataError
 from qkviz.export._snapshot import snapshot
 from qkviz.widget import COLOR_FIELDS, QKViz, _commands
-from qkviz.wire import MAX_MESSAGE_BYTES, array_to_binary, binary_to_array, pack_buffers
+from qkviz.wire import MAX_MESSAGE_BYTES, array_to_binary, binary_to_array, pack_buffers, unpack_selection
 
 from ._fakes import make_embedding
 
@@ -72,11 +72,12 @@ def _state_bytes(viz):
 
 def test_no_json_number_lists_and_small_state(emb):
     viz = QKViz(emb)
-    # numbers travel only as buffers: the only lists in the wire traits are strings / small ints
+    # numbers travel only as buffers: the only lists in the wire traits are strings / small ints (the grid's
+    # layers and heads, and one small record per attention)
     for name in ("_meta", "_tokens", "_columns"):
         for k, v in getattr(viz, name).items():
             if isinstance(v, list):
-                assert all(isinstance(x, str) for x in v) or k in ("layers", "heads"), (name, k)
+                assert all(isinstance(x, str) for x in v) or k in ("layers", "heads", "attns"), (name, k)
     assert _state_bytes(viz) < 5 * 2**20
 
 
@@ -239,7 +240,7 @@ def test_select_from_python(emb):
     n = emb.n_tokens
     viz.select([7, 3, 3])
     assert viz.selection.tolist() == [3, 7]
-    assert binary_to_array(viz._selection).tolist() == [3, 7]  # mirrored to the wire trait
+    assert unpack_selection(viz._selection, viz.state.n_points).tolist() == [3, 7]  # mirrored to the wire
     mask = np.zeros(viz._meta["n_points"], bool)
     mask[[0, 9]] = True
     viz.select(mask)

@@ -1,20 +1,26 @@
 // Attention lines: from a clicked query to its top-k keys (same seq), or from a clicked key to
 // the k queries that attend to it most; only weights >= threshold.
+import { seqRows } from "../model.js";
 import { LINE_RGB } from "../ui/palette.js";
 
 /**
  * @param {Float32Array} weights  [query_pos * key_pos] of the point's seq (row-major, n x n)
  * @param {"query" | "key"} kind  kind of the clicked point
  * @param {number} pos            its position in the seq
+ * @param {number} [nKeys]         keys per row when they are other tokens than the queries
+ *   (cross-attention); default: square
  * @returns {{pos: number, weight: number}[]}  partner positions (keys for a query, queries for a
  *   key), strongest first; ties keep the lower position first (like a stable argsort).
  */
-export function topPartners(weights, kind, pos, k, threshold) {
-  const n = Math.round(Math.sqrt(weights.length));
-  if (!n || pos < 0 || pos >= n) return [];
+export function topPartners(weights, kind, pos, k, threshold, nKeys = 0) {
+  // square (self-attention) unless told the number of keys (cross-attention: decoder x encoder)
+  const nk = nKeys || Math.round(Math.sqrt(weights.length));
+  const nq = nk ? weights.length / nk : 0;
+  const mine = kind === "query" ? nq : nk, other = kind === "query" ? nk : nq;
+  if (!nk || pos < 0 || pos >= mine) return [];
   const items = [];
-  for (let j = 0; j < n; j++) {
-    const w = kind === "query" ? weights[pos * n + j] : weights[j * n + pos];
+  for (let j = 0; j < other; j++) {
+    const w = kind === "query" ? weights[pos * nk + j] : weights[j * nk + pos];
     if (w > 0 && w >= threshold) items.push({ pos: j, weight: w });
   }
   items.sort((a, b) => b.weight - a.weight || a.pos - b.pos);
@@ -49,7 +55,8 @@ export function createLines(ctx) {
   function attentionFor(layer, head, seq) {
     const key = `${layer}/${head}/${seq}`;
     if (!attention.has(key)) {
-      attention.set(key, ctx.fetchDetail({ kind: "attention", layer, head, seq }).then((r) => r.weights));
+      const req = { kind: "attention", layer, head, seq, ...(meta.attn ? { attn: meta.attn } : {}) };
+      attention.set(key, ctx.fetchDetail(req).then((r) => r.weights));
     }
     return attention.get(key);
   }
@@ -80,8 +87,12 @@ export function createLines(ctx) {
       return;
     }
     const { local, info, weights } = current;
-    const first = info.token - info.pos; // tokens of one seq are consecutive rows of the table
-    const partners = topPartners(weights, info.kind, info.pos, model.get("lines_k"), model.get("lines_threshold"));
+    // The partners' first row: tokens of one seq (and stream) are consecutive rows of the table.
+    // Cross-attention: a query's partners are the encoder's tokens, a key's the decoder's.
+    const partnerStream = info.kind === "query" ? meta.key_stream : meta.query_stream;
+    const first = meta.attn ? seqRows(ctx.tokens, info.seq, partnerStream)[0] : info.token - info.pos;
+    const nKeys = meta.attn && meta.query_stream !== meta.key_stream ? seqRows(ctx.tokens, info.seq, meta.key_stream).length : 0;
+    const partners = topPartners(weights, info.kind, info.pos, model.get("lines_k"), model.get("lines_threshold"), nKeys);
     const from = ctx.xyOf(local);
     const segs = partners.map(({ pos, weight }) => {
       const other = info.kind === "query" ? n + first + pos : first + pos;

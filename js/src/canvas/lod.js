@@ -115,7 +115,8 @@ export function withoutCells(block, skipCells, per, dim) {
  * A whole head as fetched, with the points it lacks (NaN: a page that embeds only a sample of this
  * head) taken from the matrix's sample of its cell.
  * @param {{coords: Float32Array, norms: Uint8Array}} head  coords [point * dim], norms [point]
- * @param {{points: Uint32Array, coords: Float32Array, norms: Uint8Array}} sample  (points.js)
+ * @param {{points: Uint32Array, coords: Float32Array, norms: Uint8Array, offset?: number}} sample
+ *   (points.js; its cells start at `offset`)
  * @param {number} cell
  * @param {number} dim
  * @returns {{coords: Float32Array, norms: Uint8Array, finite: number}}  `finite`: points with coordinates
@@ -124,7 +125,7 @@ export function fillFromSample(head, sample, cell, dim) {
   const per = head.norms.length, m = sample.points.length;
   let coords = head.coords, norms = head.norms;
   for (let i = 0; i < m; i++) {
-    const p = sample.points[i], src = cell * m + i;
+    const p = sample.points[i], src = (cell - (sample.offset ?? 0)) * m + i;
     if (finiteAt(coords, p, dim) || !finiteAt(sample.coords, src, dim)) continue;
     if (coords === head.coords) { coords = coords.slice(); norms = norms.slice(); }
     for (let d = 0; d < dim; d++) coords[p * dim + d] = sample.coords[src * dim + d];

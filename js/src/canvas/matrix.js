@@ -82,14 +82,15 @@ export function cellsInRect(g, x0, y0, x1, y1) {
  * @param {Float32Array} coords  [k * dim] layout coordinates of the drawn points
  * @param {Uint32Array} ids  [k] their global indices (cell = floor(id / per))
  * @param {number} per  points per head
+ * @param {number} [first]  the grid's first cell among every cell (the shown attention's offset)
  */
-export function matrixPositions(g, coords, ids, per, dim = 2) {
+export function matrixPositions(g, coords, ids, per, dim = 2, first = 0) {
   const k = ids.length, x = new Float32Array(k), y = new Float32Array(k);
   const sx = (g.cw / 2) * g.fill, sy = (g.ch / 2) * g.fill;
   let last = -1, cx = 0, cy = 0;
   for (let i = 0; i < k; i++) {
     const cell = Math.floor(ids[i] / per);
-    if (cell !== last) { [cx, cy] = cellCenter(g, cell); last = cell; }
+    if (cell !== last) { [cx, cy] = cellCenter(g, cell - first); last = cell; }
     x[i] = cx + coords[dim * i] * sx;
     y[i] = cy + coords[dim * i + 1] * sy;
   }
@@ -112,11 +113,11 @@ export function singlePositions(coords, scale, dim = 2) {
  * single view does not blow the cells up) and placed in its cell like a 2-D layout.
  * @param {(coords: Float32Array, camera: object) => Float32Array} project  scene3d.js project3D
  */
-export function matrixPositions3D(g, coords, ids, per, camera, project, distance = 3.2) {
+export function matrixPositions3D(g, coords, ids, per, camera, project, distance = 3.2, first = 0) {
   const ndc = project(coords, { ...camera, distance, aspect: 1 });
   // behind the camera (cannot happen at the default distance, but never draw NaN): park far away
   for (let i = 0; i < ndc.length; i++) if (!Number.isFinite(ndc[i])) ndc[i] = 100;
-  return matrixPositions(g, ndc, ids, per, 2);
+  return matrixPositions(g, ndc, ids, per, 2, first);
 }
 
 /** A nice step (1, 2, 5, 10, 20, ...) of labels so that consecutive ones are >= `minPx` apart. */
@@ -161,7 +162,7 @@ export function createMatrix(ctx) {
       el.append(h("span", { class: "qk-cell-label" }, `L${meta.layers[li]} H${meta.heads[hi]}`));
       const rec = score(cell);
       if (meta.has_faithfulness && rec >= 0) el.append(h("span", { class: "qk-cell-score", title: "recall@k" }, rec.toFixed(2)));
-      if (meta.missing[cell]) el.dataset.missing = "true";
+      if (meta.missing[(ctx.cellOffset ?? 0) + cell]) el.dataset.missing = "true";
       cellEls.push(el);
     }
     cellsBox.append(...cellEls);
@@ -238,12 +239,13 @@ export function createMatrix(ctx) {
       ...(meta.has_faithfulness && rec >= 0 ? [` · recall@k ${rec.toFixed(2)}`] : []));
   }
 
-  /** x, y of drawn points on the matrix: 2-D layouts as they are, 3-D through `camera`. */
+  /** x, y of drawn points on the matrix: 2-D layouts as they are, 3-D through `camera`. Drawn
+   * points carry global indices; the matrix shows the cells of one attention, from `cellOffset`. */
   function positions(drawn, camera, project) {
-    const per = 2 * meta.n_tokens;
+    const per = 2 * meta.n_tokens, first = ctx.cellOffset ?? 0;
     return meta.dim === 3
-      ? matrixPositions3D(ctx.geom, drawn.coords, drawn.ids, per, camera, project)
-      : matrixPositions(ctx.geom, drawn.coords, drawn.ids, per, meta.dim);
+      ? matrixPositions3D(ctx.geom, drawn.coords, drawn.ids, per, camera, project, 3.2, first)
+      : matrixPositions(ctx.geom, drawn.coords, drawn.ids, per, meta.dim, first);
   }
 
   return { drawLabels, follow, cellFromEvent, cellScreenPx, dataAt, hover, positions };

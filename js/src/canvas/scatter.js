@@ -255,15 +255,16 @@ export function createScatter(ctx) {
 
   /**
    * CSS-pixel positions (relative to the canvas) of the points: Float32Array [point * 2] of the
-   * focused head (local order) in the single view; of every point of the grid (global order) on
-   * the matrix, NaN for points not drawn (for tests: it is as big as the grid).
+   * focused head (local order) in the single view; on the matrix, of every point of the shown
+   * attention's cells (global index minus its first cell's), NaN for points not drawn (for tests:
+   * it is as big as the grid).
    */
   function screenPositions() {
     const ids = ctx.state.drawn?.ids;
     const total = ctx.state.mode === "single" ? per : ctx.nCells * per;
     const out = new Float32Array(total * 2).fill(NaN);
     if (!sc || !ids?.length || !zIds) return out;
-    const lo = ctx.state.mode === "single" ? ctx.state.cell * per : 0;
+    const lo = ctx.state.mode === "single" ? ctx.state.cell * per : (ctx.cellOffset ?? 0) * per;
     const canvas = dom.canvas;
     const ratio = canvas.clientWidth / Math.max(1, canvas.width / (globalThis.devicePixelRatio || 1));
     for (let i = 0; i < ids.length; i++) {

@@ -1,15 +1,19 @@
-// The selection: `_selection` (uint32 global point indices, `cell * 2n + point`) is its only home;
-// the scatter, the 3-D view and the thumbnails show it, and a lasso or a click replaces it. It
-// always means points of the full data: on the matrix, selected points outside the drawn sample
-// are drawn too (view.js adds them).
-import { decode, encode } from "../wire/codec.js";
+// The selection: `_selection` (global point indices, `cell * 2n + point`, on the wire as
+// wire/selection.js says) is its only home; the scatter, the 3-D view and the thumbnails show it,
+// and a lasso or a click replaces it. It always means points of the full data: on the matrix,
+// selected points outside the drawn sample are drawn too (view.js adds them).
+import { packSelection, unpackSelection, uploadSelection, wireBytes } from "../wire/selection.js";
 import { setTrait } from "../sync.js";
 
 export function createSelection(ctx) {
   const { model, per, dom, bus } = ctx;
+  // a model with its own channel (standalone page, harness) has no kernel and no message limit
+  const ownChannel = typeof model.fetchDetail === "function";
+  /** @type {object | null} the upload in flight (a newer selection makes an older one moot) */
+  let uploading = null;
 
   /** Global indices of the selected points (Uint32Array). */
-  const global = () => /** @type {Uint32Array} */ (decode(model.get("_selection"), "uint32"));
+  const global = () => unpackSelection(model.get("_selection"));
 
   /** The selected points of the focused head, as indices within it (the single view). */
   function local() {
@@ -23,11 +27,24 @@ export function createSelection(ctx) {
   const drawn = () => ctx.scatter.drawnIndicesOf(global());
 
   /** Replace the selection by global point indices (a lasso, a click, clear). */
-  function send(indices) {
-    const sorted = Uint32Array.from(indices).sort();
-    setTrait(model, "_selection", encode(sorted, "uint32"));
-    dom.root.dataset.qkSelected = String(sorted.length);
-    bus.publish("selection", { points: sorted });
+  function send(points) {
+    const sorted = Uint32Array.from(points).sort();
+    let k = 0; // drop repeats (packSelection needs a set)
+    for (let i = 0; i < sorted.length; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) sorted[k++] = sorted[i];
+    const indices = sorted.slice(0, k);
+    const packed = packSelection(indices);
+    if (ownChannel || wireBytes(packed) <= ctx.meta.upload_bytes) {
+      uploading = null;
+      setTrait(model, "_selection", packed);
+    } else {
+      // too large for one page -> kernel message: the bytes go ahead in parts
+      const mine = (uploading = {});
+      uploadSelection(indices, packed, ctx.meta.upload_bytes, ctx.fetchDetail)
+        .then((wire) => { if (uploading === mine) setTrait(model, "_selection", wire); })
+        .catch((err) => ctx.fail(new Error(`the selection of ${indices.length} points did not reach Python: ${err?.message ?? err}`)));
+    }
+    dom.root.dataset.qkSelected = String(indices.length);
+    bus.publish("selection", { points: indices });
     ctx.thumbs.publish();
   }
 

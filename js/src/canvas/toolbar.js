@@ -4,6 +4,9 @@
 import { h } from "../ui/dom.js";
 import { setTrait, setTraits } from "../sync.js";
 
+/** How the attention selector names the attentions of an encoder-decoder model. */
+const ATTN_NAMES = { encoder: "encoder self", decoder: "decoder self", cross: "cross (decoder → encoder)" };
+
 const FIELDS = [
   ["kind", "query / key"], ["position", "position (normalised)"], ["position_mod", "position mod n"],
   ["norm", "vector norm"], ["sequence", "sequence"], ["category", "token category"], ["length", "sequence length"],
@@ -34,7 +37,11 @@ export function createToolbar(ctx) {
   const thumbBox = h("input", { class: "qk-thumbs", type: "checkbox", checked: true });
   const kInput = h("input", { class: "qk-k", type: "number", min: "1", title: "lines per point (top-k)" });
   const thrInput = h("input", { class: "qk-threshold", type: "number", min: "0", max: "1", step: "0.01", title: "minimum attention weight of a line" });
-  const nav = h("span", { class: "qk-nav" }, back, layerSel, headSel, ...arrows, fitBtn);
+  // Encoder-decoder embeddings: which attention the grid shows (one grid of layers x heads each).
+  const attnSel = h("select", { class: "qk-attn", title: "attention" },
+    ...meta.attns.map((a) => h("option", { value: a.name }, ATTN_NAMES[a.name] ?? a.name)));
+  attnSel.value = meta.attn;
+  const nav = h("span", { class: "qk-nav" }, ...(meta.attns.length > 1 ? [attnSel] : []), back, layerSel, headSel, ...arrows, fitBtn);
   const el = h("div", { class: "qk-toolbar" },
     nav, h("span", { class: "qk-sep" }),
     h("label", {}, "colour", colorSel), modInput, h("label", {}, sizeBox, "size by norm"),
@@ -58,6 +65,10 @@ export function createToolbar(ctx) {
   for (const a of arrows) on(a, "click", () => step(a.dataset.dir));
   on(back, "click", () => focus(null, null));
   on(fitBtn, "click", () => ctx.scatter.reset());
+  on(attnSel, "change", () => {
+    const layer = null, head = null, attn = attnSel.value; // another attention: its matrix
+    setTraits(model, { layer, head, attn });
+  });
   on(layerSel, "change", () => focus(Number(layerSel.value), ctx.focused() ? model.get("head") : meta.heads[0]));
   on(headSel, "change", () => focus(ctx.focused() ? model.get("layer") : meta.layers[0], Number(headSel.value)));
   on(colorSel, "change", () => setTrait(model, "color", colorSel.value));

@@ -36,6 +36,9 @@ import { createThumbnailFeed, mountThumbnails } from "./thumbnails.js";
 import { createToolbar } from "./toolbar.js";
 import { createTooltip } from "./tooltip.js";
 
+/** How the status line and the toolbar name the attentions of an encoder-decoder model. */
+export const ATTN_LABELS = { encoder: "encoder self-attention", decoder: "decoder self-attention", cross: "cross-attention (decoder → encoder)" };
+
 const PANEL_PX = 240; // room the single view leaves beside itself for the side panel
 const WIDE_PANEL_PX = 360; // the same for the matrix (the side panel keeps its 340 px)
 const MIN_PX = 220;
@@ -57,9 +60,11 @@ function notebookTheme() {
 
 /**
  * @param {{model: import("../model.js").QKVizModel, el: HTMLElement,
- *   fetchDetail: (request: object) => Promise<any>, signal: AbortSignal}} props
+ *   fetchDetail: (request: object, options?: {buffers?: any[]}) => Promise<any>, signal: AbortSignal,
+ *   onReady?: () => void, onFail?: (err: any) => void}} props
+ *   onReady: the grid is drawn; onFail: the view could not start (lifecycle.js reports both)
  */
-export function renderView({ model, el, fetchDetail, signal }) {
+export function renderView({ model, el, fetchDetail, signal, onReady = () => {}, onFail = () => {} }) {
   const on = (target, ev, fn, opts) => target.addEventListener(ev, fn, { signal, ...opts });
   const listen = (name, fn) => {
     model.on(name, fn);
@@ -86,6 +91,8 @@ export function renderView({ model, el, fetchDetail, signal }) {
   const ctx = {
     model, meta, tokens: getTokens(model), columns: getColumns(model), n, per: 2 * n,
     nCells: meta.layers.length * meta.heads.length,
+    // the shown attention's first cell among every cell of the grid (0 for one attention)
+    cellOffset: meta.cell_offset,
     geom: gridGeometry(meta.layers.length, meta.heads.length, meta.cell_fill),
     bus, signal, on, fetchDetail, fail,
     dom: { root, stage, canvas, overlay, grid, axes, legend, status, panel },
@@ -125,6 +132,7 @@ export function renderView({ model, el, fetchDetail, signal }) {
     status.textContent = "nothing to show: the embedding has no points";
     root.dataset.qkReady = "1";
     root.dataset.qkMode = "empty";
+    onReady();
     return;
   }
 
@@ -207,7 +215,7 @@ export function renderView({ model, el, fetchDetail, signal }) {
   /** The matrix's drawn set: the sample of every head, then searched, then selected extras; the
    * cells of a zoomed-in view drawn whole instead. */
   function matrixDrawn() {
-    lod.sampleDrawn ??= lod.sample ? cellsBlock(lod.sample, lod.sample.points, 0, per, meta.dim, meta.missing) : emptyDrawn();
+    lod.sampleDrawn ??= lod.sample ? cellsBlock(lod.sample, lod.sample.points, lod.sample.offset, per, meta.dim, meta.missing) : emptyDrawn();
     let blocks = [lod.sampleDrawn, ...[lod.search, lod.selection].filter(Boolean).map((e) => e.block)];
     if (lod.zoom) blocks = [...blocks.map((b) => withoutCells(b, lod.zoom.skip, per, meta.dim)), lod.zoom.block];
     return concatDrawn(blocks, meta.dim);
@@ -226,7 +234,7 @@ export function renderView({ model, el, fetchDetail, signal }) {
     let cells = [];
     const { x: [x0, x1], y: [y0, y1] } = ctx.scatter.viewDomain();
     if (2 / (x1 - x0) >= WHOLE_ZOOM) {
-      cells = cellsInRect(ctx.geom, x0, y0, x1, y1).filter((c) => !meta.missing[c]);
+      cells = cellsInRect(ctx.geom, x0, y0, x1, y1).map((c) => c + ctx.cellOffset).filter((c) => !meta.missing[c]);
       if (cells.length * per > Math.max(WHOLE_POINTS, nCells * meta.sample_points)) cells = [];
     }
     const key = cells.join(",");
@@ -235,7 +243,7 @@ export function renderView({ model, el, fetchDetail, signal }) {
     const heads = await Promise.all(cells.map((c) => store.head(c)));
     if (token !== lod.zoomToken || state.mode !== "matrix" || signal.aborted) return;
     lod.zoom = cells.length ? {
-      key, skip: maskOf(cells, nCells),
+      key, skip: maskOf(cells, ctx.cellOffset + nCells),
       block: concatDrawn(cells.map((c, i) => headBlock(heads[i], meta.order, c, meta.dim)), meta.dim),
     } : null;
     root.dataset.qkWhole = key;
@@ -261,10 +269,10 @@ export function renderView({ model, el, fetchDetail, signal }) {
   function showStatus() {
     const m = meta.sample_points, drawn = state.drawn?.ids.length ?? 0;
     status.textContent = state.mode === "matrix"
-      ? `${meta.layers.length} layers × ${meta.heads.length} heads · ${n} tokens · ${meta.n_points} points` +
+      ? `${attnLabel()}${meta.layers.length} layers × ${meta.heads.length} heads · ${n} tokens · ${nCells * per} points` +
         `${m < per ? ` (${drawn} drawn: ${m} of ${per} per head, plus searched and selected)` : ""}` +
         ` — click a head${meta.dim === 3 ? " (drag to turn every head)" : " (wheel to zoom, drag to pan)"}`
-      : `layer ${model.get("layer")}, head ${model.get("head")} · ${per} points (${n} queries, ${n} keys)` +
+      : `${attnLabel()}layer ${model.get("layer")}, head ${model.get("head")} · ${pointCount()}` +
         `${state.head && state.head.finite < per ? ` of which this page holds ${state.head.finite}` : ""}` +
         ` — ${state.is3d ? "drag to rotate, wheel to zoom, " : ""}click a point for attention lines`;
   }
@@ -335,7 +343,7 @@ export function renderView({ model, el, fetchDetail, signal }) {
     }
     store.local(points).then((block) => {
       if (token !== lod.searchToken || signal.aborted) return;
-      lod.search = { points, block: cellsBlock(block, points, 0, per, meta.dim, meta.missing), covered: maskOf(points, per, lod.inSample.slice()) };
+      lod.search = { points, block: cellsBlock(block, points, ctx.cellOffset, per, meta.dim, meta.missing), covered: maskOf(points, per, lod.inSample.slice()) };
       lod.selection = null; // recomputed against the new coverage
       ensureSelectionDrawn();
       redrawMatrix();
@@ -350,7 +358,10 @@ export function renderView({ model, el, fetchDetail, signal }) {
     if (state.mode !== "matrix" || meta.sample_points >= per) return false;
     const covered = lod.search?.covered ?? lod.inSample;
     const limit = meta.forced_points;
-    const ids = selectionExtras(ctx.selection.global(), covered, lod.rank, per, meta.missing, limit);
+    // only the shown attention's cells are on this matrix
+    const lo = ctx.cellOffset * per, hi = lo + nCells * per;
+    const shown = ctx.selection.global().filter((g) => g >= lo && g < hi);
+    const ids = selectionExtras(shown, covered, lod.rank, per, meta.missing, limit);
     const have = lod.selection?.ids;
     if (have && have.length === ids.length && have.every((v, i) => v === ids[i])) return false;
     if (!ids.length) {
@@ -381,7 +392,7 @@ export function renderView({ model, el, fetchDetail, signal }) {
       x0 = Math.min(x0, polygon[i]); x1 = Math.max(x1, polygon[i]);
       y0 = Math.min(y0, polygon[i + 1]); y1 = Math.max(y1, polygon[i + 1]);
     }
-    const cells = cellsInRect(ctx.geom, x0, y0, x1, y1).filter((c) => !meta.missing[c]);
+    const cells = cellsInRect(ctx.geom, x0, y0, x1, y1).map((c) => c + ctx.cellOffset).filter((c) => !meta.missing[c]);
     const out = [];
     root.dataset.qkLasso = "busy";
     try {
@@ -399,6 +410,16 @@ export function renderView({ model, el, fetchDetail, signal }) {
     } finally {
       if (token === lassoToken) { delete root.dataset.qkLasso; showStatus(); }
     }
+  }
+
+  function attnLabel() {
+    return meta.attn ? `${ATTN_LABELS[meta.attn] ?? meta.attn} · ` : "";
+  }
+  function pointCount() {
+    if (!meta.attn) return `${per} points (${n} queries, ${n} keys)`;
+    let q = 0, k = 0;
+    for (let t = 0; t < n; t++) { q += tokens.stream[t] === meta.query_stream ? 1 : 0; k += tokens.stream[t] === meta.key_stream ? 1 : 0; }
+    return `${q + k} points (${q} queries, ${k} keys)`;
   }
 
   // Two trait changes (layer, head) arrive as two events: coalesce into one redraw.
@@ -518,11 +539,15 @@ export function renderView({ model, el, fetchDetail, signal }) {
     root.dataset.qkSelected = String(ctx.selection.global().length);
     root.dataset.qkReady = "1";
     mark("ready");
+    onReady();
     try {
       const cleanup = mountPanel(panel, { model, bus, fetchDetail, signal, overlay, getPoints, screenPositions: ctx.scatter.screenPositions });
       if (typeof cleanup === "function") signal.addEventListener("abort", cleanup);
     } catch (err) {
       console.error("[qkviz] side panel failed", err);
     }
-  })().catch(fail);
+  })().catch((err) => {
+    fail(err);
+    if (root.dataset.qkReady !== "1") onFail(err);
+  });
 }

@@ -1,6 +1,6 @@
 // Image view (ViT): the image of the clicked patch with its patch grid and the patch outlined, the
-// head's attention from that patch as a darkening overlay (AttentionViz's formula, computed in
-// Python as `strength`), CLS attention beside it, and optional arrows to each patch's argmax.
+// head's attention from that patch as a darkening overlay (AttentionViz's formula: `strength`, from
+// detail.js imageDetail), CLS attention beside it, and optional arrows to each patch's argmax.
 import { fitCanvas, fmtWeight as fmt, h, localXY } from "../ui/dom.js";
 import { HIGHLIGHT, KEY_RGB, QUERY_RGB, hexToRgb, rgb, viridis } from "../ui/palette.js";
 import { decodeOptional } from "../wire/codec.js";

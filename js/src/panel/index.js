@@ -9,9 +9,11 @@
 // [query_pos*key_pos]} (the renormalised attention the scatter's lines must follow).
 import { createAggregateView } from "./aggregate.js";
 import { hiddenSets, renormalize } from "./attention.js";
+import { imageDetail, sequenceDetail } from "./detail.js";
 import { createHeatmap } from "./heatmap.js";
 import { createImageView } from "./image.js";
 import { createSentenceView } from "./sentence.js";
+import { getMeta, getTokens } from "../model.js";
 import { checkbox, h } from "../ui/dom.js";
 import { injectStyle } from "../ui/style.js";
 import { decodeOptional } from "../wire/codec.js";
@@ -22,10 +24,35 @@ import { decodeOptional } from "../wire/codec.js";
  * @param {{model: any, bus: any, fetchDetail(req: object): Promise<object>, getPoints?(): any}} ctx
  * @returns {() => void} cleanup
  */
+/** Scores (content or position term) shifted to be >= 0 for the heatmap's colour ramp. */
+function scoresForHeat(m) {
+  let lo = Infinity;
+  for (const v of m) if (Number.isFinite(v) && v < lo) lo = v;
+  return Float32Array.from(m, (v) => (Number.isFinite(v) ? v - lo : 0));
+}
+
+/** One line on the head's score function (docs/concepts/attention-families.md). */
+export function familyCaption(d) {
+  const mean = (a) => (a && a.length ? a.reduce((s, v) => s + v, 0) / a.length : 0);
+  const effect = d.position_effect ? ` Position effect ${mean(d.position_effect).toFixed(2)} (mean share of each query's attention that the position term moves).` : "";
+  switch (d.family) {
+    case "sink": return `Sink head: each query also gives a share to nothing (mean ${mean(d.sink).toFixed(2)}; the ∅ column).`;
+    case "soft-capped": return `Soft-capped scores: cap·tanh(s/cap), cap ${d.softcap}.`;
+    case "alibi": return `ALiBi: key j gets +${Number(d.alibi).toPrecision(3)}·j (recent keys favoured).${effect}`;
+    case "relative": return `Relative buckets: each score gets a learned bias by key − query offset.${effect}`;
+    case "disentangled": return `DeBERTa: content→position and position→content terms join c·q·k.${effect}`;
+    default: return "";
+  }
+}
+
 export function mountPanel(container, ctx) {
   const ac = new AbortController();
   const { signal } = ac;
   const { bus } = ctx;
+  // an encoder-decoder embedding shows one attention: its name and the streams of its queries and keys
+  const meta = ctx.model?.get ? getMeta(ctx.model) : null;
+  const attn = meta?.attn || "";
+  const streams = attn ? { query: meta.query_stream, key: meta.key_stream } : null;
   injectStyle(container.getRootNode?.() ?? document);
   const state = {
     layer: null, head: null, seq: null, token: null, kind: "query",
@@ -92,10 +119,20 @@ export function mountPanel(container, ctx) {
     signal,
     onHover: (i, j) => publishHighlight(i == null ? null : [i, j]),
   });
+  // What the heatmap shows for heads whose scores add a position term (ALiBi, relative buckets,
+  // DeBERTa): the attention, or one of the two parts of the scores; and a caption on the head's
+  // score function (the sink, the slope, the position effect).
+  const modeSel = h("select", { class: "qkv-heat-mode", title: "what the heatmap shows", "data-name": "heat-mode" },
+    h("option", { value: "attention", text: "attention" }),
+    h("option", { value: "content", text: "content score c·q·k" }),
+    h("option", { value: "position", text: "position term" }));
+  modeSel.addEventListener("change", () => recompute(), { signal });
+  const caption = h("div", { class: "qkv-family", "data-name": "family" });
+  views.heatmap.prepend(h("div", { class: "qkv-heat-head" }, modeSel), caption);
   const image = createImageView(views.image, {
     signal,
     onHover: (pos) => publishHighlight(pos == null ? null : [pos]),
-    onClick: (pos) => { publishHighlight([pos]); loadImage(pos); },
+    onClick: (pos) => { publishHighlight([pos]); showImage(pos); },
   });
   const aggregate = createAggregateView(views.aggregate, { signal });
 
@@ -122,22 +159,45 @@ export function mountPanel(container, ctx) {
   function recompute() {
     const d = state.detail;
     if (!d) return;
-    const n = d.display.length;
-    const hid = hiddenSets(n, decodeOptional(d.special, "uint8"), state);
+    const nq = d.nq ?? d.display.length, nk = d.nk ?? nq;
+    const hid = hiddenSets(nq, decodeOptional(d.special, "uint8"), state);
+    if (d.keySpecial) hid.keys = hiddenSets(nk, d.keySpecial, state).keys; // cross-attention: the encoder's tokens
     const norms = decodeOptional(d.value_norms);
     valued.input.disabled = !norms;
     valued.title = norms ? "" : "capture with values=True to weight by value norms";
     // Nothing hidden or weighted: show the reply's rows as they are. (Exact rows already sum to 1;
     // a static page's top-k rows do not, and re-normalising them would inflate every weight.)
     const weighted = state.valueWeighted && norms;
-    state.weights = !hid.keys.size && !hid.queries.size && !weighted ? decodeOptional(d.raw) : renormalize(decodeOptional(d.raw), n, n, {
+    state.weights = !hid.keys.size && !hid.queries.size && !weighted ? decodeOptional(d.raw) : renormalize(decodeOptional(d.raw), nq, nk, {
       hiddenKeys: hid.keys, hiddenQueries: hid.queries,
       keyWeights: weighted ? norms : null,
     });
     root.dataset.hiddenKeys = [...hid.keys].sort((a, b) => a - b).join(",");
     sentence.render(d, state.weights, hid);
-    heatmap.render(state.weights, n, n, { qLabels: d.display });
+    showHeatmap(d, nq, nk);
     bus.publish("lines:weights", { seq: d.seq, layer: d.layer, head: d.head, weights: state.weights, tokens: decodeOptional(d.token, "uint32") });
+  }
+
+  /** The heatmap in its mode, with a sink column for sink heads, and the caption. */
+  function showHeatmap(d, nq, nk) {
+    const hasPosition = !!d.position;
+    modeSel.hidden = !hasPosition;
+    for (const o of modeSel.options) o.disabled = (o.value === "content" && !d.content) || (o.value === "position" && !hasPosition);
+    if (modeSel.selectedOptions[0]?.disabled) modeSel.value = "attention";
+    const mode = hasPosition ? modeSel.value : "attention";
+    const kLabels = d.keyDisplay ?? d.display;
+    let m = mode === "content" ? d.content : mode === "position" ? d.position : state.weights, cols = nk;
+    if (mode !== "attention") m = scoresForHeat(m); // scores may be negative: shown relative to their minimum
+    let labels = kLabels;
+    if (mode === "attention" && d.sink) { // the sink as one more column: what each row gave to nothing
+      const w = new Float32Array(nq * (nk + 1));
+      for (let i = 0; i < nq; i++) { w.set(m.subarray(i * nk, (i + 1) * nk), i * (nk + 1)); w[i * (nk + 1) + nk] = d.sink[i]; }
+      m = w; cols = nk + 1; labels = [...kLabels, "∅ sink"];
+    }
+    heatmap.render(m, nq, cols, { qLabels: d.display, kLabels: labels });
+    caption.textContent = familyCaption(d);
+    root.dataset.heatMode = mode;
+    root.dataset.family = d.family || "";
   }
 
   /** Say why a request failed; a page without a kernel (static export) is expected, not an error. */
@@ -150,23 +210,28 @@ export function mountPanel(container, ctx) {
     title.classList.toggle("qkv-muted", offline);
   }
 
+  // The sentence, heatmap and image views come from one sequence's attention (with `detail`:
+  // value norms, the patch grid, pixels), computed here (detail.js); only the aggregate, which
+  // spans every sequence, is asked for as it is shown.
   async function loadSequence() {
     const ticket = ++state.request;
     root.dataset.loading = "1";
     try {
-      const d = await ctx.fetchDetail({ kind: "sequence", layer: state.layer, head: state.head, seq: state.seq });
+      const req = { kind: "attention", layer: state.layer, head: state.head, seq: state.seq, detail: true, ...(attn ? { attn } : {}) };
+      const reply = await ctx.fetchDetail(req);
       if (ticket !== state.request || signal.aborted) return;
-      if (!d || d.error) throw new Error(d?.error ?? "no reply");
+      if (!reply || reply.error) throw new Error(reply?.error ?? "no reply");
+      const d = sequenceDetail(reply, getTokens(ctx.model), reply.row ? "image" : "text", streams);
       if (!state.detail || state.detail.seq !== d.seq) { state.hideKeys.clear(); state.hideQueries.clear(); }
       state.detail = d;
       title.textContent = `layer ${d.layer} head ${d.head} · sequence ${d.seq} (${d.display.length} tokens)`;
       title.classList.remove("qkv-muted");
-      setModality(d.modality ?? "text");
+      setModality(d.modality);
       recompute();
       showTab(state.tab);
       if (d.modality === "image") {
-        const pos = state.pos ?? decodeOptional(d.token, "uint32").indexOf(state.token);
-        await loadImage(pos >= 0 ? pos : 0, ticket);
+        const pos = state.pos ?? d.token.indexOf(state.token);
+        showImage(pos >= 0 ? pos : 0);
       }
     } catch (err) {
       if (ticket === state.request) explain(err, "the sequence");
@@ -175,22 +240,16 @@ export function mountPanel(container, ctx) {
     }
   }
 
-  async function loadImage(pos, ticket = state.request) {
-    root.dataset.loading = "1";
-    let d;
+  /** The image view of patch `pos` of the loaded image, seen as state.kind ("query" | "key"). */
+  function showImage(pos) {
     try {
-      d = await ctx.fetchDetail({
-        kind: "image", layer: state.layer, head: state.head, seq: state.seq, patch: pos, point_kind: state.kind,
-      });
-      if (!d || d.error) throw new Error(d?.error ?? "no reply");
+      state.image = imageDetail(state.detail, pos, state.kind);
     } catch (err) {
-      if (ticket === state.request) { explain(err, "the image"); root.dataset.loading = "0"; }
+      explain(err, "the image");
       return;
     }
-    if (ticket !== state.request || signal.aborted) return;
-    state.image = d;
-    image.render(d);
-    root.dataset.loading = "0";
+    image.render(state.image);
+    root.qkvImage = state.image; // for tests (not an API): the numbers the image view draws
     root.dataset.imagePatch = String(pos);
   }
 
@@ -256,8 +315,8 @@ export function mountPanel(container, ctx) {
 
   showTab("sentence");
   // Offer only the tabs of this capture's modality from the start (not only after the first reply).
-  const meta = ctx.model?.get?.("_meta");
-  const modality = meta?.modality ?? (meta?.has_images === true ? "image" : meta?.has_images === false ? "text" : null);
+  const metaWire = ctx.model?.get?.("_meta");
+  const modality = metaWire?.modality ?? (metaWire?.has_images === true ? "image" : metaWire?.has_images === false ? "text" : null);
   if (modality) setModality(modality);
   signal.addEventListener("abort", () => {
     for (const token of subs) bus.unsubscribe(token);

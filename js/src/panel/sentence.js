@@ -22,7 +22,9 @@ export function createSentenceView(root, hooks) {
     h("div", { class: "qkv-sentence-body" }, left, canvas, right));
   root.append(body);
 
-  let detail = null, weights = null, n = 0, hidden = { keys: new Set(), queries: new Set() };
+  // nq queries (left), nk keys (right): the same tokens in self-attention, the decoder's and the
+  // encoder's in cross-attention
+  let detail = null, weights = null, nq = 0, nk = 0, hidden = { keys: new Set(), queries: new Set() };
   let hover = null;      // {side, pos}
   let pinned = null;     // {side, pos}
   let marked = new Set(); // positions highlighted from outside (scatter hover/selection)
@@ -47,13 +49,23 @@ export function createSentenceView(root, hooks) {
   }
 
   function render(d, w, hid) {
-    const same = detail && d && detail.seq === d.seq && detail.display.length === d.display.length;
+    const keys = d ? d.keyDisplay ?? d.display : [];
+    const same = detail && d && detail.seq === d.seq && detail.display.length === d.display.length
+      && (detail.keyDisplay ?? detail.display).length === keys.length;
     detail = d; weights = w; hidden = hid;
     if (!same) {
-      n = d ? d.display.length : 0;
+      nq = d ? d.display.length : 0;
+      nk = keys.length;
       pinned = null; hover = null;
       left.replaceChildren(...(d ? d.display.map((t, p) => tokenEl("q", p, t)) : []));
-      right.replaceChildren(...(d ? d.display.map((t, p) => tokenEl("k", p, t)) : []));
+      right.replaceChildren(...keys.map((t, p) => tokenEl("k", p, t)));
+    }
+    // a sink head: each query's share that went to the sink ("attend to nothing")
+    const sink = d?.sink ?? null;
+    for (const e of left.children) {
+      const p = +e.dataset.pos;
+      e.dataset.sink = sink ? sink[p].toFixed(3) : "";
+      e.title = sink ? `sink ${sink[p].toFixed(3)}: the share of this query's attention that went to nothing` : "";
     }
     paint();
   }
@@ -61,7 +73,7 @@ export function createSentenceView(root, hooks) {
   function focusOf() { return hover ?? pinned; }
 
   function paint() {
-    const ctx = fitCanvas(canvas, GAP, Math.max(1, n * ROW));
+    const ctx = fitCanvas(canvas, GAP, Math.max(1, Math.max(nq, nk) * ROW));
     if (!detail || !weights) return;
     const f = focusOf();
     // token classes: hidden, focused, marked, and the weights on the other side of the focus
@@ -75,7 +87,7 @@ export function createSentenceView(root, hooks) {
         e.classList.toggle("qkv-marked", marked.has(p));
         const wEl = e.querySelector(".qkv-w");
         if (f && f.side !== side) {
-          const wt = side === "k" ? weights[f.pos * n + p] : weights[p * n + f.pos];
+          const wt = side === "k" ? weights[f.pos * nk + p] : weights[p * nk + f.pos];
           wEl.textContent = wt > 0 ? fmt(wt) : "";
           wEl.style.setProperty("--w", String(wt));
           e.classList.add("qkv-weighted");
@@ -95,9 +107,9 @@ export function createSentenceView(root, hooks) {
       ctx.globalAlpha = Math.min(1, wt);
       ctx.beginPath(); ctx.moveTo(2, y(i)); ctx.lineTo(GAP - 2, y(j)); ctx.stroke();
     };
-    if (f && f.side === "q") for (let j = 0; j < n; j++) { const wt = weights[f.pos * n + j]; if (wt > 0) line(f.pos, j, wt); }
-    else if (f) for (let i = 0; i < n; i++) { const wt = weights[i * n + f.pos]; if (wt > 0) line(i, f.pos, wt); }
-    else for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) { const wt = weights[i * n + j]; if (wt >= MIN_LINE) line(i, j, wt); }
+    if (f && f.side === "q") for (let j = 0; j < nk; j++) { const wt = weights[f.pos * nk + j]; if (wt > 0) line(f.pos, j, wt); }
+    else if (f) for (let i = 0; i < nq; i++) { const wt = weights[i * nk + f.pos]; if (wt > 0) line(i, f.pos, wt); }
+    else for (let i = 0; i < nq; i++) for (let j = 0; j < nk; j++) { const wt = weights[i * nk + j]; if (wt >= MIN_LINE) line(i, j, wt); }
     ctx.globalAlpha = 1;
   }
 

@@ -1,50 +1,65 @@
-// Side-panel requests answered from the data a standalone HTML page embeds (no Python kernel):
-// "sequence" (sentence and heatmap views), "aggregate", "image" and "atlas" (patch thumbnails).
-// The page runtime (runtime.js) calls staticExtra(data, state) and hands the result to
-// staticTransport (transport.js), which answers "points" and "attention" itself. `data` is
-// QKViz._static_state() minus the traits, with `meta` (= _meta) and `tokens` (the _tokens columns
-// as typed arrays); arrays are wire dicts {view: DataView, dtype, shape}. Replies have the shapes
-// qkviz._detail returns (docs/internals.md); where the page holds only the top-k keys of each
-// query, the reply carries `note`, which the runtime shows under the panel's title.
-import { cellOf } from "../model.js";
+// The standalone page's answers to the widget's requests, from what the page embeds (no Python
+// kernel): "points" (the grid), "attention" (the embedded top-k keys of every query as a dense
+// matrix; with `detail`, what the side panel derives its views from: the patch grid, the exact CLS
+// row and the image's pixels cut from the atlas, and a `note` saying what the page leaves out),
+// "aggregate" (embedded verbatim from Python) and "atlas" (the JPEG, decoded by the browser).
+// The side panel computes its sentence, heatmap and image views from "attention" (panel/detail.js)
+// exactly as in a notebook.
+import { cellOf, seqRows } from "../model.js";
 import { decode } from "../wire/codec.js";
-import { decodeTopk, denseFromTopk, seqRows } from "./transport.js";
+import { decodeTopk, denseFromTopk, truncationNote } from "./topk.js";
 
-const NONE = 0xffffffff;
+const PATCH_COLOURS = ["mean_r", "mean_g", "mean_b", "brightness", "hue", "saturation"];
 
 /**
- * @param {object} data  {topk, aggregate, images, meta, tokens}
+ * @param {object} data  `{points: [{start, stop, coords, norms}], topk: null | [{layer, head, keys,
+ *   weights, layout?}], aggregate, images, meta, tokens}`: the page's embedded data with `meta`
+ *   (= `_meta`) and `tokens` (the `_tokens` columns as typed arrays); arrays as typed arrays or
+ *   wire dicts.
  * @param {object} [state]  the traits (patch colour fields come from its `_columns`)
  * @returns {(request: object) => Promise<object>}
  */
-export function staticExtra(data, state) {
+export function staticAnswers(data, state) {
   const { meta, tokens } = data;
-  const cellFor = (layer, head) => {
-    const c = cellOf(meta, layer, head);
+  // an encoder-decoder page: the request names its attention, whose cells start at its offset
+  const attnOf = (attn) => (attn ? (meta.attns ?? []).find((a) => a.name === attn) : null);
+  const cellFor = (layer, head, attn) => {
+    const a = attnOf(attn);
+    const c = cellOf(a ? { layers: a.layers, heads: a.heads, cell_offset: a.cell_offset } : meta, layer, head);
     if (c < 0) throw new Error(`qkviz: no head (layer ${layer}, head ${head}) in this page`);
     return c;
   };
   const cache = new Map();
   const once = (key, make) => { if (!cache.has(key)) cache.set(key, make()); return cache.get(key); };
+  const points = (data.points ?? []).map((c) => ({ ...c, coords: decode(c.coords, "float32"), norms: decode(c.norms, "uint8") }));
   const topk = (cell) => once(`topk/${cell}`, () => {
     const e = data.topk?.[cell];
     return e ? decodeTopk(e, meta.n_tokens) : null;
   });
-  const rowsOf = (seq) => once(`rows/${seq}`, () => seqRows(tokens, seq));
+  const rowsOf = (seq, stream = -1) => once(`rows/${seq}/${stream}`, () => seqRows(tokens, seq, stream));
+  const atlasOnce = () => once("atlas", () => decodeAtlas(data.images));
 
-  async function sequence({ layer, head, seq }) {
-    const cell = cellFor(layer, head);
-    const rows = rowsOf(seq);
-    const { weights, k } = denseFromTopk(topk(cell), rows, tokens, meta.n_tokens);
-    const n = rows.length;
-    return {
-      layer, head, seq, modality: meta.modality ?? "text", causal: Boolean(meta.causal),
-      token: Uint32Array.from(rows), display: Array.from(rows, (t) => tokens.display[t]),
-      special: Uint8Array.from(rows, (t) => (tokens.category?.[t] === 2 ? 1 : 0)),
-      raw: weights, attention: weights, value_norms: null,
-      hidden_keys: new Uint8Array(n), hidden_queries: new Uint8Array(n),
-      note: truncationNote(k, n),
-    };
+  async function attention({ layer, head, seq, detail, attn }) {
+    const cell = cellFor(layer, head, attn);
+    if (!data.topk) throw new Error("qkviz: attention was not embedded in this page");
+    const a = attnOf(attn);
+    const rows = rowsOf(seq, a ? a.query_stream : -1);
+    const keyRows = a ? rowsOf(seq, a.key_stream) : rows;
+    const { weights, k } = denseFromTopk(topk(cell), rows, tokens, meta.n_tokens, keyRows.length);
+    const reply = { layer, head, seq, weights };
+    if (!detail) return reply;
+    reply.note = truncationNote(k, keyRows.length);
+    reply.value_norms = null; // a page embeds no value vectors
+    Object.assign(reply, familyOf(data.families?.[cell], rows, keyRows));
+    if (tokens.row && tokens.col) {
+      reply.row = Int32Array.from(rows, (t) => tokens.row[t]);
+      reply.col = Int32Array.from(rows, (t) => tokens.col[t]);
+      // the CLS query's row is embedded whole (the image view's CLS map): exact, not top-k
+      const cls = data.images?.cls?.[cell] ? decode(data.images.cls[cell], "float32") : null;
+      if (cls) reply.cls = Float32Array.from(rows, (t) => cls[t]);
+      if (data.images?.jpeg) ({ pixels: reply.image, size: reply.image_size } = cropImage(await atlasOnce(), rows));
+    }
+    return reply;
   }
 
   async function aggregate({ layer, head }) {
@@ -62,68 +77,23 @@ export function staticExtra(data, state) {
     };
   }
 
-  const atlasOnce = () => once("atlas", () => decodeAtlas(data.images));
-
   async function atlas() {
     const a = await atlasOnce();
     const colors = {};
-    for (const name of ["mean_r", "mean_g", "mean_b", "brightness", "hue", "saturation"]) {
+    for (const name of PATCH_COLOURS) {
       const col = (state?._columns ?? data.columns)?.[name];
       if (col?.type === "numeric") colors[name] = decode(col.values, "float32");
     }
     return { atlas: a.rgba, atlas_shape: [a.height, a.width, 4], uv: a.uv, colors };
   }
 
-  async function image(request) {
-    const { layer, head, seq } = request;
-    const cell = cellFor(layer, head);
-    const rows = rowsOf(seq);
-    const n = rows.length;
-    const patch = request.patch ?? tokens.pos[request.token];
-    const kind = request.point_kind === "key" ? "key" : "query";
-    if (!(patch >= 0 && patch < n)) throw new Error(`qkviz: patch ${patch} is out of range for image ${seq} (${n} tokens)`);
-    const row = Int32Array.from(rows, (t) => tokens.row[t]);
-    const col = Int32Array.from(rows, (t) => tokens.col[t]);
-    let R = 0, C = 0;
-    for (let p = 0; p < n; p++) if (row[p] >= 0 && col[p] >= 0) { R = Math.max(R, row[p] + 1); C = Math.max(C, col[p] + 1); }
-    const tk = topk(cell);
-    const { weights: A, k } = denseFromTopk(tk, rows, tokens, meta.n_tokens);
-    const heat = new Float32Array(R * C), clsHeat = new Float32Array(R * C);
-    const cls = data.images?.cls?.[cell] ? decode(data.images.cls[cell], "float32") : null;
-    const special = [];
-    for (let p = 0; p < n; p++) {
-      const w = kind === "query" ? A[patch * n + p] : A[p * n + patch];
-      if (row[p] < 0 || col[p] < 0) { special.push(w); continue; }
-      heat[row[p] * C + col[p]] = w;
-      if (cls) clsHeat[row[p] * C + col[p]] = cls[rows[p]];
-    }
-    // each query's strongest key is the strongest of its embedded top-k: exact
-    const argmax = new Int32Array(n), argmaxWeight = new Float32Array(n);
-    if (tk) {
-      const kk = tk.keys.length / meta.n_tokens;
-      rows.forEach((t, p) => {
-        argmax[p] = p;
-        for (let j = 0; j < kk; j++) {
-          const key = tk.keys[t * kk + j], w = tk.weights[t * kk + j];
-          if (key !== NONE && w > argmaxWeight[p]) { argmax[p] = key; argmaxWeight[p] = w; }
-        }
-      });
-    }
-    let img = null, size = null;
-    if (data.images) {
-      const a = await atlasOnce();
-      ({ pixels: img, size } = cropImage(a, rows));
-    }
-    return {
-      layer, head, seq, patch, kind, grid: [R, C], row, col,
-      patch_row: row[patch], patch_col: col[patch], token: Uint32Array.from(rows),
-      heat, strength: overlayStrength(heat), to_special: Float32Array.from(special), cls_heat: clsHeat,
-      argmax, argmax_weight: argmaxWeight, image: img, image_size: size,
-      note: truncationNote(k, n),
-    };
+  async function pointsChunk({ start }) {
+    const chunk = points.find((c) => c.start === start);
+    if (!chunk) throw new Error(`qkviz: no embedded points from ${start}`);
+    return chunk;
   }
 
-  const answer = { sequence, aggregate, image, atlas };
+  const answer = { points: pointsChunk, attention, aggregate, atlas };
   return async (request) => {
     const fn = answer[request?.kind];
     if (!fn) throw new Error(`qkviz: request kind ${request?.kind} is not available in a static page`);
@@ -131,23 +101,29 @@ export function staticExtra(data, state) {
   };
 }
 
-/** Say plainly when the weights shown are a top-k cut ("" when every key is embedded). */
-export function truncationNote(k, n) {
-  if (k >= n) return "";
-  if (k === 0) return "This page embeds no attention weights (exported with top_k=0): every weight shows as 0.";
-  return `Static page: top ${k} of ${n} keys embedded per query; the other weights show as 0 and rows do not sum to 1.`;
-}
-
-/** AttentionViz's darkening factor, as qkviz._detail.overlay_strength: sqrt((a - min/4) / max(a - min/4)). */
-export function overlayStrength(heat) {
-  let lo = Infinity;
-  for (const v of heat) lo = Math.min(lo, v);
-  const out = new Float32Array(heat.length);
-  if (!heat.length) return out;
-  let top = -Infinity;
-  for (let i = 0; i < heat.length; i++) { out[i] = heat[i] - 0.25 * lo; top = Math.max(top, out[i]); }
-  for (let i = 0; i < out.length; i++) out[i] = top > 0 ? Math.sqrt(Math.min(Math.max(out[i] / top, 0), 1)) : 0;
-  return out;
+/**
+ * What a head's score function adds, from the page's `families` entry (qkviz.export): the sink
+ * share and the position effect of each query (embedded per token), and the position term where it
+ * needs no q or k (ALiBi: + m·p_j; relative buckets: + B[p_j − p_i]), exact. DeBERTa's terms and
+ * the content scores need the vectors: the page leaves them out.
+ */
+export function familyOf(entry, rows, keyRows) {
+  if (!entry) return { family: "plain", sink: null, position: null, content: null, position_effect: null, alibi: null, softcap: null };
+  const perQuery = (v) => (v ? Float32Array.from(rows, (t) => decode(v, "float32")[t]) : null);
+  const qp = rows.map((_, i) => i), kp = keyRows.map((_, j) => j); // rows are in position order
+  let position = null;
+  if (entry.alibi != null) {
+    position = new Float32Array(rows.length * keyRows.length);
+    for (const i of qp) for (const j of kp) position[i * keyRows.length + j] = entry.alibi * j;
+  } else if (entry.offset_bias) {
+    const table = decode(entry.offset_bias, "float32"), length = (table.length + 1) / 2;
+    position = new Float32Array(rows.length * keyRows.length);
+    for (const i of qp) for (const j of kp) position[i * keyRows.length + j] = table[j - i + length - 1];
+  }
+  return {
+    family: entry.family, alibi: entry.alibi ?? null, softcap: entry.softcap ?? null,
+    sink: perQuery(entry.sink), position_effect: perQuery(entry.position_effect), position, content: null,
+  };
 }
 
 /** The embedded JPEG atlas as RGBA bytes (browser-native decoding), with its uv table. */

@@ -7,7 +7,7 @@ export const POINT_KINDS = new Set(["points", "sample", "points_at"]);
 
 /**
  * @param {{points?: object[], sample?: object[], meta: object}} data  embedded chunks (wire dicts
- *   or typed arrays) and `_meta` (n_tokens, dim, order, sample_points)
+ *   or typed arrays) and `_meta` (n_tokens, dim, order, sample_points; per attention in `attns`)
  * @returns {(request: object) => object}  the reply to one point request
  */
 export function staticPoints(data) {
@@ -17,10 +17,15 @@ export function staticPoints(data) {
     .map((c) => ({ start: c.start, stop: c.stop, coords: decode(c.coords, "float32"), norms: decode(c.norms, "uint8") }))
     .sort((a, b) => a.start - b.start);
   const samples = (data.sample ?? []).map((c) => ({ ...c, coords: decode(c.coords, "float32"), norms: decode(c.norms, "uint8") }));
-  let order = decode(meta.order, "uint32");
-  // a page written before level of detail: drawn whole, in index order (as model.js getMeta)
-  if (order.length !== per) order = Uint32Array.from({ length: per }, (_, i) => i);
-  const m = Math.min(per, meta.sample_points ?? per);
+  // the default sample of a cell: its attention's draw order and sample size (a page written
+  // before level of detail: every point, in index order, as model.js getMeta)
+  const identity = Uint32Array.from({ length: per }, (_, i) => i);
+  function sampleOf(cell) {
+    const a = (meta.attns ?? []).find((x) => cell >= x.cell_offset && cell < x.cell_offset + x.layers.length * x.heads.length);
+    const order = decode(a?.order ?? meta.order, "uint32");
+    const m = Math.min(per, a?.sample_points ?? meta.sample_points ?? per);
+    return (order.length === per ? order : identity).subarray(0, m);
+  }
 
   /** The chunk holding global point g (binary search over the sorted chunks), or null. */
   function chunkOf(g) {
@@ -59,7 +64,7 @@ export function staticPoints(data) {
         const exact = samples.find((c) => c.start === start && c.stop === stop);
         if (exact) return exact;
       }
-      const pts = request.points ? Uint32Array.from(request.points) : order.subarray(0, m);
+      const pts = request.points ? Uint32Array.from(request.points) : sampleOf(start);
       const k = pts.length;
       return { start, stop, ...gather((stop - start) * k, (i) => (start + Math.floor(i / k)) * per + pts[i % k]) };
     }

@@ -11,16 +11,15 @@
 //                as "=" plus 0, 1, 2 or 3 (export.embed_bytes)
 // Buffers come back as DataViews at the places where Python had memoryviews (`{"$qkbuf": i}`),
 // exactly what ipywidgets hands to an anywidget in a notebook, so the same module runs unchanged.
-// `embedded` (QKViz._static_state minus the traits) answers the widget's detail requests through
-// `staticTransport` and `staticExtra` (transport.js, answer.js), set as `model.fetchDetail`.
+// `embedded` (the snapshot minus the traits) answers the widget's requests through `staticTransport`
+// (transport.js, answer.js), set as `model.fetchDetail`.
 //
 // Loaded into a page without those blocks (a test harness), it only publishes its parts as
 // `globalThis.qkvizPage`.
 import { TRAITS } from "../model.js";
-import { decode } from "../wire/codec.js";
-import { staticExtra } from "./answer.js";
 import { createModel, invoke } from "./model.js";
-import { fromKeyDelta, staticTransport } from "./transport.js";
+import { fromKeyDelta } from "./topk.js";
+import { staticTransport } from "./transport.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -92,7 +91,7 @@ async function dataBlock(meta) {
 // panel's title: the latest note of each request kind, one line each.
 const notes = new Map();
 function showNote(root, kind, note) {
-  notes.set(kind === "image" ? "sequence" : kind, note);
+  notes.set(kind, note);
   note = [...notes.values()].filter(Boolean).join("\n");
   const panel = root.querySelector(".qkv-panel");
   if (!panel) return;
@@ -197,10 +196,7 @@ async function main() {
     const mod = await import(url);
     const widget = typeof mod.default === "function" ? await mod.default() : mod.default;
     if (embedded && state._meta) {
-      const tokens = {};
-      for (const [k, v] of Object.entries(state._tokens ?? {})) tokens[k] = v?.view !== undefined ? decode(v, "uint32") : v;
-      const data = { ...embedded, meta: state._meta, tokens };
-      const transport = staticTransport(data, staticExtra(data, state));
+      const transport = staticTransport(embedded, state);
       model.fetchDetail = async (request) => {
         const reply = await transport(request);
         if (reply && typeof reply === "object" && "note" in reply) showNote(root, request.kind, reply.note);
@@ -225,5 +221,5 @@ async function commandHook(name, msg, buffers) {
 }
 
 // for test harnesses and bench/widget.py (not an API)
-globalThis.qkvizPage = { createModel, staticTransport, staticExtra, fromKeyDelta, TRAITS };
+globalThis.qkvizPage = { createModel, staticTransport, fromKeyDelta, TRAITS };
 if ($("qkviz-meta")) main();

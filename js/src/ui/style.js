@@ -59,6 +59,9 @@ const CSS = `
 .qk-tooltip .qk-sentence{margin-top:3px;color:var(--qk-muted)}
 .qk-tooltip mark{background:#fde68a;color:#111;border-radius:2px}
 .qk-error{color:#b91c1c}
+.qk-fallback{font:12px/1.35 system-ui,-apple-system,"Segoe UI",sans-serif;color:#6b7280;padding:4px 6px}
+.qk-fallback-note{margin:0 0 4px}
+.qk-fallback-picture{display:block;max-width:100%;height:auto}
 .qk-static-note{font-size:12px;opacity:.8;margin:2px 0 4px;white-space:pre-line}
 .qkv-panel [hidden] { display: none !important; }
 .qkv-panel { font: 12px/1.3 var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #222);

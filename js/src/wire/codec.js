@@ -53,13 +53,16 @@ export function decodeOptional(value, dtype) {
 }
 
 /**
- * Encode a typed array as a wire dict (JS -> Python).
+ * Encode a typed array as a wire dict (JS -> Python). The view always covers its whole buffer:
+ * ipywidgets sends a view's `.buffer`, not its range (`remove_buffers` in @jupyter-widgets/base), so
+ * a sub-array is copied first.
  * @param {Typed} array
  * @param {Dtype} dtype
  * @returns {Wire}
  */
 export function encode(array, dtype) {
-  return { view: new DataView(array.buffer, array.byteOffset, array.byteLength), dtype, shape: [array.length] };
+  const own = array.byteOffset === 0 && array.byteLength === array.buffer.byteLength ? array : array.slice();
+  return { view: new DataView(own.buffer, 0, own.byteLength), dtype, shape: [own.length] };
 }
 
 /**

@@ -28,6 +28,7 @@ __all__ = [
     "first_batch_check",
     "verify",
     "eager_attentions",
+    "eager_attention_kinds",
     "model_device",
     "forward_kwargs",
     "UNSUPPORTED",
@@ -39,9 +40,6 @@ __all__ = [
 # message before any work is done. Soft-capping, sinks, ALiBi (BLOOM, MPT) and the relative terms
 # of MPNet and DeBERTa-v2 are captured exactly (see docs/concepts/attention-families.md).
 UNSUPPORTED = {
-    "t5": "T5 adds a learned relative-position bias to its attention scores",
-    "mt5": "mT5 adds a learned relative-position bias to its attention scores",
-    "umt5": "UMT5 adds a learned relative-position bias to its attention scores",
     "longt5": "LongT5 adds a relative-position bias and uses local/global attention",
     "switch_transformers": "Switch Transformers add a relative-position bias to the scores",
     "deberta": "DeBERTa (v1) adds disentangled content-position terms to its attention scores",
@@ -87,9 +85,6 @@ def check_supported(model: Any) -> None:
             "the bias twice), so there is no single attention to reproduce"
         )
         raise UnsupportedModelError(f"{type(model).__name__}: {why}", reason=why, model_type=mt)
-    if getattr(cfg, "is_encoder_decoder", False):
-        why = "encoder-decoder models mix self- and cross-attention; capture the encoder or decoder alone"
-        raise UnsupportedModelError(f"{type(model).__name__}: {why}", reason=why, model_type=mt)
 
 
 def eager_attentions(model: Any, model_inputs: dict[str, Any]) -> tuple[Any, ...]:
@@ -106,14 +101,82 @@ def eager_attentions(model: Any, model_inputs: dict[str, Any]) -> tuple[Any, ...
     return att
 
 
+def eager_attention_kinds(model: Any, model_inputs: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """The model's attention probabilities by attention: ``{"self": ...}``, or for encoder–decoder
+    models ``{"encoder", "decoder", "cross"}``; one ``[B, H, T_q, T_k]`` tensor per layer."""
+    import torch
+
+    from ._hook import eager
+
+    if not getattr(model.config, "is_encoder_decoder", False):
+        return {"self": eager_attentions(model, model_inputs)}
+    with torch.inference_mode(), eager(model):
+        out = model(**model_inputs, **forward_kwargs(model), output_attentions=True)
+    kinds = {"encoder": "encoder_attentions", "decoder": "decoder_attentions", "cross": "cross_attentions"}
+    got: dict[str, tuple[Any, ...]] = {}
+    for k, name in kinds.items():
+        att = getattr(out, name, None)
+        if att is None:
+            raise InputError(f"{type(model).__name__} returned no {name} with output_attentions=True")
+        got[k] = att
+    return got
+
+
+def _first_batch_check_kinds(model: Any, batch: Any, rec: Any, device: Any, atol: float) -> None:
+    """:func:`first_batch_check` for an encoder–decoder model: every attention of the first pair."""
+    from ._hook import attention_t
+
+    subs = rec.recorders
+    n_dec = int(batch.decoder_mask[0].sum())
+    one = {k: v[:1].to(device) for k, v in batch.model_inputs.items()}
+    if batch.mask is not None:
+        n_enc = int(batch.mask[0].sum())
+        one["input_ids"], one["attention_mask"] = one["input_ids"][:, :n_enc], one["attention_mask"][:, :n_enc]
+    else:
+        n_enc = subs["encoder"].seq_len
+        one["input_features"] = one["input_features"].to(next(model.parameters()).dtype)
+    one["decoder_input_ids"] = one["decoder_input_ids"][:, :n_dec]
+    one["decoder_attention_mask"] = one["decoder_attention_mask"][:, :n_dec]
+    att = eager_attention_kinds(model, one)
+    sizes = {"encoder": (n_enc, n_enc), "decoder": (n_dec, n_dec), "cross": (n_dec, n_enc)}
+    worst = (0.0, "", -1)
+    for attn, r in subs.items():
+        nq, nk = sizes[attn]
+        for layer, q in r.q.items():
+            info = r.info[layer]
+            group = info.n_heads // info.n_kv_heads
+            heads = r.heads if r.heads is not None else tuple(range(info.n_heads))
+            kv = sorted({h // group for h in heads})
+            qs = q[:nq].float().transpose(0, 1)
+            ks = r.k[layer][:nk].float().transpose(0, 1)[[kv.index(h // group) for h in heads]]
+            state = r.terms.get(layer)
+            terms = {n: (a if n == "rel_index" else a[list(heads)]) for n, a in (state.arrays if state else {}).items()}
+            p = attention_t(qs, ks, info.scaling, info.causal, info.sliding_window, terms, info.softcap)
+            ref = att[attn][layer][0, list(heads), :nq, :nk].float().to(p.device)
+            e = float((p - ref).abs().max())
+            if e > worst[0]:
+                worst = (e, attn, layer)
+    if worst[0] > atol:
+        why = (
+            f"{worst[1]} attention recomputed from the recorded q/k differs from the model's own by "
+            f"{worst[0]:.2g} at layer {worst[2]} (the scores include something qkviz does not record)"
+        )
+        raise UnsupportedModelError(
+            f"{type(model).__name__}: {why}", reason=why, model_type=getattr(model.config, "model_type", None)
+        )
+
+
 def first_batch_check(model: Any, batch: Any, rec: Any, device: Any, atol: float) -> None:
     """Compare the first sequence's recomputed attention with the model's eager attention.
 
-    Catches scores that are not ``scaling * q.k + mask`` (biases added inside custom attention code)
+    Catches scores that are not what qkviz records (biases added inside custom attention code)
     at the cost of one eager forward pass over one sequence.
     """
     from ._hook import attention_t
 
+    if hasattr(rec, "recorders"):
+        _first_batch_check_kinds(model, batch, rec, device, atol)
+        return
     one = {k: v[:1].to(device) for k, v in batch.model_inputs.items()}
     if "pixel_values" in one:
         one["pixel_values"] = one["pixel_values"].to(next(model.parameters()).dtype)
@@ -161,6 +224,8 @@ def verify(cap: Capture, model: Any, inputs: Any, *, seqs: Any = None, batch_siz
     seqs = list(range(n)) if seqs is None else [int(s) for s in seqs]
     if any(not 0 <= s < n for s in seqs):
         raise InputError(f"seqs must lie in [0, {n}); got {seqs}")
+    if len(cap.attns) > 1:
+        return _verify_kinds(cap, lm, inputs, seqs, batch_size)
     if cap.model.get("modality") == "image":
         if inputs is None:
             raise InputError("verifying an image capture needs the original images: verify(model, inputs)")
@@ -197,5 +262,58 @@ def verify(cap: Capture, model: Any, inputs: Any, *, seqs: Any = None, batch_siz
                     e = float(np.abs(cap.attention(layer, h, s) - ref[h]).max())
                     err[layer, h] = max(err[layer, h], e)
     df = pd.DataFrame([(layer, h, e) for (layer, h), e in err.items()], columns=["layer", "head", "max_abs_error"])
+    df.attrs["max"] = float(df["max_abs_error"].max()) if len(df) else 0.0
+    return df
+
+
+def _verify_kinds(cap: Capture, lm: Any, inputs: Any, seqs: list[int], batch_size: int) -> pd.DataFrame:
+    """:func:`verify` for an encoder–decoder capture: every attention, in padded batches."""
+    from . import _inputs
+
+    net = lm.model
+    seqt = cap.sequences
+    targets = [str(t) for t in seqt["target"]]
+    start = getattr(net.config, "decoder_start_token_id", None)
+    if lm.modality == "audio":
+        if inputs is None:
+            raise InputError("verifying a speech capture needs the original waveforms: verify(model, inputs)")
+        waves, names = _inputs.normalize_audio(inputs)
+        if len(waves) != len(seqt):
+            raise InputError(f"the capture holds {len(seqt)} sequences but {len(waves)} waveforms were given")
+    device = model_device(net)
+    err: dict[tuple[str, int, int], float] = {
+        (a, la, h): 0.0 for a, g in cap.attns.items() for la in g.layers for h in g.heads
+    }
+    for first in range(0, len(seqs), batch_size):
+        chunk = seqs[first : first + batch_size]
+        if lm.modality == "audio":
+            fe = getattr(lm.processor, "feature_extractor", lm.processor)
+            frames = int(getattr(net.config, "max_source_positions", 0) or 0)
+            batch = _inputs.encode_audio(
+                fe, lm.tokenizer, [waves[s] for s in chunk], [names[s] for s in chunk], [targets[s] for s in chunk],
+                0, 0, frames, None, start,
+            )  # fmt: skip
+        else:
+            batch = _inputs.encode_pairs(
+                lm.tokenizer, [str(seqt["text"][s]) for s in chunk], [targets[s] for s in chunk], 0, 0,
+                cap.params.get("max_length"), "silent", start,
+            )  # fmt: skip
+        inputs_ = {k: v.to(device) for k, v in batch.model_inputs.items()}
+        if "input_features" in inputs_:
+            inputs_["input_features"] = inputs_["input_features"].to(next(net.parameters()).dtype)
+        att = eager_attention_kinds(net, inputs_)
+        for b, s in enumerate(chunk):
+            n_enc = int(seqt["n_encoder"][s])
+            n_dec = int(seqt["n_tokens"][s]) - n_enc
+            size = {"encoder": (n_enc, n_enc), "decoder": (n_dec, n_dec), "cross": (n_dec, n_enc)}
+            for a, g in cap.attns.items():
+                nq, nk = size[a]
+                for layer in g.layers:
+                    ref = att[a][layer][b, :, :nq, :nk].float().cpu().numpy()
+                    for h in g.heads:
+                        e = float(np.abs(cap.attention(layer, h, s, attn=a) - ref[h]).max())
+                        err[a, layer, h] = max(err[a, layer, h], e)
+    rows = [(a, la, h, e) for (a, la, h), e in err.items()]
+    df = pd.DataFrame(rows, columns=["attn", "layer", "head", "max_abs_error"])
     df.attrs["max"] = float(df["max_abs_error"].max()) if len(df) else 0.0
     return df

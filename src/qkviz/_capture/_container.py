@@ -21,7 +21,16 @@ from .._fs import META, replace_dir, temp_sibling
 from ..attention import ScoreFunction, attention_rows, position_effect, score_terms
 from ..errors import InputError, StoreError
 from ._geometry import HeadGeometry
-from ._store import FORMAT, VERSION, DiskTensors, MemoryTensors, read_store, terms_key, write_store
+from ._store import (
+    FORMAT,
+    VERSION,
+    DiskTensors,
+    MemoryTensors,
+    read_store,
+    tensor_kind,
+    terms_key,
+    write_store,
+)
 
 if TYPE_CHECKING:
     from ._store import StoreContents
@@ -42,10 +51,18 @@ class Capture:
         One row per (real, non-padding) token; the index is the ``token`` axis.
     sequences : pandas.DataFrame
         One row per input: ``seq``, ``text`` (or image name), ``n_tokens``, ``offset``, ``truncated``.
-    geometry : HeadGeometry
-        Captured layers and heads, head counts, ``d_head``, and how the model scores (causal mask,
-        per-layer scaling and sliding window). Its fields are also attributes of the capture
+    attns : dict of str to HeadGeometry
+        Every attention of the model that was captured, by name: ``{"self": ...}`` for most
+        models; ``"encoder"``, ``"decoder"`` and ``"cross"`` for encoder–decoder models. Each holds
+        the captured layers and heads, head counts, ``d_head``, and how the model scores (causal
+        mask, per-layer scaling, sliding window, soft-cap, score terms). :attr:`geometry` is the
+        only one of a single-attention capture, and its fields are also attributes of the capture
         (``cap.layers``, ``cap.scaling``...).
+    streams : tuple of str
+        Names of the token streams, indexed by ``tokens["stream"]``: ``("tokens",)``, or
+        ``("encoder", "decoder")`` for encoder–decoder models (whose ``tokens`` then hold, per
+        sequence, the encoder's rows and then the decoder's, and whose ``sequences`` say
+        ``n_encoder``).
     model, params : dict
         Model spec and capture parameters.
     images : numpy.ndarray or None
@@ -65,22 +82,23 @@ class Capture:
 
     tokens: pd.DataFrame
     sequences: pd.DataFrame
-    geometry: HeadGeometry
+    attns: dict[str, HeadGeometry]
     model: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     images: np.ndarray | None = None
     terms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _tensors: MemoryTensors | DiskTensors | None = field(default=None, repr=False)
+    streams: tuple[str, ...] = ("tokens",)
 
     # -- construction -----------------------------------------------------------------------------
 
     @classmethod
     def from_arrays(
         cls,
-        q: Mapping[tuple[int, int], np.ndarray],
-        k: Mapping[tuple[int, int], np.ndarray],
+        q: Mapping[tuple[int, int], np.ndarray] | Mapping[tuple[str, int, int], np.ndarray],
+        k: Mapping[tuple[int, int], np.ndarray] | Mapping[tuple[str, int, int], np.ndarray],
         tokens: pd.DataFrame,
-        geometry: HeadGeometry,
+        geometry: HeadGeometry | Mapping[str, HeadGeometry],
         *,
         v: Mapping[tuple[int, int], np.ndarray] | None = None,
         sequences: pd.DataFrame | None = None,
@@ -88,19 +106,24 @@ class Capture:
         params: Mapping[str, Any] | None = None,
         images: np.ndarray | None = None,
         terms: Mapping[str, np.ndarray] | None = None,
+        streams: tuple[str, ...] | None = None,
     ) -> Capture:
         """Wrap vectors computed elsewhere (another framework, a test) as a capture.
 
         Parameters
         ----------
         q : dict of (layer, head) to float array [token, d_head]
-            Queries of every head in ``geometry``.
+            Queries of every head in ``geometry``. With several attentions, keyed
+            ``(attn, layer, head)`` and holding the rows of the attention's query stream.
         k, v : dict of (layer, kv_head) to float array [token, d_head]
-            Keys (and optionally values) of every key/value head the heads use.
+            Keys (and optionally values) of every key/value head the heads use (with several
+            attentions: ``(attn, layer, kv_head)``, rows of the key stream).
         tokens : pandas.DataFrame
             One row per token with at least ``seq`` and ``pos``; tokens of one sequence contiguous
             and in position order.
-        geometry : HeadGeometry
+        geometry : HeadGeometry, or dict of str to HeadGeometry
+            One attention, or several by name (encoder–decoder: then ``tokens`` needs a
+            ``stream`` column and ``sequences`` an ``n_encoder`` column).
         sequences : pandas.DataFrame, optional
             Derived from ``tokens`` when omitted (``text`` empty).
         model, params : dict, optional
@@ -109,6 +132,8 @@ class Capture:
         terms : dict of str to array, optional
             Score terms as in :attr:`terms` (``"<name>.<layer>"``), for the layers whose
             ``geometry.terms`` name them.
+        streams : tuple of str, optional
+            Names of the token streams (default ``("tokens",)``, or ``("encoder", "decoder")``).
 
         Examples
         --------
@@ -124,40 +149,66 @@ class Capture:
         """
         if not isinstance(tokens, pd.DataFrame) or not {"seq", "pos"} <= set(tokens.columns):
             raise InputError("tokens must be a pandas DataFrame with 'seq' and 'pos' columns")
-        n = len(tokens)
-        index = {"q": geometry.heads, "k": geometry.kv_heads, "v": geometry.kv_heads}
+        attns = dict(geometry) if isinstance(geometry, Mapping) else {geometry.attn: geometry}
+        several = len(attns) > 1
+        stream = tokens["stream"].to_numpy() if "stream" in tokens.columns else np.zeros(len(tokens), np.int8)
+        index: dict[str, tuple[int, ...]] = {}
         chunks: dict[str, dict[int, list[np.ndarray]]] = {}
-        for kind, arrays in (("q", q), ("k", k), ("v", v)):
-            if arrays is None:
-                continue
-            chunks[kind] = {}
-            for layer in geometry.layers:
-                per_head = []
-                for h in index[kind]:
-                    if (layer, h) not in arrays:
-                        what = "head" if kind == "q" else "kv head"
-                        raise InputError(f"{kind} lacks (layer {layer}, {what} {h}) of the geometry")
-                    a = np.asarray(arrays[(layer, h)], np.float32)
-                    if a.shape != (n, geometry.d_head):
-                        raise InputError(
-                            f"{kind}[({layer}, {h})] must be [token={n}, d_head={geometry.d_head}], got {a.shape}"
-                        )
-                    per_head.append(a)
-                chunks[kind][layer] = [np.stack(per_head, axis=1)]  # [token, head, d_head]
+        for name, g in attns.items():
+            rows = {"q": int((stream == g.query_stream).sum()), "k": int((stream == g.key_stream).sum())}
+            rows["v"] = rows["k"]
+            for kind, arrays in (("q", q), ("k", k), ("v", v)):
+                if arrays is None:
+                    continue
+                tk = tensor_kind(kind, name)
+                index[tk] = g.heads if kind == "q" else g.kv_heads
+                chunks[tk] = {}
+                for layer in g.layers:
+                    per_head = []
+                    for h in index[tk]:
+                        key = (name, layer, h) if several else (layer, h)
+                        if key not in arrays:
+                            what = "head" if kind == "q" else "kv head"
+                            raise InputError(f"{kind} lacks ({name}, layer {layer}, {what} {h}) of the geometry")
+                        arr = np.asarray(arrays[key], np.float32)  # type: ignore[index]
+                        if arr.shape != (rows[kind], g.d_head):
+                            raise InputError(
+                                f"{kind}[{key}] must be [rows={rows[kind]}, d_head={g.d_head}], got {arr.shape}"
+                            )
+                        per_head.append(arr)
+                    chunks[tk][layer] = [np.stack(per_head, axis=1)]  # [row, head, d_head]
         if sequences is None:
             sequences = sequences_from_tokens(tokens)
         return cls(
             tokens=tokens.reset_index(drop=True),
             sequences=sequences,
-            geometry=geometry,
+            attns=attns,
             model=dict(model or {}),
             params=dict(params or {}),
             images=images,
             terms={key: np.asarray(a) for key, a in (terms or {}).items()},
-            _tensors=MemoryTensors(chunks, index),
+            _tensors=MemoryTensors(chunks, index, [len(tokens)]),
+            streams=tuple(streams) if streams is not None else (("encoder", "decoder") if several else ("tokens",)),
         )
 
     # -- geometry ---------------------------------------------------------------------------------
+
+    @property
+    def geometry(self) -> HeadGeometry:
+        """The geometry of a single-attention capture (see :attr:`attns` for encoder–decoder models)."""
+        if len(self.attns) != 1:
+            raise InputError(
+                f"this capture holds {', '.join(self.attns)} attention; pass attn= (one of {list(self.attns)}) "
+                "or read cap.attns[name]"
+            )
+        return next(iter(self.attns.values()))
+
+    def _geom(self, attn: str | None) -> HeadGeometry:
+        if attn is None:
+            return self.geometry
+        if attn not in self.attns:
+            raise InputError(f"attn={attn!r}: this capture holds {list(self.attns)}")
+        return self.attns[attn]
 
     @property
     def layers(self) -> tuple[int, ...]:
@@ -195,7 +246,7 @@ class Capture:
 
     @property
     def n_tokens(self) -> int:
-        """Number of captured tokens (rows of :attr:`tokens`)."""
+        """Number of captured tokens (rows of :attr:`tokens`, every stream)."""
         return len(self.tokens)
 
     @property
@@ -208,45 +259,78 @@ class Capture:
         """The store this capture reads from, or ``None`` for a capture held in memory."""
         return self._tensors.root if isinstance(self._tensors, DiskTensors) else None
 
-    def kv_head(self, head: int) -> int:
+    def kv_head(self, head: int, attn: str | None = None) -> int:
         """The key/value head that query head ``head`` attends with (GQA/MQA share one)."""
-        self._check_head(head)
-        return self.geometry.kv_head(head)
+        self._check_head(head, attn)
+        return self._geom(attn).kv_head(head)
 
-    def _check_layer(self, layer: int) -> None:
-        if layer not in self.layers:
-            raise InputError(f"layer {layer!r} was not captured; captured layers: {list(self.layers)}")
+    def _check_layer(self, layer: int, attn: str | None = None) -> None:
+        g = self._geom(attn)
+        if layer not in g.layers:
+            raise InputError(f"layer {layer!r} was not captured; captured layers: {list(g.layers)}")
 
-    def _check_head(self, head: int) -> None:
-        if head not in self.heads:
-            raise InputError(f"head {head!r} was not captured; captured heads: {list(self.heads)}")
+    def _check_head(self, head: int, attn: str | None = None) -> None:
+        g = self._geom(attn)
+        if head not in g.heads:
+            raise InputError(f"head {head!r} was not captured; captured heads: {list(g.heads)}")
+
+    def _stream(self) -> np.ndarray:
+        if "stream" in self.tokens.columns:
+            return self.tokens["stream"].to_numpy()
+        return np.zeros(len(self.tokens), np.int8)
+
+    def query_rows(self, attn: str | None = None) -> np.ndarray:
+        """The token rows whose queries :meth:`q` returns, in order (all rows for one stream).
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 ``[query]``: indices into :attr:`tokens`.
+        """
+        return np.flatnonzero(self._stream() == self._geom(attn).query_stream)
+
+    def key_rows(self, attn: str | None = None) -> np.ndarray:
+        """The token rows whose keys :meth:`k` returns, in order.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 ``[key]``: indices into :attr:`tokens`.
+        """
+        return np.flatnonzero(self._stream() == self._geom(attn).key_stream)
 
     # -- vectors ----------------------------------------------------------------------------------
 
-    def q(self, layer: int, head: int) -> np.ndarray:
+    def q(self, layer: int, head: int, attn: str | None = None) -> np.ndarray:
         """Queries of one head.
 
-        Returns
-        -------
-        numpy.ndarray
-            float32 ``[token, d_head]``.
-        """
-        self._check_layer(layer)
-        self._check_head(head)
-        return self._source().get("q", layer, head).astype(np.float32, copy=False)
-
-    def k(self, layer: int, head: int) -> np.ndarray:
-        """Keys seen by query head ``head`` (those of its kv head).
+        ``attn`` names the attention of an encoder–decoder capture (``"encoder"``, ``"decoder"``,
+        ``"cross"``); its rows are then those of :meth:`query_rows`.
 
         Returns
         -------
         numpy.ndarray
             float32 ``[token, d_head]``.
         """
-        self._check_layer(layer)
-        return self._source().get("k", layer, self.kv_head(head)).astype(np.float32, copy=False)
+        g = self._geom(attn)
+        self._check_layer(layer, attn)
+        self._check_head(head, attn)
+        return self._source().get(tensor_kind("q", g.attn), layer, head).astype(np.float32, copy=False)
 
-    def v(self, layer: int, head: int) -> np.ndarray:
+    def k(self, layer: int, head: int, attn: str | None = None) -> np.ndarray:
+        """Keys seen by query head ``head`` (those of its kv head; rows of :meth:`key_rows`).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``[token, d_head]``.
+        """
+        g = self._geom(attn)
+        self._check_layer(layer, attn)
+        kv = self.kv_head(head, attn)
+        return self._source().get(tensor_kind("k", g.attn), layer, kv).astype(np.float32, copy=False)
+
+    def v(self, layer: int, head: int, attn: str | None = None) -> np.ndarray:
         """Values of query head ``head``'s kv head (only when captured with ``values=True``).
 
         Returns
@@ -254,10 +338,12 @@ class Capture:
         numpy.ndarray
             float32 ``[token, d_head]``.
         """
-        if not self.has_values:
+        g = self._geom(attn)
+        if not self._source().has(tensor_kind("v", g.attn)):
             raise InputError("value vectors were not captured; pass values=True to qkviz.capture")
-        self._check_layer(layer)
-        return self._source().get("v", layer, self.kv_head(head)).astype(np.float32, copy=False)
+        self._check_layer(layer, attn)
+        kv = self.kv_head(head, attn)
+        return self._source().get(tensor_kind("v", g.attn), layer, kv).astype(np.float32, copy=False)
 
     @property
     def has_values(self) -> bool:
@@ -277,36 +363,51 @@ class Capture:
         row = self.sequences.iloc[int(seq)]
         return int(row["offset"]), int(row["n_tokens"])
 
-    def score(self, layer: int, head: int) -> ScoreFunction:
+    def _stream_slice(self, seq: int, stream: int) -> slice:
+        """Rows of ``seq`` in one stream, as a slice of that stream's rows (what q/k return)."""
+        off, n = self._seq_rows(seq)
+        if len(self.streams) == 1:
+            return slice(off, off + n)
+        n_enc = int(self.sequences["n_encoder"].iloc[int(seq)])
+        first, count = (off, n_enc) if stream == 0 else (off + n_enc, n - n_enc)
+        before = int((self._stream()[:first] == stream).sum())
+        return slice(before, before + count)
+
+    def score(self, layer: int, head: int, attn: str | None = None) -> ScoreFunction:
         """How ``head`` of ``layer`` scores: its scaling, soft-cap, sink, ALiBi slope or position tables.
 
         Returns
         -------
         qkviz.attention.ScoreFunction
         """
-        self._check_layer(layer)
-        self._check_head(head)
+        g = self._geom(attn)
+        self._check_layer(layer, attn)
+        self._check_head(head, attn)
         fields: dict[str, Any] = {}
-        for name in self.geometry.terms.get(layer, ()):
-            key = terms_key(name, layer)
+        for name in g.terms.get(layer, ()):
+            key = terms_key(name, layer, g.attn)
             if key not in self.terms:
                 if name == "alibi":  # no sequence had two tokens yet: any slope gives the same attention
                     continue
                 raise StoreError(f"the capture lacks its score term {key!r}; re-run the capture")
             a = self.terms[key]
             fields[name] = a if name == "rel_index" else (float(a[head]) if a.ndim == 1 else a[head])
-        return ScoreFunction(scaling=float(self.scaling[layer]), softcap=self.geometry.cap(layer), **fields)
+        return ScoreFunction(scaling=float(g.scaling[layer]), softcap=g.cap(layer), **fields)
 
-    def _seq_vectors(self, layer: int, head: int, seq: int) -> tuple[np.ndarray, np.ndarray]:
-        off, n = self._seq_rows(seq)
-        return self.q(layer, head)[off : off + n], self.k(layer, head)[off : off + n]
+    def _seq_vectors(self, layer: int, head: int, seq: int, attn: str | None) -> tuple[np.ndarray, np.ndarray]:
+        g = self._geom(attn)
+        return (
+            self.q(layer, head, attn)[self._stream_slice(seq, g.query_stream)],
+            self.k(layer, head, attn)[self._stream_slice(seq, g.key_stream)],
+        )
 
-    def attention(self, layer: int, head: int, seq: int) -> np.ndarray:
+    def attention(self, layer: int, head: int, seq: int, attn: str | None = None) -> np.ndarray:
         """The head's attention probabilities over one sequence, recomputed exactly from q and k.
 
         With the head's score function (:meth:`score`: ``scaling · q·k`` plus whatever the model
         adds) and the causal and sliding-window masks the model used
-        (:func:`qkviz.attention.attention_rows`).
+        (:func:`qkviz.attention.attention_rows`). For cross-attention, the rows are the sequence's
+        decoder tokens and the columns its encoder tokens.
 
         Returns
         -------
@@ -314,11 +415,11 @@ class Capture:
             float32 ``[query_pos, key_pos]``; rows sum to 1 (to ``1 − sink share`` for a head
             with a sink, as in the model).
         """
-        q, k = self._seq_vectors(layer, head, seq)
-        f = self.score(layer, head)
-        return attention_rows(q, k, f, self.causal, self.geometry.window(layer)).astype(np.float32)
+        q, k = self._seq_vectors(layer, head, seq, attn)
+        g = self._geom(attn)
+        return attention_rows(q, k, self.score(layer, head, attn), g.causal, g.window(layer)).astype(np.float32)
 
-    def sink_share(self, layer: int, head: int, seq: int) -> np.ndarray:
+    def sink_share(self, layer: int, head: int, seq: int, attn: str | None = None) -> np.ndarray:
         """The share of each query's attention that goes to the head's sink ("attend to nothing").
 
         Returns
@@ -326,13 +427,12 @@ class Capture:
         numpy.ndarray
             float32 ``[query_pos]``; zeros for heads without a sink.
         """
-        q, k = self._seq_vectors(layer, head, seq)
-        _, sink = attention_rows(
-            q, k, self.score(layer, head), self.causal, self.geometry.window(layer), sink_share=True
-        )
+        q, k = self._seq_vectors(layer, head, seq, attn)
+        g = self._geom(attn)
+        _, sink = attention_rows(q, k, self.score(layer, head, attn), g.causal, g.window(layer), sink_share=True)
         return sink.astype(np.float32)
 
-    def score_terms(self, layer: int, head: int, seq: int) -> tuple[np.ndarray, np.ndarray]:
+    def score_terms(self, layer: int, head: int, seq: int, attn: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The content part ``scaling · q·k`` and the position part of the head's scores over one sequence.
 
         Before the soft-cap and the mask (see :func:`qkviz.attention.score_terms`).
@@ -343,11 +443,11 @@ class Capture:
             float32 ``[query_pos, key_pos]`` each; ``position`` is zeros for heads without a
             position term.
         """
-        q, k = self._seq_vectors(layer, head, seq)
-        content, position = score_terms(q, k, self.score(layer, head))
+        q, k = self._seq_vectors(layer, head, seq, attn)
+        content, position = score_terms(q, k, self.score(layer, head, attn))
         return content.astype(np.float32), position.astype(np.float32)
 
-    def position_effect(self, layer: int, head: int, seq: int) -> np.ndarray:
+    def position_effect(self, layer: int, head: int, seq: int, attn: str | None = None) -> np.ndarray:
         """How much each query's attention owes to the position term (0..1; see
         :func:`qkviz.attention.position_effect`).
 
@@ -356,11 +456,11 @@ class Capture:
         numpy.ndarray
             float32 ``[query_pos]``.
         """
-        q, k = self._seq_vectors(layer, head, seq)
-        f = self.score(layer, head)
-        return position_effect(q, k, f, self.causal, self.geometry.window(layer)).astype(np.float32)
+        q, k = self._seq_vectors(layer, head, seq, attn)
+        g = self._geom(attn)
+        return position_effect(q, k, self.score(layer, head, attn), g.causal, g.window(layer)).astype(np.float32)
 
-    def layout_vectors(self, layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
+    def layout_vectors(self, layer: int, head: int, attn: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The vectors a layout of this head is made from, and whose dot product it shows.
 
         The queries and keys, except for ALiBi heads: ``q' = [q, 1/c]`` and ``k' = [k, m·p_j]``, whose
@@ -374,11 +474,11 @@ class Capture:
         q, k : numpy.ndarray
             float32 ``[token, d]`` (``d = d_head``, or ``d_head + 1`` for ALiBi heads).
         """
-        q, k = self.q(layer, head), self.k(layer, head)
-        f = self.score(layer, head)
+        q, k = self.q(layer, head, attn), self.k(layer, head, attn)
+        f = self.score(layer, head, attn)
         if f.alibi is None:
             return q, k
-        pos = self.tokens["pos"].to_numpy().astype(np.float32)
+        pos = self.tokens["pos"].to_numpy()[self.key_rows(attn)].astype(np.float32)
         qa = np.concatenate([q, np.full((len(q), 1), 1.0 / f.scaling, np.float32)], axis=1)
         ka = np.concatenate([k, (np.float32(f.alibi) * pos)[:, None]], axis=1)
         return qa, ka
@@ -409,13 +509,7 @@ class Capture:
     # -- persistence ------------------------------------------------------------------------------
 
     def _header(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "model": self.model,
-            "params": self.params,
-            **self.geometry.to_json(),
-        }
+        return {"format": FORMAT, "version": VERSION, "model": self.model, "params": self.params, **attns_json(self)}
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> pathlib.Path:
         """Write the capture to a store directory (bit-exact; see :mod:`qkviz._capture._store`).
@@ -444,7 +538,7 @@ class Capture:
     def __repr__(self) -> str:
         return (
             f"Capture(model={self.model.get('name')!r}, sequences={len(self.sequences)}, "
-            f"tokens={self.n_tokens}, layers={len(self.layers)}, heads={len(self.heads)})"
+            f"tokens={self.n_tokens}, attns={list(self.attns)})"
         )
 
 
@@ -462,11 +556,33 @@ def sequences_from_tokens(tokens: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def attns_json(cap: Capture | dict[str, HeadGeometry], streams: tuple[str, ...] = ("tokens",)) -> dict[str, Any]:
+    """The geometry part of ``meta.json``: flat fields for one attention (as in version 1), else
+    ``attns`` (a list of geometries) and ``streams``."""
+    if isinstance(cap, Capture):
+        attns, streams = cap.attns, cap.streams
+    else:
+        attns = cap
+    if len(attns) == 1 and "self" in attns:
+        return attns["self"].to_json()
+    return {"attns": [g.to_json() for g in attns.values()], "streams": list(streams)}
+
+
+def attns_from_json(meta: dict[str, Any]) -> tuple[dict[str, HeadGeometry], tuple[str, ...]]:
+    """Inverse of :func:`attns_json`."""
+    if "attns" in meta:
+        geoms = [HeadGeometry.from_json(d) for d in meta["attns"]]
+        return {g.attn: g for g in geoms}, tuple(meta.get("streams") or ("encoder", "decoder"))
+    return {"self": HeadGeometry.from_json(meta)}, ("tokens",)
+
+
 def _from_contents(c: StoreContents) -> Capture:
+    attns, streams = attns_from_json(c.meta)
     return Capture(
         tokens=c.tokens,
         sequences=c.sequences,
-        geometry=HeadGeometry.from_json(c.meta),
+        attns=attns,
+        streams=streams,
         model=c.meta["model"],
         params=dict(c.meta["params"]),
         images=c.images,

@@ -37,6 +37,13 @@ class HeadGeometry:
         Per layer, the extra score terms the capture stores (``"sink"``, ``"alibi"``,
         ``"offset_bias"``, ``"rel_index"``, ``"pos_key"``, ``"pos_query"``; see
         :attr:`qkviz.Capture.terms`). Empty for plain ``scaling · q·k`` layers.
+    attn : str
+        Which attention of the model this is: ``"self"`` (a model with one kind), or for
+        encoder–decoder models ``"encoder"`` (encoder self-attention), ``"decoder"`` (decoder
+        self-attention) or ``"cross"`` (decoder queries, encoder keys).
+    query_stream, key_stream : int
+        The token streams (``tokens["stream"]``) its queries and keys come from: 0 = the encoder's
+        (or the only) tokens, 1 = the decoder's.
 
     Examples
     --------
@@ -58,6 +65,9 @@ class HeadGeometry:
     sliding_window: dict[int, int | None] = field(default_factory=dict)
     softcap: dict[int, float | None] = field(default_factory=dict)
     terms: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    attn: str = "self"
+    query_stream: int = 0
+    key_stream: int = 0
 
     def __post_init__(self) -> None:
         if self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads:
@@ -117,6 +127,9 @@ class HeadGeometry:
             "sliding_window": {str(k): v for k, v in self.sliding_window.items()},
             "softcap": {str(k): v for k, v in self.softcap.items() if v is not None},
             "terms": {str(k): list(v) for k, v in self.terms.items() if v},
+            "attn": self.attn,
+            "query_stream": self.query_stream,
+            "key_stream": self.key_stream,
         }
 
     @classmethod
@@ -136,6 +149,9 @@ class HeadGeometry:
                 },
                 softcap={int(k): float(v) for k, v in (d.get("softcap") or {}).items()},
                 terms={int(k): tuple(str(x) for x in v) for k, v in (d.get("terms") or {}).items()},
+                attn=str(d.get("attn", "self")),
+                query_stream=int(d.get("query_stream", 0)),
+                key_stream=int(d.get("key_stream", 0)),
             )
         except (KeyError, TypeError, ValueError, AttributeError, InputError) as e:
             raise StoreError(f"the capture's geometry in meta.json is damaged or incomplete ({e!r})") from e

@@ -31,30 +31,41 @@ import torch
 from ..errors import UnsupportedModelError
 from ._terms import LayerTerms, RawTerms
 
-__all__ = ["Recorder", "LayerInfo", "recording", "active", "eager", "visible_t", "attention_t", "choose_delegate"]
+__all__ = [
+    "Recorder",
+    "MultiRecorder",
+    "set_cross",
+    "LayerInfo",
+    "recording",
+    "active",
+    "eager",
+    "visible_t",
+    "attention_t",
+    "choose_delegate",
+]
 
 _PREFIX = "qkviz_"
 _STATE = threading.local()  # per thread: a stack of active recorders (forward runs in the caller's thread)
 
 
-def _active() -> list[Recorder]:
+def _active() -> list[Recorder | MultiRecorder]:
     stack = getattr(_STATE, "stack", None)
     if stack is None:
         stack = _STATE.stack = []
     return stack
 
 
-def active() -> Recorder | None:
+def active() -> Recorder | MultiRecorder | None:
     """The recorder of the batch running in this thread, if any (what every backend reports to)."""
     stack = _active()
     return stack[-1] if stack else None
 
 
-def visible_t(n: int, causal: bool, window: int | None, device: Any = None) -> torch.Tensor:
+def visible_t(n: int, causal: bool, window: int | None, device: Any = None, n_keys: int | None = None) -> torch.Tensor:
     """Torch twin of :func:`qkviz.attention.visible`: bool ``[query_pos, key_pos]``."""
-    pos = torch.arange(n, device=device)
-    diff = pos[:, None] - pos[None, :]  # query_pos - key_pos
-    ok = torch.ones((n, n), dtype=torch.bool, device=device)
+    nk = n if n_keys is None else n_keys
+    diff = torch.arange(n, device=device)[:, None] - torch.arange(nk, device=device)[None, :]  # query_pos - key_pos
+    ok = torch.ones((n, nk), dtype=torch.bool, device=device)
     if causal:
         ok &= diff >= 0
     if window:
@@ -73,24 +84,25 @@ def attention_t(
 ) -> torch.Tensor:
     """Torch twin of :func:`qkviz.attention.attention_rows` over heads: ``[head, query_pos, key_pos]``.
 
-    ``q``, ``k``: float ``[head, pos, d_head]`` (one sequence, positions ``0..n-1``). ``terms``: the
+    ``q``, ``k``: float ``[head, pos, d_head]`` (one sequence, positions ``0..n-1``; cross-attention:
+    the decoder's and the encoder's tokens). ``terms``: the
     stored arrays of :mod:`._terms` restricted to these heads (``sink``, ``alibi`` ``[head]``;
     ``offset_bias`` ``[head, 2L-1]``; ``rel_index`` ``[2L-1]``; ``pos_key``, ``pos_query``
     ``[head, R, d_head]``), numpy or torch. Tested against the numpy definition.
     """
     terms = terms or {}
-    n, dev, dt = q.shape[-2], q.device, q.dtype
+    n, nk, dev, dt = q.shape[-2], k.shape[-2], q.device, q.dtype
 
     def t(name: str) -> torch.Tensor | None:
         a = terms.get(name)
         return None if a is None else torch.as_tensor(a, device=dev)
 
     s = q @ k.transpose(-1, -2) * scaling
-    pos = torch.arange(n, device=dev)
-    diff = pos[:, None] - pos[None, :]  # query_pos - key_pos
+    kpos = torch.arange(nk, device=dev)
+    diff = torch.arange(n, device=dev)[:, None] - kpos[None, :]  # query_pos - key_pos
     alibi, offset_bias, rel_index = t("alibi"), t("offset_bias"), t("rel_index")
     if alibi is not None:
-        s = s + alibi.to(dt)[:, None, None] * pos.to(dt)[None, None, :]
+        s = s + alibi.to(dt)[:, None, None] * kpos.to(dt)[None, None, :]
     if offset_bias is not None:
         length = (offset_bias.shape[-1] + 1) // 2
         s = s + offset_bias.to(dt)[:, -diff + length - 1]
@@ -106,7 +118,7 @@ def attention_t(
             s = s + scaling * torch.gather(p2c.transpose(1, 2), 1, r[None].expand(q.shape[0], -1, -1))
     if softcap is not None:
         s = softcap * torch.tanh(s / softcap)
-    s = s.masked_fill(~visible_t(n, causal, window, dev), float("-inf"))
+    s = s.masked_fill(~visible_t(n, causal, window, dev, n_keys=nk), float("-inf"))
     sink = t("sink")
     if sink is None:
         return torch.softmax(s, dim=-1)
@@ -151,8 +163,11 @@ class Recorder:
     heads: tuple[int, ...] | None
     values: bool = False
     # set per batch by `batch()`
-    token_index: torch.Tensor | None = None  # long [token]: flat indices b*T + t of real tokens
-    padding: torch.Tensor | None = None  # bool [B, T]: True for real tokens
+    attn: str = "self"  # which attention of the model (encoder-decoder: "encoder", "decoder", "cross")
+    token_index: torch.Tensor | None = None  # long [token]: flat indices b*T + t of real query tokens
+    padding: torch.Tensor | None = None  # bool [B, T]: True for real query tokens
+    key_index: torch.Tensor | None = None  # the same for the key tokens (other tokens in cross-attention)
+    key_padding: torch.Tensor | None = None
     check_mask: bool = False
     # results of the current batch: layer -> tensor [token, head, d_head]
     q: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -165,33 +180,43 @@ class Recorder:
     seq_len: int | None = None  # T of the last batch (images: known only once the model ran)
     _head_index: torch.Tensor | None = None
     _kv_index: torch.Tensor | None = None
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # shared by the recorders of one model
     # score terms of the recorded layers, accumulated over every batch
     terms: dict[int, LayerTerms] = field(default_factory=dict)
     _moved: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @contextlib.contextmanager
-    def batch(self, padding: torch.Tensor | None, *, check_mask: bool = False) -> Iterator[None]:
+    def batch(
+        self, padding: torch.Tensor | None, *, check_mask: bool = False, key_padding: Any = "same"
+    ) -> Iterator[None]:
         """Record one forward pass.
 
-        ``padding`` is the ``[B, T]`` attention mask (1 = real token), or ``None`` when every
-        position is real (images).
+        ``padding`` is the ``[B, T]`` attention mask (1 = real token) of the queries' tokens, or
+        ``None`` when every position is real (images, audio frames); ``key_padding`` that of the
+        keys' tokens when they are other tokens (cross-attention; ``None``: every key is real;
+        default ``"same"``: ``padding``).
         """
-        if padding is None:
-            self.padding = self.token_index = None
-        else:
-            pad = padding.bool()
-            self.padding = pad
-            self.token_index = pad.reshape(-1).nonzero().squeeze(1)
-        self.seq_len = None
-        self.check_mask = check_mask
-        self.q, self.k, self.v = {}, {}, {}
-        self._calls = 0
+        self.begin(padding, check_mask=check_mask, key_padding=key_padding)
         _active().append(self)
         try:
             yield
         finally:
             _active().pop()
+        self.end()
+
+    def begin(self, padding: torch.Tensor | None, *, check_mask: bool = False, key_padding: Any = "same") -> None:
+        """Start a batch (see :meth:`batch`)."""
+        self.padding, self.token_index = _padding(padding)
+        self.key_padding, self.key_index = (
+            (self.padding, self.token_index) if isinstance(key_padding, str) else _padding(key_padding)
+        )
+        self.seq_len = None
+        self.check_mask = check_mask
+        self.q, self.k, self.v = {}, {}, {}
+        self._calls = 0
+
+    def end(self) -> None:
+        """Finish a batch: raise if what the model did cannot be reproduced."""
         if self.problems:
             raise UnsupportedModelError(
                 "q.k does not reproduce this model's attention: " + "; ".join(self.problems),
@@ -206,8 +231,8 @@ class Recorder:
             )
         if self.modules and self._calls != len(self.modules):
             raise UnsupportedModelError(
-                f"the model made {self._calls} attention calls in this batch but {len(self.modules)} in the "
-                "first one; qkviz needs one self-attention call per layer",
+                f"the model made {self._calls} {self.attn} attention calls in this batch but {len(self.modules)} "
+                "in the first one; qkviz needs one attention call per layer",
                 reason="irregular attention calls",
             )
 
@@ -289,24 +314,27 @@ class Recorder:
             self.problems.append("attention modules were called in a different order between batches")
             return
         if self.check_mask and mask_seen:
-            self._check_mask(layer, query, mask)
+            self._check_mask(layer, query, key, mask)
         if self.layers is not None and layer not in self.layers:
             return
         if terms.names():
             state = self.terms.setdefault(layer, LayerTerms())
-            for why in state.update(terms, self.padding):
+            for why in state.update(terms, self.key_padding):
                 self.problems.append(f"layer {layer}: {why}")
         b, h, t, d = query.shape
-        self.seq_len = t
-        idx = self._on(query.device, "token_index")
+        tk = key.shape[2]
+        self.seq_len = tk
+        idx, kidx = self._on(query.device, "token_index"), self._on(query.device, "key_index")
         # [B, H, T, D] -> [B*T, H, D] is a free view when query came from a transpose (the usual case);
         # one gather per tensor strips the padding.
         hk = key.shape[1]
         # Gather rows of the 2-D [B*T, H*D] view, then view as [token, H, D] (no further copy).
         q = query.transpose(1, 2).reshape(b * t, h * d)
-        k = key.transpose(1, 2).reshape(b * t, hk * d)
+        k = key.transpose(1, 2).reshape(b * tk, hk * d)
         if idx is not None:
-            q, k = q.index_select(0, idx), k.index_select(0, idx)
+            q = q.index_select(0, idx)
+        if kidx is not None:
+            k = k.index_select(0, kidx)
         q, k = q.view(-1, h, d), k.view(-1, hk, d)
         head_index, kv_index = self._on(query.device, "_head_index"), self._on(query.device, "_kv_index")
         if head_index is not None and kv_index is not None:
@@ -316,9 +344,9 @@ class Recorder:
         self.k[layer] = k
         if self.values and value is not None:
             hv, dv = value.shape[1], value.shape[-1]
-            v = value.transpose(1, 2).reshape(b * t, hv * dv)
-            if idx is not None:
-                v = v.index_select(0, idx)
+            v = value.transpose(1, 2).reshape(b * tk, hv * dv)
+            if kidx is not None:
+                v = v.index_select(0, kidx)
             v = v.view(-1, hv, dv)
             if kv_index is not None:
                 v = v.index_select(1, kv_index)
@@ -347,10 +375,10 @@ class Recorder:
         window: int | None,
         terms: RawTerms,
     ) -> None:
-        if query.shape[2] != key.shape[2]:
+        if self.attn != "cross" and query.shape[2] != key.shape[2]:
             self.problems.append(
                 f"layer {layer} attends from {query.shape[2]} queries to {key.shape[2]} keys "
-                "(cross-attention or a cache); qkviz captures self-attention only"
+                "(cross-attention qkviz could not tell apart, or a cache)"
             )
         n_heads, n_kv = query.shape[1], key.shape[1]
         if n_heads % n_kv:
@@ -372,23 +400,24 @@ class Recorder:
             self._head_index = torch.tensor(self.heads, device=query.device)
             self._kv_index = torch.tensor(kv, device=query.device)
 
-    def _check_mask(self, layer: int, query: torch.Tensor, mask: torch.Tensor | None) -> None:
+    def _check_mask(self, layer: int, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None) -> None:
         """Compare the mask the model passed with the one :meth:`Capture.attention` will rebuild.
 
         Only over real (query, key) pairs: what the model does with padding rows is irrelevant.
         """
         info = self.info[layer]
-        t = query.shape[2]
-        pad = self.padding
-        if pad is None:
-            pad = torch.ones((query.shape[0], t), dtype=torch.bool, device=query.device)
-        expected = pad[:, None, :].expand(-1, t, -1) & visible_t(t, info.causal, info.sliding_window, pad.device)
+        b, t, tk = query.shape[0], query.shape[2], key.shape[2]
+        dev = query.device
+        qpad = self.padding if self.padding is not None else torch.ones((b, t), dtype=torch.bool, device=dev)
+        kpad = self.key_padding if self.key_padding is not None else torch.ones((b, tk), dtype=torch.bool, device=dev)
+        pattern = visible_t(t, info.causal, info.sliding_window, qpad.device, n_keys=tk)
+        expected = kpad[:, None, :].expand(-1, t, -1) & pattern
         if mask is not None and not isinstance(mask, torch.Tensor):
             return  # e.g. flex attention's BlockMask: built by transformers from the same pattern
         if mask is None:
             # sdpa lets `is_causal` (or nothing) stand in for the mask when there is no padding.
-            got = visible_t(t, info.causal, None, pad.device).expand_as(expected)
-            if bool((~pad).any()):
+            got = visible_t(t, info.causal, None, qpad.device, n_keys=tk).expand_as(expected)
+            if bool((~kpad).any()):
                 self.problems.append(
                     f"layer {layer} received no attention mask for a padded batch; padding would be "
                     "attended to (no mask function registered for this attention implementation?)"
@@ -404,13 +433,72 @@ class Recorder:
                     self.problems.append(f"layer {layer}: the attention mask carries an additive bias")
                     return
                 got = finite
-            got = got.to(pad.device).expand(pad.shape[0], t, t)
-        real = pad[:, :, None] & pad[:, None, :]
+            got = got.to(qpad.device).expand(b, t, tk)
+        real = qpad[:, :, None] & kpad[:, None, :]
         if bool(((got != expected) & real).any()):
             self.problems.append(
                 f"layer {layer}: the model's attention mask differs from the causal={info.causal}, "
                 f"sliding_window={info.sliding_window} pattern qkviz can reproduce"
             )
+
+
+def _padding(padding: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(bool [B, T] real-token mask, long [token] flat indices of real tokens)``, or ``(None, None)``."""
+    if padding is None:
+        return None, None
+    pad = padding.bool()
+    return pad, pad.reshape(-1).nonzero().squeeze(1)
+
+
+class MultiRecorder:
+    """Several :class:`Recorder`, one per attention of an encoder–decoder model.
+
+    Each call goes to the recorder of its kind: ``"encoder"`` for modules inside the model's
+    encoder; in the decoder, ``"cross"`` while a module runs with ``key_value_states`` (the
+    module-hook backend sets :func:`set_cross`), else ``"decoder"``. Within a kind, layers are
+    numbered by call order as in :class:`Recorder`.
+    """
+
+    def __init__(self, model: torch.nn.Module, layers: set[int] | None, heads: tuple[int, ...] | None, values: bool):
+        self.problems: list[str] = []
+        self.encoder = {id(m) for m in model.get_encoder().modules()}  # type: ignore[operator]
+        self.recorders = {
+            name: Recorder(layers, heads, values=values, attn=name, problems=self.problems)
+            for name in ("encoder", "decoder", "cross")
+        }
+
+    def kind(self, module: torch.nn.Module) -> str:
+        if id(module) in self.encoder:
+            return "encoder"
+        return "cross" if getattr(_STATE, "cross", False) else "decoder"
+
+    def record(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
+        self.recorders[self.kind(module)].record(module, *args, **kwargs)
+
+    def record_event(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
+        self.recorders[self.kind(module)].record_event(module, *args, **kwargs)
+
+    @contextlib.contextmanager
+    def batch(
+        self, padding: torch.Tensor | None, decoder_padding: torch.Tensor | None, *, check_mask: bool = False
+    ) -> Iterator[None]:
+        """Record one forward pass: ``padding`` of the encoder's tokens, ``decoder_padding`` of the decoder's."""
+        rec = self.recorders
+        rec["encoder"].begin(padding, check_mask=check_mask)
+        rec["decoder"].begin(decoder_padding, check_mask=check_mask)
+        rec["cross"].begin(decoder_padding, check_mask=check_mask, key_padding=padding)
+        _active().append(self)
+        try:
+            yield
+        finally:
+            _active().pop()
+        for r in rec.values():
+            r.end()
+
+
+def set_cross(value: bool) -> None:
+    """Mark (in this thread) that the attention calls now running are cross-attention."""
+    _STATE.cross = value
 
 
 def _module_eager(module: torch.nn.Module):

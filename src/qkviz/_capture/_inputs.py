@@ -25,7 +25,8 @@ class Batch:
     """One model batch and its table rows.
 
     ``model_inputs`` are keyword arguments for the model; ``mask`` is the ``[B, T]`` 0/1 attention
-    mask (1 = real token), ``None`` for images (no padding).
+    mask (1 = real token), ``None`` for images and audio frames (no padding); ``decoder_mask`` the
+    decoder's, for encoder–decoder models.
     """
 
     model_inputs: dict[str, Any]
@@ -34,6 +35,7 @@ class Batch:
     sequences: pd.DataFrame
     images: np.ndarray | None = None
     grid: tuple[int, int] | None = None  # images: patch rows, cols
+    decoder_mask: Any = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,3 +355,243 @@ def _thumbnails(processor: Any, px: Any, size: int) -> np.ndarray:
             pil = pil.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.BILINEAR)
         out.append(np.asarray(pil))
     return np.stack(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# encoder-decoder models: sources (texts or audio) and targets
+# ---------------------------------------------------------------------------------------------
+
+
+def normalize_targets(inputs: Any, targets: Any) -> tuple[Any, list[str]]:
+    """Split ``(source, target)`` pairs, or check ``targets`` against ``inputs``.
+
+    Returns ``(sources, targets)``.
+    """
+    if targets is None:
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else None
+        if items and all(isinstance(x, tuple) and len(x) == 2 for x in items):
+            return [x[0] for x in items], [x[1] for x in items]
+        raise InputError(
+            "an encoder-decoder model needs what its decoder reads: pass targets=[...] (one text per input: a "
+            "translation, a summary, a transcript), or (source, target) pairs as inputs"
+        )
+    if isinstance(targets, str):
+        targets = [targets]
+    targets = list(targets)
+    n = 1 if isinstance(inputs, str) else len(inputs) if hasattr(inputs, "__len__") else None
+    if n is not None and len(targets) != n:
+        raise InputError(f"targets has {len(targets)} texts for {n} inputs; give one target per input")
+    for i, t in enumerate(targets):
+        if not isinstance(t, str) or not t.strip():
+            raise InputError(f"target {i} must be a non-empty string, got {t!r}")
+    return inputs, targets
+
+
+def normalize_audio(inputs: Any) -> tuple[list[np.ndarray], list[str]]:
+    """Check waveforms: a 1-D float array, a list of them, or a dict name -> array."""
+    names: list[str] | None = None
+    if isinstance(inputs, Mapping):
+        names = [str(k) for k in inputs]
+        inputs = list(inputs.values())
+    elif isinstance(inputs, np.ndarray) and inputs.ndim == 1:
+        inputs = [inputs]
+    items = list(inputs)
+    if not items:
+        raise InputError("inputs is empty: pass at least one waveform")
+    out = []
+    for i, x in enumerate(items):
+        a = np.asarray(x)
+        if a.ndim != 1 or a.size == 0 or not np.issubdtype(a.dtype, np.number):
+            raise InputError(
+                f"input {i}: an audio model takes waveforms as 1-D numeric numpy arrays, got "
+                f"{type(x).__name__} {getattr(a, 'shape', '')}"
+            )
+        if not np.isfinite(a).all():
+            raise InputError(f"input {i}: the waveform holds NaN or infinite values")
+        out.append(a.astype(np.float32))
+    return out, names or [f"audio {i}" for i in range(len(out))]
+
+
+def _target_ids(tokenizer: Any, targets: list[str], start: int | None, max_length: int | None) -> list[list[int]]:
+    kw: dict[str, Any] = {"add_special_tokens": True, "return_attention_mask": False}
+    if max_length is not None:
+        kw.update(truncation=True, max_length=max_length - 1)
+    ids = tokenizer(text_target=targets, **kw)["input_ids"]
+    if start is None:
+        return [list(x) for x in ids]
+    # the decoder reads its start token first (unless the tokenizer already put it there: Whisper)
+    return [list(x) if x and x[0] == start else [start, *x] for x in ids]
+
+
+def _text_rows(tokenizer: Any, ids_list: list[list[int]], first_seq: int, stream: int) -> list[pd.DataFrame]:
+    special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    out = []
+    for i, ids in enumerate(ids_list):
+        toks = tokenizer.convert_ids_to_tokens(ids)
+        out.append(
+            pd.DataFrame(
+                {
+                    "seq": np.full(len(ids), first_seq + i, np.int32),
+                    "pos": np.arange(len(ids), dtype=np.int32),
+                    "token": pd.Series(toks, dtype=object),
+                    "display": pd.Series([_display(x) for x in toks], dtype=object),
+                    "token_id": np.asarray(ids, np.int64),
+                    "special": np.asarray([x in special_ids for x in ids], bool),
+                    "word_id": np.full(len(ids), -1, np.int32),
+                    "stream": np.full(len(ids), stream, np.int8),
+                }
+            )
+        )
+    return out
+
+
+def _padded(ids_list: list[list[int]], pad: int) -> tuple[Any, Any]:
+    import torch
+
+    b, t = len(ids_list), max(len(x) for x in ids_list)
+    ids = torch.full((b, t), pad, dtype=torch.long)
+    mask = torch.zeros((b, t), dtype=torch.long)
+    for i, x in enumerate(ids_list):
+        ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+        mask[i, : len(x)] = 1
+    return ids, mask
+
+
+def _pair_tables(
+    enc_rows: list[pd.DataFrame],
+    dec_rows: list[pd.DataFrame],
+    first_seq: int,
+    first_token: int,
+    texts: list[str],
+    targets: list[str],
+    truncated: list[bool],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each sequence's encoder rows, then its decoder rows (``stream`` 0 and 1)."""
+    rows = [df for pair in zip(enc_rows, dec_rows) for df in pair]
+    tokens = pd.concat(rows, ignore_index=True)
+    n_enc = np.asarray([len(x) for x in enc_rows], np.int32)
+    n_all = n_enc + np.asarray([len(x) for x in dec_rows], np.int32)
+    sequences = pd.DataFrame(
+        {
+            "seq": np.arange(first_seq, first_seq + len(texts), dtype=np.int32),
+            "text": pd.Series(texts, dtype=object),
+            "target": pd.Series(targets, dtype=object),
+            "n_tokens": n_all,
+            "offset": first_token + np.concatenate([[0], np.cumsum(n_all)[:-1]]).astype(np.int64),
+            "n_encoder": n_enc,
+            "truncated": np.asarray(truncated, bool),
+        }
+    )
+    return tokens, sequences
+
+
+def encode_pairs(
+    tokenizer: Any,
+    texts: list[str],
+    targets: list[str],
+    first_seq: int,
+    first_token: int,
+    max_length: int | None,
+    truncation: str,
+    decoder_start: int | None,
+) -> Batch:
+    """One batch of (source, target) texts for an encoder–decoder model.
+
+    The decoder reads ``[decoder_start] + target`` (teacher forcing), so every target token is a
+    decoder row whose query sees itself and the tokens before it.
+    """
+    src = encode_texts(tokenizer, texts, first_seq, first_token, max_length, truncation)
+    dec_ids = _target_ids(tokenizer, targets, decoder_start, max_length)
+    pad = getattr(tokenizer, "pad_token_id", None)
+    dec, dec_mask = _padded(dec_ids, 0 if pad is None else pad)
+    enc_tokens = src.tokens.assign(stream=np.zeros(len(src.tokens), np.int8))
+    enc_rows = [g for _, g in enc_tokens.groupby("seq", sort=True)]
+    tokens, sequences = _pair_tables(
+        enc_rows,
+        _text_rows(tokenizer, dec_ids, first_seq, 1),
+        first_seq,
+        first_token,
+        texts,
+        targets,
+        list(src.sequences["truncated"]),
+    )
+    inputs = {**src.model_inputs, "decoder_input_ids": dec, "decoder_attention_mask": dec_mask}
+    return Batch(inputs, src.mask, tokens, sequences, decoder_mask=dec_mask)
+
+
+def encode_audio(
+    feature_extractor: Any,
+    tokenizer: Any,
+    waves: list[np.ndarray],
+    names: list[str],
+    targets: list[str],
+    first_seq: int,
+    first_token: int,
+    n_frames: int,
+    sampling_rate: int | None,
+    decoder_start: int | None,
+) -> Batch:
+    """One batch of waveforms and their transcripts for a speech encoder–decoder (Whisper).
+
+    Every encoder frame is a token (``n_frames`` per clip: the model attends to all of them,
+    including the silence the feature extractor pads each clip with; frames past the end of the
+    waveform are marked ``special``). ``display`` is the frame's start time.
+    """
+    rate = int(getattr(feature_extractor, "sampling_rate", 16000))
+    if sampling_rate is not None and int(sampling_rate) != rate:
+        raise InputError(
+            f"the model's feature extractor takes audio sampled at {rate} Hz, got sampling_rate={sampling_rate}; "
+            "resample the waveforms first (e.g. with librosa.resample or scipy.signal.resample_poly)"
+        )
+    feats = feature_extractor(waves, sampling_rate=rate, return_tensors="pt")["input_features"]
+    window = float(getattr(feature_extractor, "n_samples", 30 * rate)) / rate  # seconds the encoder sees
+    step = window / n_frames
+    dec_ids = _target_ids(tokenizer, targets, decoder_start, None)
+    pad = getattr(tokenizer, "pad_token_id", None)
+    dec, dec_mask = _padded(dec_ids, 0 if pad is None else pad)
+    enc_rows = []
+    for i, w in enumerate(waves):
+        start = np.arange(n_frames, dtype=np.float32) * step
+        enc_rows.append(
+            pd.DataFrame(
+                {
+                    "seq": np.full(n_frames, first_seq + i, np.int32),
+                    "pos": np.arange(n_frames, dtype=np.int32),
+                    "token": pd.Series([f"frame {f}" for f in range(n_frames)], dtype=object),
+                    "display": pd.Series([f"{t:.2f} s" for t in start], dtype=object),
+                    "token_id": np.full(n_frames, -1, np.int64),
+                    "special": start >= len(w) / rate,  # padded silence
+                    "word_id": np.full(n_frames, -1, np.int32),
+                    "stream": np.zeros(n_frames, np.int8),
+                    "time": start,
+                }
+            )
+        )
+    tokens, sequences = _pair_tables(
+        enc_rows,
+        _text_rows(tokenizer, dec_ids, first_seq, 1),
+        first_seq,
+        first_token,
+        list(names),
+        targets,
+        [len(w) / rate > window for w in waves],
+    )
+    inputs = {"input_features": feats, "decoder_input_ids": dec, "decoder_attention_mask": dec_mask}
+    return Batch(inputs, None, tokens, sequences, decoder_mask=dec_mask)
+
+
+def looks_like_pairs(inputs: Any) -> bool:
+    """``[(source, target), ...]``: inputs of an encoder–decoder model."""
+    return isinstance(inputs, (list, tuple)) and bool(inputs) and all(isinstance(x, tuple) for x in inputs)
+
+
+def looks_like_audio(inputs: Any) -> bool:
+    """1-D numeric arrays (waveforms), alone, in a list or in a dict."""
+    items = list(inputs.values()) if isinstance(inputs, Mapping) else inputs
+    if isinstance(items, np.ndarray):
+        return items.ndim == 1
+    return (
+        isinstance(items, (list, tuple))
+        and bool(items)
+        and all(isinstance(x, np.ndarray) and x.ndim == 1 for x in items)
+    )

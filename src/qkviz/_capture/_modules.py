@@ -250,9 +250,44 @@ def recording(model: torch.nn.Module, delegate: str | None = None) -> Iterator[s
     Yields the name of what records (``"module hooks"`` or the registered attention function).
     """
     pairs = adapters_for(model)
-    if not pairs:
-        with _hook.recording(model, delegate) as name:
-            yield name
-        return
-    with _hooks(pairs):
+    with contextlib.ExitStack() as stack:
+        if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+            stack.enter_context(_cross_marks(model))
+        if not pairs:
+            yield stack.enter_context(_hook.recording(model, delegate))
+            return
+        stack.enter_context(_hooks(pairs))
         yield "module hooks"
+
+
+@contextlib.contextmanager
+def _cross_marks(model: torch.nn.Module) -> Iterator[None]:
+    """Mark cross-attention calls: decoder modules running with ``key_value_states`` set.
+
+    Every encoder–decoder attention module of transformers (BART, mBART, Marian, Pegasus, T5, mT5,
+    UMT5, Whisper...) takes the encoder's states as ``key_value_states``; a module that is handed
+    them attends from the decoder's tokens to the encoder's.
+    """
+    handles = []
+
+    def pre(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if _hook.active() is not None:
+            _hook.set_cross(_bind(module, args, kwargs).get("key_value_states") is not None)
+
+    def post(module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        _hook.set_cross(False)
+
+    try:
+        for m in model.get_decoder().modules():  # type: ignore[operator]
+            try:
+                params = _signature(type(m)).parameters
+            except (TypeError, ValueError):  # pragma: no cover - builtin modules without a signature
+                continue
+            if "key_value_states" in params:
+                handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+                handles.append(m.register_forward_hook(post, with_kwargs=True))
+        yield
+    finally:
+        for hd in handles:
+            hd.remove()
+        _hook.set_cross(False)

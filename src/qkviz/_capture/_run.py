@@ -18,7 +18,7 @@ import pandas as pd
 from ..errors import InputError, StoreError, UnsupportedModelError
 from . import _inputs
 from ._checks import check_supported, first_batch_check, forward_kwargs, model_device
-from ._container import Capture, load
+from ._container import Capture, attns_from_json, attns_json, load
 from ._geometry import HeadGeometry
 from ._store import (
     FORMAT,
@@ -29,6 +29,7 @@ from ._store import (
     read_meta,
     read_terms,
     tensor_key,
+    tensor_kind,
     terms_key,
 )
 from ._terms import LayerTerms
@@ -88,25 +89,32 @@ def _storage_dtype(dtype: Any) -> str:
     return _DTYPES[key]
 
 
+def _recorders(rec: Any) -> list[tuple[str, Any]]:
+    """``(attn, Recorder)`` for every attention the recorder covers."""
+    return list(rec.recorders.items()) if hasattr(rec, "recorders") else [("self", rec)]
+
+
 class _Collector:
     """Moves one batch's recorded tensors to host memory (one transfer) and accumulates them."""
 
     def __init__(self, dtype: str, values: bool):
         self.dtype = dtype
         self.values = values
-        self.q: dict[int, list[np.ndarray]] = {}
-        self.k: dict[int, list[np.ndarray]] = {}
-        self.v: dict[int, list[np.ndarray]] = {}
+        self.chunks: dict[str, dict[int, list[np.ndarray]]] = {}  # tensor kind -> layer -> batches
+        self.batch_tokens: list[int] = []
 
     def to_host(self, rec: Any) -> dict[str, dict[int, np.ndarray]]:
-        """``{"q": {layer: [token, head, d]}, "k": ..., "v": ...}`` as numpy, from the recorder."""
+        """``{kind: {layer: [row, head, d]}}`` as numpy (kinds ``q``, ``k``, ``v``, or ``q.cross``...)."""
         import torch
 
-        kinds = {"q": rec.q, "k": rec.k, **({"v": rec.v} if self.values else {})}
+        kinds: dict[str, dict[int, Any]] = {}
+        for attn, r in _recorders(rec):
+            kinds[tensor_kind("q", attn)] = r.q
+            kinds[tensor_kind("k", attn)] = r.k
+            if self.values:
+                kinds[tensor_kind("v", attn)] = r.v
         flat = [(kind, layer, t) for kind, d in kinds.items() for layer, t in sorted(d.items())]
         tdt = torch.float16 if self.dtype == "float16" else torch.float32
-        if not flat:
-            return {kind: {} for kind in kinds}
         out: dict[str, dict[int, np.ndarray]] = {kind: {} for kind in kinds}
         by_device: dict[Any, list[tuple[str, int, Any]]] = {}
         for item in flat:
@@ -123,28 +131,39 @@ class _Collector:
                 size = t.numel()
                 out[kind][layer] = host[pos : pos + size].reshape(t.shape)
                 pos += size
+        for _, r in _recorders(rec):
+            r.q, r.k, r.v = {}, {}, {}  # drop device tensors before the next batch
         return out
 
-    def add(self, batch: dict[str, dict[int, np.ndarray]]) -> None:
+    def add(self, batch: dict[str, dict[int, np.ndarray]], n_tokens: int) -> None:
         for kind, d in batch.items():
-            acc = getattr(self, kind)
+            acc = self.chunks.setdefault(kind, {})
             for layer, a in d.items():
                 acc.setdefault(layer, []).append(a)
+        self.batch_tokens.append(int(n_tokens))
 
-    def tensors(self, heads: tuple[int, ...], kv_heads: tuple[int, ...]) -> MemoryTensors:
-        chunks = {kind: dict(getattr(self, kind)) for kind in ("q", "k", "v")}
-        return MemoryTensors(chunks, {"q": heads, "k": kv_heads, "v": kv_heads})
+    def tensors(self, index: dict[str, tuple[int, ...]]) -> MemoryTensors:
+        chunks = {kind: self.chunks.get(kind, {}) for kind in index}
+        return MemoryTensors(chunks, index, self.batch_tokens)
 
 
-def _part_tensors(
-    host: dict[str, dict[int, np.ndarray]], heads: tuple[int, ...], kv_heads: tuple[int, ...]
-) -> dict[str, np.ndarray]:
-    """One batch as store keys ``kind.layer.head -> [token, d]``."""
+def _index(attns: dict[str, HeadGeometry], values: bool) -> dict[str, tuple[int, ...]]:
+    """Tensor kind -> the head (or kv head) numbers stored, in axis-1 order."""
+    out = {}
+    for attn, g in attns.items():
+        out[tensor_kind("q", attn)] = g.heads
+        out[tensor_kind("k", attn)] = g.kv_heads
+        if values:
+            out[tensor_kind("v", attn)] = g.kv_heads
+    return out
+
+
+def _part_tensors(host: dict[str, dict[int, np.ndarray]], index: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """One batch as store keys ``kind.layer.head -> [row, d]``."""
     out = {}
     for kind, d in host.items():
-        idx = heads if kind == "q" else kv_heads
         for layer, a in d.items():
-            for i, h in enumerate(idx):
+            for i, h in enumerate(index[kind]):
                 out[tensor_key(kind, layer, h)] = np.ascontiguousarray(a[:, i])
     return out
 
@@ -168,6 +187,8 @@ def capture(
     thumbnail: int = 128,
     tokenizer: Any = None,
     processor: Any = None,
+    targets: Any = None,
+    sampling_rate: int | None = None,
 ) -> Capture:
     """Record the queries and keys of every (or the chosen) attention head over many inputs.
 
@@ -177,7 +198,8 @@ def capture(
         Anything :func:`qkviz.load_model` accepts: ``"minilm"``, ``"smollm2"``, ``"vit-s14"``,
         ``"dinov2-s14"``, a folder, a hub id, or a loaded model.
     inputs : str, list of str, list of images, or dict of name -> image
-        Texts, or images (PIL, ``uint8`` / ``[0, 1]`` float arrays, ``pathlib.Path`` files).
+        Texts, or images (PIL, ``uint8`` / ``[0, 1]`` float arrays, ``pathlib.Path`` files), or for
+        speech models waveforms (1-D float numpy arrays, or a dict name -> waveform).
         Greyscale images are replicated to RGB; RGBA is composited onto white.
     layers, heads : int or list of int, optional
         Which layers and query heads to keep (default all; negative numbers count from the end).
@@ -208,7 +230,15 @@ def capture(
     thumbnail : int
         Longest side in pixels of the image thumbnails kept in :attr:`Capture.images`.
     tokenizer, processor : optional
-        The tokenizer / image processor of a loaded model passed as ``model``.
+        The tokenizer / image processor of a loaded model passed as ``model`` (a speech model: its
+        feature extractor as ``processor``, or a processor holding both).
+    targets : list of str, optional
+        Encoder–decoder models (BART, T5, Whisper...): what the decoder reads for each input — a
+        translation, a summary, a transcript. The decoder gets ``[decoder start] + target``, so
+        the capture holds encoder self-, decoder self- and cross-attention (``cap.attns``).
+        ``(source, target)`` pairs as ``inputs`` work too.
+    sampling_rate : int, optional
+        Speech models: the rate of the waveforms (checked against the feature extractor's).
 
     Returns
     -------
@@ -239,7 +269,9 @@ def capture(
     if truncation not in ("warn", "error", "silent"):
         raise InputError(f"truncation must be 'warn', 'error' or 'silent', got {truncation!r}")
     store_dtype = _storage_dtype(dtype)
-    modality, items, names = _inputs.normalize_inputs(inputs)
+    early = targets is None and not _inputs.looks_like_pairs(inputs) and not _inputs.looks_like_audio(inputs)
+    if early:  # cheap input errors before any model loads
+        modality, items, names = _inputs.normalize_inputs(inputs)
     if resume and out is None:
         raise InputError("resume=True needs out=<store directory>")
 
@@ -248,6 +280,19 @@ def capture(
     else:
         lm = load_model(model, tokenizer, processor=processor, device=None if device == "auto" else device)
     net = lm.model
+    enc_dec = bool(lm.spec.get("encoder_decoder"))
+    tgts: list[str] | None = None
+    if enc_dec:
+        sources, tgts = _inputs.normalize_targets(inputs, targets)
+        if lm.modality == "audio":
+            items, names = _inputs.normalize_audio(sources)
+            modality = "audio"
+        else:
+            modality, items, names = _inputs.normalize_inputs(sources)
+    elif targets is not None:
+        raise InputError(f"targets= is for encoder-decoder models; {lm.spec['name']} has no decoder to read them")
+    elif not early:
+        modality, items, names = _inputs.normalize_inputs(inputs)
     if lm.modality != modality:
         raise InputError(f"{lm.spec['name']} takes {lm.modality} inputs but {modality}s were given")
     check_supported(net)
@@ -280,11 +325,13 @@ def capture(
 
     dev = model_device(net)
     fwd = forward_kwargs(net)
-    rec = _hook.Recorder(set(sel_layers) if sel_layers else None, sel_heads, values=values)
+    sel = set(sel_layers) if sel_layers else None
+    rec: Any = _hook.MultiRecorder(net, sel, sel_heads, values) if enc_dec else _hook.Recorder(sel, sel_heads, values)
     if writer is not None and writer.terms:  # a resumed store: its tables cover the batches already written
+        subs = dict(_recorders(rec))
         for key, a in read_terms(writer.root, {"terms_file": writer.terms}).items():
-            name, layer = key.rsplit(".", 1)
-            rec.terms.setdefault(int(layer), LayerTerms()).arrays[name] = a
+            name, *attn, layer = key.split(".")
+            subs[attn[0] if attn else "self"].terms.setdefault(int(layer), LayerTerms()).arrays[name] = a
     col = _Collector(store_dtype, values)
     tables_t: list[pd.DataFrame] = []
     tables_s: list[pd.DataFrame] = []
@@ -292,7 +339,9 @@ def capture(
     n_tok = writer.n_tokens if writer else 0
     seq_len_img: int | None = None
     first = True
-    geometry: HeadGeometry | None = None
+    attns: dict[str, HeadGeometry] = {}
+    decoder_start = getattr(net.config, "decoder_start_token_id", None)
+    n_frames = int(getattr(net.config, "max_source_positions", 0) or 0)
 
     from tqdm.auto import tqdm
 
@@ -301,24 +350,40 @@ def capture(
         params["attn_implementation"] = impl
         for b0 in range(start, len(items), batch_size):
             chunk = items[b0 : b0 + batch_size]
-            if modality == "text":
+            if modality == "audio":
+                assert tgts is not None
+                fe = getattr(lm.processor, "feature_extractor", lm.processor)
+                batch = _inputs.encode_audio(
+                    fe, lm.tokenizer, chunk, names[b0 : b0 + batch_size], tgts[b0 : b0 + batch_size], b0, n_tok,
+                    n_frames, sampling_rate, decoder_start,
+                )  # fmt: skip
+            elif enc_dec:
+                assert tgts is not None
+                batch = _inputs.encode_pairs(
+                    lm.tokenizer, chunk, tgts[b0 : b0 + batch_size], b0, n_tok, max_len, truncation, decoder_start
+                )
+            elif modality == "text":
                 batch = _inputs.encode_texts(lm.tokenizer, chunk, b0, n_tok, max_len, truncation)
             else:
                 batch = _inputs.encode_images(
                     lm.processor, net, chunk, names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, thumbnail
                 )
             model_inputs = {k: v.to(dev) for k, v in batch.model_inputs.items()}
-            if "pixel_values" in model_inputs:
-                model_inputs["pixel_values"] = model_inputs["pixel_values"].to(next(net.parameters()).dtype)
+            for name in ("pixel_values", "input_features"):
+                if name in model_inputs:
+                    model_inputs[name] = model_inputs[name].to(next(net.parameters()).dtype)
             mask = batch.mask.to(dev) if batch.mask is not None else None
-            with rec.batch(mask, check_mask=first):
-                net(**model_inputs, **fwd)
+            if enc_dec:
+                with rec.batch(mask, batch.decoder_mask.to(dev), check_mask=first):
+                    net(**model_inputs, **fwd)
+            else:
+                with rec.batch(mask, check_mask=first):
+                    net(**model_inputs, **fwd)
             if first:
-                geometry = _first_batch(rec, sel_layers, sel_heads)
+                attns = {attn: _first_batch(r, sel_layers, sel_heads, attn) for attn, r in _recorders(rec)}
                 if check:
                     first_batch_check(net, batch, rec, dev, atol=1e-3)
                 first = False
-            assert geometry is not None  # learnt from the first batch, above
             if modality == "image" and seq_len_img != rec.seq_len:
                 # the model's real sequence length is known only now (DINOv2 adds register tokens)
                 assert rec.seq_len is not None and batch.grid is not None
@@ -327,17 +392,14 @@ def capture(
                     names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, batch.grid
                 )
             host = col.to_host(rec)
-            rec.q, rec.k, rec.v = {}, {}, {}  # drop device tensors before the next batch
             n_tok += len(batch.tokens)
             if writer is not None:
                 if not writer.parts:
-                    writer.header.update(geometry.to_json())
+                    writer.header.update(attns_json(attns, _streams(attns)))
                 writer.set_terms(_terms(rec))
-                writer.append(
-                    _part_tensors(host, geometry.heads, geometry.kv_heads), batch.tokens, batch.sequences, batch.images
-                )
+                writer.append(_part_tensors(host, _index(attns, values)), batch.tokens, batch.sequences, batch.images)
             else:
-                col.add(host)
+                col.add(host, len(batch.tokens))
                 tables_t.append(batch.tokens)
                 tables_s.append(batch.sequences)
                 if batch.images is not None:
@@ -348,26 +410,44 @@ def capture(
         writer.finish()
         return load(writer.root)
     tokens = pd.concat(tables_t, ignore_index=True)
-    assert geometry is not None  # the loop ran at least once: inputs are never empty
+    assert attns  # the loop ran at least once: inputs are never empty
     return Capture(
         tokens=tokens,
         sequences=pd.concat(tables_s, ignore_index=True),
-        geometry=geometry,
+        attns=attns,
+        streams=_streams(attns),
         model=dict(lm.spec),
         params=params,
         images=np.concatenate(thumbs) if thumbs else None,
         terms=_terms(rec),
-        _tensors=col.tensors(geometry.heads, geometry.kv_heads),
+        _tensors=col.tensors(_index(attns, values)),
     )
 
 
+def _streams(attns: dict[str, HeadGeometry]) -> tuple[str, ...]:
+    return ("encoder", "decoder") if len(attns) > 1 else ("tokens",)
+
+
 def _terms(rec: Any) -> dict[str, np.ndarray]:
-    """The recorder's score terms as ``{"<name>.<layer>": array}`` (see :mod:`._terms`)."""
-    return {terms_key(name, layer): a for layer, t in sorted(rec.terms.items()) for name, a in t.arrays.items()}
+    """The recorders' score terms as ``{terms_key: array}`` (see :mod:`._terms`)."""
+    return {
+        terms_key(name, layer, attn): a
+        for attn, r in _recorders(rec)
+        for layer, t in sorted(r.terms.items())
+        for name, a in t.arrays.items()
+    }
 
 
-def _first_batch(rec: Any, sel_layers: tuple[int, ...] | None, sel_heads: tuple[int, ...] | None) -> HeadGeometry:
+# attention name -> (query stream, key stream): 0 = the encoder's (or the only) tokens, 1 = the decoder's
+_STREAMS = {"self": (0, 0), "encoder": (0, 0), "decoder": (1, 1), "cross": (1, 0)}
+
+
+def _first_batch(
+    rec: Any, sel_layers: tuple[int, ...] | None, sel_heads: tuple[int, ...] | None, attn: str = "self"
+) -> HeadGeometry:
     """Geometry learnt from the first forward pass; re-validates layers/heads against it."""
+    if not rec.info:
+        raise UnsupportedModelError(f"the model made no {attn} attention call", reason="missing attention calls")
     n_layers = len(rec.info)
     info0 = rec.info[0]
     n_heads, n_kv = info0.n_heads, info0.n_kv_heads
@@ -395,6 +475,9 @@ def _first_batch(rec: Any, sel_layers: tuple[int, ...] | None, sel_heads: tuple[
         sliding_window={layer: rec.info[layer].sliding_window for layer in layers},
         softcap={layer: rec.info[layer].softcap for layer in layers if rec.info[layer].softcap is not None},
         terms={layer: rec.info[layer].terms for layer in layers if rec.info[layer].terms},
+        attn=attn,
+        query_stream=_STREAMS[attn][0],
+        key_stream=_STREAMS[attn][1],
     )
 
 
@@ -420,8 +503,8 @@ def _open_store(
             raise StoreError(f"{root} holds other inputs than the ones given; it cannot be resumed", path=root)
         if meta.get("status") == "complete":
             return None, n_done
-        if "layers" in meta:  # the geometry, learnt from the first batch the interrupted run wrote
-            header.update(HeadGeometry.from_json(meta).to_json())
+        if "layers" in meta or "attns" in meta:  # the geometry the interrupted run learnt from its first batch
+            header.update(attns_json(*attns_from_json(meta)))
         log.info("resuming %s after %d of %d inputs", root, n_done, len(names))
         return StoreWriter(root, header, resume=True), n_done
     return StoreWriter(root, header), 0

@@ -57,6 +57,7 @@ __all__ = [
     "write_store",
     "done_sequences",
     "tensor_key",
+    "tensor_kind",
     "terms_key",
 ]
 
@@ -66,14 +67,23 @@ READS = (1, 2)  # version 1: no score terms (plain scaling · q·k only)
 TERMS = "terms.safetensors"
 
 
+def tensor_kind(kind: str, attn: str = "self") -> str:
+    """``"q"`` for the only attention of a model, ``"q.<attn>"`` for one of several (encoder–decoder)."""
+    return kind if attn == "self" else f"{kind}.{attn}"
+
+
 def tensor_key(kind: str, layer: int, index: int) -> str:
-    """The safetensors key of one head's vectors: ``q.<layer>.<head>``, ``k.<layer>.<kv_head>``..."""
+    """The safetensors key of one head's vectors: ``q.<layer>.<head>``, ``k.<layer>.<kv_head>``...
+
+    ``kind`` is a :func:`tensor_kind`: encoder–decoder captures store ``q.cross.<layer>.<head>``...
+    """
     return f"{kind}.{layer}.{index}"
 
 
-def terms_key(name: str, layer: int) -> str:
-    """The safetensors key of one layer's score term in ``terms.safetensors``: ``<name>.<layer>``."""
-    return f"{name}.{layer}"
+def terms_key(name: str, layer: int, attn: str = "self") -> str:
+    """The key of one layer's score term in ``terms.safetensors``: ``<name>.<layer>`` (or
+    ``<name>.<attn>.<layer>`` for one of several attentions)."""
+    return f"{name}.{layer}" if attn == "self" else f"{name}.{attn}.{layer}"
 
 
 def _stem(part: dict[str, Any]) -> str:
@@ -92,9 +102,20 @@ class MemoryTensors:
     once for everything at the end of a capture, which would copy every vector twice more.
     """
 
-    def __init__(self, chunks: dict[str, dict[int, list[np.ndarray]]], index: dict[str, tuple[int, ...]]):
-        self.chunks = chunks  # kind -> layer -> list of [token_in_batch, head_or_kv, d]
+    def __init__(
+        self,
+        chunks: dict[str, dict[int, list[np.ndarray]]],
+        index: dict[str, tuple[int, ...]],
+        batch_tokens: list[int] | None = None,
+    ):
+        self.chunks = chunks  # kind -> layer -> list of [row_in_batch, head_or_kv, d]
         self.index = index  # kind -> stored head (or kv head) numbers, in axis-1 order
+        # tokens of each batch chunk: with several token streams (encoder-decoder) a kind's rows
+        # are only those of its stream, so the token count cannot be read off the tensors
+        if batch_tokens is None:
+            first = next(iter(chunks.get("q", {}).values()), [])
+            batch_tokens = [int(x.shape[0]) for x in first]
+        self.batch_tokens = batch_tokens
 
     def has(self, kind: str) -> bool:
         return bool(self.chunks.get(kind))
@@ -108,8 +129,7 @@ class MemoryTensors:
 
     def parts(self, max_bytes: int = 256 << 20) -> list[tuple[int, int]]:
         """Consecutive groups of batch chunks ``[first, stop)`` of at most about ``max_bytes`` each."""
-        layers = self.chunks["q"]
-        n = len(next(iter(layers.values())))
+        n = len(self.batch_tokens)
         sizes = [sum(parts[i].nbytes for d in self.chunks.values() for parts in d.values()) for i in range(n)]
         groups, start, acc = [], 0, 0
         for i, size in enumerate(sizes):
@@ -129,8 +149,7 @@ class MemoryTensors:
                 sel = parts[a:b]
                 for pos, h in enumerate(self.index[kind]):
                     out[tensor_key(kind, layer, h)] = np.concatenate([x[:, pos] for x in sel])
-        n = sum(x.shape[0] for x in next(iter(self.chunks["q"].values()))[a:b])
-        return n, out
+        return sum(self.batch_tokens[a:b]), out
 
     def iter_parts(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """``(n_tokens, {key: [token, d]})`` for each group of batch chunks, in token order."""

@@ -4,18 +4,31 @@ Pure numpy over anything that can give a token table and exact attention (a
 :class:`~qkviz.Capture` or an :class:`~qkviz.Embedding` with its capture), so it sits below the
 model stack: ``Capture`` and the widget both call it.
 
+* :func:`attention_context` — what the widget's side panel needs besides a sequence's attention;
 * :func:`sequence_detail` — one sequence of one head: tokens and (re-normalised) attention;
 * :func:`aggregate_detail` — one head's attention averaged over every sequence, by position and by
   relative offset, with previous/self/next/first scores;
 * :func:`image_detail` — one image patch's attention on its image's patch grid;
+* :func:`family_detail`, :func:`row_stats` — what a head's score function adds: each query's sink
+  share, the content and position parts of its scores, how much its attention owes to position;
 * :func:`patch_grid`, :func:`patch_atlas`, :func:`patch_colors` — image captures' patches.
 """
 
 from ._images import patch_atlas, patch_colors, patch_grid
-from ._panel import ARROW_MIN_WEIGHT, AttentionSource, aggregate_detail, capture_of, image_detail, sequence_detail
+from ._panel import (
+    AttentionSource,
+    aggregate_detail,
+    attention_context,
+    capture_of,
+    family_detail,
+    image_detail,
+    row_stats,
+    sequence_detail,
+)
 
 __all__ = [
     "AttentionSource",
+    "attention_context",
     "sequence_detail",
     "aggregate_detail",
     "image_detail",
@@ -23,5 +36,6 @@ __all__ = [
     "patch_atlas",
     "patch_colors",
     "capture_of",
-    "ARROW_MIN_WEIGHT",
+    "family_detail",
+    "row_stats",
 ]

@@ -4,6 +4,12 @@ Every function here takes an :class:`AttentionSource` (an ``Embedding`` with its
 ``Capture``) and returns a plain ``dict`` of numpy arrays and scalars; the widget's codec turns the
 arrays into binary buffers. Nothing here imports torch. Hiding and value weighting use
 :func:`qkviz.attention.renormalize`.
+
+The widget's side panel computes its per-sequence views (sentence, heatmap, image) in the browser
+from one sequence's attention and :func:`attention_context`, the same way in a notebook and in a
+standalone page; :func:`sequence_detail` and :func:`image_detail` are the same views for Python
+users, and the reference the browser tests hold the front end to. :func:`aggregate_detail` spans
+every sequence, so the widget asks Python for it (a page embeds it).
 """
 
 from __future__ import annotations
@@ -21,7 +27,16 @@ from ._images import patch_grid
 if TYPE_CHECKING:
     from .._capture import Capture
 
-__all__ = ["AttentionSource", "sequence_detail", "aggregate_detail", "image_detail", "capture_of"]
+__all__ = [
+    "AttentionSource",
+    "attention_context",
+    "sequence_detail",
+    "aggregate_detail",
+    "image_detail",
+    "capture_of",
+    "family_detail",
+    "row_stats",
+]
 
 
 class AttentionSource(Protocol):
@@ -33,10 +48,6 @@ class AttentionSource(Protocol):
     tokens: pd.DataFrame
 
     def attention(self, layer: int, head: int, seq: int) -> np.ndarray: ...
-
-
-#: Attention weights below this are not worth an arrow in the image view (AttentionViz uses 0.05).
-ARROW_MIN_WEIGHT = 0.05
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,6 +100,53 @@ def _attention(embedding: AttentionSource, layer: int, head: int, seq: int) -> n
     if att.ndim != 2 or att.shape[0] != att.shape[1]:
         raise WidgetDataError(f"attention must be square [query_pos, key_pos]; got shape {att.shape}.")
     return att
+
+
+# --------------------------------------------------------------------------------------------------
+# what the side panel needs besides the attention
+
+
+def attention_context(embedding: AttentionSource, layer: int, head: int, seq: int) -> dict[str, Any]:
+    """What the side panel derives its sentence, heatmap and image views from, besides one
+    sequence's attention (which the front end fetches with it).
+
+    Parameters
+    ----------
+    embedding : Embedding
+        With its capture.
+    layer, head : int
+        The head, model numbering.
+    seq : int
+        The sequence (text or image).
+
+    Returns
+    -------
+    dict
+        ``value_norms`` float32 [key_pos] (``‖v_j‖``, for value weighting) or ``None`` when the
+        capture has no values; for image captures also ``row``/``col`` int32 [pos] (the patch grid;
+        −1 for CLS) and ``image`` uint8 [h, w, 3] with its ``image_size`` [h, w] (``None`` when the
+        capture holds no pixels); and what the head's score function adds (:func:`family_detail`:
+        ``family``, ``sink``, ``content``, ``position``, ``position_effect``, ``alibi``, ``softcap``).
+    """
+    _check_head(embedding, layer, head)
+    rows = _seq_rows(embedding, seq)
+    out: dict[str, Any] = {
+        "value_norms": _maybe_value_norms(embedding, layer, head, rows),
+        **family_detail(capture_of(embedding), layer, head, seq),
+    }
+    if "row" in embedding.tokens and "col" in embedding.tokens:
+        r, c, _, _ = patch_grid(embedding.tokens, rows)
+        images = getattr(capture_of(embedding), "images", None)
+        image = None
+        if images is not None and 0 <= int(seq) < len(images):
+            image = np.ascontiguousarray(images[int(seq)], dtype=np.uint8)
+        out.update(
+            row=r.astype(np.int32),
+            col=c.astype(np.int32),
+            image=image,
+            image_size=list(image.shape[:2]) if image is not None else None,
+        )
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -170,6 +228,7 @@ def sequence_detail(
     )
     cap = capture_of(embedding)
     return {
+        **family_detail(cap, layer, head, seq),
         "layer": int(layer),
         "head": int(head),
         "seq": int(seq),
@@ -184,6 +243,64 @@ def sequence_detail(
         "hidden_keys": hk.astype(np.uint8),
         "hidden_queries": hq.astype(np.uint8),
     }
+
+
+def family_detail(cap: Any, layer: int, head: int, seq: int, attn: str | None = None) -> dict[str, Any]:
+    """What a head's score function adds, for the side panel (see ``docs/concepts/attention-families.md``).
+
+    Returns
+    -------
+    dict
+        ``family`` (``"plain"``, ``"soft-capped"``, ``"sink"``, ``"alibi"``, ``"relative"``,
+        ``"disentangled"``), ``softcap`` and ``alibi`` (the cap and the slope, or ``None``),
+        ``sink`` float32 [query_pos] (each query's share given to the sink) or ``None``,
+        ``content`` and ``position`` float32 [query_pos, key_pos] (the two parts of the scores,
+        before the cap and the mask) and ``position_effect`` float32 [query_pos] (how much each
+        query's attention owes to the position term, 0..1) for heads with a position term, else
+        ``None``. Empty for a source without a capture.
+    """
+    if cap is None or not callable(getattr(cap, "score", None)):
+        return {}
+    f = cap.score(int(layer), int(head), attn)
+    out: dict[str, Any] = {
+        "family": f.family,
+        "softcap": f.softcap,
+        "alibi": f.alibi,
+        "sink": None,
+        "content": None,
+        "position": None,
+        "position_effect": None,
+    }
+    if f.sink is not None:
+        out["sink"] = cap.sink_share(int(layer), int(head), int(seq), attn)
+    if f.has_position_term:
+        out["content"], out["position"] = cap.score_terms(int(layer), int(head), int(seq), attn)
+        out["position_effect"] = cap.position_effect(int(layer), int(head), int(seq), attn)
+    return out
+
+
+def row_stats(cap: Any, layer: int, head: int, attn: str | None = None) -> dict[str, Any]:
+    """Per-query numbers of one head over every sequence: ``sink`` and ``position_effect``, float32
+    [token] each (NaN for tokens without a query in this attention), or ``None`` when the head has
+    no sink / no position term."""
+    f = cap.score(int(layer), int(head), attn)
+    n = len(cap.tokens)
+    rows = cap.query_rows(attn)
+    seqs = cap.tokens["seq"].to_numpy()[rows]
+    out: dict[str, Any] = {"layer": int(layer), "head": int(head), "sink": None, "position_effect": None}
+    wanted = {"sink": f.sink is not None, "position_effect": f.has_position_term}
+    for name, on in wanted.items():
+        if not on:
+            continue
+        v = np.full(n, np.nan, np.float32)
+        for s in np.unique(seqs):
+            at = rows[seqs == s]
+            if name == "sink":
+                v[at] = cap.sink_share(int(layer), int(head), int(s), attn)
+            else:
+                v[at] = cap.position_effect(int(layer), int(head), int(s), attn)
+        out[name] = v
+    return out
 
 
 _NO_VALUES = (

@@ -333,12 +333,15 @@ def _describe(obj: Any, path: pathlib.Path) -> list[str]:
     rows = [("file", f"{path} ({_size(path)})"), ("kind", "embedding" if emb is not None else "capture")]
     if cap is not None:
         spec = dict(cap.model)
-        rows += [
-            ("model", f"{spec.get('name', '?')} ({spec.get('model_type', '?')}, {spec.get('modality', '?')})"),
-            ("heads", f"{len(cap.layers)} layers x {len(cap.heads)} heads "
-                      f"({cap.n_heads} query heads, {cap.n_kv_heads} kv heads, d_head {cap.d_head})"),
-            ("attention", "causal (decoder)" if cap.causal else "bidirectional (encoder)"),
-        ]  # fmt: skip
+        rows.append(("model", f"{spec.get('name', '?')} ({spec.get('model_type', '?')}, {spec.get('modality', '?')})"))
+        for name, g in cap.attns.items():
+            label = "" if name == "self" else f" {name}"
+            families = sorted({g.family(la) for la in g.layers})
+            rows += [
+                (f"heads{label}", f"{len(g.layers)} layers x {len(g.heads)} heads "
+                                  f"({g.n_heads} query heads, {g.n_kv_heads} kv heads, d_head {g.d_head})"),
+                (f"attention{label}", ("causal" if g.causal else "bidirectional") + f", {', '.join(families)}"),
+            ]  # fmt: skip
     n_trunc = int(seqs["truncated"].sum()) if "truncated" in seqs else 0
     rows += [
         ("sequences", f"{len(seqs)}" + (f" ({n_trunc} truncated)" if n_trunc else "")),

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..analysis import AttentionSource, aggregate_detail, patch_atlas
+from ..analysis import AttentionSource, aggregate_detail, patch_atlas, row_stats
 from ..wire import View, WidgetState, array_to_binary
 
 if TYPE_CHECKING:
@@ -55,7 +55,8 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
         "_meta": {
             **state.meta_wire(),
             "modality": "image" if image else "text",
-            "causal": bool(cap.causal) if cap is not None else False,
+            # causal: the page's single-attention views; per attention it is in _meta.attns
+            "causal": bool(cap.causal) if cap is not None and len(cap.attns) == 1 else False,
         },
         "_tokens": state.tokens_wire(),
         "_columns": state.columns_wire(),
@@ -81,17 +82,26 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
         )
     # every point is embedded: the page gathers the matrix's sample from the chunks (a page that
     # embeds fewer points adds "sample": sample_wire(state))
-    out: dict[str, Any] = {"state": wire, "points": points, "topk": None, "aggregate": None, "images": None}
+    out: dict[str, Any] = {
+        "state": wire,
+        "points": points,
+        "topk": None,
+        "aggregate": None,
+        "images": None,
+        "families": None,
+    }
     if not state.has_attention:
         return out
+    out["families"] = _families(state)
     topk: list[dict[str, Any]] = []
     cells: list[dict[str, Any] | None] = []
     cls: list[dict[str, Any]] = []
     shared: dict[str, Any] = {}
     # the by-position matrices grow with the longest sequence squared (ViT: 257² per head)
     max_pos = max(16, int(np.sqrt(_AGGREGATE_VALUES // len(state.cells))))
-    for la, he in state.cells:
-        if not emb.has(la, he):  # a hole in the grid: nothing to embed, the page never asks
+    for cell_key in state.cells:
+        attn, la, he = cell_key if state.several else (None, *cell_key)
+        if not emb.has(la, he, attn):  # a hole in the grid: nothing to embed, the page never asks
             topk.append(
                 {
                     "layer": la,
@@ -103,16 +113,20 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
             cells.append(None)
             cls.append(array_to_binary(np.zeros(0, np.float32), "float32"))
             continue
-        att = _SeqAttention(emb, la, he)
+        att = _SeqAttention(emb, la, he, attn)
         if top_k > 0:
             cell = topk_cell(att, la, he, top_k)
             topk.append(
                 {
                     **cell,
+                    **({"attn": attn} if attn is not None else {}),
                     "keys": array_to_binary(cell["keys"], "uint32"),
                     "weights": array_to_binary(cell["weights"], "float32"),
                 }
             )
+        if state.several:  # the aggregate views read one token stream per sequence: single attentions only
+            cells.append(None)
+            continue
         agg = aggregate_detail(att, la, he, max_pos=max_pos)
         if not shared:
             shared = {
@@ -139,7 +153,8 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
 
 def sample_wire(state: WidgetState) -> list[dict[str, Any]]:
     """The answers to the ``"sample"`` requests: the matrix's level of detail
-    (``state.order[:state.sample_points]`` of every head), in chunks of cells, for a page that does
+    (``state.orders[attn][:state.sample_sizes[attn]]`` of every head), in chunks of cells of one
+    attention (as the front end asks for them, from the shown attention's first cell), for a page that does
     not embed every point (``snapshot(...)["sample"]``; a page with every point gathers it).
 
     Returns
@@ -149,34 +164,76 @@ def sample_wire(state: WidgetState) -> list[dict[str, Any]]:
         dicts, ``max(1, chunk_points // m)`` cells each (what the front end asks for at once; a
         page answers those requests from these chunks as they are).
     """
-    step = max(1, state.chunk_points // max(1, state.sample_points))
     out = []
-    for start in range(0, len(state.cells), step):
-        s = state.sample(start, min(start + step, len(state.cells)))
-        out.append(
-            {
-                "start": s["start"],
-                "stop": s["stop"],
-                "coords": array_to_binary(s["coords"], "float32"),
-                "norms": array_to_binary(s["norms"], "uint8"),
-            }
-        )
+    for a in state.attns:  # the sample is per attention (its own points and order)
+        m = state.sample_sizes[a["name"]]
+        stop = a["cell_offset"] + len(a["layers"]) * len(a["heads"])
+        step = max(1, state.chunk_points // max(1, m))
+        for start in range(a["cell_offset"], stop, step):
+            s = state.sample(start, min(start + step, stop))
+            out.append(
+                {
+                    "start": s["start"],
+                    "stop": s["stop"],
+                    "coords": array_to_binary(s["coords"], "float32"),
+                    "norms": array_to_binary(s["norms"], "uint8"),
+                }
+            )
     return out
+
+
+def _families(state: WidgetState) -> list[dict[str, Any] | None] | None:
+    """Per cell, what its score function adds (``None`` for a plain head; ``None`` overall when
+    every head is plain): ``family``, ``sink`` and ``position_effect`` float32 [token] (−1 for
+    tokens without a query in the attention; absent when the head has none), ``alibi`` (the
+    slope) and ``offset_bias`` float32 [2L − 1] (relative buckets by ``key_pos − query_pos + L −
+    1``), from which the page draws the position term exactly without q or k."""
+    emb = state.embedding
+    cap = emb.capture
+    out: list[dict[str, Any] | None] = []
+    for cell in state.cells:
+        attn, la, he = cell if state.several else (None, *cell)
+        if cap is None or not emb.has(la, he, attn):
+            out.append(None)
+            continue
+        f = cap.score(la, he, attn)
+        if f.is_plain:
+            out.append(None)
+            continue
+        stats = row_stats(cap, la, he, attn)
+        entry: dict[str, Any] = {"layer": la, "head": he, "family": f.family, "alibi": f.alibi, "softcap": f.softcap}
+        if attn is not None:
+            entry["attn"] = attn
+        for name in ("sink", "position_effect"):
+            if stats[name] is not None:
+                entry[name] = array_to_binary(np.nan_to_num(stats[name], nan=-1.0), "float32")
+        if f.offset_bias is not None:
+            entry["offset_bias"] = array_to_binary(np.asarray(f.offset_bias, np.float32), "float32")
+        out.append(entry)
+    return out if any(e is not None for e in out) else None
 
 
 def topk_cell(source: AttentionSource, layer: int, head: int, k: int) -> dict[str, Any]:
     """The ``k`` strongest keys of every query of one head: ``keys`` uint32 [token, k] (key pos,
     ``2**32-1`` where the sequence is shorter than ``k``) and ``weights`` float32 [token, k],
-    strongest first."""
+    strongest first.
+
+    With several token streams (encoder–decoder), only the rows of the attention's query stream
+    are filled (the others have no query: none), and key positions count within the key stream.
+    """
     tok = source.tokens
     n = len(tok)
     keys = np.full((n, k), np.iinfo(np.uint32).max, np.uint32)
     weights = np.zeros((n, k), np.float32)
     seqs, offsets = tok["seq"].to_numpy(), np.arange(n)
     pos = tok["pos"].to_numpy()
+    stream = getattr(source, "query_stream", None)
+    if stream is not None and "stream" in tok.columns:
+        mine = tok["stream"].to_numpy() == stream
+        seqs, offsets, pos = seqs[mine], offsets[mine], pos[mine]
     for s in np.unique(seqs):
         rows = offsets[seqs == s]
-        rows = rows[np.argsort(pos[rows], kind="stable")]  # attention rows are in pos order
+        rows = rows[np.argsort(pos[np.searchsorted(offsets, rows)], kind="stable")]  # attention rows: pos order
         a = np.asarray(source.attention(layer, head, int(s)), np.float32)
         kk = min(k, a.shape[1])
         order = np.argsort(-a, axis=1, kind="stable")[:, :kk]
@@ -189,14 +246,16 @@ class _SeqAttention:
     """One head's exact attention per sequence, computed once and kept (the static export reads it
     for the top-k keys, the aggregates and the CLS rows); an :class:`AttentionSource`."""
 
-    def __init__(self, emb: Embedding, layer: int, head: int) -> None:
+    def __init__(self, emb: Embedding, layer: int, head: int, attn: str | None = None) -> None:
         self.tokens, self.layers, self.heads = emb.tokens, (layer,), (head,)
         self._emb = emb
+        self._attn = attn
+        self.query_stream = emb.streams[attn][0] if attn is not None else None
         self._cache: dict[int, np.ndarray] = {}
 
     def attention(self, layer: int, head: int, seq: int) -> np.ndarray:
         if seq not in self._cache:
-            self._cache[seq] = np.asarray(self._emb.attention(layer, head, seq), np.float32)
+            self._cache[seq] = np.asarray(self._emb.attention(layer, head, seq, self._attn), np.float32)
         return self._cache[seq]
 
 

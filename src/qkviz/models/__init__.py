@@ -64,7 +64,8 @@ class LoadedModel:
 
 
 def _modality(model: Any) -> str:
-    return "image" if getattr(model, "main_input_name", "input_ids") == "pixel_values" else "text"
+    main = getattr(model, "main_input_name", "input_ids")
+    return {"pixel_values": "image", "input_features": "audio"}.get(main, "text")
 
 
 def _spec(model: Any, name: str, source: str) -> dict[str, Any]:
@@ -74,6 +75,7 @@ def _spec(model: Any, name: str, source: str) -> dict[str, Any]:
         "model_type": getattr(cfg, "model_type", None),
         "class": type(model).__name__,
         "modality": _modality(model),
+        "encoder_decoder": bool(getattr(cfg, "is_encoder_decoder", False)),
         "source": source,
     }
 
@@ -86,6 +88,14 @@ def _finish(model: Any, tokenizer: Any, processor: Any, name: str, source: str, 
         raise ModelLoadError(f"{name}: a text model needs a tokenizer; pass (model, tokenizer)", spec=name)
     if _modality(model) == "image" and processor is None:
         raise ModelLoadError(f"{name}: an image model needs an image processor; pass (model, processor)", spec=name)
+    if _modality(model) == "audio":
+        tokenizer = tokenizer or getattr(processor, "tokenizer", None)
+        if processor is None or tokenizer is None:
+            raise ModelLoadError(
+                f"{name}: a speech model needs its feature extractor and the tokenizer of its decoder; pass "
+                "(model, processor) with a processor that holds both, or processor= and tokenizer=",
+                spec=name,
+            )
     return LoadedModel(model, tokenizer, processor, _spec(model, name, source))
 
 
@@ -211,7 +221,7 @@ def load_model(
         if len(spec) != 2:
             raise ModelLoadError("pass a model as (model, tokenizer_or_processor)", spec=spec)
         spec, other = spec
-        if _modality(spec) == "image":
+        if _modality(spec) in ("image", "audio"):
             processor = processor or other
         else:
             tokenizer = tokenizer or other

@@ -97,13 +97,14 @@ class HeadSource:
     window: int | None = None
     pos: np.ndarray | None = field(default=None, repr=False)
     translate: bool = True
+    attn: str | None = None  # which attention of an encoder-decoder capture
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """The head's queries and keys, as captured."""
         if self.q is not None and self.k is not None:
             return self.q, self.k
         cap = _open_capture(self.path)
-        return cap.q(self.layer, self.head), cap.k(self.layer, self.head)
+        return cap.q(self.layer, self.head, self.attn), cap.k(self.layer, self.head, self.attn)
 
     def layout_vectors(self, q: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """What the layout is made from: ``q, k``, or for ALiBi ``[q, 1/c]`` and ``[k, m·p_j]``
@@ -131,11 +132,12 @@ class HeadResult:
 
     layer: int
     head: int
-    coords: np.ndarray  # float32 [point, dim]
+    coords: np.ndarray  # float32 [point, dim]: the head's queries, then its keys
     norms: np.ndarray  # float32 [point]
     transform: JointTransform
     seconds: float
     cached: bool
+    attn: str | None = None
 
 
 def make_reducer(method: str, dim: int, params: dict, random_state: int | None):
@@ -223,7 +225,7 @@ def project_one(src: HeadSource, spec: HeadSpec, cache_dir: str | None) -> HeadR
         if cache is not None:
             cache.put(key, y)
     return HeadResult(
-        src.layer, src.head, np.asarray(y, np.float32), _norms(qn, kn), t, time.perf_counter() - t0, cached
+        src.layer, src.head, np.asarray(y, np.float32), _norms(qn, kn), t, time.perf_counter() - t0, cached, src.attn
     )
 
 
@@ -262,7 +264,7 @@ def _lookup(src: HeadSource, spec: HeadSpec, cache_dir: str) -> HeadResult | Non
     y = LayoutCache(cache_dir).get(_key(qn, kn, src, spec))
     if y is None:
         return None
-    return HeadResult(src.layer, src.head, y, _norms(qn, kn), t, time.perf_counter() - t0, True)
+    return HeadResult(src.layer, src.head, y, _norms(qn, kn), t, time.perf_counter() - t0, True, src.attn)
 
 
 # -- workers ------------------------------------------------------------------------------------
@@ -363,7 +365,7 @@ def run_heads(
         Show a progress bar (tqdm) on stderr.
     """
     total = len(sources)
-    done: dict[tuple[int, int], HeadResult] = {}
+    done: dict[tuple[str | None, int, int], HeadResult] = {}
     stopped = False
     bar = None
     if progress and total > 1:
@@ -372,7 +374,7 @@ def run_heads(
         bar = tqdm(total=total, desc=f"qkviz {spec.method}", unit="head", leave=False)
 
     def finish(res: HeadResult) -> bool:
-        done[(res.layer, res.head)] = res
+        done[(res.attn, res.layer, res.head)] = res
         if bar is not None:
             bar.update(1)
         return bool(callback is not None and callback(len(done), total, (res.layer, res.head)))
@@ -391,7 +393,7 @@ def run_heads(
     finally:
         if bar is not None:
             bar.close()
-    ordered = [done[(s.layer, s.head)] for s in sources if (s.layer, s.head) in done]
+    ordered = [done[(s.attn, s.layer, s.head)] for s in sources if (s.attn, s.layer, s.head) in done]
     return ordered, stopped
 
 
@@ -419,24 +421,32 @@ def _run_pending(pending, spec, executor, cache_dir, finish) -> bool:
     return stopped
 
 
-def sources_for(capture: Capture, cells: Iterable[tuple[int, int]], *, with_attention: bool) -> list[HeadSource]:
-    """One :class:`HeadSource` per (layer, head): by path for a capture on disk, else by arrays."""
+def sources_for(capture: Capture, cells: Iterable[tuple[Any, ...]], *, with_attention: bool) -> list[HeadSource]:
+    """One :class:`HeadSource` per head: by path for a capture on disk, else by arrays.
+
+    ``cells`` are ``(layer, head)``, or ``(attn, layer, head)`` for a capture of several attentions.
+    """
     path = str(capture.path) if capture.path is not None else None
-    seq = capture.tokens["seq"].to_numpy() if with_attention else None
-    windows = capture.sliding_window
-    pos = None
+    seq_all = capture.tokens["seq"].to_numpy()
+    pos_all = capture.tokens["pos"].to_numpy()
     out = []
-    for layer, head in cells:
-        f = capture.score(layer, head)
-        if f.alibi is not None and pos is None:
-            pos = capture.tokens["pos"].to_numpy()
+    for cell in cells:
+        attn, layer, head = (None, *cell) if len(cell) == 2 else cell
+        g = capture.geometry if attn is None else capture.attns[attn]
+        if with_attention and g.query_stream != g.key_stream:
+            raise EmbeddingError(
+                "method='attention' lays out self-attention (queries and keys of the same tokens); for "
+                f"{attn} attention use method='tsne', 'umap' or 'pca'"
+            )
+        f = capture.score(layer, head, attn)
         kw: dict[str, Any] = {
-            "seq": seq,
+            "seq": seq_all[capture.query_rows(attn)] if with_attention else None,
             "score": f if not f.is_plain else float(f.scaling),
-            "causal": bool(capture.causal),
-            "window": windows.get(layer),
-            "pos": pos if f.alibi is not None else None,
+            "causal": bool(g.causal),
+            "window": g.window(layer),
+            "pos": pos_all[capture.key_rows(attn)] if f.alibi is not None else None,
             "translate": f.softcap is None,
+            "attn": attn,
         }
         if path is not None:
             out.append(HeadSource(layer, head, path=path, **kw))
@@ -453,7 +463,7 @@ class _LazyArrays(HeadSource):
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         assert self.capture is not None  # sources_for always sets it
-        return self.capture.q(self.layer, self.head), self.capture.k(self.layer, self.head)
+        return self.capture.q(self.layer, self.head, self.attn), self.capture.k(self.layer, self.head, self.attn)
 
     def __reduce__(self):
         q, k = self.load()
@@ -471,5 +481,6 @@ class _LazyArrays(HeadSource):
                 self.window,
                 self.pos,
                 self.translate,
+                self.attn,
             ),
         )

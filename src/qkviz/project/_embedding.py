@@ -37,12 +37,25 @@ if TYPE_CHECKING:
     from .._capture import Capture
     from ..joint import JointTransform
 
-__all__ = ["Embedding", "to_box", "FORMAT", "VERSION"]
+__all__ = ["Embedding", "to_box", "present_points", "FORMAT", "VERSION"]
 
 FORMAT = "qkviz.embedding"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # version 1: one attention per embedding, heads named (layer, head)
 
-HeadKey = tuple[int, int]
+HeadKey = tuple[int, int]  # (layer, head)
+Cell = tuple[str, int, int]  # (attn, layer, head): how an embedding of several attentions names its heads
+
+
+def present_points(tokens: pd.DataFrame, query_stream: int, key_stream: int) -> np.ndarray:
+    """Which of a head's ``2n`` points exist: bool ``[point]``.
+
+    Point ``p < n`` is the query of token ``p`` and exists when the token belongs to the attention's
+    query stream; point ``n + p`` is the key of token ``p`` and exists when it belongs to the key
+    stream (cross-attention: decoder queries, encoder keys). Single-stream captures: all of them.
+    """
+    stream = tokens["stream"].to_numpy() if "stream" in tokens.columns else np.zeros(len(tokens), np.int8)
+    return np.concatenate([stream == query_stream, stream == key_stream])
 
 
 def to_box(y: np.ndarray) -> np.ndarray:
@@ -59,14 +72,16 @@ def to_box(y: np.ndarray) -> np.ndarray:
     float32 array [point, dim]
     """
     y = np.asarray(y, np.float64)
-    if y.size == 0:
+    ok = np.isfinite(y).all(axis=1)  # absent points (NaN rows) stay NaN and take no part
+    if y.size == 0 or not ok.any():
         return y.astype(np.float32)
-    lo, hi = y.min(0), y.max(0)
+    lo, hi = y[ok].min(0), y[ok].max(0)
     y = y - (lo + hi) / 2.0
-    half = float(np.abs(y).max())
+    half = float(np.abs(y[ok]).max())
     if half > 0:
         y = y / half
-    return np.clip(y, -1.0, 1.0).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        return np.clip(y, -1.0, 1.0).astype(np.float32)
 
 
 class Embedding:
@@ -112,24 +127,37 @@ class Embedding:
         transforms: Mapping[HeadKey, JointTransform] | None = None,
         rotations: Mapping[HeadKey, np.ndarray] | None = None,
         faithfulness_tables: Mapping[int, pd.DataFrame] | None = None,
+        attns: Mapping[str, tuple[int, int]] | None = None,
     ):
         if not isinstance(tokens, pd.DataFrame) or "seq" not in tokens:
             raise EmbeddingError("tokens must be a pandas DataFrame with a 'seq' column (one row per token).")
         n = len(tokens)
-        self._coords: dict[HeadKey, np.ndarray] = {}
+        self.tokens = tokens
+        # attention name -> (query stream, key stream); one "self" attention unless told otherwise
+        self.streams: dict[str, tuple[int, int]] = {a: (int(q), int(k)) for a, (q, k) in (attns or {}).items()}
+        self._coords: dict[Cell, np.ndarray] = {}
+        self._present: dict[str, np.ndarray] = {}
         dims = set()
         for key, y in coords.items():
-            key = (int(key[0]), int(key[1]))
+            cell = self._cell(key)
+            if cell[0] not in self.streams:
+                self.streams[cell[0]] = (0, 0)
             y = np.ascontiguousarray(y, dtype=np.float32)
             if y.ndim != 2 or y.shape[0] != 2 * n or y.shape[1] not in (2, 3):
                 raise EmbeddingError(
-                    f"coords for (layer, head) = {key} must be float [point={2 * n}, dim=2|3] (queries "
+                    f"coords for {tuple(key)} must be float [point={2 * n}, dim=2|3] (queries "
                     f"of the {n} tokens, then their keys), got shape {y.shape}."
                 )
-            if not np.isfinite(y).all():
-                raise EmbeddingError(f"coords for (layer, head) = {key} contain NaN or inf.")
+            ok = self.present(cell[0])
+            if not np.isfinite(y[ok]).all():
+                raise EmbeddingError(f"coords for {tuple(key)} contain NaN or inf.")
+            if not np.isnan(y[~ok]).all():
+                raise EmbeddingError(
+                    f"coords for {tuple(key)}: the points this attention does not have (queries or keys of "
+                    "the other stream's tokens) must be NaN."
+                )
             y.setflags(write=False)
-            self._coords[key] = y
+            self._coords[cell] = y
             dims.add(y.shape[1])
         if len(dims) > 1:
             raise EmbeddingError(f"all heads must have the same dim, got {sorted(dims)}.")
@@ -140,15 +168,15 @@ class Embedding:
         self.params: dict[str, Any] = dict(params or {})
         self.timings: dict[str, float] = dict(timings or {})
         self.capture = capture
-        self.transforms: dict[HeadKey, JointTransform] = dict(transforms or {})
-        self.rotations: dict[HeadKey, np.ndarray] = {k: np.asarray(v, np.float64) for k, v in (rotations or {}).items()}
-        self._norms: dict[HeadKey, np.ndarray] = {}
+        self.transforms: dict[Any, JointTransform] = dict(transforms or {})
+        self.rotations: dict[Any, np.ndarray] = {k: np.asarray(v, np.float64) for k, v in (rotations or {}).items()}
+        self._norms: dict[Cell, np.ndarray] = {}
         for key, v in (norms or {}).items():
             v = np.ascontiguousarray(v, dtype=np.float32)
             if v.shape != (2 * n,):
                 raise EmbeddingError(f"norms for {tuple(key)} must be float [point={2 * n}], got {v.shape}.")
             v.setflags(write=False)
-            self._norms[(int(key[0]), int(key[1]))] = v
+            self._norms[self._cell(key)] = v
         self._faith: dict[int, pd.DataFrame] = dict(faithfulness_tables or {})
 
     # -- construction --------------------------------------------------------------------------
@@ -187,28 +215,77 @@ class Embedding:
 
     # -- grid -----------------------------------------------------------------------------------
 
+    @staticmethod
+    def _cell(key: Any) -> Cell:
+        if len(key) == 3:
+            return (str(key[0]), int(key[1]), int(key[2]))
+        return ("self", int(key[0]), int(key[1]))
+
+    def _public(self, cell: Cell) -> Any:
+        return cell[1:] if self.attns == ("self",) else cell
+
     @property
-    def cells(self) -> list[HeadKey]:
-        """Every (layer, head) with coordinates, sorted."""
-        return sorted(self._coords)
+    def attns(self) -> tuple[str, ...]:
+        """The attentions with coordinates: ``("self",)``, or e.g. ``("encoder", "decoder", "cross")``."""
+        order = {a: i for i, a in enumerate(self.streams)}
+        return tuple(sorted({c[0] for c in self._coords} or {"self"}, key=lambda a: order.get(a, len(order))))
+
+    @property
+    def cells(self) -> list[Any]:
+        """Every head with coordinates, sorted: ``(layer, head)``, or ``(attn, layer, head)`` when the
+        embedding holds several attentions."""
+        order = {a: i for i, a in enumerate(self.attns)}
+        return [self._public(c) for c in sorted(self._coords, key=lambda c: (order[c[0]], c[1], c[2]))]
+
+    def present(self, attn: str | None = None) -> np.ndarray:
+        """Which of a head's ``2n`` points exist in attention ``attn`` (see :func:`present_points`)."""
+        name = attn if attn is not None and attn in self.streams else self._attn(attn)
+        if name not in self._present:
+            qs, ks = self.streams.get(name, (0, 0))
+            self._present[name] = present_points(self.tokens, qs, ks)
+        return self._present[name]
+
+    def _attn(self, attn: str | None) -> str:
+        names = self.attns
+        if attn is None:
+            if len(names) != 1:
+                raise EmbeddingError(f"this embedding holds {list(names)} attention; pass attn=")
+            return names[0]
+        if attn not in names:
+            raise EmbeddingError(f"attn={attn!r}: this embedding holds {list(names)}")
+        return attn
+
+    def layers_of(self, attn: str | None = None) -> tuple[int, ...]:
+        """Layers with coordinates in one attention."""
+        name = self._attn(attn)
+        return tuple(sorted({c[1] for c in self._coords if c[0] == name}))
+
+    def heads_of(self, attn: str | None = None) -> tuple[int, ...]:
+        """Heads with coordinates in one attention."""
+        name = self._attn(attn)
+        return tuple(sorted({c[2] for c in self._coords if c[0] == name}))
 
     @property
     def layers(self) -> tuple[int, ...]:
-        return tuple(sorted({k[0] for k in self._coords}))
+        return tuple(sorted({k[1] for k in self._coords}))
 
     @property
     def heads(self) -> tuple[int, ...]:
-        return tuple(sorted({k[1] for k in self._coords}))
+        return tuple(sorted({k[2] for k in self._coords}))
 
-    def has(self, layer: int, head: int) -> bool:
+    def has(self, layer: int, head: int, attn: str | None = None) -> bool:
         """Whether (layer, head) has coordinates (a run stopped early may miss some)."""
-        return (int(layer), int(head)) in self._coords
+        try:
+            name = self._attn(attn)
+        except EmbeddingError:
+            return False
+        return (name, int(layer), int(head)) in self._coords
 
-    def _get(self, layer: int, head: int) -> HeadKey:
-        key = (int(layer), int(head))
+    def _get(self, layer: int, head: int, attn: str | None = None) -> Cell:
+        key = (self._attn(attn), int(layer), int(head))
         if key not in self._coords:
             raise EmbeddingError(
-                f"(layer, head) = {key} has no layout; available layers {list(self.layers)}, heads "
+                f"(layer, head) = {key[1:]} has no layout in {key[0]!r}; available layers {list(self.layers)}, heads "
                 f"{list(self.heads)} ({len(self._coords)} heads in all)."
             )
         return key
@@ -219,38 +296,46 @@ class Embedding:
 
     # -- data -----------------------------------------------------------------------------------
 
-    def coords(self, layer: int, head: int) -> np.ndarray:
-        """Layout of one head: float32 [point, dim], queries first then keys, within ``[-1, 1]``."""
-        return self._coords[self._get(layer, head)]
+    def coords(self, layer: int, head: int, attn: str | None = None) -> np.ndarray:
+        """Layout of one head: float32 [point, dim], queries first then keys, within ``[-1, 1]``.
 
-    def norms(self, layer: int, head: int) -> np.ndarray:
+        Points the attention does not have (cross-attention: the encoder tokens' queries, the decoder
+        tokens' keys) are NaN; :meth:`present` says which.
+        """
+        return self._coords[self._get(layer, head, attn)]
+
+    def norms(self, layer: int, head: int, attn: str | None = None) -> np.ndarray:
         """Vector norms after the joint normalisation (what the layout saw): float32 [point].
 
         When the embedding was built without norms and without a capture, zeros are returned.
+        Absent points (see :meth:`present`) are NaN.
         """
-        key = self._get(layer, head)
+        key = self._get(layer, head, attn)
         if key not in self._norms:
+            v = np.zeros(2 * self.n_tokens)
             if self.capture is not None:
-                q, k = self.capture.q(*key), self.capture.k(*key)
-                t = self.transforms.get(key)
+                ok = self.present(key[0])
+                cap_attn = None if key[0] == "self" else key[0]
+                q, k = self.capture.layout_vectors(key[1], key[2], cap_attn)
+                t = self.transforms.get(self._public(key))
                 if t is not None:
                     q, k = t.apply(q, k)
-                v = np.concatenate([np.linalg.norm(q, axis=1), np.linalg.norm(k, axis=1)])
-            else:
-                v = np.zeros(2 * self.n_tokens)
+                v = np.full(2 * self.n_tokens, np.nan)
+                v[ok] = np.concatenate([np.linalg.norm(q, axis=1), np.linalg.norm(k, axis=1)])
             v = v.astype(np.float32)
             v.setflags(write=False)
             self._norms[key] = v
         return self._norms[key]
 
-    def attention(self, layer: int, head: int, seq: int) -> np.ndarray:
+    def attention(self, layer: int, head: int, seq: int, attn: str | None = None) -> np.ndarray:
         """Exact attention ``float32 [query_pos, key_pos]`` of one sequence (from the capture)."""
         if self.capture is None:
             raise EmbeddingError(
                 "this embedding has no capture attached, so attention is unavailable; pass "
                 "capture=qkviz.load(path) to Embedding.load (or keep the capture when embedding)."
             )
-        return self.capture.attention(int(layer), int(head), int(seq))
+        name = self._attn(attn)
+        return self.capture.attention(int(layer), int(head), int(seq), attn=None if name == "self" else name)
 
     def faithfulness(self, k: int = 5) -> pd.DataFrame:
         """How well each head's layout shows its attention (see :mod:`qkviz.metrics`).
@@ -275,28 +360,29 @@ class Embedding:
         from ..metrics import head_faithfulness
 
         seq = self.tokens["seq"].to_numpy()
+        several = self.attns != ("self",)
         rows = []
-        for layer, head in self.cells:
+        for cell in sorted(self._coords):
+            name, layer, head = cell
+            a = None if name == "self" else name
+            g = self.capture.attns[name] if several else self.capture.geometry
+            ok = self.present(name)
+            qrows, krows = self.capture.query_rows(a), self.capture.key_rows(a)
             f = head_faithfulness(
-                self.coords(layer, head),
-                self.capture.q(layer, head),
-                self.capture.k(layer, head),
-                seq,
-                self.capture.score(layer, head),
-                causal=bool(self.capture.causal),
-                window=getattr(self.capture, "sliding_window", {}).get(layer),
+                self._coords[cell][ok],
+                self.capture.q(layer, head, a),
+                self.capture.k(layer, head, a),
+                seq[qrows],
+                self.capture.score(layer, head, a),
+                causal=bool(g.causal),
+                window=g.window(layer),
                 k=k,
+                key_seq=None if g.query_stream == g.key_stream else seq[krows],
             )
-            rows.append(
-                {
-                    "layer": layer,
-                    "head": head,
-                    "recall": f.recall,
-                    "spearman": f.spearman,
-                    "chance_recall": f.chance_recall,
-                }
-            )
-        df = pd.DataFrame(rows, columns=["layer", "head", "recall", "spearman", "chance_recall"])
+            row = {"layer": layer, "head": head, "recall": f.recall, "spearman": f.spearman}
+            rows.append({**({"attn": name} if several else {}), **row, "chance_recall": f.chance_recall})
+        cols = ["layer", "head", "recall", "spearman", "chance_recall"]
+        df = pd.DataFrame(rows, columns=(["attn"] if several else []) + cols)
         self._faith[k] = df
         return df.copy()
 
@@ -320,12 +406,12 @@ class Embedding:
             raise StoreError(f"{path} exists; pass overwrite=True to replace it", path=path)
         if path.exists() and not (path / META).is_file():
             raise StoreError(f"{path} exists and is not a qkviz embedding; refusing to replace it", path=path)
-        for key in self.cells:  # materialise norms from the capture while it is at hand
-            self.norms(*key)
+        for cell in self._coords:  # materialise norms from the capture while it is at hand
+            self.norms(cell[1], cell[2], cell[0])
         tensors = {}
-        for (layer, head), y in self._coords.items():
-            tensors[f"coords.{layer}.{head}"] = np.ascontiguousarray(y)
-            tensors[f"norms.{layer}.{head}"] = np.ascontiguousarray(self._norms[(layer, head)])
+        for cell, y in self._coords.items():
+            tensors[f"coords.{_name(cell)}"] = np.ascontiguousarray(y)
+            tensors[f"norms.{_name(cell)}"] = np.ascontiguousarray(self._norms[cell])
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -334,8 +420,9 @@ class Embedding:
             "params": _json_safe(self.params),
             "timings": self.timings,
             "heads": [list(k) for k in self.cells],
-            "transforms": {f"{l}.{h}": t.to_dict() for (l, h), t in self.transforms.items()},
-            "rotations": {f"{l}.{h}": r.tolist() for (l, h), r in self.rotations.items()},
+            "attns": {a: list(v) for a, v in self.streams.items()},
+            "transforms": {_name(self._cell(k)): t.to_dict() for k, t in self.transforms.items()},
+            "rotations": {_name(self._cell(k)): r.tolist() for k, r in self.rotations.items()},
             "faithfulness": {str(k): df.to_dict(orient="list") for k, df in self._faith.items()},
             "capture_path": self._capture_path(),
         }
@@ -373,7 +460,7 @@ class Embedding:
         from ..joint import JointTransform
 
         path = pathlib.Path(path)
-        meta = read_header(path, FORMAT, VERSION, "embedding")
+        meta = read_header(path, FORMAT, READS, "embedding")
         try:
             tensors = load_file(str(path / "coords.safetensors"))
             tokens = pd.read_parquet(path / "tokens.parquet")
@@ -381,8 +468,8 @@ class Embedding:
         except Exception as e:  # safetensors / pyarrow raise their own types for damaged files
             raise StoreError(f"{path} is damaged: {e}", path=path) from e
         keys = [tuple(k) for k in meta["heads"]]
-        coords = {k: tensors[f"coords.{k[0]}.{k[1]}"] for k in keys}
-        norms = {k: tensors[f"norms.{k[0]}.{k[1]}"] for k in keys}
+        coords = {k: tensors[f"coords.{_name(cls._cell(k))}"] for k in keys}
+        norms = {k: tensors[f"norms.{_name(cls._cell(k))}"] for k in keys}
         if capture is None and meta.get("capture_path"):
             cpath = pathlib.Path(meta["capture_path"])
             if cpath.exists():
@@ -396,9 +483,9 @@ class Embedding:
                     stacklevel=2,
                 )
 
-        def split(s: str) -> HeadKey:
-            a, b = s.split(".")
-            return int(a), int(b)
+        def split(s: str) -> Any:
+            parts = s.split(".")
+            return (int(parts[0]), int(parts[1])) if len(parts) == 2 else (parts[0], int(parts[1]), int(parts[2]))
 
         return cls(
             coords,
@@ -412,10 +499,16 @@ class Embedding:
             transforms={split(s): JointTransform.from_dict(d) for s, d in meta["transforms"].items()},
             rotations={split(s): np.asarray(r) for s, r in meta["rotations"].items()},
             faithfulness_tables={int(k): pd.DataFrame(v) for k, v in meta["faithfulness"].items()},
+            attns={a: (int(v[0]), int(v[1])) for a, v in (meta.get("attns") or {}).items()},
         )
 
     def __repr__(self) -> str:
         return f"Embedding(method={self.method!r}, dim={self.dim}, heads={len(self._coords)}, tokens={self.n_tokens})"
+
+
+def _name(cell: Cell) -> str:
+    """``"<layer>.<head>"`` for the only attention, ``"<attn>.<layer>.<head>"`` otherwise (file keys)."""
+    return f"{cell[1]}.{cell[2]}" if cell[0] == "self" else f"{cell[0]}.{cell[1]}.{cell[2]}"
 
 
 def _json_safe(v: Any) -> Any:

@@ -23,7 +23,7 @@ from ..joint import check_scale_mode
 from ._align import generalized_procrustes
 from ._cache import default_cache_dir
 from ._driver import HeadSpec, run_heads, sources_for
-from ._embedding import Embedding, HeadKey, to_box
+from ._embedding import Embedding, present_points, to_box
 from ._methods import DEFAULT_METHOD, get_method
 
 __all__ = ["embed"]
@@ -43,21 +43,41 @@ def _whole_numbers(name: str, value: Any) -> tuple[int, ...]:
 
 
 def _resolve_cells(
-    capture: Capture, layers: Iterable[int] | int | None, heads: Iterable[int] | int | None
-) -> list[HeadKey]:
-    all_layers, all_heads = tuple(capture.layers), tuple(capture.heads)
-    ls = all_layers if layers is None else _whole_numbers("layers", layers)
-    hs = all_heads if heads is None else _whole_numbers("heads", heads)
-    bad_l = [x for x in ls if x not in all_layers]
-    bad_h = [x for x in hs if x not in all_heads]
-    if bad_l or bad_h:
-        raise EmbeddingError(
-            f"layers {bad_l} / heads {bad_h} were not captured; captured layers {list(all_layers)}, "
-            f"heads {list(all_heads)}."
-        )
-    if not ls or not hs:
-        raise EmbeddingError("no heads to embed: layers and heads must not be empty.")
-    return [(l, h) for l in ls for h in hs]
+    capture: Capture,
+    layers: Iterable[int] | int | None,
+    heads: Iterable[int] | int | None,
+    attn: str | Iterable[str] | None = None,
+) -> list[Any]:
+    """``(layer, head)`` cells, or ``(attn, layer, head)`` for a capture of several attentions."""
+    several = len(capture.attns) > 1
+    names = list(capture.attns) if attn is None else [attn] if isinstance(attn, str) else list(attn)
+    bad = [a for a in names if a not in capture.attns]
+    if bad or not names:
+        raise EmbeddingError(f"attn {bad or names} not in this capture; it holds {list(capture.attns)}.")
+    out: list[Any] = []
+    for name in names:
+        g = capture.attns[name]
+        all_layers, all_heads = tuple(g.layers), tuple(g.heads)
+        ls = all_layers if layers is None else _whole_numbers("layers", layers)
+        hs = all_heads if heads is None else _whole_numbers("heads", heads)
+        bad_l = [x for x in ls if x not in all_layers]
+        bad_h = [x for x in hs if x not in all_heads]
+        if bad_l or bad_h:
+            raise EmbeddingError(
+                f"layers {bad_l} / heads {bad_h} were not captured; captured layers {list(all_layers)}, "
+                f"heads {list(all_heads)}."
+            )
+        if not ls or not hs:
+            raise EmbeddingError("no heads to embed: layers and heads must not be empty.")
+        out += [(name, la, h) if several else (la, h) for la in ls for h in hs]
+    return out
+
+
+def _expand(y: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """A head's compact rows (its queries, then its keys) at their places among ``2n`` points; NaN elsewhere."""
+    full = np.full((len(ok),) + y.shape[1:], np.nan, np.float32)
+    full[ok] = y
+    return full
 
 
 def _cache_dir(cache: Any) -> str | None:
@@ -80,12 +100,13 @@ def embed(
     metric: str | None = None,
     layers: Iterable[int] | int | None = None,
     heads: Iterable[int] | int | None = None,
+    attn: str | Iterable[str] | None = None,
     align: bool = True,
     random_state: int | None = 0,
     executor: Any = None,
     cache: bool | str | os.PathLike[str] = True,
     progress: bool = True,
-    callback: Callable[[int, int, HeadKey], bool | None] | None = None,
+    callback: Callable[[int, int, tuple[int, int]], bool | None] | None = None,
     **method_params: Any,
 ) -> Embedding:
     """Joint query-key layout of every head of a capture.
@@ -114,6 +135,11 @@ def embed(
         the norm scaling.
     layers, heads : int or iterable of int, optional
         Subset of the captured grid (default: all).
+    attn : str or list of str, optional
+        Encoder–decoder captures: which attentions to lay out (``"encoder"``, ``"decoder"``,
+        ``"cross"``; default all). The embedding's heads are then ``(attn, layer, head)``, and
+        each layout has the ``2n`` points of every token, NaN where the attention has no such point
+        (cross-attention: the encoder tokens' queries, the decoder tokens' keys).
     align : bool
         Rotate/reflect every head into a common frame (generalised orthogonal Procrustes over the
         shared tokens). Never changes neighbourhoods, so faithfulness is unaffected.
@@ -160,7 +186,7 @@ def embed(
             f"method {method!r} takes metric {' or '.join(map(repr, spec_method.metrics))}, got {metric!r}{why}."
         )
     check_scale_mode(scale)
-    cells = _resolve_cells(capture, layers, heads)
+    cells = _resolve_cells(capture, layers, heads, attn)
     params = {**spec_method.defaults, **method_params}
     if "metric" in params:
         raise EmbeddingError("pass metric as embed(..., metric=...), not inside the method parameters.")
@@ -183,11 +209,24 @@ def embed(
         log.info("embed stopped by the callback after %d of %d heads", len(results), len(cells))
     t0 = time.perf_counter()
     raw = [r.coords for r in results]
-    if align and len(raw) > 1:
-        rots, _ = generalized_procrustes(raw)
-    else:
-        rots = [np.eye(dim) for _ in raw]
-    coords = {(r.layer, r.head): to_box((y - y.mean(0)) @ rot) for r, y, rot in zip(results, raw, rots)}
+    rots = [np.eye(dim) for _ in raw]
+    if align:  # heads of one attention share their points: align each attention's heads together
+        for name in {r.attn for r in results}:
+            idx = [i for i, r in enumerate(results) if r.attn == name]
+            if len(idx) > 1:
+                group, _ = generalized_procrustes([raw[i] for i in idx])
+                for i, rot in zip(idx, group):
+                    rots[i] = rot
+
+    def key(r: Any) -> Any:
+        return (r.layer, r.head) if r.attn is None else (r.attn, r.layer, r.head)
+
+    present = {name: present_points(capture.tokens, g.query_stream, g.key_stream) for name, g in capture.attns.items()}
+
+    def place(r: Any, y: np.ndarray) -> np.ndarray:
+        return y if r.attn is None else _expand(y, present[r.attn])
+
+    coords = {key(r): place(r, to_box((y - y.mean(0)) @ rot)) for r, y, rot in zip(results, raw, rots)}
     t_align = time.perf_counter() - t0
     record = {
         "translate": bool(translate),
@@ -198,7 +237,11 @@ def embed(
         **params,
     }
     record.pop("n_jobs", None)
-    capped = [[src.layer, src.head] for src in sources if not src.translate]
+    capped = [
+        [src.layer, src.head] if src.attn is None else [src.attn, src.layer, src.head]
+        for src in sources
+        if not src.translate
+    ]
     if translate and capped:
         # tanh(z + c) ≠ tanh(z) + c: a key translation would change a soft-capped head's attention
         record["translate_off"] = {
@@ -219,11 +262,12 @@ def embed(
         coords,
         capture.tokens,
         capture.sequences,
-        norms={(r.layer, r.head): r.norms for r in results},
+        norms={key(r): place(r, r.norms) for r in results},
         method=method,
         params=record,
         timings=timings,
         capture=capture,
-        transforms={(r.layer, r.head): r.transform for r in results},
-        rotations={(r.layer, r.head): rot for r, rot in zip(results, rots)},
+        transforms={key(r): r.transform for r in results},
+        rotations={key(r): rot for r, rot in zip(results, rots)},
+        attns={name: (g.query_stream, g.key_stream) for name, g in capture.attns.items()},
     )

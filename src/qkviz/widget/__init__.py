@@ -11,11 +11,18 @@ embedding, checked before the comm opens) and mirrors its display settings
   ``qkviz.wire.MAX_MESSAGE_BYTES``, pulled by the front end through the ``_qk_fetch`` command so
   that no single message grows with the grid;
 * exact attention of the focused head, on demand, through the same command;
-* the selection back as ``uint32`` global point indices (``_selection``).
+* the selection both ways in ``_selection`` (``qkviz.wire.pack_selection``: uint32 indices or a
+  bitmask, whichever is smaller; a page's selection too large for one message arrives in parts).
+
+Where the widget runs decides two budgets (``_hosts``: smaller messages in Colab and VS Code) and
+what a viewer without the widget sees (``_fallback``: a picture of the layout in every displayed
+bundle, and in Colab the standalone page when the widget does not start).
 """
 
 from __future__ import annotations
 
+import base64
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,13 +33,25 @@ import pandas as pd
 import traitlets as t
 
 from ..errors import WidgetDataError
-from ..wire import COLOR_FIELDS, THEMES, View, WidgetState, array_to_binary, binary_to_array
-from . import _commands
+from ..wire import (
+    COLOR_FIELDS,
+    THEMES,
+    Uploads,
+    View,
+    WidgetState,
+    array_to_binary,
+    pack_selection,
+    unpack_selection,
+)
+from . import _commands, _fallback, _hosts
+from ._fallback import FALLBACKS, ColabWatch, page_iframe
 
 if TYPE_CHECKING:
     from ..project import Embedding
 
 __all__ = ["QKViz", "COLOR_FIELDS"]
+
+log = logging.getLogger(__name__)
 
 _BUNDLE = Path(__file__).parent.parent / "_bundle"
 _DEFAULT = View()
@@ -66,6 +85,11 @@ class QKViz(anywidget.AnyWidget):
         Height of the widget in CSS pixels.
     layer, head : int, optional
         Start focused on this head instead of the grid.
+    fallback : {"image", "page", "none"}
+        What a displayed widget also carries for viewers that cannot run it (GitHub, nbviewer,
+        nbconvert, a notebook opened without its kernel): ``"image"``, a PNG of the matrix and the
+        focused head; ``"page"``, that and the whole standalone page (as large as
+        :meth:`save_html`'s file); ``"none"``, nothing. Settable later (``viz.fallback = "page"``).
 
     Examples
     --------
@@ -81,6 +105,9 @@ class QKViz(anywidget.AnyWidget):
     layer = t.Int(_DEFAULT.layer, allow_none=True).tag(sync=True)
     """Focused layer (model numbering), or None for the matrix of all heads."""
     head = t.Int(_DEFAULT.head, allow_none=True).tag(sync=True)
+    #: Which attention an encoder–decoder embedding shows: "encoder", "decoder" or "cross" ("" for
+    #: an embedding of one attention).
+    attn = t.Unicode(_DEFAULT.attn).tag(sync=True)
     """Focused query head, or None for the matrix."""
     color = t.Unicode(_DEFAULT.color).tag(sync=True)
     """Colour field: one of ``COLOR_FIELDS`` or a user column."""
@@ -102,12 +129,16 @@ class QKViz(anywidget.AnyWidget):
     """Widget height in CSS pixels."""
     selection = t.Instance(np.ndarray, allow_none=False)
     """Selected global point indices, ``uint32 [n_selected]`` (mirrors ``_selection``)."""
+    fallback = t.Unicode("image")
+    """What a displayed widget carries for viewers that cannot run it (see the class docstring)."""
 
     # ---- private wire state ----------------------------------------------------------------------
     _meta = t.Dict().tag(sync=True)
     _tokens = t.Dict().tag(sync=True)
     _columns = t.Dict().tag(sync=True)
     _selection = t.Dict().tag(sync=True)
+    _picture = t.Dict().tag(sync=True)
+    """The PNG of the last display (``uint8`` wire dict), shown by a front end no kernel answers."""
 
     def __init__(
         self,
@@ -124,6 +155,8 @@ class QKViz(anywidget.AnyWidget):
         height: int = _DEFAULT.height,
         layer: int | None = None,
         head: int | None = None,
+        attn: str | None = None,
+        fallback: str = "image",
     ) -> None:
         # Everything is checked and encoded before super().__init__, which opens the comm: bad
         # input must fail here, in Python, with nothing sent to the browser.
@@ -132,6 +165,7 @@ class QKViz(anywidget.AnyWidget):
             View(
                 layer=layer,
                 head=head,
+                attn=attn or "",
                 color=color,
                 color_mod=color_mod,
                 size_by_norm=size_by_norm,
@@ -143,12 +177,24 @@ class QKViz(anywidget.AnyWidget):
         )
         tokens_wire, columns_wire = self.state.tokens_wire(), self.state.columns_wire()
         self.state.check_wire_size(tokens_wire, columns_wire)
+        if fallback not in FALLBACKS:
+            raise WidgetDataError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+        # Colab shows third-party widgets only once its custom widget manager is on
+        _hosts.enable_colab_widgets()
+        meta = self.state.meta_wire(_hosts.message_budget())
+        meta["upload_bytes"] = _hosts.UPLOAD_BUDGET
+        self._frontend: dict[str, Any] = {"started": 0, "ready": 0, "failed": 0, "error": None}
+        self._watch: ColabWatch | None = None
+        # a page's selection too large for one message arrives in parts (at most a uint32 a point)
+        self._uploads = Uploads(4 * self.state.n_points + 1024)
+        self._last_parts: tuple[str, np.ndarray] | None = None
         super().__init__(
-            _meta=self.state.meta_wire(),
+            _meta=meta,
             _tokens=tokens_wire,
             _columns=columns_wire,
             _selection=array_to_binary(np.zeros(0, np.uint32)),
             selection=np.zeros(0, np.uint32),
+            fallback=fallback,
             **view.as_dict(),
         )
 
@@ -173,18 +219,32 @@ class QKViz(anywidget.AnyWidget):
             raise WidgetDataError(f"theme must be one of {THEMES}, got {proposal['value']!r}")
         return proposal["value"]
 
+    @t.validate("attn")
+    def _valid_attn(self, proposal: Any) -> str:
+        a = self.state.resolve_attn(proposal["value"])
+        return a or ""
+
+    def _grid(self) -> dict[str, Any]:
+        return self.state._attn(getattr(self, "attn", "") or None)
+
+    @t.validate("fallback")
+    def _valid_fallback(self, proposal: Any) -> str:
+        if proposal["value"] not in FALLBACKS:
+            raise WidgetDataError(f"fallback must be one of {FALLBACKS}, got {proposal['value']!r}")
+        return proposal["value"]
+
     @t.validate("layer")
     def _valid_layer(self, proposal: Any) -> int | None:
         v = proposal["value"]
-        if v is not None and v not in self.state.layers:
-            raise WidgetDataError(f"no layer {v}; layers are {self.state.layers}")
+        if v is not None and v not in self._grid()["layers"]:
+            raise WidgetDataError(f"no layer {v}; layers are {self._grid()['layers']}")
         return v
 
     @t.validate("head")
     def _valid_head(self, proposal: Any) -> int | None:
         v = proposal["value"]
-        if v is not None and v not in self.state.heads:
-            raise WidgetDataError(f"no head {v}; heads are {self.state.heads}")
+        if v is not None and v not in self._grid()["heads"]:
+            raise WidgetDataError(f"no head {v}; heads are {self._grid()['heads']}")
         return v
 
     @t.validate("selection")
@@ -196,27 +256,56 @@ class QKViz(anywidget.AnyWidget):
 
     @t.observe("_selection")
     def _wire_to_selection(self, change: Any) -> None:
+        wire = change["new"]
         try:
-            a = binary_to_array(change["new"]).astype(np.int64).reshape(-1)
-        except WidgetDataError:
+            a = unpack_selection(wire, self.state.n_points, self._uploads)  # indices off the grid go
+        except WidgetDataError as err:
+            log.warning("qkviz: ignored a selection from the page: %s", err)
             return
-        a = a[(a >= 0) & (a < self.state.n_points)]  # never trust indices from the page
-        if not np.array_equal(np.unique(a), self.selection):
+        if isinstance(wire, dict) and wire.get("encoding") == "parts":
+            self._last_parts = (str(wire.get("id")), a)
+        if not np.array_equal(a, self.selection):
             self.selection = a
 
     @t.observe("selection")
     def _selection_to_wire(self, change: Any) -> None:
-        wire = self._selection
-        current = binary_to_array(wire) if wire else np.zeros(0, np.uint32)
-        if not np.array_equal(current, change["new"]):
-            self._selection = array_to_binary(change["new"], "uint32")
+        current = self._wire_indices(self._selection)
+        if current is None or not np.array_equal(current, change["new"]):
+            self._selection = pack_selection(change["new"])
+
+    def _wire_indices(self, wire: Any) -> np.ndarray | None:
+        """What the current ``_selection`` wire stands for (``None``: unknown)."""
+        if not wire:
+            return np.zeros(0, np.int64)
+        if wire.get("encoding") == "parts":
+            last = self._last_parts
+            return last[1] if last is not None and last[0] == str(wire.get("id")) else None
+        try:
+            return unpack_selection(wire, self.state.n_points)
+        except WidgetDataError:
+            return None
 
     # ---- actions -------------------------------------------------------------------------------------
-    def focus(self, layer: int, head: int) -> None:
-        """Show one head (model numbering); ``show_matrix()`` goes back to the grid."""
-        self.state.check_focus(layer, head)
+    def focus(self, layer: int, head: int, attn: str | None = None) -> None:
+        """Show one head (model numbering); ``show_matrix()`` goes back to the grid.
+
+        ``attn`` picks the attention of an encoder–decoder embedding (default: the one shown).
+        """
+        name = self.state.resolve_attn(attn or self.attn or None)
+        self.state.check_focus(layer, head, name)
         with self.hold_sync():
+            if name is not None and name != self.attn:
+                self.layer, self.head = None, None
+                self.attn = name
             self.layer, self.head = layer, head
+
+    def show_attention(self, attn: str) -> None:
+        """Show the matrix of one attention of an encoder–decoder embedding (``"encoder"``,
+        ``"decoder"`` or ``"cross"``)."""
+        name = self.state.resolve_attn(attn)
+        with self.hold_sync():
+            self.layer, self.head = None, None
+            self.attn = name or ""
 
     def show_matrix(self) -> None:
         """Show every head as a grid."""
@@ -260,7 +349,9 @@ class QKViz(anywidget.AnyWidget):
         st = self.state
         per = 2 * st.n_tokens
         focused = self._focused_cell()
-        cells = [focused] if focused is not None else range(len(st.cells))
+        shown = st._attn(self.attn or None)
+        n_shown = len(shown["layers"]) * len(shown["heads"])
+        cells = [focused] if focused is not None else range(shown["cell_offset"], shown["cell_offset"] + n_shown)
         if isinstance(what, str):
             tok = np.flatnonzero(st.match_tokens(what, False))
             local = np.concatenate([tok, tok + st.n_tokens])
@@ -287,7 +378,7 @@ class QKViz(anywidget.AnyWidget):
         """The cell of the focused head, or ``None`` on the matrix."""
         if self.layer is None or self.head is None:
             return None
-        return self.state.cell_index(self.layer, self.head)
+        return self.state.cell_index(self.layer, self.head, self.attn or None)
 
     @property
     def selected(self) -> pd.DataFrame:
@@ -300,7 +391,77 @@ class QKViz(anywidget.AnyWidget):
 
     @anywidget.experimental.command
     def _qk_fetch(self, msg: Any, buffers: list[bytes]) -> tuple[dict[str, Any], list[memoryview]]:
+        kind = msg.get("kind") if isinstance(msg, dict) else None
+        if kind == "status":
+            return self._on_status(msg), []
+        if kind == "selection_part":
+            try:
+                return self._uploads.add(msg, buffers), []
+            except WidgetDataError as err:
+                return {"error": f"{type(err).__name__}: {err}"}, []
         return _commands.dispatch(self.state, msg)
+
+    # ---- what viewers without the widget see ----------------------------------------------------------
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None or self.fallback == "none":
+            return bundle
+        data, metadata = bundle  # metadata: anywidget's, with Colab's widget-manager URL
+        from ..export._picture import picture_png
+
+        try:  # a fallback must never cost the user the widget itself
+            png = picture_png(self.state, self.view())
+            data["image/png"] = base64.b64encode(png).decode("ascii")
+            # the same picture for a front end that runs from saved widget state, with no kernel
+            self._picture = array_to_binary(np.frombuffer(png, np.uint8), "uint8")
+            if self.fallback == "page":
+                data["text/html"] = self._page_fragment(png)
+        except Exception as err:
+            log.warning("qkviz: no static fallback in this output (%s: %s)", type(err).__name__, err)
+        if _hosts.in_colab():
+            self._watch_colab()
+        return data, metadata
+
+    def _page_fragment(self, picture: bytes | None = None) -> str:
+        from ..export import to_html
+
+        return page_iframe(to_html(self), self.height, picture)
+
+    def _watch_colab(self) -> None:
+        """In Colab, show the standalone page under the cell if the widget does not start."""
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:  # pragma: no cover - Colab always has IPython
+            return
+        ip = get_ipython()
+        if ip is None:
+            return
+        if self._watch is None or self._watch.handle is not None:  # one slot per display
+            if self._watch is not None:  # reports now go to the new slot: the old one stays as it is
+                self._watch.retire()
+            self._watch = ColabWatch(self._page_fragment, ip, display, grace_s=_fallback.GRACE_S)
+            if self._frontend["started"]:
+                self._watch.started = True
+        self._watch.arm()
+
+    def _on_status(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """The front end's report: ``{"kind": "status", "stage": "started" | "ready" | "failed"}``."""
+        stage = str(msg.get("stage"))
+        if stage not in ("started", "ready", "failed"):
+            return {"error": f"unknown status stage {stage!r}"}
+        self._frontend[stage] += 1
+        if stage == "failed":
+            self._frontend["error"] = str(msg.get("error", ""))[:500]
+        if self._watch is not None:
+            self._watch.on_status(stage, self._frontend["error"])
+        return {"ok": True}
+
+    @property
+    def frontend(self) -> dict[str, Any]:
+        """What the front end reported: counts of views ``started``, ``ready`` and ``failed``, and
+        the last ``error`` (a view that never started reports nothing)."""
+        return dict(self._frontend)
 
     def __qkviz_export__(self) -> tuple[WidgetState, View]:
         """What :func:`qkviz.export.save_html` writes for this widget: its state and current view."""

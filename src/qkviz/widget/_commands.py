@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..analysis import aggregate_detail, image_detail, patch_atlas, patch_colors, sequence_detail
+from ..analysis import aggregate_detail, attention_context, family_detail, patch_atlas, patch_colors
 from ..errors import QKVizError, WidgetDataError
 from ..wire import MAX_MESSAGE_BYTES, WidgetState, pack_buffers
 
@@ -54,9 +54,21 @@ def _ints(value: Any) -> list[int]:
 
 
 def _attention(state: WidgetState, request: dict) -> dict:
-    """Exact attention ``float32 [query_pos, key_pos]`` of one head and one seq."""
+    """Exact attention ``float32 [query_pos, key_pos]`` of one head and one seq. With ``detail``
+    (the side panel's request), also :func:`~qkviz.analysis.attention_context`: value norms and,
+    for images, the patch grid and the pixels; the panel computes its sentence, heatmap and image
+    views from these in the browser, as a standalone page does from what it embeds."""
     layer, head, seq = int(request["layer"]), int(request["head"]), int(request["seq"])
-    return {"layer": layer, "head": head, "seq": seq, "weights": state.attention(layer, head, seq)}
+    attn = request.get("attn")
+    name = None if attn is None else str(attn)
+    weights = state.attention(layer, head, seq, name)
+    reply = {"layer": layer, "head": head, "seq": seq, **({"attn": attn} if attn else {}), "weights": weights}
+    if request.get("detail"):
+        if name is None:
+            reply.update(attention_context(_attention_source(state), layer, head, seq))
+        else:  # one attention of an encoder-decoder: what its score function adds (no values, no images)
+            reply.update(value_norms=None, **family_detail(_attention_source(state).capture, layer, head, seq, name))
+    return reply
 
 
 def _attention_source(state: WidgetState) -> Any:
@@ -65,40 +77,9 @@ def _attention_source(state: WidgetState) -> Any:
     return state.embedding
 
 
-def _sequence(state: WidgetState, request: dict) -> dict:
-    """The sentence and heatmap views: tokens and (re-normalised) attention of one sequence."""
-    return sequence_detail(
-        _attention_source(state),
-        int(request["layer"]),
-        int(request["head"]),
-        int(request["seq"]),
-        hide_keys=[int(i) for i in request.get("hide_keys", ()) or ()],
-        hide_queries=[int(i) for i in request.get("hide_queries", ()) or ()],
-        hide_special=bool(request.get("hide_special", False)),
-        hide_first=bool(request.get("hide_first", False)),
-        value_weighted=bool(request.get("value_weighted", False)),
-    )
-
-
 def _aggregate(state: WidgetState, request: dict) -> dict:
     """The aggregate view: one head's attention over every sequence, by position and offset."""
     return aggregate_detail(_attention_source(state), int(request["layer"]), int(request["head"]))
-
-
-def _image(state: WidgetState, request: dict) -> dict:
-    """The image view: one patch's attention on its image's patch grid."""
-    emb = _attention_source(state)
-    patch = request.get("patch")
-    if patch is None:  # the clicked token's global row instead of its position
-        patch = int(emb.tokens["pos"].to_numpy()[int(request["token"])])
-    return image_detail(
-        emb,
-        int(request["layer"]),
-        int(request["head"]),
-        int(request["seq"]),
-        int(patch),
-        kind=str(request.get("point_kind", "query")),
-    )
 
 
 def _atlas(state: WidgetState, request: dict) -> dict:
@@ -114,15 +95,17 @@ def _atlas(state: WidgetState, request: dict) -> dict:
 
 Handler = Callable[[WidgetState, dict], dict]
 
-#: kind -> handler(state, request) -> response dict (numpy arrays allowed inside)
+
+#: kind -> handler(state, request) -> response dict (numpy arrays allowed inside). One backend per
+#: kind: views of one sequence's attention (sentence, heatmap, image) are computed in the browser
+#: from "attention"; kinds that span every sequence ("aggregate", "atlas") only here (a standalone
+#: page embeds their answers).
 HANDLERS: dict[str, Handler] = {
     "points": _points,
     "sample": _sample,
     "points_at": _points_at,
     "attention": _attention,
-    "sequence": _sequence,
     "aggregate": _aggregate,
-    "image": _image,
     "atlas": _atlas,
 }
 

@@ -5,6 +5,7 @@ Used by both the notebook widget (:mod:`qkviz.widget`) and the standalone page
 """
 
 from ._codec import MAX_MESSAGE_BYTES, array_to_binary, binary_to_array, pack_buffers
+from ._selection import Uploads, pack_selection, unpack_selection
 from ._state import CELL_FILL, COLOR_FIELDS, PATCH_COLOR, SINGLE_SCALE, THEMES, View, WidgetState
 
 __all__ = [
@@ -19,4 +20,7 @@ __all__ = [
     "binary_to_array",
     "pack_buffers",
     "MAX_MESSAGE_BYTES",
+    "pack_selection",
+    "unpack_selection",
+    "Uploads",
 ]

@@ -15,7 +15,11 @@ export (:mod:`qkviz.export`) builds one without any widget. Both send the same w
 
 Global point index: ``cell * 2 * n_tokens + point``, where ``cell = layer_index * n_heads +
 head_index`` (layer-major over ``layers`` x ``heads``) and ``point`` follows the embedding's order
-(queries of tokens ``0..n-1``, then keys).
+(queries of tokens ``0..n-1``, then keys). An embedding of several attentions (encoder–decoder:
+``encoder``, ``decoder``, ``cross``) numbers its cells attention after attention: ``cell =
+attn_offset + layer_index * n_heads(attn) + head_index``, and the points an attention does not
+have (cross-attention: the encoder tokens' queries, the decoder tokens' keys) are parked outside
+every cell, like the points of a missing head.
 
 :class:`View` holds the display settings (focused head, colour, search, lines, theme, size) and
 their defaults, which the widget's traits mirror.
@@ -60,6 +64,9 @@ CELL_FILL = 0.84
 
 #: Heads whose quantised norms a state keeps (the focused one, its neighbours, a lasso's cells).
 _NORM_CACHE_HEADS = 16
+#: Where a point is parked that a head does not draw (a missing head, a point its attention does not
+#: have): outside every cell of the matrix and of the single view.
+_PARKED = 100.0
 
 
 def _bytes_per_point(dim: int) -> int:
@@ -85,6 +92,9 @@ class View:
     ----------
     layer, head : int or None
         Focused head (model numbering); both ``None`` = the matrix of all heads.
+    attn : str
+        Which attention an encoder–decoder embedding shows (``"encoder"``, ``"decoder"``,
+        ``"cross"``); ``""`` picks the default: cross-attention when there is one.
     color : str
         Colour field: one of :data:`COLOR_FIELDS`, ``"patch_color"`` (images) or a user column.
     color_mod : int
@@ -103,6 +113,7 @@ class View:
 
     layer: int | None = None
     head: int | None = None
+    attn: str = ""
     color: str = "kind"
     color_mod: int = 5
     size_by_norm: bool = False
@@ -129,14 +140,18 @@ class WidgetState:
     embedding : Embedding
     layers, heads : tuple of int
         The grid's rows and columns.
-    cells : list of (layer, head)
-        Layer-major; ``cells[c]`` is the head of cell ``c``.
+    cells : list of (layer, head), or of (attn, layer, head)
+        Layer-major (attention after attention); ``cells[c]`` is the head of cell ``c``.
+    attns : list of dict
+        One per attention: ``name``, ``layers``, ``heads``, ``cell_offset``, ``query_stream``,
+        ``key_stream`` (a single ``"self"`` attention for most models).
     n_tokens, dim : int
-    order : uint32 [point]
-        Every point of a head in draw order (:func:`qkviz.wire._lod.draw_order`, the same for every
-        head): the matrix draws its first ``sample_points`` in each cell, the single view all of it.
-    sample_points : int
-        Points of each head on the matrix (:func:`qkviz.wire._lod.sample_size`).
+    orders : dict of str to uint32 [point]
+        Per attention, every point of a head in draw order (:func:`qkviz.wire._lod.draw_order`,
+        the points the attention does not have last): the matrix draws the first
+        ``sample_sizes[attn]`` of it in each cell, the single view all of it.
+    sample_sizes : dict of str to int
+        Per attention, the points of each head on the matrix (:func:`qkviz.wire._lod.sample_size`).
     norm_range : float32 [cell, 2]
         Each head's (min, max) norm.
     missing : uint8 [cell]
@@ -152,11 +167,11 @@ class WidgetState:
     embedding: Embedding
     layers: tuple[int, ...]
     heads: tuple[int, ...]
-    cells: list[tuple[int, int]]
+    cells: list[Any]
     n_tokens: int
     dim: int
-    order: np.ndarray
-    sample_points: int
+    orders: dict[str, np.ndarray]
+    sample_sizes: dict[str, int]
     norm_range: np.ndarray
     missing: np.ndarray
     columns: dict[str, pd.Series] = field(default_factory=dict)
@@ -165,7 +180,9 @@ class WidgetState:
     display: list[str] = field(default_factory=list)
     token_text: list[str] = field(default_factory=list)
     category: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    attns: list[dict[str, Any]] = field(default_factory=list)
     _qnorms: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict, repr=False)
+    _cell_attn: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32), repr=False)
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -202,8 +219,26 @@ class WidgetState:
                 f"expected a qkviz Embedding (made by qkviz.embed or Embedding.from_coords), got "
                 f"{type(embedding).__name__}"
             )
-        layers = tuple(int(x) for x in embedding.layers)
-        heads = tuple(int(x) for x in embedding.heads)
+        several = embedding.attns != ("self",)
+        names = list(embedding.attns)
+        attns: list[dict[str, Any]] = []
+        cells: list[Any] = []
+        for name in names:
+            la_, he_ = (
+                (embedding.layers_of(name), embedding.heads_of(name))
+                if several
+                else (embedding.layers, embedding.heads)
+            )
+            qs, ks = embedding.streams.get(name, (0, 0))
+            cap = embedding.capture
+            causal = bool(cap.attns[name].causal) if cap is not None and name in cap.attns else False
+            attns.append(
+                {"name": name, "layers": [int(x) for x in la_], "heads": [int(x) for x in he_],
+                 "cell_offset": len(cells), "query_stream": int(qs), "key_stream": int(ks), "causal": causal}
+            )  # fmt: skip
+            cells += [(name, la, he) if several else (la, he) for la in la_ for he in he_]
+        layers = tuple(attns[0]["layers"]) if attns else ()
+        heads = tuple(attns[0]["heads"]) if attns else ()
         if not layers or not heads:
             raise WidgetDataError(f"the embedding has no heads (layers={layers}, heads={heads})")
         tokens = embedding.tokens
@@ -213,35 +248,44 @@ class WidgetState:
         for col in ("seq", "pos"):
             if col not in tokens:
                 raise WidgetDataError(f"the embedding's token table lacks the {col!r} column")
-        cells = [(la, he) for la in layers for he in heads]
         # 3-D layouts keep z (the 3-D views read it); the 2-D canvas draws x, y.
         dim = 3 if int(embedding.dim) == 3 else 2
         # Checked head by head and kept nowhere: the points are read from the embedding again when
         # the front end asks for them, so the state stays small whatever the grid.
         norm_range = np.zeros((len(cells), 2), np.float32)
         missing = np.zeros(len(cells), np.uint8)
-        for c, (la, he) in enumerate(cells):
-            if not embedding.has(la, he):
+        for c, cell in enumerate(cells):
+            attn, la, he = (cell[0], cell[1], cell[2]) if several else (None, cell[0], cell[1])
+            what = f"coords({cell})"
+            if not embedding.has(la, he, attn):
                 # A projection stopped early leaves holes in the grid: the cell is drawn empty.
                 missing[c] = 1
                 continue
-            xy = np.asarray(embedding.coords(la, he))
+            ok = embedding.present(attn)
+            xy = np.asarray(embedding.coords(la, he, attn))
             if xy.ndim != 2 or xy.shape[0] != 2 * n or xy.shape[1] < dim:
-                raise WidgetDataError(
-                    f"coords(layer={la}, head={he}) has shape {xy.shape}; expected (2 * n_tokens, dim) "
-                    f"= ({2 * n}, 2 or 3)"
-                )
-            if not np.isfinite(xy[:, :dim]).all():
-                raise WidgetDataError(f"coords(layer={la}, head={he}) holds NaN or inf; re-run the projection")
-            nm = np.asarray(embedding.norms(la, he)).reshape(-1)
-            if nm.shape[0] != 2 * n or not np.isfinite(nm).all():
-                raise WidgetDataError(
-                    f"norms(layer={la}, head={he}) must be {2 * n} finite values, got shape {nm.shape}"
-                )
-            norm_range[c] = float(nm.min()), float(nm.max())
-        order = draw_order(tokens["seq"].to_numpy(), tokens["pos"].to_numpy())
-        for a in (norm_range, missing, order):
-            a.setflags(write=False)
+                raise WidgetDataError(f"{what} has shape {xy.shape}; expected (2 * n_tokens, dim) = ({2 * n}, 2 or 3)")
+            if not np.isfinite(xy[ok, :dim]).all():
+                raise WidgetDataError(f"{what} holds NaN or inf; re-run the projection")
+            nm = np.asarray(embedding.norms(la, he, attn), np.float64).reshape(-1)
+            if nm.shape[0] != 2 * n or not np.isfinite(nm[ok]).all():
+                raise WidgetDataError(f"norms of {cell} must be {2 * n} finite values, got shape {nm.shape}")
+            norm_range[c] = float(nm[ok].min()), float(nm[ok].max())
+        # one draw order per attention: its points (cross-attention: decoder queries, encoder keys)
+        # stratified and interleaved, the points it does not have last
+        seq, pos = tokens["seq"].to_numpy(), tokens["pos"].to_numpy()
+        orders: dict[str, np.ndarray] = {}
+        sizes: dict[str, int] = {}
+        cell_attn = np.zeros(len(cells), np.int32)
+        for i, a in enumerate(attns):
+            ok = embedding.present(a["name"] if several else None)
+            orders[a["name"]] = draw_order(seq, pos, valid=ok)
+            n_cells = len(a["layers"]) * len(a["heads"])
+            sizes[a["name"]] = sample_size(int(ok.sum()), n_cells) if ok.any() else 0
+            cell_attn[a["cell_offset"] : a["cell_offset"] + n_cells] = i
+        arrays: list[np.ndarray] = [norm_range, missing, cell_attn, *orders.values()]
+        for arr in arrays:
+            arr.setflags(write=False)
         text = tokens["token"].astype(str).tolist() if "token" in tokens else [""] * n
         display = tokens["display"].astype(str).tolist() if "display" in tokens else text
         special = tokens["special"].to_numpy(bool) if "special" in tokens else np.zeros(n, bool)
@@ -252,13 +296,15 @@ class WidgetState:
             cells=cells,
             n_tokens=n,
             dim=dim,
-            order=order,
-            sample_points=sample_size(2 * n, len(cells)),
+            orders=orders,
+            sample_sizes=sizes,
             norm_range=norm_range,
             missing=missing,
             display=display,
             token_text=text,
             category=np.array([_category(d, s) for d, s in zip(display, special)], np.uint8),
+            attns=attns,
+            _cell_attn=cell_attn,
         )
         state.columns = state._read_columns(columns)
         state.has_images = state._add_image_columns()
@@ -331,16 +377,35 @@ class WidgetState:
         """Points of the whole grid (``2 * n_tokens`` per cell)."""
         return len(self.cells) * 2 * self.n_tokens
 
+    @property
+    def order(self) -> np.ndarray:
+        """The draw order of the first attention (the only one for most models)."""
+        return self.orders[self.attns[0]["name"]]
+
+    @property
+    def sample_points(self) -> int:
+        """Points of each head of the first attention on the matrix."""
+        return self.sample_sizes[self.attns[0]["name"]]
+
     # -- the points, one head at a time ------------------------------------------------------------
 
+    def _head_key(self, c: int) -> tuple[int, int, str | None]:
+        cell = self.cells[c]
+        return (cell[1], cell[2], cell[0]) if self.several else (cell[0], cell[1], None)
+
     def head_coords(self, cell: int) -> np.ndarray:
-        """Layout of one cell, ``float32 [point, dim]`` (read-only; NaN for a missing head)."""
+        """Layout of one cell, ``float32 [point, dim]``: points the cell does not draw (a missing head,
+        a point its attention does not have) parked at 100, outside every cell."""
         if not 0 <= cell < len(self.cells):
             raise IndexError(f"cell {cell} outside [0, {len(self.cells)})")
         if self.missing[cell]:
-            return np.full((2 * self.n_tokens, self.dim), np.nan, np.float32)
-        xy = np.asarray(self.embedding.coords(*self.cells[cell]), np.float32)
-        return xy[:, : self.dim]
+            return np.full((2 * self.n_tokens, self.dim), _PARKED, np.float32)
+        la, he, attn = self._head_key(cell)
+        xy = np.asarray(self.embedding.coords(la, he, attn), np.float32)[:, : self.dim]
+        ok = self.embedding.present(attn)
+        if ok.all():
+            return xy
+        return np.where(ok[:, None], np.nan_to_num(xy, nan=_PARKED), _PARKED).astype(np.float32)
 
     def head_norms(self, cell: int) -> np.ndarray:
         """Norms of one cell quantised min-max to ``uint8 [point]`` (0..255; 0 for a missing head).
@@ -356,21 +421,29 @@ class WidgetState:
         if self.missing[cell]:
             q = np.zeros(2 * self.n_tokens, np.uint8)
         else:
-            nm = np.asarray(self.embedding.norms(*self.cells[cell]), np.float64).reshape(-1)
+            la, he, attn = self._head_key(cell)
+            nm = np.asarray(self.embedding.norms(la, he, attn), np.float64).reshape(-1)
+            ok = self.embedding.present(attn)
             lo, hi = (float(v) for v in self.norm_range[cell])
             # Per-head min-max to 0..255: enough for a colour ramp and dot sizes at 1 byte a point.
-            q = np.rint(np.zeros_like(nm) if hi <= lo else (nm - lo) / (hi - lo) * 255.0).astype(np.uint8)
+            q = np.rint(np.zeros_like(nm) if hi <= lo else (np.where(ok, nm, lo) - lo) / (hi - lo) * 255.0)
+            q = q.astype(np.uint8)
         q.setflags(write=False)
         self._qnorms[cell] = q
         if len(self._qnorms) > _NORM_CACHE_HEADS:
             self._qnorms.popitem(last=False)
         return q
 
+    def attn_of_cell(self, cell: int) -> str:
+        """The name of the attention cell ``cell`` belongs to (``"self"`` for most models)."""
+        return str(self.attns[int(self._cell_attn[cell])]["name"])
+
     @property
     def coords(self) -> np.ndarray:
-        """Every cell's layout, ``float32 [point_global, dim]``, cell after cell (NaN for missing heads).
+        """Every cell's layout, ``float32 [point_global, dim]``, cell after cell (parked points at 100).
 
-        Built on each call, O(whole grid) in memory: prefer :meth:`head_coords` or :meth:`points`.
+        Built on each call, O(whole grid) in memory: prefer :meth:`head_coords`, :meth:`points`,
+        :meth:`sample` or :meth:`points_at`.
         """
         return self.points(0, self.n_points)["coords"]
 
@@ -384,10 +457,26 @@ class WidgetState:
         """Whether exact attention is available (the embedding carries its capture)."""
         return self.embedding.capture is not None
 
-    def cell_index(self, layer: int, head: int) -> int:
-        """The cell of (layer, head): ``layer_index * n_heads + head_index``."""
-        self.check_focus(layer, head)
-        return self.layers.index(layer) * len(self.heads) + self.heads.index(head)
+    def _attn(self, attn: str | None) -> dict[str, Any]:
+        if not attn:
+            attn = self.resolve_attn(None)
+            if attn is None:
+                return self.attns[0]
+        for a in self.attns:
+            if a["name"] == attn:
+                return a
+        raise WidgetDataError(f"attn={attn!r}: this embedding holds {[a['name'] for a in self.attns]}")
+
+    @property
+    def several(self) -> bool:
+        """Whether the cells are (attn, layer, head): an embedding of several attentions."""
+        return len(self.attns) > 1 or (bool(self.attns) and self.attns[0]["name"] != "self")
+
+    def cell_index(self, layer: int, head: int, attn: str | None = None) -> int:
+        """The cell of (layer, head): ``attn_offset + layer_index * n_heads + head_index``."""
+        self.check_focus(layer, head, attn)
+        a = self._attn(attn)
+        return a["cell_offset"] + a["layers"].index(layer) * len(a["heads"]) + a["heads"].index(head)
 
     def color_fields(self) -> list[str]:
         """Every valid ``color``: the built-in fields, ``"patch_color"`` for images, user columns."""
@@ -397,10 +486,12 @@ class WidgetState:
         if name not in self.color_fields():
             raise WidgetDataError(f"unknown colour field {name!r}; expected one of {self.color_fields()}")
 
-    def check_focus(self, layer: Any, head: Any) -> None:
-        if layer not in self.layers or head not in self.heads or not self.embedding.has(layer, head):
+    def check_focus(self, layer: Any, head: Any, attn: str | None = None) -> None:
+        a = self._attn(attn)
+        name = a["name"] if self.several else None
+        if layer not in a["layers"] or head not in a["heads"] or not self.embedding.has(layer, head, name):
             raise WidgetDataError(
-                f"no head (layer={layer}, head={head}) in this embedding; layers are {self.layers}, heads {self.heads}"
+                f"no head (layer={layer}, head={head}) in this embedding; layers are {a['layers']}, heads {a['heads']}"
             )
 
     def check_view(self, view: View) -> View:
@@ -410,9 +501,24 @@ class WidgetState:
             raise WidgetDataError(f"theme must be one of {THEMES}, got {view.theme!r}")
         if (view.layer is None) != (view.head is None):
             raise WidgetDataError("give both layer and head, or neither (to start on the matrix)")
+        attn = self.resolve_attn(view.attn)
         if view.layer is not None:
-            self.check_focus(view.layer, view.head)
-        return view
+            self.check_focus(view.layer, view.head, attn)
+        return dataclasses.replace(view, attn=attn or "")
+
+    def resolve_attn(self, attn: str | None) -> str | None:
+        """The attention a view shows: ``attn``, or by default cross-attention (else the first);
+        ``None`` for an embedding of one attention."""
+        names = [a["name"] for a in self.attns]
+        if not self.several:
+            if attn not in (None, "", *names):
+                raise WidgetDataError(f"attn={attn!r}: this embedding holds one attention")
+            return None
+        if not attn:
+            return "cross" if "cross" in names else names[0]
+        if attn not in names:
+            raise WidgetDataError(f"attn={attn!r}: this embedding holds {names}")
+        return attn
 
     def match_tokens(self, query: str, regex: bool) -> np.ndarray:
         """``bool [token]``: which tokens match a search (the same rule as ``js/src/canvas/search.js``).
@@ -431,19 +537,25 @@ class WidgetState:
         q = query.lower()
         return np.array([q in d.lower() for d in self.display])
 
-    def attention(self, layer: int, head: int, seq: int) -> np.ndarray:
+    def attention(self, layer: int, head: int, seq: int, attn: str | None = None) -> np.ndarray:
         """Exact attention ``float32 [query_pos, key_pos]`` of one head and seq."""
-        self.check_focus(layer, head)
+        self.check_focus(layer, head, attn)
         if not self.has_attention:
             raise WidgetDataError("this embedding has no capture attached, so attention is unavailable")
-        return np.asarray(self.embedding.attention(layer, head, seq), np.float32)
+        name = self._attn(attn)["name"] if self.several else None
+        return np.asarray(self.embedding.attention(layer, head, seq, name), np.float32)
+
+    def _norms_of(self, c: int) -> np.ndarray:
+        cell = self.cells[c]
+        parts = (cell[1], cell[2], cell[0]) if self.several else (cell[0], cell[1])
+        return np.asarray(self.embedding.norms(*parts), np.float32).reshape(-1)
 
     def exact_norms(self, cell: np.ndarray, point: np.ndarray) -> np.ndarray:
         """The float32 norms (not the 8-bit wire copy) of points given as (cell, point) pairs."""
         out = np.empty(len(cell), np.float32)
         for c in np.unique(cell):
             m = cell == c
-            out[m] = np.asarray(self.embedding.norms(*self.cells[c]), np.float32).reshape(-1)[point[m]]
+            out[m] = self._norms_of(int(c))[point[m]]
         return out
 
     def selected(self, indices: np.ndarray) -> pd.DataFrame:
@@ -458,10 +570,12 @@ class WidgetState:
         cell, point = idx // per, idx % per
         token = point % n
         tok = self.embedding.tokens
-        cells = np.array(self.cells, np.int64).reshape(-1, 2)
+        cells = np.array([c[-2:] for c in self.cells], np.int64).reshape(-1, 2)
+        attn_of = np.array([c[0] if self.several else "self" for c in self.cells], object)
         xyz = self._gather(cell, point)[0]
         df = pd.DataFrame(
             {
+                **({"attn": attn_of[cell]} if self.several else {}),
                 "token": np.asarray(self.token_text, object)[token],
                 "display": np.asarray(self.display, object)[token],
                 "seq": tok["seq"].to_numpy()[token],
@@ -485,7 +599,11 @@ class WidgetState:
     @property
     def chunk_points(self) -> int:
         """Points per ``points`` message (each at most :data:`MAX_MESSAGE_BYTES`)."""
-        return max(2, MAX_MESSAGE_BYTES // _bytes_per_point(self.dim))
+        return self.points_per_message(MAX_MESSAGE_BYTES)
+
+    def points_per_message(self, message_bytes: int) -> int:
+        """Points per ``points`` message when one message may carry ``message_bytes``."""
+        return max(2, int(message_bytes) // _bytes_per_point(self.dim))
 
     def points(self, start: int, stop: int) -> dict[str, Any]:
         """Grid points ``[start, stop)`` (global indices): coords ``float32 [point, dim]``, norms ``uint8 [point]``.
@@ -512,27 +630,35 @@ class WidgetState:
         Parameters
         ----------
         start, stop : int
-            A range of cells.
+            A range of cells (of one attention, unless ``points`` is given).
         points : int array [m], optional
-            Indices within a head (``0..2 * n_tokens - 1``); default the sample,
-            ``order[:sample_points]``. The front end asks for searched points this way.
+            Indices within a head (``0..2 * n_tokens - 1``); default the sample of the cells'
+            attention, ``orders[attn][:sample_sizes[attn]]``. The front end asks for searched
+            points this way.
 
         Returns
         -------
         dict
-            ``start``, ``stop``, ``coords`` float32 [cell, m, dim] (NaN for missing heads),
+            ``start``, ``stop``, ``coords`` float32 [cell, m, dim] (parked points at 100),
             ``norms`` uint8 [cell, m].
         """
         if not 0 <= start <= stop <= len(self.cells):
             raise IndexError(f"cells [{start}, {stop}) outside [0, {len(self.cells)})")
-        pts = self.order[: self.sample_points] if points is None else np.asarray(points, np.int64).reshape(-1)
+        if points is None:
+            names = {self.attn_of_cell(c) for c in range(start, stop)} or {self.attns[0]["name"]}
+            if len(names) > 1:
+                raise IndexError(f"cells [{start}, {stop}) span several attentions ({sorted(names)}); ask for one")
+            name = names.pop()
+            pts = self.orders[name][: self.sample_sizes[name]].astype(np.int64)
+        else:
+            pts = np.asarray(points, np.int64).reshape(-1)
         if pts.size and (pts.min() < 0 or pts.max() >= 2 * self.n_tokens):
             raise IndexError(f"points must lie in [0, {2 * self.n_tokens})")
         coords = np.empty((stop - start, len(pts), self.dim), np.float32)
         norms = np.empty((stop - start, len(pts)), np.uint8)
         for i, c in enumerate(range(start, stop)):
             coords[i] = self.head_coords(c)[pts]
-            norms[i] = self.head_norms(c)[pts] if not self.missing[c] else 0
+            norms[i] = self.head_norms(c)[pts]
         return {"start": start, "stop": stop, "coords": coords, "norms": norms}
 
     def points_at(self, indices: Any) -> dict[str, Any]:
@@ -554,19 +680,23 @@ class WidgetState:
             norms[m] = self.head_norms(int(c))[point[m]]
         return coords, norms
 
-    def meta_wire(self) -> dict[str, Any]:
-        """The ``_meta`` trait."""
+    def meta_wire(self, message_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, Any]:
+        """The ``_meta`` trait; the front end pulls the grid in messages of ``message_bytes`` at most."""
         recall = np.full(len(self.cells), np.nan, np.float32)
         if self.faithfulness is not None:
             f = self.faithfulness
-            lookup = {(int(la), int(he)): float(r) for la, he, r in zip(f["layer"], f["head"], f["recall"])}
-            recall = np.array([lookup.get(c, np.nan) for c in self.cells], np.float32)
+            names = f["attn"] if "attn" in f.columns else [None] * len(f)
+            lookup = {
+                ((str(a), int(la), int(he)) if a is not None else (int(la), int(he))): float(r)
+                for a, la, he, r in zip(names, f["layer"], f["head"], f["recall"])
+            }
+            recall = np.array([lookup.get(tuple(c), np.nan) for c in self.cells], np.float32)
         return {
             "layers": list(self.layers),
             "heads": list(self.heads),
             "n_tokens": self.n_tokens,
             "n_points": self.n_points,
-            "chunk_points": int(self.chunk_points),
+            "chunk_points": self.points_per_message(message_bytes),
             "dim": self.dim,
             "has_attention": self.has_attention,
             "has_faithfulness": self.faithfulness is not None,
@@ -577,18 +707,38 @@ class WidgetState:
             "has_images": self.has_images,
             "single_scale": SINGLE_SCALE,
             "cell_fill": CELL_FILL,
+            # level of detail: the draw order and the matrix's points per head, of the first
+            # attention here and of each attention in `attns`
             "order": array_to_binary(self.order, "uint32"),
             "sample_points": int(self.sample_points),
             "forced_points": FORCED_POINTS,
+            "attns": [
+                {
+                    **a,
+                    "order": array_to_binary(self.orders[a["name"]], "uint32"),
+                    "sample_points": int(self.sample_sizes[a["name"]]),
+                }
+                for a in self.attns
+            ],
+            "streams": list(self._streams()),
         }
+
+    def _streams(self) -> tuple[str, ...]:
+        cap = self.embedding.capture
+        if cap is not None:
+            return tuple(cap.streams)
+        return ("encoder", "decoder") if self.several else ("tokens",)
 
     def tokens_wire(self) -> dict[str, Any]:
         """The ``_tokens`` trait."""
         tok = self.embedding.tokens
         seq = tok["seq"].to_numpy(np.int64)
         pos = tok["pos"].to_numpy(np.int64)
-        seq_len = pd.Series(pos).groupby(seq).transform("max").to_numpy() + 1
+        stream = tok["stream"].to_numpy(np.int64) if "stream" in tok.columns else np.zeros(len(tok), np.int64)
+        # length of the token's own stream within its sequence (encoder and decoder apart)
+        seq_len = pd.Series(pos).groupby([seq, stream]).transform("max").to_numpy() + 1
         return {
+            **({"stream": array_to_binary(stream, "uint8")} if self.several else {}),
             "seq": array_to_binary(seq, "uint32"),
             "pos": array_to_binary(pos, "uint32"),
             "seq_len": array_to_binary(seq_len, "uint32"),

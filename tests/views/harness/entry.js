@@ -27,11 +27,21 @@ const events = [];
 for (const ev of ["highlight:tokens", "lines:weights", "point:click", "point:hover", "camera:change"]) {
   bus.subscribe(ev, (p) => events.push({ ev, p }));
 }
-// the tests fill model._state (e.g. _meta) before mounting
+// mountPanelHarness(traits) fills the model: the panel reads _meta and the token table
 const model = createModel({}, { traits: TRAITS });
+function revive(v) {
+  if (Array.isArray(v)) return v.map(revive);
+  if (v && typeof v === "object") {
+    if (typeof v.$b64 === "string") return new DataView(b64(v.$b64));
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, revive(x)]));
+  }
+  return v;
+}
 let points = null;
 window.qkv = { views, bus, events, fetchDetail, model, setPoints(p) { points = p; } };
-window.mountPanelHarness = () => {
+/** Mount the side panel on a model holding `traits` (wire_json of {_meta, _tokens}). */
+window.mountPanelHarness = (traits = {}) => {
+  Object.assign(model._state, revive(traits));
   const el = document.getElementById("panel");
   window.panel = views.mountPanel(el, { model, bus, fetchDetail, getPoints: () => points });
   return true;
