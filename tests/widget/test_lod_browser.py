@@ -237,3 +237,47 @@ def test_hover_names_the_head_under_the_pointer_when_transposed(page, harness_ur
     page.mouse.move(box["x"] + box["width"] * (17.5 / 30), box["y"] + box["height"] * (4.5 / 9))
     assert page.locator("#w0 .qk-tooltip").inner_text() == "Layer 17 · Head 4"
     assert json.loads(json.dumps(page.locator("#w0 .qk-cell[data-hover='true']").get_attribute("data-layer"))) == "17"
+
+
+def test_an_encoder_decoder_matrix_draws_each_attentions_sample(page, harness_url, monkeypatch):
+    """Cells numbered attention after attention: the matrix of the shown attention draws its own
+    sample (cross-attention: decoder queries and encoder keys only, never a parked point)."""
+    import qkviz
+    from capture import _zoo
+    from qkviz._capture._run import capture
+    from qkviz.data import demo_sentences
+
+    model, tok = _zoo.build("bart")
+    cap = capture((model, tok), demo_sentences(3), targets=["Le chat.", "Un chien aboie.", "Il pleut."],
+                  batch_size=3, progress=False)  # fmt: skip
+    emb = qkviz.embed(cap, method="pca", layers=[0], heads=[1, 2], executor="serial", cache=False, progress=False)
+    monkeypatch.setattr(_lod, "MATRIX_POINTS", 2 * 10)
+    monkeypatch.setattr(_lod, "CELL_MIN", 4)
+    viz = QKViz(emb)
+    st, per = viz.state, 2 * emb.n_tokens
+    mount(page, harness_url, viz)
+    root = page.locator("#w0 .qk-root")
+    assert page.locator("#w0 select.qk-attn").input_value() == "cross"
+    assert drawn(page) == 2 * st.sample_sizes["cross"] == 20
+    off = st.attns[2]["cell_offset"]
+    xy = positions(page)  # the shown attention's cells, from its first
+    shown = np.flatnonzero(~np.isnan(xy[:, 0]))
+    want = np.sort(np.concatenate([c * per + st.orders["cross"][:10] for c in range(2)]))
+    np.testing.assert_array_equal(shown, want)
+    box = page.locator("#w0 canvas.qk-canvas").bounding_box()
+    assert (xy[shown] >= 0).all() and (xy[shown, 0] <= box["width"]).all()  # nothing parked is drawn
+    ok = emb.present("cross")
+    assert ok[st.orders["cross"][:10]].all()
+    # another attention: its own sample
+    page.locator("#w0 select.qk-attn").select_option("encoder")
+    page.wait_for_function(
+        f"document.querySelector('#w0 .qk-root')?.dataset.qkDrawn === '{2 * st.sample_sizes['encoder']}'"
+    )
+    # a cross head opened: every point it has
+    page.locator("#w0 select.qk-attn").select_option("cross")
+    page.wait_for_function("document.querySelector('#w0 .qk-status').textContent.includes('cross-attention')")
+    page.evaluate("models.w0.set('layer', 0); models.w0.set('head', 2); models.w0.save_changes()")
+    page.wait_for_selector("#w0 .qk-root[data-qk-mode='single']")
+    assert drawn(page) == per and root.get_attribute("data-qk-head") == "2"
+    assert page.evaluate("models.w0.get('attn')") == "cross" and off == 4
+    assert page.qk_errors == []
