@@ -76,6 +76,8 @@ def test_lab_end_to_end(jupyter, page):
     page.mouse.click(box["x"] + box["width"] * (2.5 / 3), box["y"] + box["height"] * (1.5 / 2))
     read_state(state, lambda s: (s["layer"], s["head"]) == (1, 2))
     page.wait_for_selector(".qk-root[data-qk-mode='single'][data-qk-head='2']")
+    # the head is fetched whole from the kernel, then drawn: click once every point is on screen
+    page.wait_for_selector(f".qk-root[data-qk-mode='single'][data-qk-drawn='{2 * n}']", state="attached")
 
     # click a query -> lines to exactly its top-k keys (exact attention, fetched from the kernel)
     page.wait_for_timeout(100)
