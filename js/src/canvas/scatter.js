@@ -290,7 +290,12 @@ export function createScatter(ctx) {
     justLassoed: () => performance.now() - lasso.end < LASSO_CLICK_MS,
     /** The drawn indices of global points (a selection shown on what is drawn). */
     drawnIndicesOf: (global) => drawnIndicesOf(ctx.state.drawn?.ids ?? new Uint32Array(0), global),
-    set: (opts) => sc?.set(opts),
+    /** Set scatterplot properties; unchanged values are skipped (each set costs a frame). */
+    set: (opts) => {
+      if (!sc) return;
+      const changed = Object.fromEntries(Object.entries(opts).filter(([k, v]) => sc.get(k) !== v));
+      if (Object.keys(changed).length) sc.set(changed);
+    },
     select: (points) => sc?.select(points, { preventEvent: true }),
     deselect: () => sc?.deselect(),
     reset: () => sc?.reset?.(),

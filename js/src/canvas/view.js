@@ -277,7 +277,7 @@ export function renderView({ model, el, fetchDetail, signal, onReady = () => {},
         ` — ${state.is3d ? "drag to rotate, wheel to zoom, " : ""}click a point for attention lines`;
   }
 
-  let viewToken = 0;
+  let viewToken = 0, firstView = true;
   async function applyView() {
     const wantSingle = ctx.focused();
     const cell = wantSingle ? cellOf(meta, model.get("layer"), model.get("head")) : -1;
@@ -317,7 +317,8 @@ export function renderView({ model, el, fetchDetail, signal, onReady = () => {},
       state.drawn.ids.forEach((g, i) => { state.localIndex[g - cell * per] = i; });
       state.positionsKey = `single:${cell}`;
     }
-    ctx.scatter.reset();
+    if (!firstView) ctx.scatter.reset(); // the camera starts at rest: no extra frame before the first paint
+    firstView = false;
     ctx.single3d.show();
     if (mode === "matrix") ensureSelectionDrawn();
     await ctx.scatter.draw();
