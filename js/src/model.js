@@ -33,6 +33,9 @@ import { decode } from "./wire/codec.js";
  *   uint32 indices, a bitmask or a parts upload), written by the front end and by Python
  * @property {Wire | null} _picture  PNG (uint8) of the layout at the last display, shown while no
  *   kernel answers (saved widget state, a busy kernel)
+ * @property {ProbeWire} _probe  the probed text's points in every head (QKViz.probe); {} = none
+ * @property {number} _hover  global point index under the pointer (-1: none); written by the front
+ *   end only when `_meta.link_hover` (qkviz.compare links two widgets' hover through it)
  */
 
 /**
@@ -52,11 +55,16 @@ import { decode } from "./wire/codec.js";
  *   chunk_points?: number, dim?: number, n_seqs?: number, has_attention?: boolean,
  *   has_faithfulness?: boolean, has_images?: boolean, recall?: Wire, norm_range?: Wire,
  *   missing?: Wire, single_scale?: number, cell_fill?: number, modality?: string,
- *   causal?: boolean, attns?: AttnWire[], streams?: string[], upload_bytes?: number, order?: Wire,
+ *   causal?: boolean, attns?: AttnWire[], streams?: string[], upload_bytes?: number,
+ *   has_values?: boolean, value_range?: Wire, can_probe?: boolean,
+ *   link_hover?: boolean, scores?: {names: string[], values: Wire} | null,
+ *   similar?: {xy: Wire, nearest: Wire, nearest_js: Wire} | null, order?: Wire,
  *   sample_points?: number, forced_points?: number}} MetaWire
  * @typedef {{name: string, layers: number[], heads: number[], cell_offset: number,
  *   query_stream: number, key_stream: number, causal?: boolean, order?: Wire,
  *   sample_points?: number}} AttnWire
+ * @typedef {{n_tokens?: number, display?: string[], seq?: Wire, pos?: Wire, texts?: string[],
+ *   coords?: Wire, attention?: Wire, offsets?: Wire}} ProbeWire
  * @typedef {{seq?: Wire, pos?: Wire, seq_len?: Wire, category?: Wire, token?: string[],
  *   display?: string[], row?: Wire, col?: Wire, stream?: Wire}} TokensWire
  * @typedef {{type: "numeric" | "categorical", values: Wire, categories?: string[]}} ColumnWire
@@ -67,7 +75,7 @@ import { decode } from "./wire/codec.js";
 export const TRAITS = Object.freeze([
   "layer", "head", "attn", "color", "color_mod", "size_by_norm", "search_query", "search_regex",
   "lines_k", "lines_threshold", "theme", "height", "_meta", "_tokens", "_columns", "_selection",
-  "_picture",
+  "_picture", "_probe", "_hover",
 ]);
 
 /**
@@ -75,8 +83,10 @@ export const TRAITS = Object.freeze([
  *   chunk_points: number, has_attention: boolean, has_faithfulness: boolean, has_images: boolean,
  *   recall: Float32Array, dim: 2 | 3, single_scale: number, cell_fill: number, attn: string,
  *   attns: AttnWire[], cell_offset: number, query_stream: number, key_stream: number,
- *   upload_bytes: number, missing: Uint8Array, order: Uint32Array, sample_points: number,
- *   forced_points: number}} Meta
+ *   upload_bytes: number, has_values: boolean, can_probe: boolean, link_hover: boolean,
+ *   scores: {names: string[], values: Float32Array} | null,
+ *   similar: {xy: Float32Array, nearest: Int32Array, nearestJs: Float32Array} | null,
+ *   missing: Uint8Array, order: Uint32Array, sample_points: number, forced_points: number}} Meta
  *   `missing`: 1 per cell of the whole grid (global cell index) without a layout. `order`: every
  *   point of a head of the shown attention in draw order (Python's qkviz.wire._lod.draw_order); the
  *   matrix draws its first `sample_points` in every cell, the single view all of it.
@@ -126,6 +136,15 @@ export function getMeta(model) {
     cell_fill: m.cell_fill ?? 0.84,
     // page -> kernel bytes per message (qkviz.widget._hosts.UPLOAD_BUDGET); larger go in parts
     upload_bytes: m.upload_bytes ?? 512 * 1024,
+    has_values: Boolean(m.has_values),
+    can_probe: Boolean(m.can_probe),
+    link_hover: Boolean(m.link_hover),
+    scores: m.scores ? { names: m.scores.names ?? [], values: /** @type {Float32Array} */ (decode(m.scores.values, "float32")) } : null,
+    similar: m.similar ? {
+      xy: /** @type {Float32Array} */ (decode(m.similar.xy, "float32")),
+      nearest: /** @type {Int32Array} */ (decode(m.similar.nearest, "int32")),
+      nearestJs: /** @type {Float32Array} */ (decode(m.similar.nearest_js, "float32")),
+    } : null,
     // a state without an order (written before level of detail) is drawn whole, in index order
     order: order.length === per ? order : Uint32Array.from({ length: per }, (_, i) => i),
     sample_points: Math.min(per, a?.sample_points ?? m.sample_points ?? per),

@@ -13,8 +13,11 @@ export const HEAD_CACHE = 12;
 const INDICES_PER_REQUEST = 100_000;
 
 /**
- * @typedef {{coords: Float32Array, norms: Uint8Array}} Points  coords [point * dim], norms [point]
- * @typedef {{m: number, offset: number, points: Uint32Array, coords: Float32Array, norms: Uint8Array}} Sample
+ * @typedef {{coords: Float32Array, norms: Uint8Array, vnorms: Uint8Array | null}} Points
+ *   coords [point * dim], norms [point], vnorms [point] (each point's token ‖v‖ per head; null
+ *   without value vectors)
+ * @typedef {{m: number, offset: number, points: Uint32Array, coords: Float32Array, norms: Uint8Array,
+ *   vnorms: Uint8Array | null}} Sample
  *   the same `m` points (`points`, indices within a head) of every cell of the shown attention,
  *   from cell `offset` on: coords [cell * m * dim], norms [cell * m] (NaN coordinates: a point the
  *   page does not embed; parked at 100: a missing head, a point the attention does not have)
@@ -62,22 +65,24 @@ export function createPointStore(meta, fetchDetail) {
   async function local(points, start = first, stop = first + nCells) {
     const k = points ? points.length : meta.sample_points;
     const coords = new Float32Array((stop - start) * k * dim), norms = new Uint8Array((stop - start) * k);
-    if (!k) return { coords, norms };
+    const vnorms = meta.has_values ? new Uint8Array((stop - start) * k) : null;
+    if (!k) return { coords, norms, vnorms };
     const step = cellsPerMessage(k), list = points ? Array.from(points) : undefined;
     for (let a = start; a < stop; a += step) {
       const b = Math.min(stop, a + step);
       const r = await fetchDetail({ kind: "sample", start: a, stop: b, ...(list ? { points: list } : {}) });
       coords.set(decode(r.coords, "float32"), (a - start) * k * dim);
       norms.set(decode(r.norms, "uint8"), (a - start) * k);
+      if (vnorms && r.vnorms) vnorms.set(decode(r.vnorms, "uint8"), (a - start) * k);
     }
-    return { coords, norms };
+    return { coords, norms, vnorms };
   }
 
   /** The matrix's sample of every head, once. @returns {Promise<Sample>} */
   function loadSample() {
     if (!sample) {
       const m = meta.sample_points;
-      const p = local(null).then(({ coords, norms }) => ({ m, offset: first, points: meta.order.subarray(0, m), coords, norms }));
+      const p = local(null).then(({ coords, norms, vnorms }) => ({ m, offset: first, points: meta.order.subarray(0, m), coords, norms, vnorms }));
       p.catch(() => { if (sample === p) sample = null; }); // let the next view retry
       sample = p;
     }
@@ -94,13 +99,15 @@ export function createPointStore(meta, fetchDetail) {
     }
     p = (async () => {
       const coords = new Float32Array(per * dim), norms = new Uint8Array(per);
+      const vnorms = meta.has_values ? new Uint8Array(per) : null;
       for (let a = 0; a < per; a += meta.chunk_points) {
         const b = Math.min(per, a + meta.chunk_points);
         const r = await fetchDetail({ kind: "points", start: cell * per + a, stop: cell * per + b });
         coords.set(decode(r.coords, "float32"), a * dim);
         norms.set(decode(r.norms, "uint8"), a);
+        if (vnorms && r.vnorms) vnorms.set(decode(r.vnorms, "uint8"), a);
       }
-      const h = { coords, norms };
+      const h = { coords, norms, vnorms };
       if (heads.get(cell) === p) ready.set(cell, h);
       return h;
     })();
@@ -122,6 +129,7 @@ export function createPointStore(meta, fetchDetail) {
    */
   async function at(ids) {
     const coords = new Float32Array(ids.length * dim), norms = new Uint8Array(ids.length);
+    const vnorms = meta.has_values ? new Uint8Array(ids.length) : null;
     /** @type {number[]} */
     const missing = [];
     for (let i = 0; i < ids.length; i++) {
@@ -130,17 +138,19 @@ export function createPointStore(meta, fetchDetail) {
       const p = ids[i] % per;
       for (let d = 0; d < dim; d++) coords[i * dim + d] = h.coords[p * dim + d];
       norms[i] = h.norms[p];
+      if (vnorms && h.vnorms) vnorms[i] = h.vnorms[p];
     }
     for (let a = 0; a < missing.length; a += INDICES_PER_REQUEST) {
       const part = missing.slice(a, a + INDICES_PER_REQUEST);
       const r = await fetchDetail({ kind: "points_at", points: part.map((i) => ids[i]) });
-      const c = decode(r.coords, "float32"), nm = decode(r.norms, "uint8");
+      const c = decode(r.coords, "float32"), nm = decode(r.norms, "uint8"), vn = r.vnorms ? decode(r.vnorms, "uint8") : null;
       part.forEach((i, j) => {
         for (let d = 0; d < dim; d++) coords[i * dim + d] = c[j * dim + d];
         norms[i] = nm[j];
+        if (vnorms && vn) vnorms[i] = vn[j];
       });
     }
-    return { coords, norms };
+    return { coords, norms, vnorms };
   }
 
   return {

@@ -36,6 +36,7 @@ _LAZY = {
     "embed": "project._recipe",
     "Embedding": "project._embedding",
     "QKViz": "widget",
+    "compare": "widget._compare",
     "save_html": "export",
 }
 
@@ -67,6 +68,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .project._embedding import Embedding
     from .project._recipe import embed
     from .widget import QKViz
+    from .widget._compare import compare
 
 
 def __getattr__(name: str) -> Any:

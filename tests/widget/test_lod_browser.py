@@ -278,6 +278,8 @@ def test_an_encoder_decoder_matrix_draws_each_attentions_sample(page, harness_ur
     page.wait_for_function("document.querySelector('#w0 .qk-status').textContent.includes('cross-attention')")
     page.evaluate("models.w0.set('layer', 0); models.w0.set('head', 2); models.w0.save_changes()")
     page.wait_for_selector("#w0 .qk-root[data-qk-mode='single']")
+    # the mode flips first; the head, fetched whole, is drawn once it has arrived
+    page.wait_for_function(f"document.querySelector('#w0 .qk-root')?.dataset.qkDrawn === '{per}'")
     assert drawn(page) == per and root.get_attribute("data-qk-head") == "2"
     assert page.evaluate("models.w0.get('attn')") == "cross" and off == 4
     assert page.qk_errors == []

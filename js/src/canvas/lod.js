@@ -7,12 +7,13 @@
 // Pure: no DOM, no requests.
 
 /**
- * @typedef {{ids: Uint32Array, coords: Float32Array, norms: Uint8Array}} Drawn
- *   ids [k] global point indices (`cell * 2n + point`); coords [k * dim]; norms [k]
+ * @typedef {{ids: Uint32Array, coords: Float32Array, norms: Uint8Array, vnorms: Uint8Array | null}} Drawn
+ *   ids [k] global point indices (`cell * 2n + point`); coords [k * dim]; norms [k]; vnorms [k]
+ *   (each point's token ‖v‖ in its head, 0..255; null without value vectors)
  */
 
 /** The drawn set with nothing in it. @returns {Drawn} */
-export const emptyDrawn = () => ({ ids: new Uint32Array(0), coords: new Float32Array(0), norms: new Uint8Array(0) });
+export const emptyDrawn = () => ({ ids: new Uint32Array(0), coords: new Float32Array(0), norms: new Uint8Array(0), vnorms: null });
 
 /** rank[order[i]] = i: where each point comes in the draw order. @param {Uint32Array} order */
 export function rankOf(order) {
@@ -23,8 +24,8 @@ export function rankOf(order) {
 
 /**
  * The same points of a range of cells (the matrix sample, or searched points) as a drawn set.
- * @param {{coords: Float32Array, norms: Uint8Array}} block  coords [cell * k * dim], norms [cell * k]
- *   for cells start..start + (length / k)
+ * @param {{coords: Float32Array, norms: Uint8Array, vnorms?: Uint8Array | null}} block  coords
+ *   [cell * k * dim], norms and vnorms [cell * k] for cells start..start + (length / k)
  * @param {Uint32Array} points  the k indices within a head
  * @param {number} start  the first cell of the block
  * @param {number} per  points per head (2n)
@@ -35,6 +36,7 @@ export function rankOf(order) {
 export function cellsBlock(block, points, start, per, dim, skipCells = null) {
   const k = points.length, cells = k ? block.norms.length / k : 0;
   const ids = new Uint32Array(cells * k), coords = new Float32Array(cells * k * dim), norms = new Uint8Array(cells * k);
+  const vn = block.vnorms ?? null, vnorms = vn ? new Uint8Array(cells * k) : null;
   let o = 0;
   for (let c = 0; c < cells; c++) {
     if (skipCells?.[start + c]) continue;
@@ -43,34 +45,40 @@ export function cellsBlock(block, points, start, per, dim, skipCells = null) {
       if (!finiteAt(block.coords, src, dim)) continue;
       ids[o] = (start + c) * per + points[i];
       for (let d = 0; d < dim; d++) coords[o * dim + d] = block.coords[src * dim + d];
+      if (vnorms) vnorms[o] = vn[src];
       norms[o++] = block.norms[src];
     }
   }
-  return { ids: ids.subarray(0, o), coords: coords.subarray(0, o * dim), norms: norms.subarray(0, o) };
+  return { ids: ids.subarray(0, o), coords: coords.subarray(0, o * dim), norms: norms.subarray(0, o), vnorms: vnorms?.subarray(0, o) ?? null };
 }
 
 /**
  * Points given by global index with their coordinates (selected extras) as a drawn set.
  * @param {Uint32Array} ids
- * @param {{coords: Float32Array, norms: Uint8Array}} points  coords [k * dim], norms [k]
+ * @param {{coords: Float32Array, norms: Uint8Array, vnorms?: Uint8Array | null}} points  coords
+ *   [k * dim], norms and vnorms [k]
  * @param {number} dim
  * @returns {Drawn}
  */
 export function idsBlock(ids, points, dim) {
   const keep = [];
   for (let i = 0; i < ids.length; i++) if (finiteAt(points.coords, i, dim)) keep.push(i);
-  const out = { ids: new Uint32Array(keep.length), coords: new Float32Array(keep.length * dim), norms: new Uint8Array(keep.length) };
+  const vn = points.vnorms ?? null;
+  const out = { ids: new Uint32Array(keep.length), coords: new Float32Array(keep.length * dim), norms: new Uint8Array(keep.length),
+    vnorms: vn ? new Uint8Array(keep.length) : null };
   keep.forEach((i, o) => {
     out.ids[o] = ids[i];
     for (let d = 0; d < dim; d++) out.coords[o * dim + d] = points.coords[i * dim + d];
     out.norms[o] = points.norms[i];
+    if (out.vnorms) out.vnorms[o] = vn[i];
   });
   return out;
 }
 
 /**
  * One whole head in draw order (the single view).
- * @param {{coords: Float32Array, norms: Uint8Array}} head  coords [point * dim], norms [point]
+ * @param {{coords: Float32Array, norms: Uint8Array, vnorms?: Uint8Array | null}} head  coords
+ *   [point * dim], norms and vnorms [point]
  * @param {Uint32Array} order  every point of a head in draw order
  * @param {number} cell
  * @param {number} dim
@@ -79,15 +87,17 @@ export function idsBlock(ids, points, dim) {
 export function headBlock(head, order, cell, dim) {
   const per = order.length;
   const ids = new Uint32Array(per), coords = new Float32Array(per * dim), norms = new Uint8Array(per);
+  const vn = head.vnorms ?? null, vnorms = vn ? new Uint8Array(per) : null;
   let o = 0;
   for (let i = 0; i < per; i++) {
     const p = order[i];
     if (!finiteAt(head.coords, p, dim)) continue;
     ids[o] = cell * per + p;
     for (let d = 0; d < dim; d++) coords[o * dim + d] = head.coords[p * dim + d];
+    if (vnorms) vnorms[o] = vn[p];
     norms[o++] = head.norms[p];
   }
-  return { ids: ids.subarray(0, o), coords: coords.subarray(0, o * dim), norms: norms.subarray(0, o) };
+  return { ids: ids.subarray(0, o), coords: coords.subarray(0, o * dim), norms: norms.subarray(0, o), vnorms: vnorms?.subarray(0, o) ?? null };
 }
 
 /**
@@ -102,11 +112,13 @@ export function withoutCells(block, skipCells, per, dim) {
   const keep = [];
   for (let i = 0; i < block.ids.length; i++) if (!skipCells[Math.floor(block.ids[i] / per)]) keep.push(i);
   if (keep.length === block.ids.length) return block;
-  const out = { ids: new Uint32Array(keep.length), coords: new Float32Array(keep.length * dim), norms: new Uint8Array(keep.length) };
+  const out = { ids: new Uint32Array(keep.length), coords: new Float32Array(keep.length * dim), norms: new Uint8Array(keep.length),
+    vnorms: block.vnorms ? new Uint8Array(keep.length) : null };
   keep.forEach((i, o) => {
     out.ids[o] = block.ids[i];
     out.coords.set(block.coords.subarray(i * dim, (i + 1) * dim), o * dim);
     out.norms[o] = block.norms[i];
+    if (out.vnorms) out.vnorms[o] = block.vnorms[i];
   });
   return out;
 }
@@ -119,31 +131,36 @@ export function withoutCells(block, skipCells, per, dim) {
  *   (points.js; its cells start at `offset`)
  * @param {number} cell
  * @param {number} dim
- * @returns {{coords: Float32Array, norms: Uint8Array, finite: number}}  `finite`: points with coordinates
+ * @returns {{coords: Float32Array, norms: Uint8Array, vnorms: Uint8Array | null, finite: number}}
+ *   `finite`: points with coordinates
  */
 export function fillFromSample(head, sample, cell, dim) {
   const per = head.norms.length, m = sample.points.length;
-  let coords = head.coords, norms = head.norms;
+  let coords = head.coords, norms = head.norms, vnorms = head.vnorms ?? null;
   for (let i = 0; i < m; i++) {
     const p = sample.points[i], src = (cell - (sample.offset ?? 0)) * m + i;
     if (finiteAt(coords, p, dim) || !finiteAt(sample.coords, src, dim)) continue;
-    if (coords === head.coords) { coords = coords.slice(); norms = norms.slice(); }
+    if (coords === head.coords) { coords = coords.slice(); norms = norms.slice(); vnorms = vnorms?.slice() ?? null; }
     for (let d = 0; d < dim; d++) coords[p * dim + d] = sample.coords[src * dim + d];
     norms[p] = sample.norms[src];
+    if (vnorms && sample.vnorms) vnorms[p] = sample.vnorms[src];
   }
   let finite = 0;
   for (let p = 0; p < per; p++) if (finiteAt(coords, p, dim)) finite++;
-  return { coords, norms, finite };
+  return { coords, norms, vnorms, finite };
 }
 
 /** Drawn sets one after the other (later ones drawn on top). @param {Drawn[]} blocks @param {number} dim */
 export function concatDrawn(blocks, dim) {
   if (blocks.length === 1) return blocks[0];
   const k = blocks.reduce((s, b) => s + b.ids.length, 0);
-  const out = { ids: new Uint32Array(k), coords: new Float32Array(k * dim), norms: new Uint8Array(k) };
+  const withValues = blocks.some((b) => b.vnorms);
+  const out = { ids: new Uint32Array(k), coords: new Float32Array(k * dim), norms: new Uint8Array(k),
+    vnorms: withValues ? new Uint8Array(k) : null };
   let o = 0;
   for (const b of blocks) {
     out.ids.set(b.ids, o); out.coords.set(b.coords, o * dim); out.norms.set(b.norms, o);
+    if (out.vnorms && b.vnorms) out.vnorms.set(b.vnorms, o);
     o += b.ids.length;
   }
   return out;

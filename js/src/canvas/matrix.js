@@ -160,8 +160,13 @@ export function createMatrix(ctx) {
       const el = h("div", { class: "qk-cell", dataset: { layer: meta.layers[li], head: meta.heads[hi] } });
       Object.assign(el.style, { left: `${c * cw}px`, top: `${r * chh}px`, width: `${cw}px`, height: `${chh}px` });
       el.append(h("span", { class: "qk-cell-label" }, `L${meta.layers[li]} H${meta.heads[hi]}`));
-      const rec = score(cell);
-      if (meta.has_faithfulness && rec >= 0) el.append(h("span", { class: "qk-cell-score", title: "recall@k" }, rec.toFixed(2)));
+      const scoreEl = h("span", { class: "qk-cell-score", title: "recall@k" });
+      // the atlas (a chosen head score) tints the cell and prints its value; else recall@k
+      if (!ctx.atlas?.decorate(el, cell, scoreEl)) {
+        const rec = score(cell);
+        if (meta.has_faithfulness && rec >= 0) scoreEl.textContent = rec.toFixed(2);
+      }
+      if (scoreEl.textContent) el.append(scoreEl);
       if (meta.missing[(ctx.cellOffset ?? 0) + cell]) el.dataset.missing = "true";
       cellEls.push(el);
     }
@@ -236,7 +241,8 @@ export function createMatrix(ctx) {
     if (cellEl) cellEl.dataset.hover = "true";
     const rec = score(hit.cell);
     ctx.tooltip.showText(`Layer ${meta.layers[hit.layer]} · Head ${meta.heads[hit.head]}`,
-      ...(meta.has_faithfulness && rec >= 0 ? [` · recall@k ${rec.toFixed(2)}`] : []));
+      ...(meta.has_faithfulness && rec >= 0 ? [` · recall@k ${rec.toFixed(2)}`] : []),
+      ctx.atlas?.describe(hit.cell) ?? "");
   }
 
   /** x, y of drawn points on the matrix: 2-D layouts as they are, 3-D through `camera`. Drawn

@@ -134,7 +134,7 @@ export function createScatter(ctx) {
     const { state } = ctx, d = state.drawn;
     const out = new Float32Array(d.ids.length);
     const hl = state.mode === "single" && state.highlight ? state.highlight : state.search;
-    fillColorIndex(out, enc, d.ids, n, d.norms, palette.half, palette.missing, hl);
+    fillColorIndex(out, enc, d.ids, n, enc.byValue && d.vnorms ? d.vnorms : d.norms, palette.half, palette.missing, hl);
     return out;
   }
   /** Norm of every drawn point in 0..1 (size by norm). */
@@ -253,6 +253,17 @@ export function createScatter(ctx) {
     return toLocal(dim, 1, 1);
   }
 
+  // Annotations (regl-scatterplot draws one list) come from several parts: attention lines, the
+  // probe's points and lines, the linked hover ring. Each owns a named layer; all are drawn together.
+  const layers = new Map();
+  /** Replace one annotation layer (null or [] removes it) and draw them all. */
+  function annotate(name, list) {
+    if (list && list.length) layers.set(name, list); else layers.delete(name);
+    if (!sc) return;
+    const all = [...layers.values()].flat();
+    if (all.length) sc.drawAnnotations(all); else sc.clearAnnotations?.();
+  }
+
   /**
    * CSS-pixel positions (relative to the canvas) of the points: Float32Array [point * 2] of the
    * focused head (local order) in the single view; on the matrix, of every point of the shown
@@ -299,7 +310,8 @@ export function createScatter(ctx) {
     select: (points) => sc?.select(points, { preventEvent: true }),
     deselect: () => sc?.deselect(),
     reset: () => sc?.reset?.(),
-    clearAnnotations: () => sc?.clearAnnotations?.(),
-    drawAnnotations: (annotations) => sc?.drawAnnotations(annotations),
+    /** Forget every annotation layer (lines, probe, hover ring) and clear the drawing. */
+    clearAnnotations: () => { layers.clear(); sc?.clearAnnotations?.(); },
+    annotate,
   };
 }

@@ -20,6 +20,7 @@ import { getPointStore } from "../points.js";
 import { h } from "../ui/dom.js";
 import { BACKGROUND } from "../ui/palette.js";
 import { AXIS_PX } from "../ui/style.js";
+import { createAtlas } from "./atlas.js";
 import { createLines } from "./lines.js";
 import {
   cellsBlock, concatDrawn, emptyDrawn, fillFromSample, headBlock, idsBlock, maskOf, rankOf, searchPoints,
@@ -27,6 +28,7 @@ import {
 } from "./lod.js";
 import { cellsInRect, chooseTranspose, createMatrix, fitCanvas, gridGeometry, singlePositions } from "./matrix.js";
 import { createOrbit } from "./orbit.js";
+import { createProbe } from "./probe.js";
 import { mark, createScatter } from "./scatter.js";
 import { pointsInPolygon, project3D } from "./scene3d.js";
 import { matchTokens } from "./search.js";
@@ -119,7 +121,12 @@ export function renderView({ model, el, fetchDetail, signal, onReady = () => {},
 
   ctx.toolbar = createToolbar(ctx);
   ctx.tooltip = createTooltip(ctx);
-  root.append(ctx.toolbar.el, h("div", { class: "qk-body" }, stage, h("div", { class: "qk-side" }, status, legend, panel)), ctx.tooltip.el);
+  ctx.atlas = createAtlas(ctx);
+  ctx.probe = createProbe(ctx);
+  const extraBar = [ctx.atlas.controls, ctx.probe.controls].filter(Boolean);
+  root.append(ctx.toolbar.el, ...(extraBar.length ? [h("div", { class: "qk-toolbar qk-toolbar2" }, ...extraBar)] : []),
+    h("div", { class: "qk-body" }, stage, h("div", { class: "qk-side" }, status, legend, ctx.atlas.el, panel)), ctx.tooltip.el);
+  const side = root.querySelector(".qk-side");
 
   ctx.matrix = createMatrix(ctx);
   ctx.selection = createSelection(ctx);
@@ -165,6 +172,8 @@ export function renderView({ model, el, fetchDetail, signal, onReady = () => {},
   function applySize(force = false) {
     state.size = sizeFor();
     const turned = chooseOrientation();
+    // the side column (legend, atlas, panel) scrolls within the widget's height rather than growing it
+    side.style.maxHeight = `${Math.max(model.get("height") ?? 640, canvasSize()[1])}px`;
     const [w, hgt] = canvasSize();
     const key = `${state.mode} ${w}x${hgt} ${ctx.geom.transpose}`;
     if (key === state.sizeKey && !force) return;
@@ -324,6 +333,8 @@ export function renderView({ model, el, fetchDetail, signal, onReady = () => {},
     await ctx.scatter.draw();
     mark("view:end");
     showStatus();
+    ctx.atlas.onView();
+    ctx.probe.draw();
     bus.publish("view", { mode, layer: model.get("layer"), head: model.get("head") });
   }
 
@@ -481,6 +492,8 @@ export function renderView({ model, el, fetchDetail, signal, onReady = () => {},
   listen("change:lines_threshold", redrawLines);
   listen("change:theme", applyTheme);
   listen("change:height", () => applySize(true));
+  listen("change:_probe", () => ctx.probe.update());
+  listen("change:_hover", () => ctx.probe.drawHover());
 
   // ---- panel bus ---------------------------------------------------------------------------------
   bus.subscribe("highlight:tokens", (payload) => {

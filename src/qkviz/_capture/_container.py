@@ -89,6 +89,11 @@ class Capture:
     terms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _tensors: MemoryTensors | DiskTensors | None = field(default=None, repr=False)
     streams: tuple[str, ...] = ("tokens",)
+    # Not state: a one-head memo of q/k and the sequence bounds (so that attention() over every
+    # sequence of a head reads the head once), and a handle on the model that made the capture
+    # (ModelHandle, set by qkviz.capture; never saved or pickled).
+    _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _model_handle: Any = field(default=None, init=False, repr=False, compare=False)
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -358,10 +363,25 @@ class Capture:
     # -- exact attention --------------------------------------------------------------------------
 
     def _seq_rows(self, seq: int) -> tuple[int, int]:
-        if not 0 <= int(seq) < len(self.sequences):
-            raise InputError(f"seq {seq!r} out of range: the capture holds {len(self.sequences)} sequences")
-        row = self.sequences.iloc[int(seq)]
-        return int(row["offset"]), int(row["n_tokens"])
+        bounds = self._memo.get("bounds")
+        if bounds is None:
+            bounds = self._memo["bounds"] = (
+                self.sequences["offset"].to_numpy(np.int64),
+                self.sequences["n_tokens"].to_numpy(np.int64),
+            )
+        if not 0 <= int(seq) < len(bounds[0]):
+            raise InputError(f"seq {seq!r} out of range: the capture holds {len(bounds[0])} sequences")
+        return int(bounds[0][int(seq)]), int(bounds[1][int(seq)])
+
+    def _head_qk(self, layer: int, head: int, attn: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """q and k of one head, kept until another head is asked for (read-only arrays)."""
+        hit = self._memo.get("qk")
+        if hit is None or hit[0] != (attn, layer, head):
+            q, k = self.q(layer, head, attn), self.k(layer, head, attn)
+            q.setflags(write=False)
+            k.setflags(write=False)
+            hit = self._memo["qk"] = ((attn, layer, head), q, k)
+        return hit[1], hit[2]
 
     def _stream_slice(self, seq: int, stream: int) -> slice:
         """Rows of ``seq`` in one stream, as a slice of that stream's rows (what q/k return)."""
@@ -396,10 +416,8 @@ class Capture:
 
     def _seq_vectors(self, layer: int, head: int, seq: int, attn: str | None) -> tuple[np.ndarray, np.ndarray]:
         g = self._geom(attn)
-        return (
-            self.q(layer, head, attn)[self._stream_slice(seq, g.query_stream)],
-            self.k(layer, head, attn)[self._stream_slice(seq, g.key_stream)],
-        )
+        q, k = self._head_qk(layer, head, attn)
+        return q[self._stream_slice(seq, g.query_stream)], k[self._stream_slice(seq, g.key_stream)]
 
     def attention(self, layer: int, head: int, seq: int, attn: str | None = None) -> np.ndarray:
         """The head's attention probabilities over one sequence, recomputed exactly from q and k.
@@ -483,6 +501,22 @@ class Capture:
         ka = np.concatenate([k, (np.float32(f.alibi) * pos)[:, None]], axis=1)
         return qa, ka
 
+    def head_scores(self, cells: Any = None, *, value_weighted: bool | None = None, seqs: Any = None) -> pd.DataFrame:
+        """The head atlas: previous-token, first-token, self, special, entropy, mean-distance and
+        induction scores of every head, pooled over every query of the capture.
+
+        See :func:`qkviz.analysis.head_scores` for the parameters and ``docs/concepts/head-scores.md``
+        for the definitions.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (layer, head).
+        """
+        from ..analysis import head_scores
+
+        return head_scores(self, cells, value_weighted=value_weighted, seqs=seqs)
+
     def verify(self, model: Any, inputs: Any = None, *, seqs: Any = None, batch_size: int = 8) -> pd.DataFrame:
         """Compare :meth:`attention` with the model's own eager attention probabilities.
 
@@ -534,6 +568,13 @@ class Capture:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return path
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The memo is a cache and the model handle refers to a live model: neither is pickled.
+        state = dict(self.__dict__)
+        state["_memo"] = {}
+        state["_model_handle"] = None
+        return state
 
     def __repr__(self) -> str:
         return (

@@ -20,6 +20,7 @@ from . import _inputs
 from ._checks import check_supported, first_batch_check, forward_kwargs, model_device
 from ._container import Capture, attns_from_json, attns_json, load
 from ._geometry import HeadGeometry
+from ._handle import ModelHandle
 from ._store import (
     FORMAT,
     VERSION,
@@ -321,7 +322,9 @@ def capture(
     if out is not None:
         writer, start = _open_store(pathlib.Path(out), resume, lm, params, names)
         if writer is None:  # already complete
-            return load(out)
+            done = load(out)
+            done._model_handle = ModelHandle(lm)
+            return done
 
     dev = model_device(net)
     fwd = forward_kwargs(net)
@@ -408,10 +411,12 @@ def capture(
 
     if writer is not None:
         writer.finish()
-        return load(writer.root)
+        done = load(writer.root)
+        done._model_handle = ModelHandle(lm)
+        return done
     tokens = pd.concat(tables_t, ignore_index=True)
     assert attns  # the loop ran at least once: inputs are never empty
-    return Capture(
+    cap = Capture(
         tokens=tokens,
         sequences=pd.concat(tables_s, ignore_index=True),
         attns=attns,
@@ -422,6 +427,8 @@ def capture(
         terms=_terms(rec),
         _tensors=col.tensors(_index(attns, values)),
     )
+    cap._model_handle = ModelHandle(lm)  # lets Embedding.place capture new inputs the same way
+    return cap
 
 
 def _streams(attns: dict[str, HeadGeometry]) -> tuple[str, ...]:

@@ -11,9 +11,24 @@ model stack: ``Capture`` and the widget both call it.
 * :func:`image_detail` — one image patch's attention on its image's patch grid;
 * :func:`family_detail`, :func:`row_stats` — what a head's score function adds: each query's sink
   share, the content and position parts of its scores, how much its attention owes to position;
-* :func:`patch_grid`, :func:`patch_atlas`, :func:`patch_colors` — image captures' patches.
+* :func:`patch_grid`, :func:`patch_atlas`, :func:`patch_colors` — image captures' patches;
+* :func:`patch_grid`, :func:`patch_atlas`, :func:`patch_colors` — image captures' patches;
+* :func:`head_scores` — the head atlas: previous-token, first-token, self, special, entropy, mean
+  distance and induction scores of every head, pooled over every query (``docs/concepts/head-scores.md``);
+* :func:`head_distances`, :func:`similar_heads_map` — how alike two heads attend (Jensen–Shannon);
+* :func:`compare_heads` — the same heads in two captures of the same texts.
 """
 
+from ._heads import (
+    SCORES,
+    classical_mds,
+    compare_heads,
+    head_distances,
+    head_scores,
+    js_divergence,
+    match_sequences,
+    similar_heads_map,
+)
 from ._images import patch_atlas, patch_colors, patch_grid
 from ._panel import (
     AttentionSource,
@@ -38,4 +53,13 @@ __all__ = [
     "capture_of",
     "family_detail",
     "row_stats",
+    "ARROW_MIN_WEIGHT",
+    "SCORES",
+    "head_scores",
+    "head_distances",
+    "similar_heads_map",
+    "classical_mds",
+    "compare_heads",
+    "match_sequences",
+    "js_divergence",
 ]

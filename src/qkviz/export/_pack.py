@@ -23,7 +23,7 @@ _ALIGN = 8
 #: as a colour ramp and dot sizes (64 levels), the exact aggregates as heatmaps, bars and
 #: 3-decimal scores (4096 levels).
 COMPACT_BITS = {
-    "coords": 11, "weights": 8, "cls": 8, "norms": 6, "by_position": 12, "by_offset": 12, "by_offset_mean": 12,
+    "coords": 11, "weights": 8, "cls": 8, "norms": 6, "vnorms": 6, "by_position": 12, "by_offset": 12, "by_offset_mean": 12,
     "sink": 8, "position_effect": 8,
 }  # fmt: skip
 _ITEMSIZE = {"float32": 4, "uint32": 4, "int32": 4, "uint8": 1, "float64": 8, "int64": 8, "uint16": 2}

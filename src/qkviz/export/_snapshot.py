@@ -78,6 +78,7 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
                 "stop": p["stop"],
                 "coords": array_to_binary(p["coords"], "float32"),
                 "norms": array_to_binary(p["norms"], "uint8"),
+                **({"vnorms": array_to_binary(p["vnorms"], "uint8")} if "vnorms" in p else {}),
             }
         )
     # every point is embedded: the page gathers the matrix's sample from the chunks (a page that

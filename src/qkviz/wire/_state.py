@@ -46,15 +46,30 @@ from ._lod import FORCED_POINTS, draw_order, sample_size
 if TYPE_CHECKING:
     from ..project import Embedding
 
-__all__ = ["WidgetState", "View", "COLOR_FIELDS", "PATCH_COLOR", "THEMES", "SINGLE_SCALE", "CELL_FILL"]
+__all__ = [
+    "WidgetState",
+    "View",
+    "COLOR_FIELDS",
+    "PATCH_COLOR",
+    "VALUE_NORM",
+    "THEMES",
+    "SINGLE_SCALE",
+    "CELL_FILL",
+    "AUTO_SCORES_LIMIT",
+]
 
 #: Built-in colour encodings (user columns add their own names).
 COLOR_FIELDS = ("kind", "position", "position_mod", "norm", "sequence", "category", "length")
+#: Extra colour field of captures with value vectors: each point by its token's ‖v‖ in that head.
+VALUE_NORM = "value_norm"
+#: Head scores (and similar-heads map) are computed for a widget automatically up to this many
+#: token-heads (tokens × heads, about 5 s on two cores); above it pass ``scores=True``.
+AUTO_SCORES_LIMIT = 2_000_000
 #: Extra colour field of image captures: each patch in its own mean colour (CLS grey).
 PATCH_COLOR = "patch_color"
 THEMES = ("auto", "light", "dark")
 #: Names a user column may not take (they are built-in fields of the selection table).
-_RESERVED = ("token", "display", "seq", "pos", "kind", "layer", "head", "x", "y", PATCH_COLOR)
+_RESERVED = ("token", "display", "seq", "pos", "kind", "layer", "head", "x", "y", PATCH_COLOR, VALUE_NORM)
 
 #: The single view draws a head's [-1, 1] layout at this scale of the canvas' [-1, 1] box, and the
 #: matrix fills this share of each cell (margins keep dots off the edges). Tests map screen pixels
@@ -162,6 +177,15 @@ class WidgetState:
         The capture holds images (thumbnails, patch colour fields).
     faithfulness : pandas.DataFrame or None
         ``layer, head, recall`` shown in the grid cells.
+    scores : pandas.DataFrame or None
+        The head atlas (``layer``, ``head`` and one column per score, see
+        :func:`qkviz.analysis.head_scores`, plus e.g. ``js`` from a comparison) the cells can be
+        tinted, filtered and ranked by.
+    similar : pandas.DataFrame or None
+        The similar-heads map (:func:`qkviz.analysis.similar_heads_map`).
+    value_range : float32 [cell, 2] or None
+        Each head's (min, max) token ‖v‖ (captures with value vectors; ``None`` otherwise); the
+        quantised values are read per head (:meth:`head_vnorms`, :attr:`value_norms`).
     """
 
     embedding: Embedding
@@ -181,7 +205,11 @@ class WidgetState:
     token_text: list[str] = field(default_factory=list)
     category: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
     attns: list[dict[str, Any]] = field(default_factory=list)
+    scores: pd.DataFrame | None = None
+    similar: pd.DataFrame | None = None
+    value_range: np.ndarray | None = None
     _qnorms: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict, repr=False)
+    _qvnorms: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict, repr=False)
     _cell_attn: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32), repr=False)
 
     # -- construction -----------------------------------------------------------------------------
@@ -193,6 +221,7 @@ class WidgetState:
         *,
         columns: dict[str, Any] | pd.DataFrame | None = None,
         faithfulness: bool | pd.DataFrame = False,
+        scores: bool | pd.DataFrame | None = None,
     ) -> WidgetState:
         """Check an embedding and encode everything the front end draws.
 
@@ -206,6 +235,11 @@ class WidgetState:
         faithfulness : bool or pandas.DataFrame
             ``True`` computes ``embedding.faithfulness()`` to print recall@k in every grid cell; a
             DataFrame with ``layer, head, recall`` is used as is.
+        scores : bool, pandas.DataFrame or None
+            The head atlas and similar-heads map. ``None`` computes them when the embedding has its
+            capture and at most :data:`AUTO_SCORES_LIMIT` token-heads; ``True`` always (needs the
+            capture); ``False`` never; a DataFrame with ``layer``, ``head`` and numeric columns is
+            shown as the atlas (the map is still computed from the capture, under the same rule).
 
         Raises
         ------
@@ -309,7 +343,85 @@ class WidgetState:
         state.columns = state._read_columns(columns)
         state.has_images = state._add_image_columns()
         state.faithfulness = state._read_faithfulness(faithfulness)
+        state._read_scores(scores)
+        state._add_value_norms()
         return state
+
+    def _read_scores(self, scores: Any) -> None:
+        emb = self.embedding
+        # the head atlas covers models of one self-attention (encoder-decoder attentions: not yet)
+        one = emb.attns == ("self",)
+        small = one and emb.capture is not None and self.n_tokens * len(self.cells) <= AUTO_SCORES_LIMIT
+        if scores is False or (scores is None and not small):
+            return
+        if not one and not isinstance(scores, pd.DataFrame):
+            raise WidgetDataError("head scores cover models of one self-attention; pass scores=False for this one")
+        if isinstance(scores, pd.DataFrame):
+            if not {"layer", "head"} <= set(scores.columns):
+                raise WidgetDataError("scores must be a DataFrame with layer, head and score columns")
+            self.scores = scores
+        elif emb.capture is None:
+            raise WidgetDataError("head scores need the embedding's capture; pass scores=False or attach it")
+        else:
+            self.scores = emb.head_scores()
+        if emb.capture is not None and (small or scores is True):
+            from ..analysis import similar_heads_map
+
+            cells = [c for c in self.cells if emb.has(*c)]
+            self.similar = similar_heads_map(emb.capture, cells) if len(cells) > 1 else None
+
+    def _add_value_norms(self) -> None:
+        """Each head's range of token ‖v‖ (captures with value vectors): the per-head quantisation
+        of :meth:`head_vnorms`. Reads each head's values once; keeps one pair of numbers a head."""
+        cap = self.embedding.capture
+        if cap is None or not cap.has_values:
+            return
+        rng = np.zeros((len(self.cells), 2), np.float32)
+        for c in range(len(self.cells)):
+            la, he, attn = self._head_key(c)
+            if self.missing[c] or not self.embedding.has(la, he, attn):
+                continue
+            v = self._value_norm(c)
+            rng[c] = float(v.min()), float(v.max())
+        rng.setflags(write=False)
+        self.value_range = rng
+
+    def _value_norm(self, cell: int) -> np.ndarray:
+        """float64 [token]: each token's ‖v‖ in the head of ``cell``."""
+        la, he, attn = self._head_key(cell)
+        cap = self.embedding.capture
+        assert cap is not None  # only called when the capture holds values
+        return np.linalg.norm(np.asarray(cap.v(la, he, attn), np.float64), axis=1)
+
+    def head_vnorms(self, cell: int) -> np.ndarray | None:
+        """Each point's token ‖v‖ in the head of ``cell`` (queries and keys alike), quantised
+        min-max per head to ``uint8 [point]``; ``None`` without value vectors. The last few kept."""
+        if self.value_range is None:
+            return None
+        cached = self._qvnorms.get(cell)
+        if cached is not None:
+            self._qvnorms.move_to_end(cell)
+            return cached
+        if self.missing[cell]:
+            q = np.zeros(2 * self.n_tokens, np.uint8)
+        else:
+            v = self._value_norm(cell)
+            lo, hi = (float(x) for x in self.value_range[cell])
+            t = np.zeros_like(v) if hi <= lo else (v - lo) / (hi - lo) * 255.0
+            q = np.tile(np.rint(t).astype(np.uint8), 2)
+        q.setflags(write=False)
+        self._qvnorms[cell] = q
+        if len(self._qvnorms) > _NORM_CACHE_HEADS:
+            self._qvnorms.popitem(last=False)
+        return q
+
+    @property
+    def value_norms(self) -> np.ndarray | None:
+        """Every point's quantised token ‖v‖, ``uint8 [point_global]`` (``None`` without values);
+        built on each call, like :attr:`coords`."""
+        if self.value_range is None:
+            return None
+        return np.concatenate([self.head_vnorms(c) for c in range(len(self.cells))])
 
     def _read_columns(self, columns: Any) -> dict[str, pd.Series]:
         if columns is None:
@@ -479,8 +591,14 @@ class WidgetState:
         return a["cell_offset"] + a["layers"].index(layer) * len(a["heads"]) + a["heads"].index(head)
 
     def color_fields(self) -> list[str]:
-        """Every valid ``color``: the built-in fields, ``"patch_color"`` for images, user columns."""
-        return list(COLOR_FIELDS) + ([PATCH_COLOR] if self.has_images else []) + list(self.columns)
+        """Every valid ``color``: the built-in fields, ``"patch_color"`` for images,
+        ``"value_norm"`` with value vectors, user columns."""
+        return (
+            list(COLOR_FIELDS)
+            + ([PATCH_COLOR] if self.has_images else [])
+            + ([VALUE_NORM] if self.value_range is not None else [])
+            + list(self.columns)
+        )
 
     def check_color(self, name: Any) -> None:
         if name not in self.color_fields():
@@ -615,14 +733,20 @@ class WidgetState:
         per = 2 * self.n_tokens
         coords = np.empty((stop - start, self.dim), np.float32)
         norms = np.empty(stop - start, np.uint8)
+        vnorms = np.empty(stop - start, np.uint8) if self.value_range is not None else None
         at = start
         while at < stop:
             c, lo = divmod(at, per)
             hi = min(per, lo + stop - at)
             coords[at - start : at - start + hi - lo] = self.head_coords(c)[lo:hi]
             norms[at - start : at - start + hi - lo] = self.head_norms(c)[lo:hi]
+            if vnorms is not None:
+                vnorms[at - start : at - start + hi - lo] = self.head_vnorms(c)[lo:hi]  # type: ignore[index]
             at += hi - lo
-        return {"start": start, "stop": stop, "coords": coords, "norms": norms}
+        out = {"start": start, "stop": stop, "coords": coords, "norms": norms}
+        if vnorms is not None:
+            out["vnorms"] = vnorms
+        return out
 
     def sample(self, start: int, stop: int, points: Any = None) -> dict[str, Any]:
         """The same points of every cell in ``[start, stop)``: the matrix's level of detail.
@@ -656,10 +780,16 @@ class WidgetState:
             raise IndexError(f"points must lie in [0, {2 * self.n_tokens})")
         coords = np.empty((stop - start, len(pts), self.dim), np.float32)
         norms = np.empty((stop - start, len(pts)), np.uint8)
+        vnorms = np.empty((stop - start, len(pts)), np.uint8) if self.value_range is not None else None
         for i, c in enumerate(range(start, stop)):
             coords[i] = self.head_coords(c)[pts]
             norms[i] = self.head_norms(c)[pts]
-        return {"start": start, "stop": stop, "coords": coords, "norms": norms}
+            if vnorms is not None:
+                vnorms[i] = self.head_vnorms(c)[pts]  # type: ignore[index]
+        out = {"start": start, "stop": stop, "coords": coords, "norms": norms}
+        if vnorms is not None:
+            out["vnorms"] = vnorms
+        return out
 
     def points_at(self, indices: Any) -> dict[str, Any]:
         """Points at global ``indices`` (any cells): coords ``float32 [point, dim]``, norms ``uint8 [point]``."""
@@ -668,7 +798,15 @@ class WidgetState:
             raise IndexError(f"point indices must lie in [0, {self.n_points})")
         per = 2 * self.n_tokens
         coords, norms = self._gather(idx // per, idx % per)
-        return {"coords": coords, "norms": norms}
+        out = {"coords": coords, "norms": norms}
+        if self.value_range is not None:
+            cell, point = idx // per, idx % per
+            vn = np.empty(len(idx), np.uint8)
+            for c in np.unique(cell):
+                m = cell == c
+                vn[m] = self.head_vnorms(int(c))[point[m]]  # type: ignore[index]
+            out["vnorms"] = vn
+        return out
 
     def _gather(self, cell: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Coords ``float32 [k, dim]`` and quantised norms ``uint8 [k]`` of (cell, point) pairs, head by head."""
@@ -721,6 +859,109 @@ class WidgetState:
                 for a in self.attns
             ],
             "streams": list(self._streams()),
+            "has_values": self.value_range is not None,
+            "can_probe": self.can_probe,
+            **({"value_range": array_to_binary(self.value_range, "float32")} if self.value_range is not None else {}),
+            "scores": self.scores_wire(),
+            "similar": self.similar_wire(),
+        }
+
+    def _per_cell(self, df: pd.DataFrame, column: str) -> np.ndarray:
+        lookup = {(int(la), int(he)): v for la, he, v in zip(df["layer"], df["head"], df[column])}
+        return np.array([lookup.get(c, np.nan) for c in self.cells], np.float32)
+
+    @property
+    def can_probe(self) -> bool:
+        """Whether :meth:`qkviz.QKViz.probe` can place text here: a text capture attached, and
+        layouts made by ``qkviz.embed`` (with their frames)."""
+        from ..project import METHODS
+
+        emb = self.embedding
+        cap = emb.capture
+        return bool(
+            cap is not None
+            and cap.model.get("modality", "text") == "text"
+            and emb.method in METHODS
+            and all(c in emb.frames for c in emb.cells)
+        )
+
+    def scores_wire(self) -> dict[str, Any] | None:
+        """The head atlas per cell: ``names`` and ``values`` float32 [name, cell] (NaN: no value)."""
+        if self.scores is None:
+            return None
+        df = self.scores
+        names = [
+            c
+            for c in df.columns
+            if c not in ("layer", "head")
+            and pd.api.types.is_numeric_dtype(df[c])
+            and not pd.api.types.is_bool_dtype(df[c])
+        ]
+        values = np.stack([self._per_cell(df, c) for c in names]) if names else np.zeros((0, len(self.cells)))
+        return {"names": names, "values": array_to_binary(values, "float32")}
+
+    def similar_wire(self, k: int = 3) -> dict[str, Any] | None:
+        """The similar-heads map per cell: ``xy`` float32 [cell, 2] (NaN: not on the map) and the
+        ``k`` most similar other heads as ``nearest`` int32 [cell, k] (cell index, -1: none) with
+        their mean Jensen–Shannon divergence ``nearest_js`` float32 [cell, k]."""
+        if self.similar is None:
+            return None
+        m = self.similar
+        where = {(int(la), int(he)): i for i, (la, he) in enumerate(zip(m["layer"], m["head"]))}
+        d = np.asarray(m.attrs["distances"], np.float64)
+        xy = np.full((len(self.cells), 2), np.nan, np.float32)
+        nearest = np.full((len(self.cells), k), -1, np.int32)
+        near_js = np.full((len(self.cells), k), np.nan, np.float32)
+        cell_of = {c: i for i, c in enumerate(self.cells)}
+        for c, key in enumerate(self.cells):
+            i = where.get(key)
+            if i is None:
+                continue
+            xy[c] = m["x"].iloc[i], m["y"].iloc[i]
+            order = [j for j in np.argsort(d[i], kind="stable") if j != i][:k]
+            for r, j in enumerate(order):
+                other = (int(m["layer"].iloc[j]), int(m["head"].iloc[j]))
+                nearest[c, r] = cell_of.get(other, -1)
+                near_js[c, r] = d[i, j]
+        return {
+            "xy": array_to_binary(xy, "float32"),
+            "nearest": array_to_binary(nearest, "int32"),
+            "nearest_js": array_to_binary(near_js, "float32"),
+        }
+
+    def probe_wire(self, placed: Embedding) -> dict[str, Any]:
+        """What the front end draws for a probe (:meth:`qkviz.QKViz.probe`).
+
+        ``n_tokens`` (m); ``display``, one string per new token; ``seq`` / ``pos`` uint32 [token]; ``texts``;
+        ``coords`` float32 [cell * 2m, dim] (the new points of every cell, queries then keys, in the
+        grid's cell order; 100 where a cell has no layout); ``attention`` float32 [cell, S]: each
+        cell's exact attention of every probe sequence, raveled and concatenated (``S = Σ n²``);
+        ``offsets`` uint32 [seq]: where each sequence's block starts within ``S``.
+        """
+        m = placed.n_tokens
+        tok = placed.tokens
+        seq = tok["seq"].to_numpy(np.int64)
+        lengths = np.bincount(seq) if m else np.zeros(0, np.int64)
+        offsets = np.r_[0, np.cumsum(lengths**2)[:-1]] if len(lengths) else np.zeros(0, np.int64)
+        size = int((lengths**2).sum())
+        coords = np.full((len(self.cells) * 2 * m, self.dim), 100.0, np.float32)
+        att = np.zeros((len(self.cells), size), np.float32)
+        for c, key in enumerate(self.cells):
+            if not placed.has(*key):
+                continue
+            coords[c * 2 * m : (c + 1) * 2 * m] = placed.coords(*key)[:, : self.dim]
+            for s in range(len(lengths)):
+                att[c, offsets[s] : offsets[s] + lengths[s] ** 2] = placed.attention(key[0], key[1], s).ravel()
+        display_col = "display" if "display" in tok else "token"
+        return {
+            "n_tokens": int(m),
+            "display": tok[display_col].astype(str).tolist(),
+            "seq": array_to_binary(seq, "uint32"),
+            "pos": array_to_binary(tok["pos"].to_numpy(np.int64), "uint32"),
+            "texts": placed.sequences["text"].astype(str).tolist(),
+            "coords": array_to_binary(coords, "float32"),
+            "attention": array_to_binary(att, "float32"),
+            "offsets": array_to_binary(offsets, "uint32"),
         }
 
     def _streams(self) -> tuple[str, ...]:
