@@ -1,8 +1,8 @@
 """The widget at research scale: SmolLM2-135M (30 layers x 9 heads) over >= 20k tokens of demo sentences.
 
-The ``widget`` section of ``bench/scale.py`` (its convention: ``widget_section(args, scratch) ->
-dict``; add ``"widget"`` to its ``SECTIONS`` and ``from scale_widget import widget_section``), and
-runnable alone. Prints one JSON object with, for the real grid of 270 heads (>= 10M points):
+The ``widget`` section of ``bench/scale.py`` (``--sections widget``: its convention,
+``widget_section(args, scratch) -> dict``), and runnable alone. Prints one JSON object with, for
+the real grid of 270 heads (>= 10M points):
 
 * ``capture``: seconds, store bytes and bytes per token and head (the capture is built once into a
   scratch folder, ``bench/_smollm2.py``, and reused; the seconds are those of that build);

@@ -191,6 +191,34 @@ describe("the point store", () => {
     expect((await store.loadSample()).m).toBe(2);
   });
 
+  it("a page over its size budget answers a sampled head from its sample, a whole head from its points", () => {
+    // 2 cells x 3 tokens (6 points each); the page holds points 4 and 1 of cell 0 (its sample,
+    // the first 2 of the order), cell 1 whole; value norms travel along
+    const order = Uint32Array.from([4, 1, 0, 2, 3, 5]);
+    const whole = Float32Array.from({ length: 12 }, (_, i) => 0.1 * i);
+    const attns = [{ name: "self", layers: [0], heads: [0, 1], cell_offset: 0, order: wire(order), sample_points: 2 }];
+    const answer = staticPoints({
+      meta: { n_tokens: 3, dim: 2, order: wire(order), sample_points: 2, attns },
+      points: [{ start: 6, stop: 12, coords: wire(whole), norms: wire(Uint8Array.from([1, 2, 3, 4, 5, 6])),
+        vnorms: wire(Uint8Array.from([11, 12, 13, 14, 15, 16])) }],
+      sample: [{ start: 0, stop: 2, coords: wire(Float32Array.from([0.5, 0.6, -0.5, -0.6, 9, 9, 9, 9])),
+        norms: wire(Uint8Array.from([7, 8, 0, 0])), vnorms: wire(Uint8Array.from([17, 18, 0, 0])) }],
+    });
+    const head0 = answer({ kind: "points", start: 0, stop: 6 });
+    expect([head0.coords[8], head0.coords[9], head0.norms[4], head0.vnorms[4]]).toEqual([Math.fround(0.5), Math.fround(0.6), 7, 17]);
+    expect([head0.coords[2], head0.coords[3], head0.norms[1], head0.vnorms[1]]).toEqual([Math.fround(-0.5), Math.fround(-0.6), 8, 18]);
+    for (const p of [0, 2, 3, 5]) expect(Number.isNaN(head0.coords[2 * p])).toBe(true); // not held: left out
+    const head1 = answer({ kind: "points", start: 6, stop: 12 });
+    expect(Array.from(head1.coords)).toEqual(Array.from(whole)); // the whole head, not the sample's 9s
+    expect(Array.from(head1.vnorms)).toEqual([11, 12, 13, 14, 15, 16]);
+    // selected or searched points: held ones from the sample, the others NaN
+    const at = answer({ kind: "points_at", points: [1, 2, 7] });
+    expect([at.coords[0], at.norms[0], at.norms[2]]).toEqual([Math.fround(-0.5), 8, 2]);
+    expect(Number.isNaN(at.coords[2])).toBe(true);
+    const s = answer({ kind: "sample", start: 0, stop: 2 });
+    expect(Array.from(s.norms)).toEqual([7, 8, 0, 0]); // the embedded chunk as it is
+  });
+
   it("the static page answers explicit points of every cell, and NaN for what it lacks", async () => {
     const { answer } = fakeGrid();
     const r = answer({ kind: "sample", start: 3, stop: 4, points: [1, 5] });

@@ -32,6 +32,7 @@ _LAZY = {
     "Capture": "_capture._container",
     "HeadGeometry": "_capture._geometry",
     "load": "_load",
+    "merge": "_capture._merge",
     "load_model": "models",
     "embed": "project._recipe",
     "Embedding": "project._embedding",
@@ -61,6 +62,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from ._capture._container import Capture
     from ._capture._geometry import HeadGeometry
+    from ._capture._merge import merge
     from ._capture._run import capture
     from ._load import load
     from .export import save_html

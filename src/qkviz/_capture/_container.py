@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from .._fs import META, replace_dir, temp_sibling
+from .._fs import check_target, clean_stale, replace_dir, temp_sibling, writing
 from ..attention import ScoreFunction, attention_rows, position_effect, score_terms
 from ..errors import InputError, StoreError
+from ._dtypes import decode
 from ._geometry import HeadGeometry
 from ._store import (
     FORMAT,
+    OWN,
     VERSION,
     DiskTensors,
     MemoryTensors,
@@ -35,7 +36,7 @@ from ._store import (
 if TYPE_CHECKING:
     from ._store import StoreContents
 
-__all__ = ["Capture", "load"]
+__all__ = ["Capture", "load", "fingerprint"]
 
 
 @dataclass(eq=False)
@@ -320,7 +321,7 @@ class Capture:
         g = self._geom(attn)
         self._check_layer(layer, attn)
         self._check_head(head, attn)
-        return self._source().get(tensor_kind("q", g.attn), layer, head).astype(np.float32, copy=False)
+        return decode(self._source().get(tensor_kind("q", g.attn), layer, head))
 
     def k(self, layer: int, head: int, attn: str | None = None) -> np.ndarray:
         """Keys seen by query head ``head`` (those of its kv head; rows of :meth:`key_rows`).
@@ -333,7 +334,7 @@ class Capture:
         g = self._geom(attn)
         self._check_layer(layer, attn)
         kv = self.kv_head(head, attn)
-        return self._source().get(tensor_kind("k", g.attn), layer, kv).astype(np.float32, copy=False)
+        return decode(self._source().get(tensor_kind("k", g.attn), layer, kv))
 
     def v(self, layer: int, head: int, attn: str | None = None) -> np.ndarray:
         """Values of query head ``head``'s kv head (only when captured with ``values=True``).
@@ -348,12 +349,32 @@ class Capture:
             raise InputError("value vectors were not captured; pass values=True to qkviz.capture")
         self._check_layer(layer, attn)
         kv = self.kv_head(head, attn)
-        return self._source().get(tensor_kind("v", g.attn), layer, kv).astype(np.float32, copy=False)
+        return decode(self._source().get(tensor_kind("v", g.attn), layer, kv))
 
     @property
     def has_values(self) -> bool:
         """Whether :meth:`v` is available."""
         return bool(self._source().has("v"))
+
+    @property
+    def storage_dtype(self) -> str:
+        """How the vectors are stored: ``"float32"``, ``"float16"`` or ``"bfloat16"``
+        (:meth:`q`, :meth:`k`, :meth:`v` always return float32)."""
+        return self._source().dtype()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored vectors (q of every captured head, k and v of the kv heads they use,
+        every attention of an encoder-decoder capture)."""
+        return self._source().nbytes()
+
+    @property
+    def bytes_per_token_head(self) -> float:
+        """Stored bytes per token and captured head: :attr:`nbytes` / (tokens × layers × heads).
+
+        With grouped-query attention a key head's bytes are shared by the query heads that use it.
+        """
+        return self.nbytes / max(1, self.n_tokens * len(self.layers) * len(self.heads))
 
     def _source(self) -> MemoryTensors | DiskTensors:
         if self._tensors is None:
@@ -517,6 +538,70 @@ class Capture:
 
         return head_scores(self, cells, value_weighted=value_weighted, seqs=seqs)
 
+    def attention_blocks(
+        self, layer: int, head: int, seqs: Any = None, *, attn: str | None = None, max_values: int = 1 << 22
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The head's exact attention over many sequences, a block of similar lengths at a time.
+
+        The vectors are read once and each block is one vectorised call of
+        :func:`qkviz.attention.attention_rows` (the same formula as :meth:`attention`), so the
+        attention of a whole corpus costs about one pass over it rather than one call per sequence.
+        Heads with a position term, and encoder-decoder captures, go one sequence at a time.
+
+        Parameters
+        ----------
+        layer, head : int
+        seqs : sequence of int, optional
+            Which sequences (default: all).
+        attn : str, optional
+            As in :meth:`attention`.
+        max_values : int
+            Largest block, in attention weights (``seq × pos × pos``; float64, so 32 MiB by default).
+
+        Yields
+        ------
+        seqs : int64 [seq]
+            The block's sequences (sorted by length, so padding stays small).
+        lengths : int64 [seq]
+            Query rows of each (its key rows for cross-attention: the blocks are then single sequences).
+        attention : float64 [seq, query_pos, key_pos]
+            Zero past each sequence's length.
+        """
+        self._check_layer(layer, attn)
+        offsets = self.sequences["offset"].to_numpy(np.int64)
+        lengths = self.sequences["n_tokens"].to_numpy(np.int64)
+        ids = np.arange(len(offsets)) if seqs is None else np.asarray(seqs, np.int64).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= len(offsets)):
+            raise InputError(f"seqs out of range: the capture holds {len(offsets)} sequences")
+        f = self.score(layer, head, attn)
+        if f.has_position_term or len(self.streams) > 1:  # one sequence at a time, with its positions
+            for s in ids.tolist():
+                a = self.attention(layer, head, s, attn).astype(np.float64)
+                yield np.array([s]), np.array([a.shape[0]]), a[None]
+            return
+        g = self._geom(attn)
+        q, k = self.q(layer, head, attn), self.k(layer, head, attn)
+        window = g.window(layer)
+        ids = ids[np.argsort(lengths[ids], kind="stable")]
+        start = 0
+        while start < ids.size:
+            shortest = int(lengths[ids[start]])
+            stop = start + 1
+            # grow the block while the padding stays small (lengths within ~15 %) and it fits
+            while (
+                stop < ids.size
+                and int(lengths[ids[stop]]) <= max(shortest + 4, shortest * 1.15)
+                and (stop - start + 1) * int(lengths[ids[stop]]) ** 2 <= max_values
+            ):
+                stop += 1
+            block = ids[start:stop]
+            n = lengths[block]
+            t = int(n.max())
+            pos = np.arange(t)
+            rows = offsets[block, None] + np.minimum(pos[None, :], n[:, None] - 1)  # padding repeats a real row
+            yield block, n, attention_rows(q[rows], k[rows], f, g.causal, window, lengths=n)
+            start = stop
+
     def verify(self, model: Any, inputs: Any = None, *, seqs: Any = None, batch_size: int = 8) -> pd.DataFrame:
         """Compare :meth:`attention` with the model's own eager attention probabilities.
 
@@ -548,25 +633,35 @@ class Capture:
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> pathlib.Path:
         """Write the capture to a store directory (bit-exact; see :mod:`qkviz._capture._store`).
 
-        The store is assembled under a temporary name next to ``path`` and renamed into place, so an
-        existing store at ``path`` is replaced only once the new one is complete.
+        The store is written in full under a hidden temporary name next to ``path`` and only then
+        swapped in (see ``docs/data-safety.md``), so an existing capture at ``path`` is replaced
+        only by a complete one, and a failed or killed save leaves it as it was.
+
+        Parameters
+        ----------
+        path : path-like
+            The store folder.
+        overwrite : bool
+            Replace a capture already at ``path``. Whatever ``overwrite`` says, qkviz never replaces
+            an embedding, a folder it did not write, or a store holding files it did not write.
 
         Returns
         -------
         pathlib.Path
+
+        Raises
+        ------
+        StoreError
+            ``path`` holds something else than a capture, or the disk is full or read-only (the old
+            capture is then unchanged).
         """
         path = pathlib.Path(path)
-        if path.exists() and not overwrite:
-            raise StoreError(f"{path} exists; pass overwrite=True to replace it", path=path)
-        if path.exists() and not (path / META).is_file():
-            raise StoreError(f"{path} exists and is not a qkviz store; refusing to replace it", path=path)
+        check_target(path, FORMAT, what="capture", overwrite=overwrite, own=OWN)
+        clean_stale(path, own=OWN)
         tmp = temp_sibling(path)
-        try:
+        with writing(path, "capture", cleanup=tmp):
             write_store(tmp, self._header(), self._source(), self.tokens, self.sequences, self.images, self.terms)
-            replace_dir(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        replace_dir(tmp, path, kind=FORMAT, what="capture", own=OWN)
         return path
 
     def __getstate__(self) -> dict[str, Any]:
@@ -581,6 +676,43 @@ class Capture:
             f"Capture(model={self.model.get('name')!r}, sequences={len(self.sequences)}, "
             f"tokens={self.n_tokens}, attns={list(self.attns)})"
         )
+
+
+#: Capture settings that change the vectors (the device and attention backend do not).
+_FINGERPRINT_PARAMS = ("dtype", "max_length", "truncation", "layers", "heads")
+
+
+def fingerprint(cap: Any) -> str | None:
+    """A digest of what a capture holds: its inputs, model, geometry and the settings that change
+    its vectors; ``None`` for objects that are not a :class:`Capture`.
+
+    An embedding records it, so that it never attaches another capture saved at the same path.
+    It reads only the tables (the vectors themselves are covered by the store's checksums), and is
+    the same for a capture in memory and for that capture saved and loaded again.
+    """
+    if not isinstance(cap, Capture):
+        return None
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    tok = cap.tokens
+    for col in ("seq", "pos", "token_id"):
+        if col in tok:
+            h.update(col.encode() + np.asarray(tok[col], np.int64).tobytes())
+    if "token_id" not in tok and "token" in tok:
+        h.update("\x00".join(map(str, tok["token"])).encode())
+    seqs = cap.sequences
+    h.update(np.asarray(seqs["n_tokens"], np.int64).tobytes())
+    if "text" in seqs:
+        h.update("\x00".join(map(str, seqs["text"])).encode())
+    record = {
+        "model": [cap.model.get("name"), cap.model.get("class")],
+        "geometry": {name: g.to_json() for name, g in sorted(cap.attns.items())},
+        "params": {k: cap.params.get(k) for k in _FINGERPRINT_PARAMS},
+    }
+    h.update(json.dumps(record, sort_keys=True, default=str).encode())
+    return h.hexdigest()
 
 
 def sequences_from_tokens(tokens: pd.DataFrame) -> pd.DataFrame:

@@ -68,6 +68,8 @@ def normalize_inputs(inputs: Any) -> tuple[str, list[Any], list[str]]:
     if isinstance(inputs, Mapping):
         names = [str(k) for k in inputs]
         inputs = list(inputs.values())
+    elif isinstance(inputs, np.ndarray) and inputs.ndim >= 2:
+        inputs = _bare_array(inputs)
     elif _is_image(inputs) and not isinstance(inputs, np.ndarray):
         inputs = [inputs]
     if not isinstance(inputs, Sequence) and not isinstance(inputs, np.ndarray):
@@ -102,6 +104,44 @@ def normalize_inputs(inputs: Any) -> tuple[str, list[Any], list[str]]:
     return modality, items, names
 
 
+def _bare_array(a: np.ndarray) -> list[np.ndarray]:
+    """A bare array as a list of images: ``[h, w]`` / ``[h, w, 1|3|4]`` is one, ``[image, h, w, c]`` a batch.
+
+    Iterating a bare ``[h, w, 3]`` array would make one "image" of every pixel row.
+    """
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4)):
+        return [a]
+    if a.ndim == 4 and a.shape[3] in (1, 3, 4):
+        return list(a)
+    raise InputError(
+        f"a bare array of shape {a.shape} is neither one image ([h, w] or [h, w, 1|3|4]) nor a batch "
+        "([image, h, w, 1|3|4]); pass a list of images"
+    )
+
+
+def open_image(path: pathlib.Path, what: str = "") -> Any:
+    """Read an image file fully into memory, or raise a typed error (messages start with ``what``).
+
+    Images PIL flags as possible decompression bombs (more than ``Image.MAX_IMAGE_PIXELS``, about
+    89 million pixels: a few kB on disk can decode to gigabytes) are refused too: no vision
+    transformer looks at such an image, and decoding it could exhaust memory.
+    """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return im.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputError(
+            f"{what}{path} is too large to decode safely ({e}); downscale it first (e.g. to 1024 px)"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as e:  # PIL raises SyntaxError for some broken headers
+        raise InputError(f"{what}cannot read {path}: not a readable image ({e})") from e
+
+
 # ---------------------------------------------------------------------------------------------
 # text
 # ---------------------------------------------------------------------------------------------
@@ -129,6 +169,17 @@ def model_max_length(tokenizer: Any, model: Any) -> int | None:
     if isinstance(p, int) and p > 0:
         limits.append(p)
     return min(limits) if limits else None
+
+
+def special_token_count(tokenizer: Any) -> int:
+    """How many special tokens (``[CLS]``, ``[SEP]``, ``<s>``...) the tokenizer adds to one text."""
+    count = getattr(tokenizer, "num_special_tokens_to_add", None)
+    if callable(count):
+        try:
+            return int(count(pair=False))
+        except (TypeError, ValueError, NotImplementedError):
+            pass
+    return len(tokenizer("", add_special_tokens=True, return_attention_mask=False)["input_ids"])
 
 
 def encode_texts(
@@ -171,6 +222,14 @@ def encode_texts(
     lengths = [len(ids) for ids in ids_list]
     if min(lengths) == 0:
         raise InputError(f"text {first_seq + lengths.index(0)} tokenises to no tokens")
+    if max_length is not None and max(lengths) > max_length:
+        # tokenizers cannot cut below their special tokens and then return the text uncut: never
+        # hand the model a sequence longer than its position table
+        i = int(np.argmax(lengths))
+        raise InputError(
+            f"text {first_seq + i} is {lengths[i]} tokens after truncation to max_length={max_length} (the "
+            "tokenizer could not cut it); pass a larger max_length"
+        )
     b, t = len(ids_list), max(lengths)
     pad = getattr(tokenizer, "pad_token_id", None)
     pad = 0 if pad is None else pad  # padding positions are masked out and never recorded
@@ -191,6 +250,15 @@ def encode_texts(
         word_ids = [-1] * len(flat_ids)
     seq = np.repeat(np.arange(first_seq, first_seq + b, dtype=np.int32), lengths)
     pos = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
+    is_special = np.fromiter((x in special_ids for x in flat_ids), dtype=bool, count=len(flat_ids))
+    only_special = [first_seq + i for i in range(b) if is_special[seq == first_seq + i].all()]
+    if only_special and special_ids:
+        warnings.warn(
+            f"{len(only_special)} text(s) tokenise to special tokens only (seq {only_special[:5]}"
+            f"{'...' if len(only_special) > 5 else ''}): the tokenizer dropped all their characters (zero-width or "
+            "control characters, or text it cannot read); they hold no word to look at",
+            stacklevel=4,
+        )
     tokens = pd.DataFrame(
         {
             "seq": seq,
@@ -198,7 +266,7 @@ def encode_texts(
             "token": pd.Series(toks),
             "display": pd.Series([_display(x) for x in toks]),
             "token_id": flat_ids,
-            "special": np.fromiter((x in special_ids for x in flat_ids), dtype=bool, count=len(flat_ids)),
+            "special": is_special,
             "word_id": np.asarray(word_ids, dtype=np.int32),
         }
     )
@@ -229,11 +297,7 @@ def to_rgb(x: Any, index: int) -> Any:
     from PIL import Image
 
     if isinstance(x, pathlib.Path):
-        try:
-            with Image.open(x) as im:
-                x = im.copy()
-        except OSError as e:
-            raise InputError(f"input {index}: cannot read image file {x}: {e}") from e
+        x = open_image(x, f"input {index}: ")
     if isinstance(x, np.ndarray):
         a = x
         if a.ndim == 3 and a.shape[2] == 1:
@@ -247,6 +311,13 @@ def to_rgb(x: Any, index: int) -> Any:
         elif np.issubdtype(a.dtype, np.floating):
             if not np.isfinite(a).all():
                 raise InputError(f"input {index}: image array holds NaN or infinite values")
+            lo, hi = float(a.min()), float(a.max())
+            if lo < -1e-3 or hi > 1 + 1e-3:
+                # clipping would turn a 0..255 image white without a word
+                raise InputError(
+                    f"input {index}: float images are read as 0..1, but this one spans {lo:.4g}..{hi:.4g}; "
+                    "divide it by 255 (0..255 values) or pass it as uint8"
+                )
             a = (np.clip(a, 0.0, 1.0) * 255).round().astype(np.uint8)
         elif a.dtype != np.uint8:
             raise InputError(f"input {index}: image arrays must be uint8, bool or float in [0, 1]; got {a.dtype}")

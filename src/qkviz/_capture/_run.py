@@ -15,18 +15,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._fs import check_target, clean_stale, replace_dir, temp_sibling
 from ..errors import InputError, StoreError, UnsupportedModelError
-from . import _inputs
+from . import _dtypes, _inputs, _plan
 from ._checks import check_supported, first_batch_check, forward_kwargs, model_device
 from ._container import Capture, attns_from_json, attns_json, load
 from ._geometry import HeadGeometry
 from ._handle import ModelHandle
 from ._store import (
     FORMAT,
+    OWN,
     VERSION,
     MemoryTensors,
     StoreWriter,
     done_sequences,
+    holds_nothing,
     read_meta,
     read_terms,
     tensor_key,
@@ -80,16 +83,6 @@ def _select(name: str, value: Any, n: int | None) -> tuple[int, ...] | None:
     return tuple(sorted(set(out)))
 
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "half": "float16"}
-
-
-def _storage_dtype(dtype: Any) -> str:
-    key = str(dtype).replace("torch.", "")
-    if key not in _DTYPES:
-        raise InputError(f"dtype must be 'float32' or 'float16' (how q/k are stored), got {dtype!r}")
-    return _DTYPES[key]
-
-
 def _recorders(rec: Any) -> list[tuple[str, Any]]:
     """``(attn, Recorder)`` for every attention the recorder covers."""
     return list(rec.recorders.items()) if hasattr(rec, "recorders") else [("self", rec)]
@@ -115,18 +108,20 @@ class _Collector:
             if self.values:
                 kinds[tensor_kind("v", attn)] = r.v
         flat = [(kind, layer, t) for kind, d in kinds.items() for layer, t in sorted(d.items())]
-        tdt = torch.float16 if self.dtype == "float16" else torch.float32
         out: dict[str, dict[int, np.ndarray]] = {kind: {} for kind in kinds}
         by_device: dict[Any, list[tuple[str, int, Any]]] = {}
         for item in flat:
+            _dtypes.check_range(item[2], self.dtype)
             by_device.setdefault(item[2].device, []).append(item)
         for device, items in by_device.items():
             if device.type == "cpu":
                 for kind, layer, t in items:
-                    out[kind][layer] = t.to(tdt).numpy()
+                    out[kind][layer] = _dtypes.host_array(_dtypes.to_storage(t, self.dtype))
                 continue
             # One device->host copy per batch and device: concatenate on the device first.
-            host = torch.cat([t.to(tdt).reshape(-1) for _, _, t in items]).cpu().numpy()
+            host = _dtypes.host_array(
+                torch.cat([_dtypes.to_storage(t, self.dtype).reshape(-1) for _, _, t in items]).cpu()
+            )
             pos = 0
             for kind, layer, t in items:
                 size = t.numel()
@@ -190,6 +185,11 @@ def capture(
     processor: Any = None,
     targets: Any = None,
     sampling_rate: int | None = None,
+    sample: int | float | None = None,
+    random_state: int = 0,
+    max_tokens: int | None = None,
+    shard: tuple[int, int] | None = None,
+    overwrite: bool = False,
 ) -> Capture:
     """Record the queries and keys of every (or the chosen) attention head over many inputs.
 
@@ -214,8 +214,11 @@ def capture(
     device : str or None
         ``"auto"`` (CUDA when present) for named models and paths; a loaded model stays where it is
         unless a device is named.
-    dtype : {"float32", "float16"}
-        How q/k/v are stored; :meth:`Capture.q` always returns float32. float16 halves memory.
+    dtype : {"float32", "float16", "bfloat16"}
+        How q/k/v are stored; :meth:`Capture.q` always returns float32 and attention is always
+        recomputed in float32. float16 and bfloat16 halve memory and disk; the attention they give
+        stays within a derived bound of float32's (``qkviz._capture._dtypes``): float16 keeps 11
+        bits (values above 65504 are refused), bfloat16 8 bits with float32's range.
     values : bool
         Also record value vectors (:meth:`Capture.v`), e.g. for value-norm-weighted attention.
     progress : bool
@@ -225,6 +228,11 @@ def capture(
         bounded by one batch; the returned capture reads from disk.
     resume : bool
         With ``out``: continue an interrupted capture of the same inputs and settings.
+    overwrite : bool
+        With ``out``: replace a capture already there. The new one streams into a hidden temporary
+        folder next to ``out`` and is swapped in only once complete, so a failed or killed run
+        leaves the old capture as it was. Never replaces anything but a capture (see
+        ``docs/data-safety.md``).
     check : bool
         On the first batch, compare one sequence's recomputed attention with the model's eager
         attention (one extra small forward pass) and refuse models where q.k is not the score.
@@ -240,6 +248,19 @@ def capture(
         ``(source, target)`` pairs as ``inputs`` work too.
     sampling_rate : int, optional
         Speech models: the rate of the waveforms (checked against the feature extractor's).
+    sample : int or float, optional
+        Capture a uniform random subset of the inputs: ``n`` of them, or a share in ``(0, 1]``,
+        kept in input order. ``sequences["input"]`` holds each sequence's index in ``inputs``.
+    random_state : int
+        Seed of ``sample`` (the same seed draws the same inputs).
+    max_tokens : int, optional
+        Stop once this many tokens are captured, with whole sequences: the inputs (after
+        ``sample``) are kept in order while their tokens fit. Texts and images (not yet
+        encoder-decoder or speech captures).
+    shard : (int, int), optional
+        ``(i, n)``: run only shard ``i`` of ``n`` — batch ``b`` of the planned inputs goes to
+        shard ``b % n`` — e.g. one per Dask worker or GPU. :func:`qkviz.merge` joins the shard
+        stores into one store identical to a capture of everything on one machine.
 
     Returns
     -------
@@ -269,12 +290,22 @@ def capture(
         raise InputError(f"max_length must be a positive int or None, got {max_length!r}")
     if truncation not in ("warn", "error", "silent"):
         raise InputError(f"truncation must be 'warn', 'error' or 'silent', got {truncation!r}")
-    store_dtype = _storage_dtype(dtype)
+    if isinstance(thumbnail, bool) or not isinstance(thumbnail, (int, np.integer)) or thumbnail < 1:
+        raise InputError(
+            f"thumbnail must be a whole number of pixels >= 1 (the thumbnails' longest side), got {thumbnail!r}"
+        )
+    store_dtype = _dtypes.storage_dtype(dtype)
+    max_tokens = _plan.check_max_tokens(max_tokens)
+    shard = _plan.check_shard(shard)
     early = targets is None and not _inputs.looks_like_pairs(inputs) and not _inputs.looks_like_audio(inputs)
     if early:  # cheap input errors before any model loads
         modality, items, names = _inputs.normalize_inputs(inputs)
     if resume and out is None:
         raise InputError("resume=True needs out=<store directory>")
+    if overwrite and resume:
+        raise InputError("pass resume=True (continue the capture at out) or overwrite=True (replace it), not both")
+    if out is not None:
+        _check_out(pathlib.Path(out), resume=bool(resume), overwrite=bool(overwrite))
 
     if isinstance(model, (str, os.PathLike)):
         lm = load_model(model, device=device)
@@ -304,8 +335,27 @@ def capture(
     limit = _inputs.model_max_length(lm.tokenizer, net) if modality == "text" else None
     if max_length is not None and limit is not None and max_length > limit:
         raise InputError(f"max_length={max_length} exceeds the model's limit of {limit} tokens")
+    if modality == "text" and max_length is not None:
+        specials = _inputs.special_token_count(lm.tokenizer)
+        if max_length <= specials:
+            raise InputError(
+                f"max_length={max_length} leaves no room for text: {lm.spec['name']}'s tokenizer adds {specials} "
+                f"special tokens to every sequence; max_length must be at least {specials + 1}"
+            )
     max_len = max_length or limit
-    params = {
+    n_inputs = len(items)
+    # the planned inputs, in input order: a sample of them, then as many as fit in max_tokens
+    order = _plan.sample_inputs(n_inputs, sample, random_state)
+    if max_tokens is not None and (enc_dec or modality == "audio"):
+        raise InputError("max_tokens= is not supported for encoder-decoder or speech captures yet; use sample=")
+    if max_tokens is not None and modality == "text":
+        lengths = _plan.text_lengths(lm.tokenizer, [items[i] for i in order], max_len)
+        order = order[: _plan.tokens_fit(lengths, max_tokens)]
+    items = [items[i] for i in order]
+    names = [names[i] for i in order]
+    if tgts is not None:
+        tgts = [tgts[i] for i in order]
+    params: dict[str, Any] = {
         "batch_size": int(batch_size),
         "max_length": max_len,
         "truncation": truncation,
@@ -313,122 +363,191 @@ def capture(
         "values": bool(values),
         "model_dtype": str(next(net.parameters()).dtype),
         "device": str(model_device(net)),
-        "n_inputs": len(items),
+        "n_inputs": n_inputs,
         "layers": list(sel_layers) if sel_layers else None,
         "heads": list(sel_heads) if sel_heads else None,
     }
 
-    writer, start = None, 0
+    # recorded only when used, so stores written before these options existed still resume
+    if sample is not None:
+        kept = float(sample) if isinstance(sample, (float, np.floating)) else int(sample)
+        params.update(sample=kept, random_state=int(random_state))
+    if max_tokens is not None:
+        params["max_tokens"] = max_tokens
+    plan = _plan.batches(len(items), int(batch_size), shard)
+    if shard is not None:
+        n_batches = len(_plan.batches(len(items), int(batch_size)))
+        params.update(shard=list(shard), batches=n_batches)
+        if not plan:
+            raise InputError(
+                f"shard {shard[0]} of {shard[1]} has no batch: the {len(items)} planned inputs make {n_batches} "
+                f"batch(es) of batch_size={batch_size}; use at most {n_batches} shards, or a smaller batch_size"
+            )
+    mine = [j for b0, b1 in plan for j in range(b0, b1)]  # the planned inputs this run captures
+
+    writer, done, final = None, 0, None
     if out is not None:
-        writer, start = _open_store(pathlib.Path(out), resume, lm, params, names)
+        final = pathlib.Path(out)
+        if overwrite and final.exists() and not holds_nothing(final):
+            # stream into a temporary sibling; the old capture stays until the new one is complete
+            clean_stale(final, own=OWN)
+            root = temp_sibling(final)
+            root.mkdir()
+        else:
+            root, final = final, None
+        writer, done = _open_store(root, resume, lm, params, [names[j] for j in mine])
         if writer is None:  # already complete
-            done = load(out)
-            done._model_handle = ModelHandle(lm)
-            return done
+            complete = load(root)
+            complete._model_handle = ModelHandle(lm)
+            return complete
+    if done:  # resume: every stored part is one whole batch
+        ends = np.cumsum([b1 - b0 for b0, b1 in plan])
+        if done not in ends:
+            raise StoreError(f"{out} does not end on a batch boundary; it cannot be resumed. Use a new path.", path=out)
+        plan = plan[int(np.searchsorted(ends, done)) + 1 :]
 
-    dev = model_device(net)
-    fwd = forward_kwargs(net)
-    sel = set(sel_layers) if sel_layers else None
-    rec: Any = _hook.MultiRecorder(net, sel, sel_heads, values) if enc_dec else _hook.Recorder(sel, sel_heads, values)
-    if writer is not None and writer.terms:  # a resumed store: its tables cover the batches already written
-        subs = dict(_recorders(rec))
-        for key, a in read_terms(writer.root, {"terms_file": writer.terms}).items():
-            name, *attn, layer = key.split(".")
-            subs[attn[0] if attn else "self"].terms.setdefault(int(layer), LayerTerms()).arrays[name] = a
-    col = _Collector(store_dtype, values)
-    tables_t: list[pd.DataFrame] = []
-    tables_s: list[pd.DataFrame] = []
-    thumbs: list[np.ndarray] = []
-    n_tok = writer.n_tokens if writer else 0
-    seq_len_img: int | None = None
-    first = True
-    attns: dict[str, HeadGeometry] = {}
-    decoder_start = getattr(net.config, "decoder_start_token_id", None)
-    n_frames = int(getattr(net.config, "max_source_positions", 0) or 0)
+    try:
+        dev = model_device(net)
+        fwd = forward_kwargs(net)
+        sel = set(sel_layers) if sel_layers else None
+        rec: Any = (
+            _hook.MultiRecorder(net, sel, sel_heads, values) if enc_dec else _hook.Recorder(sel, sel_heads, values)
+        )
+        if writer is not None and writer.terms:  # a resumed store: its tables cover the batches already written
+            subs = dict(_recorders(rec))
+            for key, a in read_terms(writer.root, {"terms_file": writer.terms}).items():
+                name, *attn, layer = key.split(".")
+                subs[attn[0] if attn else "self"].terms.setdefault(int(layer), LayerTerms()).arrays[name] = a
+        col = _Collector(store_dtype, values)
+        tables_t: list[pd.DataFrame] = []
+        tables_s: list[pd.DataFrame] = []
+        thumbs: list[np.ndarray] = []
+        n_tok = writer.n_tokens if writer else 0
+        n_seq = writer.n_seqs if writer else 0
+        seq_len_img: int | None = None
+        n_fit: int | None = None  # images with max_tokens: planned inputs that fit, known after one batch
+        first = True
+        attns: dict[str, HeadGeometry] = {}
+        decoder_start = getattr(net.config, "decoder_start_token_id", None)
+        n_frames = int(getattr(net.config, "max_source_positions", 0) or 0)
 
-    from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(items), initial=start, desc="capture", unit="seq", disable=not progress)
-    with bar, torch.inference_mode(), _modules.recording(net) as impl:
-        params["attn_implementation"] = impl
-        for b0 in range(start, len(items), batch_size):
-            chunk = items[b0 : b0 + batch_size]
-            if modality == "audio":
-                assert tgts is not None
-                fe = getattr(lm.processor, "feature_extractor", lm.processor)
-                batch = _inputs.encode_audio(
-                    fe, lm.tokenizer, chunk, names[b0 : b0 + batch_size], tgts[b0 : b0 + batch_size], b0, n_tok,
-                    n_frames, sampling_rate, decoder_start,
-                )  # fmt: skip
-            elif enc_dec:
-                assert tgts is not None
-                batch = _inputs.encode_pairs(
-                    lm.tokenizer, chunk, tgts[b0 : b0 + batch_size], b0, n_tok, max_len, truncation, decoder_start
-                )
-            elif modality == "text":
-                batch = _inputs.encode_texts(lm.tokenizer, chunk, b0, n_tok, max_len, truncation)
+        bar = tqdm(total=len(mine), initial=done, desc="capture", unit="seq", disable=not progress)
+        with bar, torch.inference_mode(), _modules.recording(net) as impl:
+            params["attn_implementation"] = impl
+            for b0, b1 in plan:
+                if n_fit is not None and b0 >= n_fit:
+                    break
+                chunk = items[b0:b1]
+                if modality == "audio":
+                    assert tgts is not None
+                    fe = getattr(lm.processor, "feature_extractor", lm.processor)
+                    batch = _inputs.encode_audio(
+                        fe, lm.tokenizer, chunk, names[b0:b1], tgts[b0:b1], n_seq, n_tok,
+                        n_frames, sampling_rate, decoder_start,
+                    )  # fmt: skip
+                elif enc_dec:
+                    assert tgts is not None
+                    batch = _inputs.encode_pairs(
+                        lm.tokenizer, chunk, tgts[b0:b1], n_seq, n_tok, max_len, truncation, decoder_start
+                    )
+                elif modality == "text":
+                    batch = _inputs.encode_texts(lm.tokenizer, chunk, n_seq, n_tok, max_len, truncation)
+                else:
+                    batch = _inputs.encode_images(
+                        lm.processor, net, chunk, names[b0:b1], n_seq, n_tok, seq_len_img, thumbnail
+                    )
+                model_inputs = {k: v.to(dev) for k, v in batch.model_inputs.items()}
+                for name in ("pixel_values", "input_features"):
+                    if name in model_inputs:
+                        model_inputs[name] = model_inputs[name].to(next(net.parameters()).dtype)
+                mask = batch.mask.to(dev) if batch.mask is not None else None
+                if enc_dec:
+                    with rec.batch(mask, batch.decoder_mask.to(dev), check_mask=first):
+                        net(**model_inputs, **fwd)
+                else:
+                    with rec.batch(mask, check_mask=first):
+                        net(**model_inputs, **fwd)
+                if first:
+                    attns = {attn: _first_batch(r, sel_layers, sel_heads, attn) for attn, r in _recorders(rec)}
+                    if check:
+                        first_batch_check(net, batch, rec, dev, atol=1e-3)
+                    first = False
+                if modality == "image" and seq_len_img != rec.seq_len:
+                    # the model's real sequence length is known only now (DINOv2 adds register tokens)
+                    assert rec.seq_len is not None and batch.grid is not None
+                    seq_len_img = rec.seq_len
+                    batch.tokens, batch.sequences = _inputs.image_tables(
+                        names[b0:b1], n_seq, n_tok, seq_len_img, batch.grid
+                    )
+                    if max_tokens is not None:
+                        n_fit = _plan.tokens_fit([seq_len_img] * len(items), max_tokens)
+                host = col.to_host(rec)
+                if n_fit is not None and b1 > n_fit:  # images: keep the whole images that fit
+                    if b0 >= n_fit:
+                        break
+                    host, batch = _keep_first(host, batch, n_fit - b0)
+                batch.sequences["input"] = order[b0 : b0 + len(batch.sequences)]
+                n_tok += len(batch.tokens)
+                n_seq += len(batch.sequences)
+                if writer is not None:
+                    if not writer.parts:
+                        writer.header.update(attns_json(attns, _streams(attns)))
+                    writer.set_terms(_terms(rec))
+                    writer.append(
+                        _part_tensors(host, _index(attns, values)), batch.tokens, batch.sequences, batch.images
+                    )
+                else:
+                    col.add(host, len(batch.tokens))
+                    tables_t.append(batch.tokens)
+                    tables_s.append(batch.sequences)
+                    if batch.images is not None:
+                        thumbs.append(batch.images)
+                bar.update(len(batch.sequences))
+
+        if writer is not None:
+            writer.finish()
+            if final is not None:
+                replace_dir(writer.root, final, kind=FORMAT, what="capture", own=OWN)
+                complete = load(final)
             else:
-                batch = _inputs.encode_images(
-                    lm.processor, net, chunk, names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, thumbnail
-                )
-            model_inputs = {k: v.to(dev) for k, v in batch.model_inputs.items()}
-            for name in ("pixel_values", "input_features"):
-                if name in model_inputs:
-                    model_inputs[name] = model_inputs[name].to(next(net.parameters()).dtype)
-            mask = batch.mask.to(dev) if batch.mask is not None else None
-            if enc_dec:
-                with rec.batch(mask, batch.decoder_mask.to(dev), check_mask=first):
-                    net(**model_inputs, **fwd)
-            else:
-                with rec.batch(mask, check_mask=first):
-                    net(**model_inputs, **fwd)
-            if first:
-                attns = {attn: _first_batch(r, sel_layers, sel_heads, attn) for attn, r in _recorders(rec)}
-                if check:
-                    first_batch_check(net, batch, rec, dev, atol=1e-3)
-                first = False
-            if modality == "image" and seq_len_img != rec.seq_len:
-                # the model's real sequence length is known only now (DINOv2 adds register tokens)
-                assert rec.seq_len is not None and batch.grid is not None
-                seq_len_img = rec.seq_len
-                batch.tokens, batch.sequences = _inputs.image_tables(
-                    names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, batch.grid
-                )
-            host = col.to_host(rec)
-            n_tok += len(batch.tokens)
-            if writer is not None:
-                if not writer.parts:
-                    writer.header.update(attns_json(attns, _streams(attns)))
-                writer.set_terms(_terms(rec))
-                writer.append(_part_tensors(host, _index(attns, values)), batch.tokens, batch.sequences, batch.images)
-            else:
-                col.add(host, len(batch.tokens))
-                tables_t.append(batch.tokens)
-                tables_s.append(batch.sequences)
-                if batch.images is not None:
-                    thumbs.append(batch.images)
-            bar.update(len(chunk))
+                complete = load(writer.root)
+            complete._model_handle = ModelHandle(lm)  # lets Embedding.place capture new inputs the same way
+            return complete
+        tokens = pd.concat(tables_t, ignore_index=True)
+        assert attns  # the loop ran at least once: inputs are never empty
+        cap = Capture(
+            tokens=tokens,
+            sequences=pd.concat(tables_s, ignore_index=True),
+            attns=attns,
+            streams=_streams(attns),
+            model=dict(lm.spec),
+            params=params,
+            images=np.concatenate(thumbs) if thumbs else None,
+            terms=_terms(rec),
+            _tensors=col.tensors(_index(attns, values)),
+        )
+        cap._model_handle = ModelHandle(lm)  # lets Embedding.place capture new inputs the same way
+        return cap
 
-    if writer is not None:
-        writer.finish()
-        done = load(writer.root)
-        done._model_handle = ModelHandle(lm)
-        return done
-    tokens = pd.concat(tables_t, ignore_index=True)
-    assert attns  # the loop ran at least once: inputs are never empty
-    cap = Capture(
-        tokens=tokens,
-        sequences=pd.concat(tables_s, ignore_index=True),
-        attns=attns,
-        streams=_streams(attns),
-        model=dict(lm.spec),
-        params=params,
-        images=np.concatenate(thumbs) if thumbs else None,
-        terms=_terms(rec),
-        _tensors=col.tensors(_index(attns, values)),
-    )
-    cap._model_handle = ModelHandle(lm)  # lets Embedding.place capture new inputs the same way
-    return cap
+    except BaseException:
+        if final is not None and writer is not None:  # a failed replacement: drop the half-written temp
+            import shutil
+
+            shutil.rmtree(writer.root, ignore_errors=True)
+        raise
+
+
+def _keep_first(host: dict[str, dict[int, np.ndarray]], batch: Any, n: int) -> tuple[dict[str, Any], Any]:
+    """The first ``n`` sequences of an image batch (all of one length, no padding)."""
+    n_tok = int(batch.sequences["n_tokens"].iloc[:n].sum())
+    host = {kind: {layer: a[:n_tok] for layer, a in d.items()} for kind, d in host.items()}
+    batch.tokens = batch.tokens.iloc[:n_tok].reset_index(drop=True)
+    batch.sequences = batch.sequences.iloc[:n].reset_index(drop=True)
+    if batch.images is not None:
+        batch.images = batch.images[:n]
+    return host, batch
 
 
 def _streams(attns: dict[str, HeadGeometry]) -> tuple[str, ...]:
@@ -488,12 +607,23 @@ def _first_batch(
     )
 
 
+def _check_out(root: pathlib.Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an ``out`` that cannot be written before any model is loaded (see :func:`capture`)."""
+    if holds_nothing(root):
+        return  # an empty folder becomes the store
+    hint = "pass resume=True to continue it, overwrite=True to replace it, or choose a new path"
+    check_target(root, FORMAT, what="capture", overwrite=resume or overwrite, own=OWN if overwrite else None,
+                 hint=hint)  # fmt: skip
+    if not resume:
+        clean_stale(root, own=OWN)
+
+
 def _open_store(
     root: pathlib.Path, resume: bool, lm: Any, params: dict[str, Any], names: list[str]
 ) -> tuple[StoreWriter | None, int]:
     """Start (or resume) a streaming store; returns ``(writer, first input to process)``."""
     header = {"format": FORMAT, "version": VERSION, "model": dict(lm.spec), "params": params}
-    if root.exists() and any(root.iterdir()):
+    if root.exists() and not holds_nothing(root):
         if not resume:
             raise StoreError(f"{root} already exists; pass resume=True to continue it, or choose a new path", path=root)
         meta = read_meta(root)

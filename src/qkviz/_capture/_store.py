@@ -6,15 +6,16 @@ A store is a directory (``run.qkv/``)::
                                    status ("partial" while a streaming capture runs, then "complete"),
                                    and per part: file sizes and a CRC-32 per tensor / table
     part-00000.safetensors         q.<layer>.<head>, k.<layer>.<kv_head>, v.<layer>.<kv_head>:
-                                   float32 or float16 [token, d_head] for the tokens of this part
+                                   float32, float16 or uint16 (bfloat16 bits) [token, d_head]
+                                   for the tokens of this part
     part-00000.tokens.parquet      the part's rows of the token table (global seq ids)
     part-00000.sequences.parquet   the part's rows of the sequence table (global offsets)
     part-00000.images.npy          uint8 [seq, h, w, 3] thumbnails (image captures only)
-    terms.safetensors              the extra score terms of every layer that has some (version 2):
+    terms-NNNNN.safetensors        the extra score terms of every layer that has some (version 2):
                                    <name>.<layer> with name sink, alibi, offset_bias, rel_index,
-                                   pos_key, pos_query (see qkviz._capture._terms); rewritten (atomically,
-                                   before meta.json lists the part that needed it) when a longer batch
-                                   extends a table
+                                   pos_key, pos_query (see qkviz._capture._terms); written again under
+                                   the number of the part that extends a table (meta.json names the
+                                   current file, the previous one goes once meta.json moves on)
 
 A whole capture saved at once is one part; a streaming capture appends one part per flushed batch.
 Each file is written to a temporary name and renamed into place, and ``meta.json`` (also replaced
@@ -31,7 +32,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
+import re
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -41,8 +43,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._fs import META, array_crc, atomic_write_bytes, file_crc, read_header
+from .._fs import LIB_TEMP, META, array_crc, atomic_write_bytes, field, file_crc, read_header, temp_sibling, writing
 from ..errors import StoreError
+from ._dtypes import stored_dtype
 
 __all__ = [
     "FORMAT",
@@ -59,17 +62,34 @@ __all__ = [
     "tensor_key",
     "tensor_kind",
     "terms_key",
+    "OWN",
 ]
 
 FORMAT = "qkviz.capture"
 VERSION = 2
 READS = (1, 2)  # version 1: no score terms (plain scaling · q·k only)
-TERMS = "terms.safetensors"
+
+_TERMS = re.compile(r"^terms(-\d{5})?\.safetensors$")
+
+
+#: The safetensors dtypes a store holds (bfloat16 is stored as its raw bits, U16).
+_SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "U16": "uint16"}
 
 
 def tensor_kind(kind: str, attn: str = "self") -> str:
     """``"q"`` for the only attention of a model, ``"q.<attn>"`` for one of several (encoder–decoder)."""
     return kind if attn == "self" else f"{kind}.{attn}"
+
+
+#: Every name a store folder holds that qkviz wrote: the header, the parts, and the temporaries of
+#: a write in progress. Anything else in the folder is the user's (see ``StoreWriter`` and
+#: :func:`qkviz._fs.check_target`).
+_PART = re.compile(r"^part-\d{5}\.(safetensors|tokens\.parquet|sequences\.parquet|images\.npy)$")
+OWN = re.compile(
+    r"^(meta\.json|terms(-\d{5})?\.safetensors|part-\d{5}\.(safetensors|tokens\.parquet|sequences\.parquet|images\.npy)"
+    r"|\.(meta\.json|terms(-\d{5})?\.safetensors|part-\d{5}\.[a-z.]+?)(\.qkviz-\d+-[0-9a-f]{8})?\.tmp"
+    rf"|{LIB_TEMP})$"
+)
 
 
 def tensor_key(kind: str, layer: int, index: int) -> str:
@@ -81,7 +101,7 @@ def tensor_key(kind: str, layer: int, index: int) -> str:
 
 
 def terms_key(name: str, layer: int, attn: str = "self") -> str:
-    """The key of one layer's score term in ``terms.safetensors``: ``<name>.<layer>`` (or
+    """The key of one layer's score term in the terms file: ``<name>.<layer>`` (or
     ``<name>.<attn>.<layer>`` for one of several attentions)."""
     return f"{name}.{layer}" if attn == "self" else f"{name}.{attn}.{layer}"
 
@@ -119,6 +139,15 @@ class MemoryTensors:
 
     def has(self, kind: str) -> bool:
         return bool(self.chunks.get(kind))
+
+    def dtype(self) -> str:
+        """The storage format of the vectors (``qkviz._capture._dtypes``)."""
+        first = next(a for layers in self.chunks.values() for parts in layers.values() for a in parts)
+        return stored_dtype(first)
+
+    def nbytes(self) -> int:
+        """Bytes of every stored vector."""
+        return sum(a.nbytes for layers in self.chunks.values() for parts in layers.values() for a in parts)
 
     def get(self, kind: str, layer: int, idx: int) -> np.ndarray:
         pos = self.index[kind].index(idx)
@@ -165,9 +194,65 @@ class DiskTensors:
         self.parts_meta = parts
         self._cache: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
         self._size = cache
+        self._lock = threading.Lock()  # heads of one store are read from several threads (embed)
+        self._headers: dict[int, tuple[int, dict[str, Any]]] = {}
+
+    def _entry(self, i: int, key: str) -> tuple[int, np.dtype[Any], list[int], int]:
+        """``(file offset, dtype, shape, bytes)`` of tensor ``key`` in part ``i`` (safetensors
+        layout: an 8-byte little-endian header length, the JSON header, then the data)."""
+        f = self.root / self.parts_meta[i]["file"]
+        if i not in self._headers:
+            try:
+                with open(f, "rb") as fh:
+                    n = int.from_bytes(fh.read(8), "little")
+                    header = json.loads(fh.read(n))
+            except (OSError, ValueError) as e:
+                raise StoreError(f"cannot read {f}: {e}. The store is damaged; re-run the capture.", path=f) from e
+            self._headers[i] = (8 + n, header)
+        base, header = self._headers[i]
+        info = header.get(key)
+        if info is None:
+            raise StoreError(f"{f} lacks tensor {key!r}; the store is damaged. Re-run the capture.", path=f)
+        dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]]).newbyteorder("<")
+        a, b = info["data_offsets"]
+        return base + int(a), dtype, list(info["shape"]), int(b) - int(a)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a lock does not pickle (a capture travels to Dask workers): the reader starts afresh there
+        state = dict(self.__dict__)
+        state.update(_lock=None, _cache=OrderedDict(), _headers={})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def has(self, kind: str) -> bool:
         return any(k.startswith(kind + ".") for p in self.parts_meta[:1] for k in p["crc32"])
+
+    def dtype(self) -> str:
+        """The storage format of the vectors, from the first part's header (no tensor is read)."""
+        from safetensors import safe_open
+
+        part = self.parts_meta[0]
+        f = self.root / part["file"]
+        try:
+            with safe_open(str(f), framework="numpy") as fh:
+                code = fh.get_slice(next(iter(fh.keys()))).get_dtype()
+        except Exception as e:
+            raise StoreError(f"cannot read {f}: {e}. The store is damaged; re-run the capture.", path=f) from e
+        return {"F16": "float16", "U16": "bfloat16", "BF16": "bfloat16"}.get(code, "float32")
+
+    def nbytes(self) -> int:
+        """Bytes of every stored vector, from the parts' headers (no tensor is read)."""
+        total = 0
+        for i in range(len(self.parts_meta)):
+            self._entry(i, next(iter(self.parts_meta[i]["crc32"])))  # parses the header once
+            header = self._headers[i][1]
+            total += sum(
+                b - a for key, info in header.items() if key != "__metadata__" for a, b in [info["data_offsets"]]
+            )
+        return total
 
     def parts(self) -> list[int]:
         return list(range(len(self.parts_meta)))
@@ -197,32 +282,39 @@ class DiskTensors:
 
     def get(self, kind: str, layer: int, idx: int) -> np.ndarray:
         ck = (kind, layer, idx)
-        if ck in self._cache:
-            self._cache.move_to_end(ck)
-            return self._cache[ck].copy()  # callers own what they get; the cached copy stays intact
-        from safetensors import safe_open
-
+        with self._lock:
+            hit = self._cache.get(ck)
+            if hit is not None:
+                self._cache.move_to_end(ck)
+        if hit is not None:
+            return hit.copy()  # callers own what they get; the cached copy stays intact
         key = tensor_key(kind, layer, idx)
-        chunks = []
-        for part in self.parts_meta:
+        # Read each part's slice straight into one array: the parts' headers are parsed once (a
+        # store of many parts would otherwise parse every header again for every head read).
+        entries = [self._entry(i, key) for i in range(len(self.parts_meta))]
+        dtype, width = entries[0][1], entries[0][2][1:]
+        rows = sum(shape[0] for _, _, shape, _ in entries)
+        out = np.empty((rows, *width), dtype)
+        at = 0
+        for i, (start, _, shape, nbytes) in enumerate(entries):
+            part = self.parts_meta[i]
             f = self.root / part["file"]
-            try:
-                with safe_open(str(f), framework="numpy") as fh:
-                    a = fh.get_tensor(key)
-            except Exception as e:  # safetensors raises its own error types for truncated headers
-                raise StoreError(
-                    f"cannot read {key!r} from {f}: {e}. The store is damaged; re-run the capture.", path=f
-                ) from e
-            if array_crc(a) != part["crc32"][key]:
+            view = out[at : at + shape[0]]
+            with open(f, "rb") as fh:
+                fh.seek(start)
+                got = fh.readinto(view.data.cast("B"))
+            if got != nbytes:
+                raise StoreError(f"{f} is truncated: tensor {key!r} is cut short. Re-run the capture.", path=f)
+            if array_crc(view) != part["crc32"].get(key):
                 raise StoreError(
                     f"{f} is corrupted: tensor {key!r} does not match its checksum. Re-run the capture.",
                     path=f,
                 )
-            chunks.append(a)
-        out = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-        self._cache[ck] = out
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
+            at += shape[0]
+        with self._lock:
+            self._cache[ck] = out
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
         return out.copy()
 
 
@@ -248,24 +340,40 @@ class StoreWriter:
         self.root = pathlib.Path(root)
         self.header = dict(header)
         self.parts: list[dict[str, Any]] = []
-        self.terms: dict[str, Any] | None = None  # meta.json's record of terms.safetensors
+        self.terms: dict[str, Any] | None = None  # meta.json's record of the terms file
         self._terms_crc: dict[str, int] = {}
+        self._replaced_terms: str | None = None  # the previous terms file, removed once meta.json moves on
         if resume and (self.root / META).is_file():
             meta = read_meta(self.root)
             self.parts = meta["parts"]
             self.terms = meta.get("terms_file")
             self._terms_crc = dict(self.terms["crc32"]) if self.terms else {}
             self._drop_strays()
+            self._write_meta("partial")
+        elif self.root.is_dir():  # an empty folder (or one a killed run left before its meta.json)
+            self._drop_strays()
+            self._write_meta("partial")
         else:
-            self.root.mkdir(parents=True, exist_ok=True)
-        self._write_meta("partial")
+            # the folder appears with its meta.json already in it: a run killed this early leaves
+            # nothing at root, rather than a folder no reader recognises
+            tmp = temp_sibling(self.root)
+            tmp.mkdir(parents=True)
+            self.root, final = tmp, self.root
+            self._write_meta("partial")
+            os.rename(tmp, final)
+            self.root = final
 
     def _drop_strays(self) -> None:
-        """Remove files of parts that were being written when a previous run stopped."""
-        keep = {META} | {f for p in self.parts for f in p["files"]} | ({TERMS} if self.terms else set())
+        """Remove the part files a previous run was writing when it stopped (never anything else).
+
+        Only names qkviz gives to parts and their temporaries are touched; files the user put in
+        the folder (notes, figures...) stay.
+        """
+        listed = {META} | {f for p in self.parts for f in p["files"]} | ({self.terms["file"]} if self.terms else set())
         for f in self.root.iterdir():
-            if f.name not in keep:
-                f.unlink() if f.is_file() else shutil.rmtree(f, ignore_errors=True)
+            if f.name in listed or not OWN.match(f.name) or not f.is_file():
+                continue
+            f.unlink()
 
     @property
     def n_seqs(self) -> int:
@@ -280,6 +388,9 @@ class StoreWriter:
         if self.terms is not None:
             meta["terms_file"] = self.terms
         atomic_write_bytes(self.root / META, json.dumps(meta, indent=1).encode())
+        if self._replaced_terms is not None:  # meta.json no longer names it
+            (self.root / self._replaced_terms).unlink(missing_ok=True)
+            self._replaced_terms = None
 
     def append(
         self,
@@ -298,10 +409,11 @@ class StoreWriter:
         def place(name: str, write) -> None:
             final = self.root / name
             tmp = self.root / f".{name}.tmp"
-            write(tmp)
-            with open(tmp, "rb+") as fh:  # durable before meta.json lists it
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
+            with writing(final, "part", cleanup=tmp):
+                write(tmp)
+                with open(tmp, "rb+") as fh:  # durable before meta.json lists it
+                    os.fsync(fh.fileno())
+                os.replace(tmp, final)
             files[name] = {
                 "bytes": final.stat().st_size,
                 "crc32": file_crc(final) if not name.endswith(".safetensors") else 0,
@@ -340,13 +452,19 @@ class StoreWriter:
         crc = {k: array_crc(a) for k, a in arrays.items()}
         if not arrays or crc == self._terms_crc:
             return
-        final, tmp = self.root / TERMS, self.root / f".{TERMS}.tmp"
-        save_file(arrays, str(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        # A new name per version: meta.json keeps naming the previous file (with its size and
+        # checksums) until the next part is listed, so a run killed in between still loads.
+        name = f"terms-{len(self.parts):05d}.safetensors"
+        final, tmp = self.root / name, self.root / f".{name}.tmp"
+        with writing(final, "score terms", cleanup=tmp):
+            save_file(arrays, str(tmp))
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        if self.terms is not None and self.terms["file"] != name:
+            self._replaced_terms = self.terms["file"]
         self._terms_crc = crc
-        self.terms = {"file": TERMS, "bytes": final.stat().st_size, "crc32": crc}
+        self.terms = {"file": name, "bytes": final.stat().st_size, "crc32": crc}
 
     def finish(self) -> None:
         self._write_meta("complete")
@@ -357,14 +475,52 @@ class StoreWriter:
 # --------------------------------------------------------------------------------------------
 
 
+def holds_nothing(root: pathlib.Path) -> bool:
+    """Whether ``root`` is an empty folder, or holds only temporaries of a run killed before its
+    first ``meta.json`` (a new store may be started there)."""
+    return root.is_dir() and all(OWN.match(e.name) and e.name.startswith(".") for e in root.iterdir())
+
+
 def read_meta(root: pathlib.Path) -> dict[str, Any]:
-    """Parse and check ``meta.json`` (format, version, listed files present with their sizes)."""
+    """Parse and check ``meta.json``: format, version, the fields readers use, and the listed files
+    (present, with the sizes they were written with).
+
+    Raises
+    ------
+    StoreError
+        Anything missing, mistyped, truncated or of another format; the message names the file.
+    """
     root = pathlib.Path(root)
     meta = read_header(root, FORMAT, READS, "capture store")
-    files = [(name, info["bytes"]) for part in meta.get("parts", []) for name, info in part["files"].items()]
-    if meta.get("terms_file"):
-        files.append((meta["terms_file"]["file"], meta["terms_file"]["bytes"]))
-    for name, expected in files:
+    where = root / META
+    field(meta, "model", dict, where)
+    field(meta, "params", dict, where)
+    if "status" in meta:
+        field(meta, "status", str, where)
+    parts = field(meta, "parts", list, where)
+    sizes: list[tuple[str, int]] = []
+    for i, part in enumerate(parts):
+        at = pathlib.Path(f"{where} (part {i})")
+        field(part, "file", str, at, lambda f: bool(_PART.match(f)) and f.endswith(".safetensors"))
+        files = field(part, "files", dict, at)
+        field(part, "n_tokens", int, at, lambda n: n >= 0)
+        field(part, "n_seqs", int, at, lambda n: n >= 0)
+        crcs = field(part, "crc32", dict, at)
+        if not all(isinstance(v, int) for v in crcs.values()):
+            raise StoreError(f"{at}: field 'crc32' holds non-integer checksums; the store is damaged", path=where)
+        stem = _stem(part)
+        for name in (part["file"], f"{stem}.tokens.parquet", f"{stem}.sequences.parquet"):
+            info = field(files, name, dict, at)
+            field(info, "bytes", int, at)
+            field(info, "crc32", int, at)
+        for name, info in files.items():
+            if not isinstance(name, str) or not _PART.match(name) or not isinstance(info, dict):
+                raise StoreError(f"{at}: lists {name!r}, which is not a part file; the store is damaged", path=where)
+            sizes.append((name, info["bytes"]))
+    if meta.get("terms_file") is not None:
+        tf = field(meta, "terms_file", dict, where)
+        sizes.append((field(tf, "file", str, where, lambda f: bool(_TERMS.match(f))), field(tf, "bytes", int, where)))
+    for name, expected in sizes:
         f = root / name
         if not f.is_file():
             raise StoreError(f"{f} is missing; the store is incomplete", path=f)
@@ -487,6 +643,7 @@ def write_store(
     Part by part (one part holds whole sequences), so saving needs at most one part's worth of
     extra memory rather than a second copy of every vector.
     """
+    path.mkdir(parents=True, exist_ok=True)  # a temporary folder of the caller's: no second temporary
     w = StoreWriter(path, header)
     if terms:
         w.set_terms(terms)

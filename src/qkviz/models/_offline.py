@@ -16,13 +16,12 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import logging
-import os
 import pathlib
 import shutil
 from collections.abc import Callable
 from typing import Any
 
-from .._fs import cache_root, temp_sibling
+from .._fs import cache_root, clean_stale, replace_dir, temp_sibling
 from ..errors import MissingDependencyError
 
 __all__ = ["NAMED_MODELS", "ALIASES", "cache_dir", "minilm_dir", "require"]
@@ -67,25 +66,24 @@ def _version(dist: str) -> str:
 
 
 def _cached(name: str, build: Callable[[pathlib.Path], None]) -> pathlib.Path:
-    """Return the cache folder ``name``, building it once under a temporary name then renaming it.
+    """Return the cache folder ``name``, building it once under a temporary name then swapping it in.
 
     A half-built folder is never visible under its final name, so an interrupted conversion is
-    redone next time instead of being loaded.
+    redone next time instead of being loaded; its leftover temporary folder is removed then (the
+    ``models/`` folder is qkviz's own). A final folder without ``config.json`` (damaged) is replaced.
     """
     root = cache_dir()
     final = root / name
     if (final / "config.json").is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
+    clean_stale(final, owned_folder=True)
     log.info("converting %s once into %s (later loads reuse it)", name, final)
     tmp = temp_sibling(final)
     try:
         build(tmp)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process finished first; its copy is equivalent
-            if not (final / "config.json").is_file():
-                raise
+        if not (final / "config.json").is_file():  # else another process finished first: keep its copy
+            replace_dir(tmp, final, what="converted model")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final

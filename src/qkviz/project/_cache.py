@@ -11,16 +11,16 @@ the platform's user cache directory; see :func:`qkviz._fs.cache_root`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._fs import cache_root
+from .._fs import cache_root, clean_stale_in, temp_sibling
 
 __all__ = ["LayoutCache", "default_cache_dir", "layout_key"]
 
@@ -79,14 +79,16 @@ class LayoutCache:
     def put(self, key: str, value: np.ndarray) -> None:
         """Store a layout; failures to write (read-only disk...) are ignored: a cache is optional."""
         p = self._path(key)
+        tmp = temp_sibling(p)
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
+            clean_stale_in(p.parent)  # temporaries of killed workers (the folder is qkviz's own)
+            with open(tmp, "wb") as f:
                 np.save(f, np.asarray(value, np.float32), allow_pickle=False)
             os.replace(tmp, p)
         except OSError:
-            pass
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def __repr__(self) -> str:
         return f"LayoutCache({str(self.directory)!r})"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import functools
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..attention import ScoreFunction
-from ..errors import EmbeddingError
+from ..errors import EmbeddingError, QKVizError
 from ..joint import JointTransform, dot_lift, fit_transform_params
 from ._cache import LayoutCache, layout_key
 from ._methods import get_method
@@ -98,12 +97,14 @@ class HeadSource:
     pos: np.ndarray | None = field(default=None, repr=False)
     translate: bool = True
     attn: str | None = None  # which attention of an encoder-decoder capture
+    stamp: tuple[int, int] | None = None  # (inode, mtime_ns) of the store's meta.json when the task was made
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """The head's queries and keys, as captured."""
         if self.q is not None and self.k is not None:
             return self.q, self.k
-        cap = _open_capture(self.path)
+        assert self.path is not None  # sources_for sets a path or arrays
+        cap = _open_capture(self.path, self.stamp)
         return cap.q(self.layer, self.head, self.attn), cap.k(self.layer, self.head, self.attn)
 
     def layout_vectors(self, q: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,10 +121,23 @@ class HeadSource:
 
 
 @functools.lru_cache(maxsize=4)
-def _open_capture(path: str) -> Capture:
+def _open_capture(path: str, stamp: tuple[int, int] | None) -> Capture:
+    """The capture at ``path``, opened once per process (threads and reused workers share it).
+
+    ``stamp`` is part of the key: a store saved again at the same path is a new ``meta.json``, so it
+    is opened afresh rather than read through the old one's checksums.
+    """
     from .._capture._container import load
 
     return load(path)
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(os.path.join(path, "meta.json"))
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 @dataclass
@@ -204,29 +218,41 @@ def project_one(src: HeadSource, spec: HeadSpec, cache_dir: str | None) -> HeadR
     y = cache.get(key) if cache is not None else None
     cached = y is not None
     if y is None:
-        params, init = _initialisation(spec, qn, kn)
-        reducer = make_reducer(spec.method, spec.dim, params, spec.random_state)
-        X = layout_input(qn, kn, spec.metric)
-        if get_method(spec.method).needs_attention:
-            y = reducer.fit_transform(
-                X,
-                init,
-                seq=src.seq,
-                scaling=src.score,
-                causal=src.causal,
-                window=src.window,
-                n_tokens=len(qn),
-                # attention from the head's own vectors: the score function is defined on them
-                q=q,
-                k=k,
-            )
-        else:
-            y = reducer.fit_transform(X, init)
+        try:
+            y = _fit(src, spec, qn, kn, q, k)
+        except QKVizError:
+            raise
+        except (ValueError, TypeError, ArithmeticError, RuntimeError, np.linalg.LinAlgError) as e:
+            # the libraries' own errors (openTSNE, umap-learn, torch), named for the head and method
+            raise EmbeddingError(
+                f"layer {src.layer} head {src.head}: {spec.method} failed ({type(e).__name__}: "
+                f"{' '.join(str(e).split())}). Check the method parameters, or try method='pca'."
+            ) from e
         if cache is not None:
             cache.put(key, y)
     return HeadResult(
         src.layer, src.head, np.asarray(y, np.float32), _norms(qn, kn), t, time.perf_counter() - t0, cached, src.attn
     )
+
+
+def _fit(src: HeadSource, spec: HeadSpec, qn: np.ndarray, kn: np.ndarray, q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    params, init = _initialisation(spec, qn, kn)
+    reducer = make_reducer(spec.method, spec.dim, params, spec.random_state)
+    X = layout_input(qn, kn, spec.metric)
+    if get_method(spec.method).needs_attention:
+        return reducer.fit_transform(
+            X,
+            init,
+            seq=src.seq,
+            scaling=src.score,
+            causal=src.causal,
+            window=src.window,
+            n_tokens=len(qn),
+            # attention from the head's own vectors: the score function is defined on them
+            q=q,
+            k=k,
+        )
+    return reducer.fit_transform(X, init)
 
 
 def _initialisation(spec: HeadSpec, qn: np.ndarray, kn: np.ndarray):
@@ -321,14 +347,15 @@ def _executor_for(executor: Any, n_tasks: int, method: str) -> tuple[cf.Executor
         return _Serial(), True, 1
     if executor is None:
         workers = max(1, min(os.cpu_count() or 1, n_tasks))
+        if get_method(method).releases_gil:
+            # torch keeps its own thread count (2 heads x torch's threads measured fastest)
+            return cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qkviz-head"), True, workers
+        from joblib.externals.loky import get_reusable_executor
+
         threads = max(1, (os.cpu_count() or 1) // workers)
-        pool = cf.ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(method, threads),
-        )
-        return pool, True, workers
+        # reused across embed calls (a notebook pays the worker start once); never shut down here
+        pool = get_reusable_executor(max_workers=workers, initializer=_worker_init, initargs=(method, threads))
+        return pool, False, workers
     if _is_dask_client(executor):
         n = len(executor.scheduler_info().get("workers", {})) or 1
         return executor.get_executor(), False, n
@@ -427,6 +454,7 @@ def sources_for(capture: Capture, cells: Iterable[tuple[Any, ...]], *, with_atte
     ``cells`` are ``(layer, head)``, or ``(attn, layer, head)`` for a capture of several attentions.
     """
     path = str(capture.path) if capture.path is not None else None
+    stamp = _stamp(path) if path is not None else None
     seq_all = capture.tokens["seq"].to_numpy()
     pos_all = capture.tokens["pos"].to_numpy()
     out = []
@@ -449,7 +477,7 @@ def sources_for(capture: Capture, cells: Iterable[tuple[Any, ...]], *, with_atte
             "attn": attn,
         }
         if path is not None:
-            out.append(HeadSource(layer, head, path=path, **kw))
+            out.append(HeadSource(layer, head, path=path, stamp=stamp, **kw))
         else:
             out.append(_LazyArrays(layer, head, capture=capture, **kw))
     return out

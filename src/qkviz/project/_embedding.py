@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,8 +30,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._capture._container import sequences_from_tokens
-from .._fs import META, read_header, replace_dir, temp_sibling
+from .._capture._container import fingerprint, sequences_from_tokens
+from .._fs import (
+    LIB_TEMP,
+    META,
+    array_crc,
+    check_target,
+    clean_stale,
+    field,
+    file_crc,
+    read_header,
+    replace_dir,
+    temp_sibling,
+    writing,
+)
 from ..errors import EmbeddingError, StoreError
 
 if TYPE_CHECKING:
@@ -41,8 +53,13 @@ if TYPE_CHECKING:
 __all__ = ["Embedding", "Frame", "to_box", "box_frame", "present_points", "FORMAT", "VERSION"]
 
 FORMAT = "qkviz.embedding"
-VERSION = 2
-READS = (1, 2)  # version 1: one attention per embedding, heads named (layer, head)
+#: 2: several attentions per embedding (cells named (attn, layer, head)); 3: checksums per tensor
+#: and per table, and the capture's fingerprint. Versions 1 and 2 still load, unchecked.
+VERSION = 3
+READS = (1, 2, 3)
+#: The names an embedding folder holds (anything else in it is the user's).
+OWN = re.compile(rf"^(meta\.json|coords\.safetensors|tokens\.parquet|sequences\.parquet|{LIB_TEMP})$")
+_TABLES = ("tokens.parquet", "sequences.parquet")
 
 HeadKey = tuple[int, int]  # (layer, head)
 Cell = tuple[str, int, int]  # (attn, layer, head): how an embedding of several attentions names its heads
@@ -256,6 +273,10 @@ class Embedding:
             v = np.ascontiguousarray(v, dtype=np.float32)
             if v.shape != (2 * n,):
                 raise EmbeddingError(f"norms for {tuple(key)} must be float [point={2 * n}], got {v.shape}.")
+            xy = self._coords.get(self._cell(key))
+            present = np.isfinite(xy).all(axis=1) if xy is not None else np.ones(len(v), bool)
+            if not np.isfinite(v[present]).all():  # absent points (another stream's tokens) are NaN
+                raise EmbeddingError(f"norms for (layer, head) = {tuple(key)} contain NaN or inf.")
             v.setflags(write=False)
             self._norms[self._cell(key)] = v
         self._faith: dict[int, pd.DataFrame] = dict(faithfulness_tables or {})
@@ -263,6 +284,8 @@ class Embedding:
         self.frames: dict[Any, Frame] = dict(frames or {})
         self._scores: pd.DataFrame | None = head_scores
         self._model: Any = None  # the model place() captures with, once resolved (never saved)
+        # what the embedding was made from, when no capture is attached (see qkviz._capture.fingerprint)
+        self._capture_fingerprint: str | None = None
 
     # -- construction --------------------------------------------------------------------------
 
@@ -564,24 +587,35 @@ class Embedding:
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> pathlib.Path:
         """Write the embedding to a directory (``meta.json``, ``coords.safetensors``, parquet tables).
 
-        The capture itself is not copied; its path is recorded when it was loaded from disk, and
-        :meth:`load` reattaches it if it is still there. Written under a temporary name and renamed
-        into place, so an existing directory is replaced only by a complete one.
+        The capture itself is not copied: its path and a fingerprint of what it holds are recorded,
+        and :meth:`load` reattaches it if the same capture is still there. Every tensor and table
+        gets a checksum. The folder is written in full under a temporary name and then swapped in,
+        so an existing embedding is replaced only by a complete one (see ``docs/data-safety.md``).
+
+        Parameters
+        ----------
+        path : path-like
+        overwrite : bool
+            Replace an embedding already at ``path``. Whatever ``overwrite`` says, qkviz never
+            replaces a capture, a folder it did not write, or one holding files it did not write.
+
+        Raises
+        ------
+        StoreError
+            ``path`` holds something else than an embedding, or the disk is full or read-only (the
+            old embedding is then unchanged).
         """
         from safetensors.numpy import save_file
 
         path = pathlib.Path(path)
-        if path.exists() and not overwrite:
-            raise StoreError(f"{path} exists; pass overwrite=True to replace it", path=path)
-        if path.exists() and not (path / META).is_file():
-            raise StoreError(f"{path} exists and is not a qkviz embedding; refusing to replace it", path=path)
+        check_target(path, FORMAT, what="embedding", overwrite=overwrite, own=OWN)
         for cell in self._coords:  # materialise norms from the capture while it is at hand
             self.norms(cell[1], cell[2], cell[0])
         tensors = {}
         for cell, y in self._coords.items():
             tensors[f"coords.{_name(cell)}"] = np.ascontiguousarray(y)
             tensors[f"norms.{_name(cell)}"] = np.ascontiguousarray(self._norms[cell])
-        meta = {
+        meta: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
             "dim": self.dim,
@@ -596,84 +630,120 @@ class Embedding:
             "frames": {_name(self._cell(k)): f.to_dict() for k, f in self.frames.items()},
             "head_scores": None if self._scores is None else _json_safe(self._scores.to_dict(orient="list")),
             "capture_path": self._capture_path(),
+            "capture_fingerprint": fingerprint(self.capture) or self._capture_fingerprint,
+            "crc32": {k: array_crc(a) for k, a in tensors.items()},
         }
+        clean_stale(path, own=OWN)
         tmp = temp_sibling(path)
-        try:
+        with writing(path, "embedding", cleanup=tmp):
             tmp.mkdir(parents=True)
             save_file(tensors, str(tmp / "coords.safetensors"))
             self.tokens.to_parquet(tmp / "tokens.parquet")
             self.sequences.to_parquet(tmp / "sequences.parquet")
-            (tmp / META).write_text(json.dumps(meta, indent=1))
-            replace_dir(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            meta["files"] = {
+                name: {"bytes": (tmp / name).stat().st_size, "crc32": file_crc(tmp / name)} for name in _TABLES
+            }
+            for name in ("coords.safetensors", *_TABLES):
+                with open(tmp / name, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            with open(tmp / META, "w") as fh:  # written last: a folder without it is not a store
+                fh.write(json.dumps(meta, indent=1))
+                fh.flush()
+                os.fsync(fh.fileno())
+        replace_dir(tmp, path, kind=FORMAT, what="embedding", own=OWN)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, capture: Capture | None = None) -> Embedding:
-        """Read an embedding written by :meth:`save`.
+        """Read an embedding written by :meth:`save`, checking every checksum.
 
         Parameters
         ----------
         path : path-like
         capture : Capture, optional
-            Attach this capture. When omitted, the recorded capture path is loaded if it still
-            exists (a warning says so when it does not; coordinates and norms still work).
+            Attach this capture; it must be the one the embedding was made from. When omitted, the
+            recorded capture is loaded if it is still at its path, intact and the same capture; if
+            not, a warning says why and the embedding loads without it (coordinates and norms
+            work; attention and new faithfulness scores do not).
 
         Raises
         ------
         StoreError
-            Missing or damaged files, or an unknown format version.
+            Missing, damaged or edited files, or an unknown format version.
+        EmbeddingError
+            ``capture`` is not the capture this embedding was made from.
         """
         from safetensors.numpy import load_file
 
-        from ..joint import JointTransform
-
         path = pathlib.Path(path)
         meta = read_header(path, FORMAT, READS, "embedding")
+        where = path / META
+        parsed = _parse_meta(meta, where)
+        checked = meta["version"] >= 3
         try:
+            if checked:
+                for name in _TABLES:
+                    info = field(field(meta, "files", dict, where), name, dict, where)
+                    f = path / name
+                    if not f.is_file():
+                        raise StoreError(f"{f} is missing; the embedding is incomplete", path=f)
+                    if f.stat().st_size != info.get("bytes") or file_crc(f) != info.get("crc32"):
+                        raise StoreError(
+                            f"{f} is corrupted or was edited (checksum mismatch); write the embedding again", path=f
+                        )
             tensors = load_file(str(path / "coords.safetensors"))
             tokens = pd.read_parquet(path / "tokens.parquet")
             sequences = pd.read_parquet(path / "sequences.parquet")
+        except StoreError:
+            raise
         except Exception as e:  # safetensors / pyarrow raise their own types for damaged files
-            raise StoreError(f"{path} is damaged: {e}", path=path) from e
-        keys = [tuple(k) for k in meta["heads"]]
-        coords = {k: tensors[f"coords.{_name(cls._cell(k))}"] for k in keys}
-        norms = {k: tensors[f"norms.{_name(cls._cell(k))}"] for k in keys}
-        if capture is None and meta.get("capture_path"):
-            cpath = pathlib.Path(meta["capture_path"])
-            if cpath.exists():
-                from .._capture._container import load as load_capture
-
-                capture = load_capture(cpath)
-            else:
-                warnings.warn(
-                    f"the capture {cpath} recorded with this embedding is gone; attention "
-                    "and new faithfulness scores are unavailable.",
-                    stacklevel=2,
+            raise StoreError(f"{path} is damaged: {' '.join(str(e).split())}", path=path) from e
+        crcs = field(meta, "crc32", dict, where) if checked else {}
+        for key, a in tensors.items():
+            if checked and array_crc(a) != crcs.get(key):
+                raise StoreError(
+                    f"{path / 'coords.safetensors'} is corrupted or was edited: tensor {key!r} does not match its "
+                    "checksum. Write the embedding again.",
+                    path=path / "coords.safetensors",
                 )
-
-        def split(s: str) -> Any:
-            parts = s.split(".")
-            return (int(parts[0]), int(parts[1])) if len(parts) == 2 else (parts[0], int(parts[1]), int(parts[2]))
-
-        return cls(
-            coords,
-            tokens,
-            sequences,
-            norms=norms,
-            method=meta["method"],
-            params=meta["params"],
-            timings=meta["timings"],
-            capture=capture,
-            transforms={split(s): JointTransform.from_dict(d) for s, d in meta["transforms"].items()},
-            rotations={split(s): np.asarray(r) for s, r in meta["rotations"].items()},
-            faithfulness_tables={int(k): pd.DataFrame(v) for k, v in meta["faithfulness"].items()},
-            attns={a: (int(v[0]), int(v[1])) for a, v in (meta.get("attns") or {}).items()},
-            frames={split(s): Frame.from_dict(d) for s, d in (meta.get("frames") or {}).items()},
-            head_scores=pd.DataFrame(meta["head_scores"]) if meta.get("head_scores") else None,
-        )
+        try:
+            coords = {k: tensors[f"coords.{_name(cls._cell(k))}"] for k in parsed["heads"]}
+            norms = {k: tensors[f"norms.{_name(cls._cell(k))}"] for k in parsed["heads"]}
+        except KeyError as e:
+            raise StoreError(
+                f"{path / 'coords.safetensors'} lacks tensor {e}; the embedding is damaged", path=path
+            ) from None
+        recorded = meta.get("capture_fingerprint") if isinstance(meta.get("capture_fingerprint"), str) else None
+        if capture is not None:
+            mine = fingerprint(capture)
+            if (recorded and mine is not None and mine != recorded) or len(capture.tokens) != len(tokens):
+                raise EmbeddingError(
+                    f"the capture given is not the capture this embedding ({path}) was made from (other inputs, "
+                    "model or settings); pass the capture it was computed from"
+                )
+        elif isinstance(meta.get("capture_path"), str):
+            capture = _recorded_capture(pathlib.Path(meta["capture_path"]), recorded, len(tokens))
+        try:
+            emb = cls(
+                coords,
+                tokens,
+                sequences,
+                norms=norms,
+                method=parsed["method"],
+                params=meta["params"],
+                timings=meta["timings"],
+                capture=capture,
+                transforms=parsed["transforms"],
+                rotations=parsed["rotations"],
+                faithfulness_tables=parsed["faithfulness"],
+                attns=parsed["attns"],
+                frames=parsed["frames"],
+                head_scores=parsed["head_scores"],
+            )
+        except EmbeddingError as e:
+            raise StoreError(f"{path} is damaged: {e}", path=path) from e
+        emb._capture_fingerprint = recorded
+        return emb
 
     def __repr__(self) -> str:
         return f"Embedding(method={self.method!r}, dim={self.dim}, heads={len(self._coords)}, tokens={self.n_tokens})"
@@ -682,6 +752,78 @@ class Embedding:
 def _name(cell: Cell) -> str:
     """``"<layer>.<head>"`` for the only attention, ``"<attn>.<layer>.<head>"`` otherwise (file keys)."""
     return f"{cell[1]}.{cell[2]}" if cell[0] == "self" else f"{cell[0]}.{cell[1]}.{cell[2]}"
+
+
+def _parse_meta(meta: dict[str, Any], where: pathlib.Path) -> dict[str, Any]:
+    """The header's fields, checked (a missing or mistyped one is a StoreError naming it)."""
+    from ..joint import JointTransform
+
+    field(meta, "dim", int, where, lambda d: d in (2, 3))
+    method = field(meta, "method", str, where)
+    field(meta, "params", dict, where)
+    field(meta, "timings", dict, where)
+
+    def whole(x: Any) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    def cell(x: Any) -> bool:  # [layer, head] or [attn, layer, head]
+        return isinstance(x, list) and (
+            (len(x) == 2 and all(whole(i) for i in x))
+            or (len(x) == 3 and isinstance(x[0], str) and whole(x[1]) and whole(x[2]))
+        )
+
+    heads = field(meta, "heads", list, where, lambda hs: all(cell(h) for h in hs))
+    transforms = field(meta, "transforms", dict, where)
+    rotations = field(meta, "rotations", dict, where)
+    faith = field(meta, "faithfulness", dict, where)
+    attns = meta.get("attns") or {}
+
+    def split(s: str) -> Any:
+        parts = s.split(".")
+        return (int(parts[0]), int(parts[1])) if len(parts) == 2 else (parts[0], int(parts[1]), int(parts[2]))
+
+    try:
+        return {
+            "method": method,
+            "heads": [tuple(h) for h in heads],
+            "transforms": {split(s): JointTransform.from_dict(d) for s, d in transforms.items()},
+            "rotations": {split(s): np.asarray(r, np.float64) for s, r in rotations.items()},
+            "faithfulness": {int(k): pd.DataFrame(v) for k, v in faith.items()},
+            "attns": {a: (int(v[0]), int(v[1])) for a, v in attns.items()},
+            "frames": {split(s): Frame.from_dict(d) for s, d in (meta.get("frames") or {}).items()},
+            "head_scores": pd.DataFrame(meta["head_scores"]) if meta.get("head_scores") else None,
+        }
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise StoreError(
+            f"{where}: a transform, rotation, frame, score or attention entry is damaged ({e!r}); write the "
+            "embedding again",
+            path=where,
+        ) from e
+
+
+def _recorded_capture(cpath: pathlib.Path, recorded: str | None, n_tokens: int) -> Capture | None:
+    """The capture recorded with an embedding, if it is still there, intact and the same one."""
+    from .._capture._container import load as load_capture
+
+    unavailable = "attention and new faithfulness scores are unavailable; pass capture= to Embedding.load"
+    if not cpath.exists():
+        warnings.warn(f"the capture {cpath} recorded with this embedding is gone; {unavailable}.", stacklevel=3)
+        return None
+    try:
+        cap = load_capture(cpath)
+    except StoreError as e:
+        warnings.warn(
+            f"the capture {cpath} recorded with this embedding cannot be read ({e}); {unavailable}.", stacklevel=3
+        )
+        return None
+    if (recorded and fingerprint(cap) != recorded) or len(cap.tokens) != n_tokens:
+        warnings.warn(
+            f"the capture now at {cpath} is not the capture this embedding was made from (another capture was "
+            f"saved there since); {unavailable}.",
+            stacklevel=3,
+        )
+        return None
+    return cap
 
 
 def _json_safe(v: Any) -> Any:

@@ -7,6 +7,9 @@ line can list methods and defaults without loading openTSNE or umap-learn.
 
 from __future__ import annotations
 
+import inspect
+import math
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -17,7 +20,7 @@ from ..errors import EmbeddingError
 if TYPE_CHECKING:
     from ._reducers import Reducer
 
-__all__ = ["Method", "METHODS", "DEFAULT_METHOD", "get_method"]
+__all__ = ["Method", "METHODS", "DEFAULT_METHOD", "get_method", "check_params", "check_random_state"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,14 @@ class Method:
         Fast enough (milliseconds a head) to run in the calling process rather than a worker pool.
     jit : bool
         Pays a JIT compile (numba) on first use in a process; pool workers warm it up as they start.
+    releases_gil : bool
+        Its heavy code (compiled loops, BLAS, torch) runs without Python's GIL, so heads run in a
+        thread pool at full parallel speed; otherwise in a process pool (see ``_driver``).
+    own_params : tuple of str
+        Parameters qkviz's reducer takes itself (besides the wrapped library's).
+    library_class : str
+        ``"module:Class"`` whose constructor takes the remaining parameters (their names are
+        checked against its signature, so a typo fails before any work).
     """
 
     name: str
@@ -67,6 +78,20 @@ class Method:
     needs_attention: bool = False
     inline: bool = False
     jit: bool = False
+    releases_gil: bool = True
+    own_params: tuple[str, ...] = ()
+    library_class: str = ""
+
+    def accepted(self) -> set[str]:
+        """Every method parameter name :func:`qkviz.embed` may pass to this method."""
+        names = set(self.own_params) | set(self.defaults)
+        if self.library_class:
+            import importlib
+
+            module, cls = self.library_class.split(":")
+            params = inspect.signature(getattr(importlib.import_module(module), cls).__init__).parameters
+            names |= {n for n in params if n not in ("self", "n_components", "random_state", "metric")}
+        return names
 
 
 def _pca(dim: int, params: dict[str, Any], random_state: int | None) -> Reducer:
@@ -135,6 +160,8 @@ METHODS: Mapping[str, Method] = MappingProxyType(
                     }
                 ),
                 library="openTSNE",
+                own_params=("perplexity", "neighbors", "qk_neighbors", "qk_weight", "init", "init_std"),
+                library_class="openTSNE:TSNE",
             ),
             Method(
                 "umap",
@@ -144,6 +171,11 @@ METHODS: Mapping[str, Method] = MappingProxyType(
                 library="umap-learn",
                 init_param="init",
                 jit=True,
+                # umap-learn's epoch loop is numba without nogil: it holds the GIL (threads would
+                # take turns), so its heads run in processes
+                releases_gil=False,
+                own_params=("n_neighbors", "min_dist", "neighbors", "init", "init_std"),
+                library_class="umap:UMAP",
             ),
             Method(
                 "attention",
@@ -161,6 +193,8 @@ METHODS: Mapping[str, Method] = MappingProxyType(
                 ),
                 library="openTSNE",
                 needs_attention=True,
+                own_params=("attention_weight", "top_keys", "perplexity", "init", "init_std"),
+                library_class="openTSNE:TSNE",
             ),
         )
     }
@@ -176,3 +210,69 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     except (KeyError, TypeError):
         raise EmbeddingError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}.") from None
+
+
+# -- parameter checks -------------------------------------------------------------------------------
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+#: Value rules of the parameters qkviz knows, by name: (test, what the value must be). Parameters
+#: not listed go to the library as given; an error it raises is reported as an EmbeddingError.
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "perplexity": (lambda v: _real(v) and v > 0, "a finite number > 0"),
+    "n_iter": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+    "early_exaggeration_iter": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+    "early_exaggeration": (lambda v: _real(v) and v > 0, "a finite number > 0"),
+    "exaggeration": (lambda v: v is None or (_real(v) and v > 0), "None or a finite number > 0"),
+    "theta": (lambda v: _real(v) and v >= 0, "a finite number >= 0"),
+    "dof": (lambda v: _real(v) and v > 0, "a finite number > 0"),
+    "learning_rate": (lambda v: v == "auto" or (_real(v) and v > 0), "'auto' or a finite number > 0"),
+    "qk_neighbors": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+    "qk_weight": (lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "init_std": (lambda v: _real(v) and v > 0, "a finite number > 0"),
+    "n_jobs": (lambda v: _whole(v) and v != 0, "a whole number other than 0"),
+    "n_neighbors": (lambda v: _whole(v) and v >= 2, "a whole number >= 2"),
+    "min_dist": (lambda v: _real(v) and v >= 0, "a finite number >= 0"),
+    "spread": (lambda v: _real(v) and v > 0, "a finite number > 0"),
+    "n_epochs": (lambda v: v is None or (_whole(v) and v >= 1), "None or a whole number >= 1"),
+    "attention_weight": (lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "top_keys": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "neighbors": (lambda v: isinstance(v, str), "a string ('exact', 'annoy', 'approximate'...)"),
+}
+
+
+def check_params(method: Method, params: Mapping[str, Any]) -> None:
+    """Refuse unknown method parameters and values qkviz knows to be invalid (before any work).
+
+    Raises
+    ------
+    EmbeddingError
+        A name the method does not take (with the names it does), or a value out of range.
+    """
+    accepted = method.accepted()
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise EmbeddingError(
+            f"method {method.name!r} takes no parameter {', '.join(map(repr, unknown))}; it takes "
+            f"{', '.join(sorted(accepted)) or 'none'}."
+        )
+    for name, value in params.items():
+        rule = _RULES.get(name)
+        if rule is not None and not rule[0](value):
+            raise EmbeddingError(f"{name} must be {rule[1]}, got {value!r} (method {method.name!r}).")
+
+
+def check_random_state(value: Any) -> int | None:
+    """``random_state`` as an int or None; anything else raises :class:`qkviz.EmbeddingError`."""
+    if value is None:
+        return None
+    if not _whole(value) or not 0 <= int(value) < 2**32:
+        raise EmbeddingError(f"random_state must be None or a whole number in [0, 2**32), got {value!r}.")
+    return int(value)

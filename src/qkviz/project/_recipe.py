@@ -24,7 +24,7 @@ from ._align import generalized_procrustes
 from ._cache import default_cache_dir
 from ._driver import HeadSpec, run_heads, sources_for
 from ._embedding import Embedding, Frame, present_points, to_box
-from ._methods import DEFAULT_METHOD, get_method
+from ._methods import DEFAULT_METHOD, check_params, check_random_state, get_method
 
 __all__ = ["embed"]
 
@@ -187,9 +187,11 @@ def embed(
         )
     check_scale_mode(scale)
     cells = _resolve_cells(capture, layers, heads, attn)
-    params = {**spec_method.defaults, **method_params}
-    if "metric" in params:
+    if "metric" in method_params:
         raise EmbeddingError("pass metric as embed(..., metric=...), not inside the method parameters.")
+    random_state = check_random_state(random_state)
+    check_params(spec_method, method_params)
+    params = {**spec_method.defaults, **method_params}
     spec = HeadSpec(
         method=method,
         dim=int(dim),

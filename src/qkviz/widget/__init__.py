@@ -42,11 +42,13 @@ from ..wire import (
     array_to_binary,
     pack_selection,
     unpack_selection,
+    valid_threshold,
 )
 from . import _commands, _fallback, _hosts
 from ._fallback import FALLBACKS, ColabWatch, page_iframe
 
 if TYPE_CHECKING:
+    from ..export import SavedPage
     from ..project import Embedding
 
 __all__ = ["QKViz", "COLOR_FIELDS"]
@@ -251,6 +253,8 @@ class QKViz(anywidget.AnyWidget):
     @t.validate("layer")
     def _valid_layer(self, proposal: Any) -> int | None:
         v = proposal["value"]
+        if isinstance(v, bool):
+            raise WidgetDataError(f"layer must be a whole number (model numbering) or None, got {v!r}")
         if v is not None and v not in self._grid()["layers"]:
             raise WidgetDataError(f"no layer {v}; layers are {self._grid()['layers']}")
         return v
@@ -258,13 +262,48 @@ class QKViz(anywidget.AnyWidget):
     @t.validate("head")
     def _valid_head(self, proposal: Any) -> int | None:
         v = proposal["value"]
+        if isinstance(v, bool):
+            raise WidgetDataError(f"head must be a whole number (model numbering) or None, got {v!r}")
         if v is not None and v not in self._grid()["heads"]:
             raise WidgetDataError(f"no head {v}; heads are {self._grid()['heads']}")
         return v
 
+    @t.observe("layer", "head")
+    def _focus_both(self, change: Any) -> None:
+        """Keep layer and head set together: one alone would leave the view on the matrix.
+
+        Setting one on the matrix focuses the first head of that layer (or that head in the first
+        layer that has it); setting one to ``None`` goes back to the matrix.
+        """
+        layer, head = self.layer, self.head
+        if self._setting_both or (layer is None) == (head is None):
+            return
+        grid, emb = self._grid(), self.state.embedding
+        name = grid["name"] if self.state.several else None
+        with self.hold_sync():
+            if change["new"] is None:
+                self.layer = self.head = None
+            elif layer is not None:
+                self.head = next((h for h in grid["heads"] if emb.has(layer, h, name)), grid["heads"][0])
+            elif head is not None:
+                self.layer = next((la for la in grid["layers"] if emb.has(la, head, name)), grid["layers"][0])
+
+    @t.validate("lines_threshold")
+    def _valid_threshold(self, proposal: Any) -> float:
+        if not valid_threshold(proposal["value"]):
+            raise WidgetDataError(f"lines_threshold must be a number in [0, 1], got {proposal['value']!r}")
+        return proposal["value"]
+
     @t.validate("selection")
     def _valid_selection(self, proposal: Any) -> np.ndarray:
         a = np.asarray(proposal["value"])
+        if a.dtype == bool:
+            raise WidgetDataError("selection takes point indices; pass a boolean mask to viz.select(mask)")
+        whole = np.issubdtype(a.dtype, np.integer) or (
+            np.issubdtype(a.dtype, np.floating) and bool(np.isfinite(a).all()) and bool((a == np.round(a)).all())
+        )
+        if a.size and not whole:
+            raise WidgetDataError(f"selection must be whole point indices, got {a.dtype} values such as {a.flat[0]!r}")
         if a.ndim != 1 or (a.size and (a.min() < 0 or a.max() >= self.state.n_points)):
             raise WidgetDataError(f"selection must be global point indices in [0, {self.state.n_points})")
         return np.unique(a).astype(np.uint32)
@@ -308,11 +347,15 @@ class QKViz(anywidget.AnyWidget):
         """
         name = self.state.resolve_attn(attn or self.attn or None)
         self.state.check_focus(layer, head, name)
-        with self.hold_sync():
-            if name is not None and name != self.attn:
-                self.layer, self.head = None, None
-                self.attn = name
-            self.layer, self.head = layer, head
+        self._setting_both = True
+        try:
+            with self.hold_sync():
+                if name is not None and name != self.attn:
+                    self.layer, self.head = None, None
+                    self.attn = name
+                self.layer, self.head = layer, head
+        finally:
+            self._setting_both = False
 
     def show_attention(self, attn: str) -> None:
         """Show the matrix of one attention of an encoder–decoder embedding (``"encoder"``,
@@ -324,8 +367,17 @@ class QKViz(anywidget.AnyWidget):
 
     def show_matrix(self) -> None:
         """Show every head as a grid."""
-        with self.hold_sync():
-            self.layer, self.head = None, None
+        self._set_both(None, None)
+
+    _setting_both = False
+
+    def _set_both(self, layer: int | None, head: int | None) -> None:
+        self._setting_both = True
+        try:
+            with self.hold_sync():
+                self.layer, self.head = layer, head
+        finally:
+            self._setting_both = False
 
     def color_by(self, field: str, n: int | None = None) -> None:
         """Colour points by ``field`` (see :data:`COLOR_FIELDS` or a user column).
@@ -518,17 +570,23 @@ class QKViz(anywidget.AnyWidget):
         """What :func:`qkviz.export.save_html` writes for this widget: its state and current view."""
         return self.state, self.view()
 
-    def save_html(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    def save_html(self, path: str | os.PathLike[str], **kwargs: Any) -> SavedPage:
         """Write this widget, as it is now, to one self-contained interactive HTML file.
 
         The file needs no kernel and no network: the bundle, the layouts and the strongest keys of
-        every query (for lines and the sentence view) are embedded. Keyword arguments go to
-        :func:`qkviz.export.save_html` (``top_k``, ``compact``, ``title`` ...).
+        every query (for lines and the sentence view) are embedded, within a size budget (20 MB by
+        default; the focused head is kept whole). Keyword arguments go to
+        :func:`qkviz.export.save_html` (``top_k``, ``max_bytes``, ``full``, ``compact``, ``title`` ...).
+
+        Returns
+        -------
+        qkviz.export.SavedPage
+            The file, its size and what it holds.
 
         Examples
         --------
-        >>> viz.save_html("minilm.html", top_k=3)       # doctest: +SKIP
-        PosixPath('minilm.html')
+        >>> print(viz.save_html("minilm.html", top_k=3).summary)       # doctest: +SKIP
+        minilm.html (8.7 MB, every point (1,235,088))
         """
         from ..export import save_html
 

@@ -16,6 +16,7 @@ from ._state import (
     VALUE_NORM,
     View,
     WidgetState,
+    valid_threshold,
 )
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "pack_selection",
     "unpack_selection",
     "Uploads",
+    "valid_threshold",
 ]

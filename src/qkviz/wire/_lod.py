@@ -18,7 +18,13 @@ head's points, :func:`draw_order`, built so that
 The matrix draws the first :func:`sample_size` points of the order in every cell; the single view
 draws the whole order. Searched, selected and clicked points are always drawn as well
 (:func:`with_forced`). The widget (``WidgetState``) and the standalone page (``qkviz.export``) both
-sample through these functions, so a page and a notebook show the same points.
+sample through these functions, so a page and a notebook show the same points in the same order.
+
+A standalone page over its size budget holds fewer points of most heads: the queries and keys of a
+sample of **whole sequences** (:func:`sample_sequences`; whole, so that what the page shows of a held
+point is complete: its attention lines go to held keys, its sentence has every row). Its draw order
+is the same order with the held points moved first (:func:`held_first`), so a page's matrix is
+still a stratified, interleaved prefix of the order the notebook draws.
 
 Examples
 --------
@@ -36,12 +42,16 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 __all__ = [
     "draw_order",
     "sample_size",
     "with_forced",
+    "sample_sequences",
+    "held_first",
     "MATRIX_POINTS",
     "CELL_MIN",
     "CELL_MAX",
@@ -59,6 +69,9 @@ CELL_MAX = 16_384
 #: Most forced points (searched, selected) the matrix adds to its sample over the whole grid; past
 #: it, the forced points of each cell are themselves taken in draw order (a stratified subset).
 FORCED_POINTS = 1_000_000
+
+#: Strata of :func:`sample_sequences` (by length).
+SEQUENCE_STRATA = 10
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -203,3 +216,95 @@ def with_forced(order: np.ndarray, m: int, force: np.ndarray | None = None, limi
     if limit is not None:
         f = f[: max(0, int(limit))]
     return np.concatenate([base, f]).astype(np.uint32)
+
+
+def sample_sequences(lengths: np.ndarray, budget: int, *, seed: int = 0, first: Iterable[int] = ()) -> np.ndarray:
+    """Whole sequences holding at most ``budget`` tokens, stratified by length; sorted ids.
+
+    Sequences are sorted by length into :data:`SEQUENCE_STRATA` strata of equal token mass, each
+    spread evenly through a random order, so any prefix of that order takes every stratum in
+    proportion: short and long sequences are represented as in the corpus.
+
+    Parameters
+    ----------
+    lengths : int array [seq]
+        Tokens per sequence.
+    budget : int
+        Most tokens to hold (at least one sequence is always held).
+    seed : int
+        Seed of the random order within each stratum.
+    first : ints
+        Sequences to take before any other (e.g. those of the selected points).
+
+    Examples
+    --------
+    >>> lengths = np.array([5, 50, 6, 48, 7, 52, 5, 49])
+    >>> picked = sample_sequences(lengths, 70)
+    >>> int(lengths[picked].sum()) <= 70, bool((lengths[picked] > 40).any() and (lengths[picked] < 10).any())
+    (True, True)
+    """
+    lengths = np.asarray(lengths, np.int64)
+    n = lengths.size
+    if int(lengths.sum()) <= budget:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    by_length = np.argsort(lengths, kind="stable")
+    mass = np.cumsum(lengths[by_length]) / lengths.sum()
+    stratum = np.minimum((mass * SEQUENCE_STRATA).astype(np.int64), SEQUENCE_STRATA - 1)
+    # within each stratum a random order, spread evenly over [0, 1): taking any prefix of the
+    # merged order takes every stratum in proportion
+    key = np.empty(n)
+    for s in np.unique(stratum):
+        members = by_length[stratum == s]
+        key[members] = (rng.permutation(len(members)) + rng.random()) / len(members)
+    order = np.argsort(key, kind="stable")
+    forced = [int(s) for s in dict.fromkeys(first) if 0 <= int(s) < n]
+    order = np.concatenate([np.array(forced, np.int64), order[~np.isin(order, forced)]])
+    chosen, held = [], 0
+    for s in order.tolist():
+        if held + lengths[s] <= budget:
+            chosen.append(s)
+            held += int(lengths[s])
+    if not chosen:  # the budget is smaller than any sequence: hold the shortest one anyway
+        chosen = [int(by_length[0])]
+    return np.sort(np.array(chosen, np.int64))
+
+
+def held_first(order: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, int]:
+    """A page's draw order: the ``held`` points in ``order``'s order, then every other point.
+
+    The held points are the page's sample of every head, a prefix of the widget's own draw order
+    restricted to them (stratified, queries and keys interleaved). The others are drawn only in a
+    head the page holds whole, and all together, so only their paint order matters: each token's
+    query then its key, in token order (interleaved as well). That tail costs a page next to
+    nothing, where the scrambled order would cost 2 incompressible bytes a point.
+
+    Parameters
+    ----------
+    order : uint32 array [point]
+        From :func:`draw_order`.
+    held : bool array [point]
+        The points a page holds (e.g. the queries and keys of :func:`sample_sequences`' tokens).
+
+    Returns
+    -------
+    (uint32 array [point], int)
+        The page's order (a permutation of ``range(2 * n_tokens)``) and how many of its first
+        points are held.
+
+    Examples
+    --------
+    >>> order = draw_order(np.repeat(np.arange(4), 4))
+    >>> held = np.zeros(32, bool); held[[0, 1, 2, 3, 16, 17, 18, 19]] = True   # sequence 0
+    >>> out, m = held_first(order, held)
+    >>> m, out[:m].tolist() == [p for p in order.tolist() if held[p]]     # the sample, in draw order
+    (8, True)
+    >>> out[m:m + 4].tolist()                                             # then query, key, query, key
+    [4, 20, 5, 21]
+    """
+    order = np.asarray(order)
+    held = np.asarray(held, bool)
+    n = len(order) // 2
+    mask = held[order]
+    tail = np.stack([np.arange(n), n + np.arange(n)], axis=1).reshape(-1)
+    return np.concatenate([order[mask], tail[~held[tail]]]).astype(np.uint32), int(mask.sum())

@@ -28,6 +28,8 @@ their defaults, which the widget's traits mirror.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import re
 import unicodedata
 import warnings
@@ -97,6 +99,15 @@ def _category(display: str, special: bool) -> int:
     if s and all(unicodedata.category(c)[0] in "PS" for c in s):
         return 1
     return 0
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def valid_threshold(v: Any) -> bool:
+    """Whether ``v`` can be a line threshold: a finite number in [0, 1] (not NaN, not a bool)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and 0 <= float(v) <= 1
 
 
 @dataclass
@@ -605,6 +616,11 @@ class WidgetState:
             raise WidgetDataError(f"unknown colour field {name!r}; expected one of {self.color_fields()}")
 
     def check_focus(self, layer: Any, head: Any, attn: str | None = None) -> None:
+        for what, v in (("layer", layer), ("head", head)):
+            if not _whole(v):
+                raise WidgetDataError(
+                    f"{what} must be a whole number (model numbering), got {v!r} ({type(v).__name__})"
+                )
         a = self._attn(attn)
         name = a["name"] if self.several else None
         if layer not in a["layers"] or head not in a["heads"] or not self.embedding.has(layer, head, name):
@@ -615,6 +631,18 @@ class WidgetState:
     def check_view(self, view: View) -> View:
         """Validate display settings against this state (unknown colour, bad theme, half a focus)."""
         self.check_color(view.color)
+        checks = (
+            ("color_mod", _whole(view.color_mod) and view.color_mod >= 1, "a whole number >= 1"),
+            ("size_by_norm", isinstance(view.size_by_norm, bool), "True or False"),
+            ("search_query", isinstance(view.search_query, str), "a str"),
+            ("search_regex", isinstance(view.search_regex, bool), "True or False"),
+            ("lines_k", _whole(view.lines_k) and view.lines_k >= 1, "a whole number >= 1"),
+            ("lines_threshold", valid_threshold(view.lines_threshold), "a number in [0, 1]"),
+            ("height", _whole(view.height) and view.height >= 200, "a whole number of pixels >= 200"),
+        )
+        for name, ok, what in checks:
+            if not ok:
+                raise WidgetDataError(f"{name} must be {what}, got {getattr(view, name)!r}")
         if view.theme not in THEMES:
             raise WidgetDataError(f"theme must be one of {THEMES}, got {view.theme!r}")
         if (view.layer is None) != (view.head is None):
@@ -644,6 +672,10 @@ class WidgetState:
         Matching is case-insensitive: a substring test, or ``re.search`` when ``regex``. An empty
         query matches nothing.
         """
+        if not isinstance(query, str):
+            raise WidgetDataError(f"the search query must be a str, got {query!r} ({type(query).__name__})")
+        if not isinstance(regex, bool):
+            raise WidgetDataError(f"regex must be True or False, got {regex!r}")
         if not query:
             return np.zeros(self.n_tokens, bool)
         if regex:
@@ -846,14 +878,15 @@ class WidgetState:
             "single_scale": SINGLE_SCALE,
             "cell_fill": CELL_FILL,
             # level of detail: the draw order and the matrix's points per head, of the first
-            # attention here and of each attention in `attns`
+            # attention here and of each attention in `attns` (its own order only when there are
+            # several: 4 bytes a point that do not compress, the front end falls back to `order`)
             "order": array_to_binary(self.order, "uint32"),
             "sample_points": int(self.sample_points),
             "forced_points": FORCED_POINTS,
             "attns": [
                 {
                     **a,
-                    "order": array_to_binary(self.orders[a["name"]], "uint32"),
+                    **({"order": array_to_binary(self.orders[a["name"]], "uint32")} if self.several else {}),
                     "sample_points": int(self.sample_sizes[a["name"]]),
                 }
                 for a in self.attns
