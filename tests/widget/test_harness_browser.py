@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 
+from _browser import settled
 from _wire import SELECTION_JS, wire_json
 from qkviz.export._snapshot import snapshot
 from qkviz.widget import QKViz
@@ -30,28 +31,8 @@ def mount(page, url, viz, top_k=8, wid="w0", first=True):
     page.evaluate("([p, id]) => mount(p, id)", [wire_json(snapshot(viz.state, viz.view(), top_k)), wid])
     root = page.locator(f"#{wid} .qk-root")
     page.wait_for_selector(f"#{wid} .qk-root[data-qk-ready='1']", state="attached", timeout=30_000)
-    _settled(page, f"#{wid} canvas.qk-canvas")
+    settled(page, f"#{wid} canvas.qk-canvas")
     return root
-
-
-def _settled(page, selector, frames=5):
-    """Wait until the element's box has not moved for ``frames`` animation frames: clicks are aimed
-    from its box, and a late layout change (fonts, the side column) would make them miss."""
-    page.wait_for_function(
-        """([sel, need]) => new Promise((done) => {
-          let last = "", same = 0;
-          const tick = () => {
-            const r = document.querySelector(sel)?.getBoundingClientRect();
-            const key = r ? [r.x, r.y, r.width, r.height].join() : "";
-            same = key && key === last ? same + 1 : 0;
-            last = key;
-            if (same >= need) done(true); else requestAnimationFrame(tick);
-          };
-          tick();
-        })""",
-        arg=[selector, frames],
-        timeout=30_000,
-    )
 
 
 def canvas_pixels(page, wid="w0", selector=None):
