@@ -20,12 +20,16 @@ that returns a dict, so the layout half (issue 11) and the widget half add their
   recall@5 and Spearman, peak memory, beside PCA in the same run), SmolLM2 from ``capture``
   through the default ``embed`` of every head, and the layout rows on synthetic captures (CI,
   ``tests/test_bench_scale_layout.py``).
+* ``widget`` (``bench/scale_widget.py``, also runnable alone): the widget's level of detail on the
+  SmolLM2 grid (``--sentences``; its capture and PCA layout built once into ``--scratch``): first
+  paint, zoom into a head and browser heap in headless Chromium through the static page's
+  transport and, unless ``--no-lab``, in a real JupyterLab; ``--repeats`` runs of each.
 
 ``machine`` (platform, CPUs, memory) and ``load`` (``/proc/loadavg`` before and after) are recorded
 with every run: this machine's speed varies with what else runs, so compare ratios within one run.
 
-Run: ``.venv/bin/python bench/scale.py [--sections capture,stream,html] [--sentences 720]
-[--scratch DIR] [--dtypes float32,float16,bfloat16]``; the layout curve:
+Run: ``.venv/bin/python bench/scale.py [--sections capture,stream,html,widget] [--sentences 720]
+[--scratch DIR] [--dtypes float32,float16,bfloat16] [--repeats 3] [--no-lab]``; the layout curve:
 ``bench/scale.py --sections layout [--tokens 6000,...,96000] [--heads 0,1]`` (about 20 minutes on 2
 cores for every size and head).
 """
@@ -55,7 +59,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import scale_layout
 from scale_layout import layout_section, layout_synthetic_section, smollm2_section  # noqa: F401 (sections)
 
-SECTIONS = ("capture", "stream", "html", "synthetic", *scale_layout.SECTIONS)
+SECTIONS = ("capture", "stream", "html", "synthetic", "widget", *scale_layout.SECTIONS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,6 +258,15 @@ def synthetic_section(args: argparse.Namespace, scratch: pathlib.Path) -> dict[s
     }  # fmt: skip
 
 
+def widget_section(args: argparse.Namespace, scratch: pathlib.Path) -> dict[str, Any]:
+    """The widget at research scale: ``bench/scale_widget.py`` (imported here, when asked for, so
+    the other sections need no browser)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from scale_widget import widget_section as widget_rows
+
+    return widget_rows(args, scratch)
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -284,6 +297,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--stream-model", default="minilm", help="model of the stream section")
     ap.add_argument("--scratch", help="folder for the stores (kept; default: a temporary folder)")
     scale_layout.add_arguments(ap)
+    ap.add_argument("--repeats", type=int, default=3, help="widget section: runs of each browser measurement")
+    ap.add_argument("--no-lab", dest="lab", action="store_false", help="widget section: skip JupyterLab")
     return ap
 
 

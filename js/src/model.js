@@ -58,9 +58,11 @@ import { decode } from "./wire/codec.js";
  *   causal?: boolean, attns?: AttnWire[], streams?: string[], upload_bytes?: number,
  *   has_values?: boolean, value_range?: Wire, can_probe?: boolean,
  *   link_hover?: boolean, scores?: {names: string[], values: Wire} | null,
- *   similar?: {xy: Wire, nearest: Wire, nearest_js: Wire} | null}} MetaWire
+ *   similar?: {xy: Wire, nearest: Wire, nearest_js: Wire} | null, order?: Wire,
+ *   sample_points?: number, forced_points?: number}} MetaWire
  * @typedef {{name: string, layers: number[], heads: number[], cell_offset: number,
- *   query_stream: number, key_stream: number, causal?: boolean}} AttnWire
+ *   query_stream: number, key_stream: number, causal?: boolean, order?: Wire,
+ *   sample_points?: number}} AttnWire
  * @typedef {{n_tokens?: number, display?: string[], seq?: Wire, pos?: Wire, texts?: string[],
  *   coords?: Wire, attention?: Wire, offsets?: Wire}} ProbeWire
  * @typedef {{seq?: Wire, pos?: Wire, seq_len?: Wire, category?: Wire, token?: string[],
@@ -83,7 +85,11 @@ export const TRAITS = Object.freeze([
  *   attns: AttnWire[], cell_offset: number, query_stream: number, key_stream: number,
  *   upload_bytes: number, has_values: boolean, can_probe: boolean, link_hover: boolean,
  *   scores: {names: string[], values: Float32Array} | null,
- *   similar: {xy: Float32Array, nearest: Int32Array, nearestJs: Float32Array} | null}} Meta
+ *   similar: {xy: Float32Array, nearest: Int32Array, nearestJs: Float32Array} | null,
+ *   missing: Uint8Array, order: Uint32Array, sample_points: number, forced_points: number}} Meta
+ *   `missing`: 1 per cell of the whole grid (global cell index) without a layout. `order`: every
+ *   point of a head of the shown attention in draw order (Python's qkviz.wire._lod.draw_order); the
+ *   matrix draws its first `sample_points` in every cell, the single view all of it.
  */
 
 /**
@@ -107,6 +113,8 @@ export function getMeta(model) {
   const a = shownAttn(model);
   const recall = /** @type {Float32Array} */ (decode(m.recall, "float32"));
   const nCells = a ? a.layers.length * a.heads.length : recall.length;
+  const per = 2 * (m.n_tokens ?? 0);
+  const order = /** @type {Uint32Array} */ (decode(a?.order ?? m.order, "uint32"));
   return {
     layers: a ? a.layers : m.layers ?? [],
     heads: a ? a.heads : m.heads ?? [],
@@ -122,6 +130,7 @@ export function getMeta(model) {
     has_faithfulness: Boolean(m.has_faithfulness),
     has_images: Boolean(m.has_images),
     recall: a ? recall.subarray(a.cell_offset, a.cell_offset + nCells) : recall,
+    missing: /** @type {Uint8Array} */ (decode(m.missing, "uint8")),
     dim: m.dim === 3 ? 3 : 2,
     single_scale: m.single_scale ?? 0.9,
     cell_fill: m.cell_fill ?? 0.84,
@@ -136,6 +145,10 @@ export function getMeta(model) {
       nearest: /** @type {Int32Array} */ (decode(m.similar.nearest, "int32")),
       nearestJs: /** @type {Float32Array} */ (decode(m.similar.nearest_js, "float32")),
     } : null,
+    // a state without an order (written before level of detail) is drawn whole, in index order
+    order: order.length === per ? order : Uint32Array.from({ length: per }, (_, i) => i),
+    sample_points: Math.min(per, a?.sample_points ?? m.sample_points ?? per),
+    forced_points: m.forced_points ?? 1_000_000,
   };
 }
 
@@ -159,8 +172,6 @@ export function cellOf(meta, layer, head) {
 
 /** @type {WeakMap<object, Tokens>} */
 const TOKENS = new WeakMap();
-/** @type {WeakMap<object, Promise<{coords: Float32Array, norms: Uint8Array, vnorms: Uint8Array | null}>>} */
-const GRID = new WeakMap();
 
 /** The token table, decoded once per model. @param {QKVizModel} model @returns {Tokens} */
 export function getTokens(model) {
@@ -212,35 +223,4 @@ export function getColumns(model) {
     out[name] = { type: c.type, categories: c.categories ?? [], values: decode(c.values) };
   }
   return out;
-}
-
-/**
- * The whole grid, pulled once per model in chunks of `chunk_points` (each message stays under the
- * size budget, and sequential requests keep the kernel responsive).
- * @param {QKVizModel} model
- * @param {(request: object) => Promise<any>} fetchDetail
- * @returns {Promise<{coords: Float32Array, norms: Uint8Array, vnorms: Uint8Array | null}>} coords
- *   [point*dim], norms [point], vnorms [point] (each point's token ‖v‖ per head; null without values)
- */
-export function loadGrid(model, fetchDetail) {
-  let grid = GRID.get(model);
-  if (!grid) {
-    const meta = getMeta(model);
-    grid = (async () => {
-      const coords = new Float32Array(meta.n_points * meta.dim);
-      const norms = new Uint8Array(meta.n_points);
-      const vnorms = meta.has_values ? new Uint8Array(meta.n_points) : null;
-      for (let start = 0; start < meta.n_points; start += meta.chunk_points) {
-        const stop = Math.min(meta.n_points, start + meta.chunk_points);
-        const r = await fetchDetail({ kind: "points", start, stop });
-        coords.set(decode(r.coords, "float32"), start * meta.dim);
-        norms.set(decode(r.norms, "uint8"), start);
-        if (vnorms && r.vnorms) vnorms.set(decode(r.vnorms, "uint8"), start);
-      }
-      return { coords, norms, vnorms };
-    })();
-    grid.catch(() => GRID.delete(model)); // allow a retry from the next view
-    GRID.set(model, grid);
-  }
-  return grid;
 }

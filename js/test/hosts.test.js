@@ -10,12 +10,13 @@
 //   selection larger than one page -> kernel message goes in parts;
 // * the view reports status, and shows the display-time picture while no kernel answers.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { TRAITS, getColumns, getMeta, getTokens, loadGrid } from "../src/model.js";
+import { TRAITS, getColumns, getMeta, getTokens } from "../src/model.js";
+import { createPointStore } from "../src/points.js";
 import { createModel, invoke } from "../src/static/model.js";
 import { decode, encode } from "../src/wire/codec.js";
 import { packSelection, unpackSelection, uploadSelection, wireBytes } from "../src/wire/selection.js";
 import { createTransport } from "../src/wire/transport.js";
-import { pointChunks, smallState } from "./fixtures.js";
+import { smallState } from "./fixtures.js";
 
 const scatters = [];
 vi.mock("regl-scatterplot", () => ({
@@ -67,11 +68,13 @@ function stateAs(form) {
 
 /** Python's reply to a "points" request, as pack_buffers makes it, buffers in `form`. */
 function pointsReply(meta, request, form) {
-  const chunk = pointChunks(meta).find((c) => c.start === request.start);
-  const coords = decode(chunk.coords), norms = decode(chunk.norms);
+  // the points [start, stop) of pointChunks' grid (coordinates p, p + 0.1; norm p), in `form`
+  const { start, stop } = request, k = stop - start;
+  const coords = Float32Array.from({ length: k * meta.dim }, (_, i) => start + Math.floor(i / meta.dim) + (i % meta.dim) / 10);
+  const norms = Uint8Array.from({ length: k }, (_, i) => (start + i) % 256);
   return [
-    { start: chunk.start, stop: chunk.stop, coords: { $buffer: 0, dtype: "float32", shape: [chunk.stop - chunk.start, meta.dim] },
-      norms: { $buffer: 1, dtype: "uint8", shape: [chunk.stop - chunk.start] } },
+    { start, stop, coords: { $buffer: 0, dtype: "float32", shape: [k, meta.dim] },
+      norms: { $buffer: 1, dtype: "uint8", shape: [k] } },
     [FORMS[form](bytesOf(coords), 4), FORMS[form](bytesOf(norms), 5)],
   ];
 }
@@ -94,13 +97,13 @@ describe.each(Object.keys(FORMS))("buffers as %s", (form) => {
     const experimental = path === "anywidget invoke"
       ? { invoke: (name, msg, opts) => invoke(model, name, msg, opts) }
       : { invoke: async () => { throw new Error("anywidget.invoke not supported in marimo"); } };
-    const grid = await loadGrid(model, createTransport(model, experimental));
-    const meta = getMeta(model);
-    expect(grid.coords).toHaveLength(meta.n_points * 2);
+    // whole heads, as the single view pulls them ("points" in chunks of chunk_points)
+    const store = createPointStore(getMeta(model), createTransport(model, experimental));
     for (const p of [0, 15, 16, 39]) {
-      expect(grid.coords[2 * p]).toBeCloseTo(p);
-      expect(grid.coords[2 * p + 1]).toBeCloseTo(p + 0.1);
-      expect(grid.norms[p]).toBe(p);
+      const head = await store.head(Math.floor(p / 10)), i = p % 10;
+      expect(head.coords[2 * i]).toBeCloseTo(p);
+      expect(head.coords[2 * i + 1]).toBeCloseTo(p + 0.1);
+      expect(head.norms[i]).toBe(p);
     }
   });
 
@@ -185,7 +188,15 @@ function mountNotebook({ state = smallState(), answer } = {}) {
   cleanup = widget.render({ model, el, experimental: { invoke: (name, msg, opts) => invoke(model, name, msg, opts) } });
   return model;
 }
-const kernel = (msg, model) => (msg.kind === "points" ? Promise.resolve(pointsReply(getMeta(model), msg, "DataView")) : Promise.resolve([{ ok: true }, []]));
+const kernel = (msg, model) => {
+  if (msg.kind === "points") return Promise.resolve(pointsReply(getMeta(model), msg, "DataView"));
+  if (msg.kind === "sample") { // this small grid's sample is every point: cells [start, stop) whole
+    const per = 2 * getMeta(model).n_tokens;
+    const [reply, buffers] = pointsReply(getMeta(model), { start: msg.start * per, stop: msg.stop * per }, "DataView");
+    return Promise.resolve([{ ...reply, start: msg.start, stop: msg.stop }, buffers]);
+  }
+  return Promise.resolve([{ ok: true }, []]);
+};
 const picture = () => el.querySelector(".qk-fallback-picture");
 
 beforeEach(() => { globalThis.URL.createObjectURL ??= () => "blob:fake"; globalThis.URL.revokeObjectURL ??= () => {}; });
@@ -215,7 +226,7 @@ describe("the view in a notebook", () => {
   });
 
   it("a grid that cannot load reports failed and shows the picture under the error", async () => {
-    mountNotebook({ answer: (msg) => (msg.kind === "points" ? Promise.resolve([{ error: "MemoryError: no" }, []]) : Promise.resolve([{ ok: true }, []])) });
+    mountNotebook({ answer: (msg) => (msg.kind === "sample" ? Promise.resolve([{ error: "MemoryError: no" }, []]) : Promise.resolve([{ ok: true }, []])) });
     await vi.waitFor(() => expect(requests.some((r) => r.kind === "status" && r.stage === "failed")).toBe(true));
     expect(requests.find((r) => r.stage === "failed").error).toMatch(/MemoryError/);
     expect(picture()).not.toBeNull();

@@ -188,7 +188,8 @@ describe("values and linked hover", () => {
     expect(opts).toContain("value_norm");
     const enc = encodeField("value_norm", getTokens(model), {}, 5, false);
     expect(enc.byValue).toBe(true);
-    const z = fillColorIndex(new Float32Array(10), enc, [0], 5, Uint8Array.from([0, 255, 128, 0, 0, 0, 255, 0, 0, 0]), null, 100, 99, null);
+    const ids = Uint32Array.from({ length: 10 }, (_, i) => i); // the drawn points: cell 0 whole
+    const z = fillColorIndex(new Float32Array(10), enc, ids, 5, Uint8Array.from([0, 255, 128, 0, 0, 0, 255, 0, 0, 0]), 100, 99, null);
     expect([z[0], z[1], z[5], z[6]]).toEqual([0, 31, 32, 63]); // low/high query, low/high key bins
   });
 

@@ -1,8 +1,8 @@
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { TRAITS, cellOf, getColumns, getMeta, getTokens, loadGrid } from "../src/model.js";
-import { fakeModel, pointChunks, smallState, wire } from "./fixtures.js";
+import { TRAITS, cellOf, getColumns, getMeta, getTokens } from "../src/model.js";
+import { fakeModel, smallState } from "./fixtures.js";
 
 const SRC = new URL("../src/", import.meta.url).pathname;
 
@@ -66,6 +66,9 @@ describe("decoding the wire traits", () => {
     expect(Array.from(meta.recall)).toEqual([0.5, 0.25, -1, 1]);
     const empty = getMeta(fakeModel({ ...smallState(), _meta: {} }));
     expect(empty).toMatchObject({ layers: [], n_points: 0, dim: 2, chunk_points: 1 << 20, single_scale: 0.9 });
+    // a state without a draw order (written before level of detail) is drawn whole, in index order
+    expect(Array.from(meta.order)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(meta.sample_points).toBe(10);
   });
 
   it("getTokens decodes the token table once per model", () => {
@@ -82,34 +85,5 @@ describe("decoding the wire traits", () => {
     const cols = getColumns(fakeModel());
     expect(cols.freq.type).toBe("numeric");
     expect(Array.from(cols.freq.values)).toEqual([1, 2, 3, 4, 5]);
-  });
-
-  it("loadGrid pulls every chunk once and assembles coords and norms", async () => {
-    const model = fakeModel(), requests = [];
-    const chunks = pointChunks(getMeta(model));
-    const fetchDetail = async (r) => { requests.push(r); return chunks.find((c) => c.start === r.start); };
-    const grid = await loadGrid(model, fetchDetail);
-    expect(requests).toEqual([{ kind: "points", start: 0, stop: 16 }, { kind: "points", start: 16, stop: 32 }, { kind: "points", start: 32, stop: 40 }]);
-    expect(grid.coords.length).toBe(80);
-    expect(grid.coords[2 * 37]).toBe(37);
-    expect(grid.coords[2 * 37 + 1]).toBeCloseTo(37.1, 5);
-    expect(grid.norms[39]).toBe(39);
-    expect(await loadGrid(model, fetchDetail)).toBe(grid); // shared by every view of the model
-    expect(requests).toHaveLength(3);
-  });
-
-  it("loadGrid lets a later view retry after a failed pull", async () => {
-    const model = fakeModel();
-    await expect(loadGrid(model, async () => { throw new Error("kernel gone"); })).rejects.toThrow("kernel gone");
-    const chunks = pointChunks(getMeta(model));
-    const grid = await loadGrid(model, async (r) => chunks.find((c) => c.start === r.start));
-    expect(grid.norms[5]).toBe(5);
-  });
-
-  it("wire values may arrive as typed arrays already (a static page's decoded chunks)", async () => {
-    const model = fakeModel({ ...smallState(), _meta: { ...smallState()._meta, chunk_points: 64 } });
-    const [c] = pointChunks(getMeta(model));
-    const grid = await loadGrid(model, async () => ({ ...c, coords: new Float32Array(c.coords.view.buffer), norms: wire(new Uint8Array(40).fill(9)) }));
-    expect(grid.norms[0]).toBe(9);
   });
 });

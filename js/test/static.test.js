@@ -2,7 +2,8 @@
 // and the lines get without a kernel.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { getMeta, getTokens, loadGrid } from "../src/model.js";
+import { getMeta, getTokens } from "../src/model.js";
+import { getPointStore } from "../src/points.js";
 import { createModel, invoke } from "../src/static/model.js";
 import { fromKeyDelta } from "../src/static/topk.js";
 import { staticTransport } from "../src/static/transport.js";
@@ -50,11 +51,19 @@ describe("fromKeyDelta (undoes qkviz.export's key-delta layout)", () => {
 });
 
 describe("staticTransport", () => {
-  it("serves the embedded point chunks to loadGrid", async () => {
+  it("serves the embedded point chunks to the point store: the sample, whole heads, points by index", async () => {
     const model = fakeModel(), transport = staticTransport(page());
-    const grid = await loadGrid(model, transport);
-    expect(grid.coords[2 * 21]).toBe(21);
-    await expect(transport({ kind: "points", start: 3 })).rejects.toThrow(/no embedded points/);
+    const store = getPointStore(model, transport);
+    const sample = await store.loadSample();
+    expect(sample.coords[2 * 21]).toBe(21); // every point is in the sample of this small grid
+    const head = await store.head(2);
+    expect(head.coords[2 * 3]).toBe(23);
+    // a range across two embedded chunks, and points the page lacks (NaN: not drawn)
+    const r = await transport({ kind: "points", start: 14, stop: 18 });
+    expect(Array.from(r.coords).filter((_, i) => i % 2 === 0)).toEqual([14, 15, 16, 17]);
+    const far = await transport({ kind: "points_at", points: [39, 40] });
+    expect(far.coords[0]).toBe(39);
+    expect(Number.isNaN(far.coords[2])).toBe(true);
   });
 
   it("answers attention with the embedded top-k weights in a dense matrix", async () => {

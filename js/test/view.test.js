@@ -64,7 +64,9 @@ describe("the canvas view", () => {
     expect(root.querySelector(".qk-status").textContent).toMatch(/2 layers × 2 heads · 5 tokens · 40 points/);
     const sc = scatters[0];
     expect(sc.draws.at(-1).points.x).toHaveLength(40);
-    expect(requests.filter((k) => k === "points")).toHaveLength(3);
+    // the matrix's sample (here every point: the grid is small), one cell per message of <= 16 points
+    expect(requests.filter((k) => k === "sample")).toHaveLength(4);
+    expect(requests.filter((k) => k === "points")).toHaveLength(0);
   });
 
   it("a toolbar change writes its trait once; back to the matrix writes layer and head together", async () => {

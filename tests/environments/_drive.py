@@ -51,6 +51,7 @@ def screen_positions(page) -> np.ndarray:
 
 def click_isolated_query(page) -> int:
     """Click the query point farthest from any other point; returns its point index (``0..2n-1``)."""
+    page.locator("canvas.qk-canvas").scroll_into_view_if_needed()  # a click below the fold hits nothing
     pos = screen_positions(page)
     n = len(pos) // 2
     d = np.sqrt(((pos[:, None] - pos[None]) ** 2).sum(-1))

@@ -242,7 +242,7 @@ def test_request_handlers_answer_through_the_command_router():
     msg, _ = dispatch(widget, {"kind": "attention", "layer": 0, "head": 0, "seq": 7, "detail": True})
     assert "seq 7" in msg["error"]  # a typed error travels back as text, never hangs the page
     # one backend per kind: per-sequence views are the browser's; only global kinds are asked for
-    assert set(HANDLERS) == {"points", "attention", "aggregate", "atlas"}
+    assert set(HANDLERS) == {"points", "sample", "points_at", "attention", "aggregate", "atlas"}
     msg, _ = dispatch(widget, {"kind": "image", "layer": 0, "head": 0, "seq": 1, "patch": 5})
     assert "unknown request kind 'image'" in msg["error"]
 

@@ -75,3 +75,59 @@ def test_static_page_embeds_top_keys_per_attention(emb, tmp_path):
     assert [t.get("attn") for t in snap["topk"]][:2] == ["encoder", "encoder"]
     path = qkviz.save_html(emb, tmp_path / "bart.html")
     assert path.stat().st_size > 10_000
+
+
+def test_each_attention_has_its_own_draw_order_and_sample(emb, monkeypatch):
+    """Level of detail per attention: cross-attention's sample holds decoder queries and encoder
+    keys only (the points it has), interleaved; a sample request stays within one attention."""
+    from qkviz.wire import _lod
+
+    monkeypatch.setattr(_lod, "CELL_MIN", 8)
+    monkeypatch.setattr(_lod, "MATRIX_POINTS", 6 * 12)
+    st = WidgetState.from_embedding(emb)
+    n = emb.n_tokens
+    for name in ("encoder", "decoder", "cross"):
+        ok = emb.present(name)
+        order, m = st.orders[name], st.sample_sizes[name]
+        assert sorted(order.tolist()) == list(range(2 * n)) and m == min(36, int(ok.sum()))  # 72 over 2 cells
+        assert ok[order[: ok.sum()]].all()  # the points it has come first
+        first = order[:m]
+        # queries and keys alternate in proportion to the counts the attention has of each
+        nq, nk = int(ok[:n].sum()), int(ok[n:].sum())
+        assert abs(int((first < n).sum()) - m * nq / (nq + nk)) <= 1
+    a = st.attns[2]
+    s = st.sample(a["cell_offset"], a["cell_offset"] + 2)
+    assert s["coords"].shape == (2, st.sample_sizes["cross"], 2)
+    assert (np.abs(s["coords"]) <= 1).all()  # no parked point in the cross sample
+    meta = st.meta_wire()
+    assert meta["attns"][2]["sample_points"] == st.sample_sizes["cross"]
+    with pytest.raises(IndexError):
+        st.sample(0, 6)  # the default sample of cells of several attentions is not one sample
+
+
+def test_a_sampled_page_holds_each_attentions_own_points_in_its_draw_order(emb):
+    """A page over its size budget: per attention, the held points it has, in its own draw order,
+    first; its sample chunks start at its first cell and hold no parked point."""
+    from qkviz.export import _lod
+    from qkviz.export._snapshot import head_details
+    from qkviz.wire import View, binary_to_array
+
+    st = WidgetState.from_embedding(emb)
+    n = emb.n_tokens
+    sample = _lod.make_sample(st, np.zeros(len(st.cells), bool), budget=n // 3)
+    assert 0 < len(sample.seqs) < len(emb.sequences)
+    held = np.zeros(2 * n, bool)
+    held[sample.tokens] = held[n + sample.tokens] = True
+    snap = _lod.lod_snapshot(st, View(), head_details(st, 2), 2, sample)
+    meta = snap["state"]["_meta"]
+    for a, wire in zip(st.attns, meta["attns"]):
+        order, m = binary_to_array(wire["order"]), wire["sample_points"]
+        ok = emb.present(a["name"])
+        want = st.orders[a["name"]][(held & ok)[st.orders[a["name"]]]]
+        np.testing.assert_array_equal(order[:m], want)  # the widget's order, restricted
+        assert m > 0 and np.array_equal(np.sort(order), np.arange(2 * n))
+        chunks = [c for c in snap["sample"] if a["cell_offset"] <= c["start"] < a["cell_offset"] + 2]
+        assert chunks[0]["start"] == a["cell_offset"]
+        for c in chunks:
+            xy = binary_to_array(c["coords"])
+            assert xy.shape[1] == m and (np.abs(xy) <= 1.0 + 1e-6).all()  # nothing parked at 100

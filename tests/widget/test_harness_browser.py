@@ -243,11 +243,18 @@ def test_empty_state_and_theme_and_colour(page, harness_url):
     assert page.qk_errors == []
 
 
-def test_wheel_on_a_cell_zooms_into_it(page, harness_url):
+def test_wheel_zooms_the_matrix_then_opens_the_head(page, harness_url):
     viz = QKViz(make_embedding(n_layers=2, n_heads=2))
     mount(page, harness_url, viz)
     box = page.locator("#w0 canvas.qk-canvas").bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.75)
-    page.mouse.wheel(0, -200)
+    page.mouse.wheel(0, -60)  # the matrix zooms around the pointer (cells grow, outlines follow)
+    page.wait_for_function("document.querySelector('#w0 .qk-cells').style.transform.includes('scale(1.')")
+    assert page.locator("#w0 .qk-root").get_attribute("data-qk-mode") == "matrix"
+    for _ in range(30):  # until the cell under the pointer is big: then the wheel opens its head
+        page.mouse.wheel(0, -60)
+        page.wait_for_timeout(60)
+        if page.locator("#w0 .qk-root").get_attribute("data-qk-mode") == "single":
+            break
     page.wait_for_selector("#w0 .qk-root[data-qk-mode='single']")
     assert page.evaluate("[models.w0.get('layer'), models.w0.get('head')]") == [1, 0]

@@ -76,11 +76,14 @@ def test_lab_end_to_end(jupyter, page):
     page.mouse.click(box["x"] + box["width"] * (2.5 / 3), box["y"] + box["height"] * (1.5 / 2))
     read_state(state, lambda s: (s["layer"], s["head"]) == (1, 2))
     page.wait_for_selector(".qk-root[data-qk-mode='single'][data-qk-head='2']")
+    # the head is fetched whole from the kernel, then drawn: click once every point is on screen
+    page.wait_for_selector(f".qk-root[data-qk-mode='single'][data-qk-drawn='{2 * n}']", state="attached")
 
     # click a query -> lines to exactly its top-k keys (exact attention, fetched from the kernel)
     page.wait_for_timeout(100)
     xy = emb.coords(1, 2)
     p = _isolated_point(xy, range(n))
+    canvas.scroll_into_view_if_needed()  # the square single view may reach below the fold
     box = canvas.bounding_box()
     page.mouse.click(*to_screen(box, *xy[p]))
     page.wait_for_function("document.querySelector('.qk-root').dataset.qkLines !== ''", timeout=30_000)

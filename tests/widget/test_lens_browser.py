@@ -99,8 +99,9 @@ def test_lens_in_jupyterlab(jupyter, page):
     read_state(state, lambda s: "right" in s)
     left.locator(".qk-cell").nth(5).evaluate("(e) => e.dispatchEvent(new MouseEvent('mousemove', {bubbles: true}))")
     # open a head in the left widget: the right one follows (jslink in the browser)
-    lbox = left.locator("canvas.qk-canvas").bounding_box()
-    page.mouse.click(lbox["x"] + lbox["width"] * (1.5 / 4), lbox["y"] + lbox["height"] * (1.5 / 2))
+    # aim at the cell itself: the matrix chooses its orientation by the widget's aspect
+    cbox = left.locator(".qk-cell[data-layer='1'][data-head='1']").bounding_box()
+    page.mouse.click(cbox["x"] + cbox["width"] / 2, cbox["y"] + cbox["height"] / 2)
     st = read_state(state, lambda s: s["left"] == [1, 1] and s["right"] == [1, 1], timeout=30)
     assert st["right"] == [1, 1]
     page.wait_for_function("document.querySelectorAll('.qk-root')[2].dataset.qkMode === 'single'", timeout=30_000)

@@ -129,24 +129,32 @@ export function withDimmed(palette, dark) {
   return { colors, opacity: colors.map((c) => (c[3] < 1 ? c[3] : BASE_OPACITY)), half: full.length, missing: palette.length };
 }
 
-/** Fill z (palette index per drawn point) for `cells` (cell indices), each 2n points. */
-export function fillColorIndex(z, enc, cells, n, norms, dimmed, half, missing, highlight) {
-  let o = 0;
-  for (const c of cells) {
-    const base = c * 2 * n;
-    for (let p = 0; p < 2 * n; p++, o++) {
-      const t = p < n ? p : p - n;
-      let idx;
-      if (enc.byNorm) {
-        const b = Math.min(BINS - 1, (norms[base + p] * BINS) >> 8);
-        idx = p < n ? b : BINS + b;
-      } else {
-        idx = p < n ? enc.query[t] : enc.key[t];
-      }
-      if (idx < 0) idx = missing;
-      if (highlight && !highlight[t]) idx += half;
-      z[o] = idx;
+/**
+ * Fill z (palette index per drawn point).
+ * @param {Float32Array} z  [k] out
+ * @param {object} enc  encodeField's result
+ * @param {Uint32Array} ids  [k] global indices of the drawn points (`cell * 2n + point`)
+ * @param {number} n  tokens
+ * @param {Uint8Array} norms  [k] the drawn points' quantised norms (colour by norm)
+ * @param {number} half  index offset of the dimmed copies
+ * @param {number} missing  palette index of a missing value
+ * @param {Uint8Array | null} highlight  [token] 1 = bright; the others dimmed (null: none)
+ */
+export function fillColorIndex(z, enc, ids, n, norms, half, missing, highlight) {
+  const per = 2 * n;
+  for (let i = 0; i < ids.length; i++) {
+    const p = ids[i] % per;
+    const t = p < n ? p : p - n;
+    let idx;
+    if (enc.byNorm) {
+      const b = Math.min(BINS - 1, (norms[i] * BINS) >> 8);
+      idx = p < n ? b : BINS + b;
+    } else {
+      idx = p < n ? enc.query[t] : enc.key[t];
     }
+    if (idx < 0) idx = missing;
+    if (highlight && !highlight[t]) idx += half;
+    z[i] = idx;
   }
   return z;
 }

@@ -93,10 +93,12 @@ export function createLines(ctx) {
     const first = meta.attn ? seqRows(ctx.tokens, info.seq, partnerStream)[0] : info.token - info.pos;
     const nKeys = meta.attn && meta.query_stream !== meta.key_stream ? seqRows(ctx.tokens, info.seq, meta.key_stream).length : 0;
     const partners = topPartners(weights, info.kind, info.pos, model.get("lines_k"), model.get("lines_threshold"), nKeys);
+    const from = ctx.xyOf(local);
     const segs = partners.map(({ pos, weight }) => {
       const other = info.kind === "query" ? n + first + pos : first + pos;
-      return { other, weight, x0: state.x[local], y0: state.y[local], x1: state.x[other], y1: state.y[other] };
-    });
+      const to = ctx.xyOf(other);
+      return from && to ? { other, weight, x0: from[0], y0: from[1], x1: to[0], y1: to[1] } : null;
+    }).filter(Boolean);
     if (state.is3d) ctx.single3d.setLines(segs.map((sg) => ({ a: local, b: sg.other, weight: sg.weight })));
     else scatter.annotate("lines", lineAnnotations(segs, LINE_RGB));
     if (meta.has_images) {

@@ -36,7 +36,7 @@ function polygon(x, y, rx, ry, k) {
 }
 
 export function createProbe(ctx) {
-  const { model, meta, geom, on, n, per } = ctx;
+  const { model, meta, on, n, per } = ctx;
   const available = meta.can_probe && model.get("_probe") !== undefined;
   const input = h("input", { class: "qk-probe-text", type: "text", placeholder: "probe: type a sentence, Enter" });
   const go = h("button", { class: "qk-probe-go", title: "capture it with the same model and place it in every head" }, "place");
@@ -65,10 +65,12 @@ export function createProbe(ctx) {
     on(clear, "click", () => { input.value = ""; submit(""); });
   }
 
-  /** Data units per CSS pixel along x and y of the current canvas (the matrix stretches x). */
+  /** Data units per CSS pixel along x and y of the current canvas and camera (the matrix
+   * stretches x; a zoomed matrix shows less of the data box). */
   function unitsPerPx() {
     const [w, hgt] = ctx.canvasSize();
-    return [2 / Math.max(1, w), 2 / Math.max(1, hgt)];
+    const { x: [x0, x1], y: [y0, y1] } = ctx.scatter.viewDomain();
+    return [(x1 - x0) / Math.max(1, w), (y1 - y0) / Math.max(1, hgt)];
   }
 
   /** x, y (data units) of probe point i (0..2m) of cell c in the current view, or null. */
@@ -78,8 +80,9 @@ export function createProbe(ctx) {
     const x = probe.coords[o], y = probe.coords[o + 1];
     if (!(Math.abs(x) < 50)) return null; // a cell without a layout parks its points at 100
     if (ctx.state.mode === "single") return [x * meta.single_scale, y * meta.single_scale];
-    const [cx, cy] = cellCenter(geom, Math.floor(c / geom.nCols), c % geom.nCols);
-    return [cx + x * (geom.cw / 2) * geom.fill, cy + y * (geom.ch / 2) * geom.fill];
+    const g = ctx.geom; // the orientation may change with the widget's width
+    const [cx, cy] = cellCenter(g, c);
+    return [cx + x * (g.cw / 2) * g.fill, cy + y * (g.ch / 2) * g.fill];
   }
 
   function draw() {
@@ -165,7 +168,8 @@ export function createProbe(ctx) {
   function drawHover() {
     const g = model.get("_hover") ?? -1;
     const { state } = ctx;
-    if (g < 0 || g === lastHover || state.mode !== "single" || Math.floor(g / per) !== state.cell || !state.x) {
+    const at = g >= 0 && state.mode === "single" && Math.floor(g / per) === state.cell ? ctx.xyOf(g % per) : null;
+    if (g === lastHover || !at) {
       ctx.scatter.annotate("hover", null);
       ctx.dom.root.dataset.qkHoverRing = "";
       return;
@@ -173,7 +177,7 @@ export function createProbe(ctx) {
     const local = g % per;
     const [ux, uy] = unitsPerPx();
     const color = local < n ? QUERY_RGB : KEY_RGB;
-    const ring = polygon(state.x[local], state.y[local], RING_PX * ux, RING_PX * uy, 20);
+    const ring = polygon(at[0], at[1], RING_PX * ux, RING_PX * uy, 20);
     const halo = state.theme === "dark" ? [1, 1, 1, 0.9] : [0.05, 0.05, 0.05, 0.9];
     ctx.scatter.annotate("hover", [{ vertices: ring, lineColor: halo, lineWidth: 5 },
       { vertices: ring, lineColor: [...color.map((v) => v / 255), 1], lineWidth: 2.5 }]);

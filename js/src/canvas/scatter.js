@@ -2,9 +2,16 @@
 // colour of every drawn point as a palette index (z) and its norm (w), point sizes, and draws
 // coalesced so that the latest state is always the one drawn. Also the scatter's own events
 // (click, lasso, hover, pan/zoom) turned into selection, lines, tooltip and bus events.
+//
+// What is drawn is `ctx.state.drawn` (canvas/lod.js: global index, coordinates and norm of every
+// drawn point, in draw order) at `ctx.state.x`, `ctx.state.y`. Everything this module hands out
+// is indexed as the rest of the front end expects: global indices for the selection, indices
+// within the focused head (`local`) for clicks, hovers, colours, sizes and screen positions of the
+// single view, whatever order the points are drawn in.
 import createScatterplot from "regl-scatterplot";
 import { BACKGROUND, LASSO_RGB } from "../ui/palette.js";
 import { encodeField, fillColorIndex, withDimmed } from "./colors.js";
+import { drawnIndicesOf } from "./lod.js";
 import { renderLegend } from "./legend.js";
 import { getRenderer } from "./renderer.js";
 
@@ -12,13 +19,43 @@ import { getRenderer } from "./renderer.js";
 export const mark = (name) => globalThis.performance?.mark?.(`qk:${name}`);
 
 const DIMMED = 0.35; // opacity factor of unselected points while some are selected
+
+/**
+ * An empty spatial index in kdbush's format (v1 header: magic 0xdb, version 1 and Float64Array
+ * coordinates, node size 16, no items). The matrix never asks the scatter which drawn point is
+ * where (a click finds its cell by geometry, a lasso tests every point of the cells it crosses:
+ * view.js), so its draws skip building a kd-tree over hundreds of thousands of points.
+ */
+export function emptySpatialIndex() {
+  const data = new ArrayBuffer(8);
+  new Uint8Array(data, 0, 2).set([0xdb, (1 << 4) | 8]);
+  new Uint16Array(data, 2, 1)[0] = 16;
+  return data;
+}
 const LASSO_CLICK_MS = 400; // a click this soon after a lasso ends belongs to the lasso
 
+/**
+ * A linear scale for regl-scatterplot's `xScale`/`yScale`: it sets the range and, on every camera
+ * change, the domain to the visible part of the data box, which is how the matrix's labels and
+ * pointer maths follow the camera.
+ */
+export function linearScale(domain = [-1, 1], range = [0, 1]) {
+  let d = [...domain], r = [...range];
+  const scale = (v) => r[0] + ((v - d[0]) / (d[1] - d[0])) * (r[1] - r[0]);
+  scale.domain = (v) => (v === undefined ? [...d] : ((d = [...v]), scale));
+  scale.range = (v) => (v === undefined ? [...r] : ((r = [...v]), scale));
+  scale.invert = (px) => d[0] + ((px - r[0]) / (r[1] - r[0])) * (d[1] - d[0]);
+  scale.copy = () => linearScale(d, r);
+  return scale;
+}
+
 export function createScatter(ctx) {
-  const { model, tokens, columns, n, per, nCells, geom, dom, bus, signal } = ctx;
+  const { model, tokens, columns, n, per, dom, bus, signal } = ctx;
   let sc = null; // the regl-scatterplot instance, once the grid is loaded
-  let enc = null, palette = null, z = null, drawn = 0;
-  const spatial = { matrix: null, single: new Map() }; // kd-trees of drawn positions, reused
+  let enc = null, palette = null, z = null, drawn = 0, zIds = null;
+  const scales = { x: linearScale(), y: linearScale() };
+  // kd-trees of the single view's positions, reused while the same points sit at the same places
+  const spatial = { single: new Map() };
   const lasso = { active: false, end: -1e9, points: [] };
 
   /** Make the scatterplot (after the grid arrived) and route its events. */
@@ -27,19 +64,24 @@ export function createScatter(ctx) {
       renderer: getRenderer(), canvas: dom.canvas, width: ctx.state.size, height: ctx.state.size, aspectRatio: 1,
       backgroundColor: BACKGROUND[ctx.state.theme], pointSize: 3, pointSizeSelected: 1, pointOutlineWidth: 1,
       lassoColor: [...LASSO_RGB.map((v) => v / 255), 1], lassoMinDelay: 8, lassoMinDist: 2, lassoInitiator: false,
-      deselectOnDblClick: false, deselectOnEscape: true,
+      deselectOnDblClick: false, deselectOnEscape: true, xScale: scales.x, yScale: scales.y,
       // Posting 1M+ point arrays to a worker (structured clone) costs more than indexing here.
       spatialIndexUseWorker: false,
     });
     const scatter = sc;
     signal.addEventListener("abort", () => scatter.destroy());
     sc.subscribe("lassoStart", () => { lasso.active = true; });
-    // Camera moves (pan/zoom) -> "camera" on the bus, at most once per frame.
+    // Camera moves (pan/zoom) -> the matrix's labels follow, and "camera" on the bus, at most
+    // once per frame.
     let cameraQueued = false;
     sc.subscribe("view", () => {
       if (cameraQueued) return;
       cameraQueued = true;
-      requestAnimationFrame(() => { cameraQueued = false; bus.publish("camera", { mode: ctx.state.mode }); });
+      requestAnimationFrame(() => {
+        cameraQueued = false;
+        ctx.matrix.follow();
+        bus.publish("camera", { mode: ctx.state.mode });
+      });
     });
     sc.subscribe("select", ({ points }) => {
       const wasLasso = lasso.active;
@@ -51,11 +93,20 @@ export function createScatter(ctx) {
         return;
       }
       if (wasLasso) { lasso.end = performance.now(); lasso.points = [...points]; }
-      ctx.selection.send(points);
+      // On the matrix a lasso selects from every point of the cells it crosses, not only from the
+      // drawn sample: "lassoEnd" (next) does that.
+      if (wasLasso && ctx.state.mode === "matrix") return;
+      const ids = ctx.state.drawn.ids;
+      ctx.selection.send(Uint32Array.from(points, (i) => ids[i]));
       if (!wasLasso && points.length === 1 && ctx.state.mode === "single") {
-        bus.publish("point:click", ctx.pointInfo(points[0]));
-        ctx.lines.show(points[0]).catch(ctx.fail);
+        const local = localOf(points[0]);
+        bus.publish("point:click", ctx.pointInfo(local));
+        ctx.lines.show(local).catch(ctx.fail);
       }
+    });
+    sc.subscribe("lassoEnd", ({ coordinates }) => {
+      if (ctx.state.mode !== "matrix" || !coordinates?.length) return;
+      ctx.lassoMatrix(coordinates.flat()).catch(ctx.fail);
     });
     sc.subscribe("deselect", () => {
       lasso.active = false;
@@ -64,8 +115,9 @@ export function createScatter(ctx) {
     });
     sc.subscribe("pointOver", (i) => {
       if (ctx.state.mode !== "single") return;
-      ctx.tooltip.showPoint(i);
-      bus.publish("point:hover", ctx.pointInfo(i));
+      const local = localOf(i);
+      ctx.tooltip.showPoint(local);
+      bus.publish("point:hover", ctx.pointInfo(local));
     });
     sc.subscribe("pointOut", () => {
       if (ctx.state.mode !== "single") return;
@@ -74,30 +126,25 @@ export function createScatter(ctx) {
     });
   }
 
-  const drawnCells = () => (ctx.state.mode === "matrix" ? Array.from({ length: nCells }, (_, c) => ctx.cellOffset + c) : [ctx.state.cell]);
+  /** Index within the focused head of drawn point `i`. */
+  const localOf = (i) => ctx.state.drawn.ids[i] - ctx.state.cell * per;
 
   /** Palette index of every drawn point (the colour field; search or panel highlight dims). */
   function computeZ() {
-    const cells = drawnCells();
-    const out = new Float32Array(cells.length * per);
-    const { state } = ctx;
+    const { state } = ctx, d = state.drawn;
+    const out = new Float32Array(d.ids.length);
     const hl = state.mode === "single" && state.highlight ? state.highlight : state.search;
-    const norms = enc.byValue && state.grid.vnorms ? state.grid.vnorms : state.grid.norms;
-    fillColorIndex(out, enc, cells, n, norms, null, palette.half, palette.missing, hl);
+    fillColorIndex(out, enc, d.ids, n, enc.byValue && d.vnorms ? d.vnorms : d.norms, palette.half, palette.missing, hl);
     return out;
   }
   /** Norm of every drawn point in 0..1 (size by norm). */
   function computeW() {
-    const cells = drawnCells();
-    const w = new Float32Array(cells.length * per);
-    const norms = ctx.state.grid.norms;
-    let o = 0;
-    for (const c of cells) for (let p = 0; p < per; p++) w[o++] = norms[c * per + p] / 255;
-    return w;
+    const norms = ctx.state.drawn.norms;
+    return Float32Array.from(norms, (v) => v / 255);
   }
   /** Point diameter (CSS px), or 16 sizes from small to large norms with size by norm. */
   function pointSize() {
-    const base = ctx.state.mode === "matrix" ? Math.max(1.5, Math.min(4, ctx.canvasSize()[0] / geom.nCols / 45)) : 5;
+    const base = ctx.state.mode === "matrix" ? Math.max(1.5, Math.min(4, ctx.canvasSize()[0] / ctx.geom.nCols / 45)) : 5;
     if (!model.get("size_by_norm")) return base;
     return Array.from({ length: 16 }, (_, i) => base * (0.4 + (1.8 * i) / 15));
   }
@@ -109,7 +156,7 @@ export function createScatter(ctx) {
     palette = withDimmed(enc.palette, dark);
     renderLegend(dom.legend, enc.legend);
     ctx.toolbar.showColor();
-    if (ctx.state.grid && ctx.state.mode) return draw();
+    if (ctx.state.drawn && ctx.state.mode) return draw();
   }
 
   // regl-scatterplot refuses a draw while one is running (and the newer state would be lost):
@@ -134,60 +181,76 @@ export function createScatter(ctx) {
   }
 
   async function drawOnce() {
-    const { mode, cell } = ctx.state;
+    const { mode, drawn: d } = ctx.state;
     mark("draw:start");
     const zz = computeZ(), w = computeW();
     mark("draw:zw");
-    const index = mode === "matrix" ? spatial.matrix : spatial.single.get(cell);
+    // the kd-tree of positions depends on which points sit where: the same drawn set at the same
+    // positions reuses it (a recolour, a search, a selection)
+    const key = ctx.state.positionsKey;
+    const index = mode === "matrix" ? emptySpatialIndex() : spatial.single.get(key) ?? null;
     sc.set({
       // regl-scatterplot replaces a colour's alpha by the opacity encoding, so dimming (search,
       // highlight) goes through a per-palette-index opacity, read from the same index z.
       colorBy: "valueA", pointColor: palette.colors, opacityBy: "valueA", opacity: palette.opacity,
       sizeBy: model.get("size_by_norm") ? "valueB" : null,
-      pointSize: pointSize(), cameraIsFixed: mode === "matrix", opacityInactiveScale: DIMMED, opacityInactiveMax: 1,
+      pointSize: pointSize(), cameraIsFixed: mode === "matrix" && ctx.meta.dim === 3,
+      opacityInactiveScale: DIMMED, opacityInactiveMax: 1,
     });
     await sc.draw({ x: ctx.state.x, y: ctx.state.y, z: zz, w }, {
-      zDataType: "categorical", wDataType: "continuous", select: ctx.selection.local(), ...(index ? { spatialIndex: index } : {}),
+      zDataType: "categorical", wDataType: "continuous", select: ctx.selection.drawn(),
+      ...(index ? { spatialIndex: index } : {}),
     });
     mark("draw:end");
     if (!index) {
-      const built = sc.get("spatialIndex");
-      if (mode === "matrix") spatial.matrix = built;
-      else spatial.single.set(cell, built);
+      spatial.single.set(key, sc.get("spatialIndex"));
+      if (spatial.single.size > 4) spatial.single.delete(spatial.single.keys().next().value);
     }
-    z = zz;
+    z = zz; zIds = d.ids;
     ctx.single3d.paint();
     ctx.thumbs.publish();
     drawn += 1;
     dom.root.dataset.qkDraws = String(drawn);
+    dom.root.dataset.qkDrawn = String(d.ids.length);
   }
 
-  /** RGBA [point*4] of the drawn points from their palette index (3-D view), selection-dimmed. */
+  /** Values per drawn point (`stride` each, in draw order) in the focused head's point order. */
+  function toLocal(values, stride, fill = 0) {
+    const ids = zIds, lo = ctx.state.cell * per;
+    const out = new values.constructor(per * stride).fill(fill);
+    for (let i = 0; i < ids.length; i++) {
+      const p = ids[i] - lo;
+      for (let j = 0; j < stride; j++) out[p * stride + j] = values[i * stride + j];
+    }
+    return out;
+  }
+
+  /** RGBA [point*4] of the focused head's points (3-D view), selection-dimmed; local order. */
   function pointColors() {
-    const out = new Float32Array(z.length * 4), sel = ctx.selection.local(), chosen = new Uint8Array(z.length);
+    const out = new Float32Array(z.length * 4), sel = ctx.selection.drawn(), chosen = new Uint8Array(z.length);
     for (const i of sel) if (i < z.length) chosen[i] = 1;
     for (let i = 0; i < z.length; i++) {
       const c = palette.colors[z[i]];
       const a = palette.opacity[z[i]] * (sel.length && !chosen[i] ? DIMMED : 1);
       out[4 * i] = c[0]; out[4 * i + 1] = c[1]; out[4 * i + 2] = c[2]; out[4 * i + 3] = a;
     }
-    return out;
+    return toLocal(out, 4);
   }
 
-  /** Diameters (CSS px) of the drawn points with size by norm, as the scatter maps them
-   * (regl-scatterplot: pointSize[floor(w * (len - 1))]); null when all are the same. */
+  /** Diameters (CSS px) of the focused head's points with size by norm, as the scatter maps them
+   * (regl-scatterplot: pointSize[floor(w * (len - 1))]), local order; null when all are the same. */
   function pointSizes() {
     const ps = pointSize();
-    return Array.isArray(ps) ? Float32Array.from(computeW(), (w) => ps[Math.floor(w * (ps.length - 1))]) : null;
+    return Array.isArray(ps) ? toLocal(Float32Array.from(computeW(), (w) => ps[Math.floor(w * (ps.length - 1))]), 1) : null;
   }
 
-  /** 1 = thumbnail drawn faint: search/highlight-dimmed, or outside a multi-point selection. */
+  /** 1 = thumbnail drawn faint: search/highlight-dimmed, or outside a multi-point selection; local order. */
   function thumbDim() {
-    const sel = ctx.selection.local(), dim = new Uint8Array(z.length);
+    const sel = ctx.selection.drawn(), dim = new Uint8Array(z.length);
     for (let i = 0; i < z.length; i++) dim[i] = z[i] >= palette.half ? 1 : 0;
     // A lasso (several points) fades the others; a single click (lines) keeps every patch readable.
     if (sel.length > 1) { const on = new Set(sel); for (let i = 0; i < z.length; i++) if (!on.has(i)) dim[i] = 1; }
-    return dim;
+    return toLocal(dim, 1, 1);
   }
 
   // Annotations (regl-scatterplot draws one list) come from several parts: attention lines, the
@@ -201,30 +264,49 @@ export function createScatter(ctx) {
     if (all.length) sc.drawAnnotations(all); else sc.clearAnnotations?.();
   }
 
-  /** CSS-pixel positions (relative to the canvas) of the drawn points: Float32Array [point * 2]. */
+  /**
+   * CSS-pixel positions (relative to the canvas) of the points: Float32Array [point * 2] of the
+   * focused head (local order) in the single view; on the matrix, of every point of the shown
+   * attention's cells (global index minus its first cell's), NaN for points not drawn (for tests:
+   * it is as big as the grid).
+   */
   function screenPositions() {
-    const m = ctx.state.x?.length ?? 0;
-    const out = new Float32Array(m * 2);
-    if (!sc || !m) return out;
+    const ids = ctx.state.drawn?.ids;
+    const total = ctx.state.mode === "single" ? per : ctx.nCells * per;
+    const out = new Float32Array(total * 2).fill(NaN);
+    if (!sc || !ids?.length || !zIds) return out;
+    const lo = ctx.state.mode === "single" ? ctx.state.cell * per : (ctx.cellOffset ?? 0) * per;
     const canvas = dom.canvas;
     const ratio = canvas.clientWidth / Math.max(1, canvas.width / (globalThis.devicePixelRatio || 1));
-    for (let i = 0; i < m; i++) {
-      const p = sc.getScreenPosition(i);
-      if (p) { out[2 * i] = p[0] * ratio; out[2 * i + 1] = p[1] * ratio; }
+    for (let i = 0; i < ids.length; i++) {
+      const p = sc.getScreenPosition(i), at = ids[i] - lo;
+      if (p && at >= 0 && at < total) { out[2 * at] = p[0] * ratio; out[2 * at + 1] = p[1] * ratio; }
     }
     return out;
   }
 
+  /** The visible part of the data box: x [left, right], y [bottom, top] (data units). */
+  function viewDomain() {
+    return { x: scales.x.domain(), y: scales.y.domain() };
+  }
+
   return {
-    create, draw, recolor, pointColors, pointSizes, thumbDim, screenPositions,
+    create, draw, recolor, pointColors, pointSizes, thumbDim, screenPositions, viewDomain,
     ready: () => sc != null,
     drawn: () => z != null,
     encoded: () => enc != null,
     /** True from the start of a lasso until its selection arrives. */
     lassoing: () => lasso.active,
-    /** Positions moved (the 3-D matrix turned): the matrix's spatial index must be rebuilt. */
-    forgetMatrixIndex: () => { spatial.matrix = null; },
-    set: (opts) => sc?.set(opts),
+    /** True just after a lasso ended (its mouse-up's click belongs to it). */
+    justLassoed: () => performance.now() - lasso.end < LASSO_CLICK_MS,
+    /** The drawn indices of global points (a selection shown on what is drawn). */
+    drawnIndicesOf: (global) => drawnIndicesOf(ctx.state.drawn?.ids ?? new Uint32Array(0), global),
+    /** Set scatterplot properties; unchanged values are skipped (each set costs a frame). */
+    set: (opts) => {
+      if (!sc) return;
+      const changed = Object.fromEntries(Object.entries(opts).filter(([k, v]) => sc.get(k) !== v));
+      if (Object.keys(changed).length) sc.set(changed);
+    },
     select: (points) => sc?.select(points, { preventEvent: true }),
     deselect: () => sc?.deselect(),
     reset: () => sc?.reset?.(),

@@ -1,6 +1,7 @@
 // The selection: `_selection` (global point indices, `cell * 2n + point`, on the wire as
 // wire/selection.js says) is its only home; the scatter, the 3-D view and the thumbnails show it,
-// and a lasso or a click replaces it.
+// and a lasso or a click replaces it. It always means points of the full data: on the matrix,
+// selected points outside the drawn sample are drawn too (view.js adds them).
 import { packSelection, unpackSelection, uploadSelection, wireBytes } from "../wire/selection.js";
 import { setTrait } from "../sync.js";
 
@@ -14,25 +15,20 @@ export function createSelection(ctx) {
   /** Global indices of the selected points (Uint32Array). */
   const global = () => unpackSelection(model.get("_selection"));
 
-  /** First global index and count of the drawn points: the shown attention's cells on the matrix
-   * (every cell for one attention), the focused head in the single view. */
-  function drawnRange() {
-    return ctx.state.mode === "single" ? [ctx.state.cell * per, per] : [ctx.cellOffset * per, ctx.nCells * per];
-  }
-
-  /** The selection in drawn-point indices: global on the matrix (past the attentions before the
-   * shown one), within the head in the single view. */
+  /** The selected points of the focused head, as indices within it (the single view). */
   function local() {
-    const sel = global();
-    const [lo, count] = drawnRange(), out = [];
-    for (const g of sel) if (g >= lo && g < lo + count) out.push(g - lo);
+    if (ctx.state.mode !== "single") return [];
+    const lo = ctx.state.cell * per, out = [];
+    for (const g of global()) if (g >= lo && g < lo + per) out.push(g - lo);
     return out;
   }
 
-  /** Replace the selection by drawn points `points` (a lasso, a click, clear). */
+  /** The selection as indices into what is drawn (the scatter's point indices). */
+  const drawn = () => ctx.scatter.drawnIndicesOf(global());
+
+  /** Replace the selection by global point indices (a lasso, a click, clear). */
   function send(points) {
-    const offset = drawnRange()[0];
-    const sorted = Uint32Array.from(points, (i) => i + offset).sort();
+    const sorted = Uint32Array.from(points).sort();
     let k = 0; // drop repeats (packSelection needs a set)
     for (let i = 0; i < sorted.length; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) sorted[k++] = sorted[i];
     const indices = sorted.slice(0, k);
@@ -52,14 +48,20 @@ export function createSelection(ctx) {
     ctx.thumbs.publish();
   }
 
-  /** Show a selection that arrived from Python. */
+  /** Replace the selection by points of the focused head (indices within it: the 3-D view). */
+  const sendLocal = (points) => send(Uint32Array.from(points, (i) => i + ctx.state.cell * per));
+
+  /** Show the selection (from Python or from this view): on the matrix, selected points outside
+   * the sample are fetched and drawn first (that redraw marks the selection). */
   function apply() {
     if (!ctx.scatter.ready() || !ctx.state.mode) return;
     dom.root.dataset.qkSelected = String(global().length);
-    ctx.scatter.select(local());
+    const pending = ctx.ensureSelectionDrawn();
+    if (pending) { pending.catch(ctx.fail); return; }
+    ctx.scatter.select(drawn());
     ctx.single3d.paint();
     ctx.thumbs.publish();
   }
 
-  return { global, local, send, apply };
+  return { global, local, drawn, send, sendLocal, apply };
 }

@@ -31,7 +31,7 @@ export function createSingle3D(ctx) {
       dom.stage.insertBefore(box, dom.overlay);
       scene = mount3D(box, { model, bus, getPoints: ctx.getPoints }, {
         size, camera: ctx.orbit.camera(), external: true, background: () => BACKGROUND[ctx.state.theme],
-        lasso: () => ctx.toolbar.lassoOn(), onSelect: (points) => ctx.selection.send(points),
+        lasso: () => ctx.toolbar.lassoOn(), onSelect: (points) => ctx.selection.sendLocal(points),
         atlas: () => (atlas ??= ctx.fetchDetail({ kind: "atlas" })),
       });
       signal.addEventListener("abort", scene);

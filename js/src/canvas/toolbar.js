@@ -22,6 +22,7 @@ export function createToolbar(ctx) {
   const headSel = h("select", { class: "qk-head", title: "head" },
     ...meta.heads.map((x) => h("option", { value: String(x) }, `head ${x}`)));
   const arrows = ["←", "→", "↑", "↓"].map((a) => h("button", { class: "qk-step", title: "step head/layer (arrow keys)", dataset: { dir: a } }, a));
+  const fitBtn = h("button", { class: "qk-fit", title: "zoom the matrix back to every head" }, "fit");
   const colorSel = h("select", { class: "qk-color", title: "colour by" },
     ...FIELDS.map(([v, label]) => h("option", { value: v }, label)),
     ...(columns.mean_r ? [h("option", { value: "patch_color" }, "patch colour")] : []),
@@ -41,7 +42,7 @@ export function createToolbar(ctx) {
   const attnSel = h("select", { class: "qk-attn", title: "attention" },
     ...meta.attns.map((a) => h("option", { value: a.name }, ATTN_NAMES[a.name] ?? a.name)));
   attnSel.value = meta.attn;
-  const nav = h("span", { class: "qk-nav" }, ...(meta.attns.length > 1 ? [attnSel] : []), back, layerSel, headSel, ...arrows);
+  const nav = h("span", { class: "qk-nav" }, ...(meta.attns.length > 1 ? [attnSel] : []), back, layerSel, headSel, ...arrows, fitBtn);
   const el = h("div", { class: "qk-toolbar" },
     nav, h("span", { class: "qk-sep" }),
     h("label", {}, "colour", colorSel), modInput, h("label", {}, sizeBox, "size by norm"),
@@ -64,6 +65,7 @@ export function createToolbar(ctx) {
   });
   for (const a of arrows) on(a, "click", () => step(a.dataset.dir));
   on(back, "click", () => focus(null, null));
+  on(fitBtn, "click", () => ctx.scatter.reset());
   on(attnSel, "change", () => {
     const layer = null, head = null, attn = attnSel.value; // another attention: its matrix
     setTraits(model, { layer, head, attn });
@@ -121,6 +123,7 @@ export function createToolbar(ctx) {
       nav.dataset.mode = mode;
       back.disabled = mode === "matrix";
       for (const a of arrows) a.disabled = mode === "matrix";
+      fitBtn.hidden = mode !== "matrix" || meta.dim === 3; // the 3-D matrix turns instead of zooming
       if (mode === "single") {
         layerSel.value = String(model.get("layer"));
         headSel.value = String(model.get("head"));

@@ -1,7 +1,9 @@
 // The standalone page's fetchDetail: the widget's requests answered from what the page embeds
-// (qkviz.export's snapshot, docs/internals.md "Static pages") instead of a Python kernel.
+// (qkviz.export's snapshot, docs/internals.md "Static pages") instead of a Python kernel: the point
+// kinds through points.js, the others through answer.js.
 import { decode } from "../wire/codec.js";
 import { staticAnswers } from "./answer.js";
+import { POINT_KINDS, staticPoints } from "./points.js";
 
 /**
  * @param {object} embedded  the snapshot: `{state: {_meta, _tokens, _columns, ...}, points, topk,
@@ -17,5 +19,9 @@ export function staticTransport(embedded, state = embedded.state ?? {}) {
     tokens = {};
     for (const [k, v] of Object.entries(state._tokens ?? {})) tokens[k] = v?.view !== undefined ? decode(v, "uint32") : v;
   }
-  return staticAnswers({ ...embedded, meta, tokens }, state);
+  const data = { ...embedded, meta, tokens };
+  // the point kinds (the matrix's sample, whole heads, points by index) from points.js; the rest
+  // (attention, the side panel's kinds) from answer.js
+  const points = staticPoints(data), answers = staticAnswers(data, state);
+  return async (request) => (POINT_KINDS.has(request.kind) ? points(request) : answers(request));
 }

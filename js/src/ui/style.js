@@ -2,6 +2,9 @@
 // document or shadow root (no separate CSS file to ship or fetch). Colours come from ui/palette.js.
 import { HIGHLIGHT, KEY_COLOR, QUERY_COLOR, hexToRgb } from "./palette.js";
 
+/** Room the matrix's axes take beside its canvas (CSS px): row labels on the left, columns on top. */
+export const AXIS_PX = { left: 34, top: 16 };
+
 const HIGHLIGHT_RGB = hexToRgb(HIGHLIGHT).join(",");
 
 const CSS = `
@@ -22,13 +25,27 @@ const CSS = `
 .qk-stage{position:relative;flex:none}
 .qk-canvas{display:block;border:0;margin:0;padding:0}
 .qk-grid,.qk-overlay{position:absolute;inset:0;pointer-events:none}
+.qk-grid{overflow:hidden}
+.qk-cells{position:absolute;left:0;top:0;transform-origin:0 0;--qk-zoom:1}
 .qk-3d{position:absolute;left:0;top:0}
 .qk-group{display:inline-flex;gap:inherit;align-items:center;white-space:nowrap}
-.qk-cell{position:absolute;box-sizing:border-box;border:1px solid var(--qk-border);border-radius:3px}
+.qk-cell{position:absolute;box-sizing:border-box;border-radius:calc(3px / var(--qk-zoom));
+  --qk-line:calc(1px / var(--qk-zoom));box-shadow:inset 0 0 0 var(--qk-line) var(--qk-border)}
 .qk-cell-label{position:absolute;left:2px;top:0;font-size:9px;color:var(--qk-muted);white-space:nowrap}
 .qk-cell-score{position:absolute;right:2px;bottom:0;font-size:9px;color:var(--qk-muted)}
-.qk-cell[data-hover=true]{border-color:var(--qk-accent)}
-.qk-axis{position:absolute;font-size:10px;color:var(--qk-muted)}
+.qk-cell-label,.qk-cell-score{transform:scale(calc(1 / var(--qk-zoom)))}
+.qk-cell-label{transform-origin:0 0}.qk-cell-score{transform-origin:100% 100%}
+.qk-root[data-qk-labels=axes] .qk-cell-label,.qk-root[data-qk-labels=axes] .qk-cell-score{display:none}
+.qk-cell[data-hover=true]{box-shadow:inset 0 0 0 calc(2 * var(--qk-line)) var(--qk-accent)}
+.qk-cell[data-missing=true]{background:repeating-linear-gradient(45deg,transparent 0 6px,var(--qk-border) 6px 7px)}
+.qk-axis{position:absolute;font-size:10px;line-height:1;color:var(--qk-muted);pointer-events:none;display:none;overflow:hidden}
+.qk-root[data-qk-labels=axes] .qk-axis{display:block}
+.qk-axis-rows{right:100%;top:0;bottom:0;width:${AXIS_PX.left}px}
+.qk-axis-cols{bottom:100%;left:0;right:0;height:${AXIS_PX.top}px}
+.qk-axis-label{position:absolute;white-space:nowrap}
+.qk-axis-rows .qk-axis-label{right:4px;transform:translateY(-50%)}
+.qk-axis-cols .qk-axis-label{bottom:3px;transform:translateX(-50%)}
+.qk-root[data-qk-mode=matrix] .qk-stage{margin:${AXIS_PX.top}px 0 0 ${AXIS_PX.left}px}
 .qk-side{display:flex;flex-direction:column;gap:8px;min-width:180px;max-width:340px;flex:1 1 220px;overflow-y:auto}
 .qk-side>*{flex:none}
 .qk-legend-title,.qk-atlas-title{font-weight:600;margin-bottom:2px}

@@ -413,14 +413,13 @@ class _Fit:
         cells = [c for c in range(len(self.state.cells)) if not self.full[c] and self.details[c] is not None][:12]
         if not cells or not len(sample.tokens):
             return 1.0
-        per = 2 * self.state.n_tokens
         part: dict[str, Any] = {"cells": [], "topk": []}
         for c in cells:
-            idx = c * per + sample.points.astype(np.int64)
+            s = self.state.sample(c, c + 1, sample.points)  # one head read, as the page's chunks
             part["cells"].append(
                 {
-                    "coords": array_to_binary(self.state.coords[idx], "float32"),
-                    "norms": array_to_binary(self.state.norms[idx], "uint8"),
+                    "coords": array_to_binary(s["coords"][0], "float32"),
+                    "norms": array_to_binary(s["norms"][0], "uint8"),
                 }
             )
             d = self.details[c]

@@ -11,11 +11,14 @@ tokens, 10.6 million points) runs to tens of megabytes. Within a byte budget the
   that are drawn, and its sentence view has every row. The sample is **stratified by length**
   (sequences sorted by length into strata of equal token mass, each stratum spread evenly through a
   random order), so short and long sequences are represented as in the corpus; sequences with
-  points in the widget's selection come first. Points are listed in a random, interleaved draw
-  order, so neither queries nor keys always cover the other;
+  points in the widget's selection come first. Points are listed in the widget's own draw order
+  (:func:`qkviz.wire._lod.draw_order`, the held points moved first: ``held_first``), so neither
+  queries nor keys always cover the other and a page shows what a notebook would;
 * the exact aggregates (every sequence) and everything else a page holds.
 
-Point indices always refer to the full capture (``docs/internals.md``, "Static pages": the
+The sampling itself (which sequences, which draw order) is the widget's, ``qkviz.wire._lod``: one
+definition for the notebook and the page; this module chooses what a page holds and cuts its
+snapshot. Point indices always refer to the full capture (``docs/internals.md``, "Static pages": the
 ``lod`` entry), so a selection means the same in the page and in the notebook.
 """
 
@@ -29,14 +32,13 @@ import numpy as np
 
 from ..errors import InputError
 from ..wire import View, WidgetState, array_to_binary
-from ._snapshot import HeadDetail, attention_wire, state_wire
+from ..wire._lod import held_first, sample_sequences
+from ._snapshot import HeadDetail, attention_wire, sample_wire, state_wire
 
 __all__ = ["DEFAULT_MAX_BYTES", "Sample", "full_cells", "sample_sequences", "lod_snapshot", "describe"]
 
 #: Default size budget of a standalone page, in bytes.
 DEFAULT_MAX_BYTES = 20_000_000
-#: Strata of the sequence sample (by length).
-_STRATA = 10
 
 
 @dataclass
@@ -51,15 +53,19 @@ class Sample:
         Their tokens (sorted): each token's query and key are held.
     points : uint32 [point]
         Within-cell point indices (``0..2 n_tokens - 1``: queries, then keys) of those tokens, in
-        draw order.
+        the draw order of the first attention (``orders``).
     full : bool [cell]
         Cells held at full resolution.
+    orders : dict of str to (uint32 [point], int)
+        Per attention: its draw order with the held points it has first, and how many those are
+        (the page's ``order`` and ``sample_points``).
     """
 
     seqs: np.ndarray
     tokens: np.ndarray
     points: np.ndarray
     full: np.ndarray
+    orders: dict[str, tuple[np.ndarray, int]]
 
 
 def full_cells(state: WidgetState, full: Iterable[Any] | None, view: View) -> np.ndarray:
@@ -84,67 +90,27 @@ def full_cells(state: WidgetState, full: Iterable[Any] | None, view: View) -> np
     return out
 
 
-def sample_sequences(lengths: np.ndarray, budget: int, *, seed: int = 0, first: Iterable[int] = ()) -> np.ndarray:
-    """Whole sequences holding at most ``budget`` tokens, stratified by length; sorted ids.
-
-    Parameters
-    ----------
-    lengths : int array [seq]
-        Tokens per sequence.
-    budget : int
-        Most tokens to hold (at least one sequence is always held).
-    seed : int
-        Seed of the random order within each stratum.
-    first : ints
-        Sequences to take before any other (e.g. those of the selected points).
-
-    Examples
-    --------
-    >>> lengths = np.array([5, 50, 6, 48, 7, 52, 5, 49])
-    >>> picked = sample_sequences(lengths, 70)
-    >>> int(lengths[picked].sum()) <= 70, bool((lengths[picked] > 40).any() and (lengths[picked] < 10).any())
-    (True, True)
-    """
-    lengths = np.asarray(lengths, np.int64)
-    n = lengths.size
-    if int(lengths.sum()) <= budget:
-        return np.arange(n)
-    rng = np.random.default_rng(seed)
-    by_length = np.argsort(lengths, kind="stable")
-    mass = np.cumsum(lengths[by_length]) / lengths.sum()
-    stratum = np.minimum((mass * _STRATA).astype(np.int64), _STRATA - 1)
-    # within each stratum a random order, spread evenly over [0, 1): taking any prefix of the
-    # merged order takes every stratum in proportion
-    key = np.empty(n)
-    for s in np.unique(stratum):
-        members = by_length[stratum == s]
-        key[members] = (rng.permutation(len(members)) + rng.random()) / len(members)
-    order = np.argsort(key, kind="stable")
-    forced = [int(s) for s in dict.fromkeys(first) if 0 <= int(s) < n]
-    order = np.concatenate([np.array(forced, np.int64), order[~np.isin(order, forced)]])
-    chosen, held = [], 0
-    for s in order.tolist():
-        if held + lengths[s] <= budget:
-            chosen.append(s)
-            held += int(lengths[s])
-    if not chosen:  # the budget is smaller than any sequence: hold the shortest one anyway
-        chosen = [int(by_length[0])]
-    return np.sort(np.array(chosen, np.int64))
-
-
 def make_sample(
     state: WidgetState, full: np.ndarray, budget: int, *, seed: int = 0, first: Iterable[int] = ()
 ) -> Sample:
-    """The :class:`Sample` holding at most ``budget`` tokens per sampled head."""
-    tok = state.embedding.tokens
-    seq = tok["seq"].to_numpy()
+    """The :class:`Sample` holding at most ``budget`` tokens per sampled head: whole sequences
+    (:func:`~qkviz.wire._lod.sample_sequences`) in the widget's draw order (held points first)."""
+    emb = state.embedding
+    seq = emb.tokens["seq"].to_numpy()
     ids, lengths = np.unique(seq, return_counts=True)
     picked = ids[sample_sequences(lengths, budget, seed=seed, first=np.searchsorted(ids, list(first)))]
     tokens = np.flatnonzero(np.isin(seq, picked)).astype(np.int64)
     n = state.n_tokens
-    points = np.concatenate([tokens, n + tokens]).astype(np.uint32)
-    points = points[np.random.default_rng(seed + 1).permutation(points.size)]  # interleaved draw order
-    return Sample(seqs=picked.astype(np.int64), tokens=tokens, points=points, full=full)
+    held = np.zeros(2 * n, bool)
+    held[tokens] = held[n + tokens] = True
+    orders = {}
+    for a in state.attns:
+        name = a["name"]
+        # only the points the attention has (cross-attention: decoder queries, encoder keys)
+        ok = emb.present(name if state.several else None)
+        orders[name] = held_first(state.orders[name], held & ok)
+    order, m = orders[state.attns[0]["name"]]
+    return Sample(seqs=picked.astype(np.int64), tokens=tokens, points=order[:m], full=full, orders=orders)
 
 
 def lod_snapshot(
@@ -165,10 +131,18 @@ def lod_snapshot(
     wire = state_wire(state, view, selection)
     n = state.n_tokens
     per = 2 * n
-    m = len(sample.points)
-    rest = np.setdiff1d(np.arange(per, dtype=np.uint32), sample.points, assume_unique=True)
-    order = np.concatenate([sample.points, rest]).astype(np.uint32)
-    wire["_meta"] = {**wire["_meta"], "order": array_to_binary(order, "uint32"), "sample_points": m}
+    first_order, m = sample.orders[state.attns[0]["name"]]
+    meta = wire["_meta"]
+    wire["_meta"] = {
+        **meta,
+        "order": array_to_binary(first_order, "uint32"),
+        "sample_points": m,
+        "attns": [
+            {**a, **({"order": array_to_binary(sample.orders[a["name"]][0], "uint32")} if state.several else {}),
+             "sample_points": sample.orders[a["name"]][1]}
+            for a in meta["attns"]
+        ],
+    }  # fmt: skip
     held = np.zeros(n, bool)
     held[sample.tokens] = True
     if not sample.full.any():
@@ -188,22 +162,12 @@ def lod_snapshot(
                     "stop": p["stop"],
                     "coords": array_to_binary(p["coords"], "float32"),
                     "norms": array_to_binary(p["norms"], "uint8"),
+                    **({"vnorms": array_to_binary(p["vnorms"], "uint8")} if "vnorms" in p else {}),
                 }
             )
-    step = max(1, chunk // max(1, m))  # cells per "sample" reply, as the front end asks for them
+    # the "sample" replies, read head by head, as the widget's (its own chunks of cells)
+    chunks = sample_wire(state, {name: o[:k] for name, (o, k) in sample.orders.items()})
     cells = len(state.cells)
-    chunks = []
-    for start in range(0, cells, step):
-        stop = min(start + step, cells)
-        idx = (np.arange(start, stop)[:, None] * per + sample.points[None, :].astype(np.int64)).reshape(-1)
-        chunks.append(
-            {
-                "start": start,
-                "stop": stop,
-                "coords": array_to_binary(state.coords[idx].reshape(stop - start, m, state.dim), "float32"),
-                "norms": array_to_binary(state.norms[idx].reshape(stop - start, m), "uint8"),
-            }
-        )
     rows = [d if d is None or sample.full[c] else _held_rows(d, ~held) for c, d in enumerate(details)]
     held_points = sum(per if sample.full[c] else m for c in range(cells) if not state.missing[c])
     lod = {

@@ -103,7 +103,8 @@ def _matrix(state: WidgetState, cell_px: int, colors: dict) -> Image.Image:
     idx = (np.arange(n_cells)[:, None] * per + local[None, :]).ravel()
     cell = idx // per
     half = cell_px / 2 * CELL_FILL
-    xy = state.coords[idx, :2]
+    # the same points of every head, read head by head (the state holds no whole-grid array)
+    xy = state.sample(0, n_cells, local)["coords"].reshape(-1, state.dim)[:, :2]
     # missing heads are parked at 100, far outside their cell: keep each point inside its own cell
     inside = (np.abs(xy) <= 1.0).all(axis=1)
     px = np.floor((cell % n_cols + 0.5) * cell_px + xy[:, 0] * half).astype(np.int64)
@@ -125,7 +126,7 @@ def _matrix(state: WidgetState, cell_px: int, colors: dict) -> Image.Image:
 def _single(state: WidgetState, cell: int, size: int, colors: dict) -> Image.Image:
     per = 2 * state.n_tokens
     local = _sample(per, MAX_POINTS)
-    xy = state.coords[cell * per + local, :2]
+    xy = state.head_coords(cell)[local, :2]
     half = size / 2 * SINGLE_SCALE
     px = np.floor(size / 2 + xy[:, 0] * half).astype(np.int64)
     py = np.floor(size / 2 - xy[:, 1] * half).astype(np.int64)

@@ -29,7 +29,16 @@ if TYPE_CHECKING:
     from .._capture import Capture
     from ..project import Embedding
 
-__all__ = ["snapshot", "state_wire", "points_wire", "attention_wire", "head_details", "HeadDetail", "topk_cell"]
+__all__ = [
+    "snapshot",
+    "state_wire",
+    "points_wire",
+    "sample_wire",
+    "attention_wire",
+    "head_details",
+    "HeadDetail",
+    "topk_cell",
+]
 
 
 def snapshot(
@@ -60,7 +69,8 @@ def snapshot(
         ``state``: trait name -> wire value (the :class:`View` fields and ``_meta``, ``_tokens``,
         ``_columns``, ``_selection``; ``_meta`` adds ``modality`` and ``causal``, ``_tokens`` adds
         ``row``/``col`` int32 [token] for image captures); ``points``: the answers to the
-        ``"points"`` requests; ``topk``, ``aggregate``, ``images``: see ``docs/internals.md``.
+        ``"points"`` requests (the whole grid, in chunks; the page answers ``"sample"`` from them);
+        ``topk``, ``aggregate``, ``images``: see ``docs/internals.md``.
     """
     out: dict[str, Any] = {"state": state_wire(state, view, selection), "points": points_wire(state)}
     if details is None:
@@ -112,6 +122,8 @@ def points_wire(state: WidgetState) -> list[dict[str, Any]]:
                 **({"vnorms": array_to_binary(p["vnorms"], "uint8")} if "vnorms" in p else {}),
             }
         )
+    # every point is embedded: the page gathers the matrix's sample from the chunks (a page that
+    # embeds fewer points adds "sample": sample_wire(...))
     return points
 
 
@@ -176,6 +188,48 @@ def attention_wire(state: WidgetState, details: list[HeadDetail | None], top_k: 
     cap = state.embedding.capture
     if state.has_images and _is_image(state) and cap is not None:
         out["images"] = {**_static_atlas(cap), "cls": cls}
+    return out
+
+
+def sample_wire(state: WidgetState, points: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """The answers to the ``"sample"`` requests: the matrix's level of detail
+    (``state.orders[attn][:state.sample_sizes[attn]]`` of every head), in chunks of cells of one
+    attention (as the front end asks for them, from the shown attention's first cell), for a page that does
+    not embed every point (a page with every point gathers it).
+
+    Parameters
+    ----------
+    state : WidgetState
+    points : dict of str to uint32 [m], optional
+        Per attention, the points of each head to hold instead (a page over its size budget: the
+        held points, ``qkviz.export._lod``); they must be the first ``m`` of the page's ``order``.
+
+    Returns
+    -------
+    list of dict
+        ``{"start", "stop", "coords": float32 [cell, m, dim], "norms": uint8 [cell, m]}`` (and
+        ``"vnorms"`` uint8 [cell, m] with value vectors) as wire dicts, ``max(1, chunk_points // m)``
+        cells each (what the front end asks for at once; a page answers those requests from these
+        chunks as they are). Heads are read one at a time (:meth:`WidgetState.sample`).
+    """
+    out = []
+    for a in state.attns:  # the sample is per attention (its own points and order)
+        name = a["name"]
+        pts = None if points is None else np.asarray(points[name], np.int64)
+        m = state.sample_sizes[name] if pts is None else len(pts)
+        stop = a["cell_offset"] + len(a["layers"]) * len(a["heads"])
+        step = max(1, state.chunk_points // max(1, m))
+        for start in range(a["cell_offset"], stop, step):
+            s = state.sample(start, min(start + step, stop), pts)
+            out.append(
+                {
+                    "start": s["start"],
+                    "stop": s["stop"],
+                    "coords": array_to_binary(s["coords"], "float32"),
+                    "norms": array_to_binary(s["norms"], "uint8"),
+                    **({"vnorms": array_to_binary(s["vnorms"], "uint8")} if "vnorms" in s else {}),
+                }
+            )
     return out
 
 

@@ -29,8 +29,28 @@ log = logging.getLogger(__name__)
 
 def _points(state: WidgetState, request: dict) -> dict:
     """Grid points ``[start, stop)`` of the flattened (head, point) order: coords ``float32 [point,
-    dim]`` (dim 2, or 3 for 3-D layouts) and norms ``uint8 [point]`` (min-max per head)."""
+    dim]`` (dim 2, or 3 for 3-D layouts) and norms ``uint8 [point]`` (min-max per head). The front
+    end asks for a focused head whole this way."""
     return state.points(int(request["start"]), int(request["stop"]))
+
+
+def _sample(state: WidgetState, request: dict) -> dict:
+    """The matrix's level of detail: the same points of every cell in ``[start, stop)`` (default the
+    sample, ``order[:sample_points]``; ``points``: indices within a head, e.g. searched tokens)."""
+    points = request.get("points")
+    return state.sample(int(request["start"]), int(request["stop"]), None if points is None else _ints(points))
+
+
+def _points_at(state: WidgetState, request: dict) -> dict:
+    """Points at global indices (``points``), e.g. selected points outside the matrix's sample."""
+    return state.points_at(_ints(request["points"]))
+
+
+def _ints(value: Any) -> list[int]:
+    """A list of point indices from a request (a JSON list; never trust its items' types)."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"expected a list of point indices, got {type(value).__name__}")
+    return [int(v) for v in value]
 
 
 def _attention(state: WidgetState, request: dict) -> dict:
@@ -82,6 +102,8 @@ Handler = Callable[[WidgetState, dict], dict]
 #: page embeds their answers).
 HANDLERS: dict[str, Handler] = {
     "points": _points,
+    "sample": _sample,
+    "points_at": _points_at,
     "attention": _attention,
     "aggregate": _aggregate,
     "atlas": _atlas,

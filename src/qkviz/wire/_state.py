@@ -7,7 +7,11 @@ export (:mod:`qkviz.export`) builds one without any widget. Both send the same w
 * ``meta``: the grid (layers, heads, point counts, chunking, per-cell recall and norm range...);
 * ``tokens``: per-token binary columns plus the token strings, once;
 * ``columns``: user colour-by columns (and, for image captures, patch position and colour);
-* the grid points themselves (coordinates and 8-bit norms of every head), in chunks.
+* the grid points themselves (coordinates and 8-bit norms), read one head at a time from the
+  embedding when the front end asks: the matrix's bounded sample of every head (``sample``, level
+  of detail: :mod:`qkviz.wire._lod`), a focused head whole (``points``), forced extras
+  (``points_at``). Nothing holds the whole grid: memory grows with the heads asked for, not with
+  the grid.
 
 Global point index: ``cell * 2 * n_tokens + point``, where ``cell = layer_index * n_heads +
 head_index`` (layer-major over ``layers`` x ``heads``) and ``point`` follows the embedding's order
@@ -29,6 +33,7 @@ import numbers
 import re
 import unicodedata
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +43,7 @@ import pandas as pd
 from ..analysis import patch_colors
 from ..errors import WidgetDataError
 from ._codec import MAX_MESSAGE_BYTES, array_to_binary
+from ._lod import FORCED_POINTS, draw_order, sample_size
 
 if TYPE_CHECKING:
     from ..project import Embedding
@@ -72,6 +78,12 @@ _RESERVED = ("token", "display", "seq", "pos", "kind", "layer", "head", "x", "y"
 #: to layout coordinates with the same numbers.
 SINGLE_SCALE = 0.9
 CELL_FILL = 0.84
+
+#: Heads whose quantised norms a state keeps (the focused one, its neighbours, a lasso's cells).
+_NORM_CACHE_HEADS = 16
+#: Where a point is parked that a head does not draw (a missing head, a point its attention does not
+#: have): outside every cell of the matrix and of the single view.
+_PARKED = 100.0
 
 
 def _bytes_per_point(dim: int) -> int:
@@ -160,10 +172,12 @@ class WidgetState:
         One per attention: ``name``, ``layers``, ``heads``, ``cell_offset``, ``query_stream``,
         ``key_stream`` (a single ``"self"`` attention for most models).
     n_tokens, dim : int
-    coords : float32 [point_global, dim]
-        Every cell's layout, cell after cell (missing heads parked at 100, outside every cell).
-    norms : uint8 [point_global]
-        Vector norms quantised per head (min-max to 0..255).
+    orders : dict of str to uint32 [point]
+        Per attention, every point of a head in draw order (:func:`qkviz.wire._lod.draw_order`,
+        the points the attention does not have last): the matrix draws the first
+        ``sample_sizes[attn]`` of it in each cell, the single view all of it.
+    sample_sizes : dict of str to int
+        Per attention, the points of each head on the matrix (:func:`qkviz.wire._lod.sample_size`).
     norm_range : float32 [cell, 2]
         Each head's (min, max) norm.
     missing : uint8 [cell]
@@ -180,8 +194,9 @@ class WidgetState:
         tinted, filtered and ranked by.
     similar : pandas.DataFrame or None
         The similar-heads map (:func:`qkviz.analysis.similar_heads_map`).
-    value_norms : uint8 [point_global] or None
-        Each point's token ‖v‖ in its head, quantised per head (captures with value vectors).
+    value_range : float32 [cell, 2] or None
+        Each head's (min, max) token ‖v‖ (captures with value vectors; ``None`` otherwise); the
+        quantised values are read per head (:meth:`head_vnorms`, :attr:`value_norms`).
     """
 
     embedding: Embedding
@@ -190,8 +205,8 @@ class WidgetState:
     cells: list[Any]
     n_tokens: int
     dim: int
-    coords: np.ndarray
-    norms: np.ndarray
+    orders: dict[str, np.ndarray]
+    sample_sizes: dict[str, int]
     norm_range: np.ndarray
     missing: np.ndarray
     columns: dict[str, pd.Series] = field(default_factory=dict)
@@ -203,8 +218,10 @@ class WidgetState:
     attns: list[dict[str, Any]] = field(default_factory=list)
     scores: pd.DataFrame | None = None
     similar: pd.DataFrame | None = None
-    value_norms: np.ndarray | None = None
     value_range: np.ndarray | None = None
+    _qnorms: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict, repr=False)
+    _qvnorms: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict, repr=False)
+    _cell_attn: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32), repr=False)
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -278,19 +295,16 @@ class WidgetState:
                 raise WidgetDataError(f"the embedding's token table lacks the {col!r} column")
         # 3-D layouts keep z (the 3-D views read it); the 2-D canvas draws x, y.
         dim = 3 if int(embedding.dim) == 3 else 2
-        coords = np.empty((len(cells) * 2 * n, dim), np.float32)
-        norms = np.empty(len(cells) * 2 * n, np.uint8)
+        # Checked head by head and kept nowhere: the points are read from the embedding again when
+        # the front end asks for them, so the state stays small whatever the grid.
         norm_range = np.zeros((len(cells), 2), np.float32)
         missing = np.zeros(len(cells), np.uint8)
         for c, cell in enumerate(cells):
             attn, la, he = (cell[0], cell[1], cell[2]) if several else (None, cell[0], cell[1])
-            sl = slice(c * 2 * n, (c + 1) * 2 * n)
             what = f"coords({cell})"
             if not embedding.has(la, he, attn):
-                # A projection stopped early leaves holes in the grid: park those points far
-                # outside every cell (drawn nowhere) and mark the cell empty.
+                # A projection stopped early leaves holes in the grid: the cell is drawn empty.
                 missing[c] = 1
-                coords[sl], norms[sl], norm_range[c] = 100.0, 0, (0.0, 0.0)
                 continue
             ok = embedding.present(attn)
             xy = np.asarray(embedding.coords(la, he, attn))
@@ -301,15 +315,22 @@ class WidgetState:
             nm = np.asarray(embedding.norms(la, he, attn), np.float64).reshape(-1)
             if nm.shape[0] != 2 * n or not np.isfinite(nm[ok]).all():
                 raise WidgetDataError(f"norms of {cell} must be {2 * n} finite values, got shape {nm.shape}")
-            lo, hi = float(nm[ok].min()), float(nm[ok].max())
-            # Per-head min-max to 0..255: enough for a colour ramp and dot sizes at 1 byte a point.
-            q = np.zeros_like(nm) if hi <= lo else (np.where(ok, nm, lo) - lo) / (hi - lo) * 255.0
-            # points this attention does not have are parked where missing heads go: drawn nowhere
-            coords[sl] = np.where(ok[:, None], np.nan_to_num(xy[:, :dim], nan=100.0), 100.0)
-            norms[sl] = np.rint(q).astype(np.uint8)
-            norm_range[c] = lo, hi
-        for a in (coords, norms, norm_range, missing):
-            a.setflags(write=False)
+            norm_range[c] = float(nm[ok].min()), float(nm[ok].max())
+        # one draw order per attention: its points (cross-attention: decoder queries, encoder keys)
+        # stratified and interleaved, the points it does not have last
+        seq, pos = tokens["seq"].to_numpy(), tokens["pos"].to_numpy()
+        orders: dict[str, np.ndarray] = {}
+        sizes: dict[str, int] = {}
+        cell_attn = np.zeros(len(cells), np.int32)
+        for i, a in enumerate(attns):
+            ok = embedding.present(a["name"] if several else None)
+            orders[a["name"]] = draw_order(seq, pos, valid=ok)
+            n_cells = len(a["layers"]) * len(a["heads"])
+            sizes[a["name"]] = sample_size(int(ok.sum()), n_cells) if ok.any() else 0
+            cell_attn[a["cell_offset"] : a["cell_offset"] + n_cells] = i
+        arrays: list[np.ndarray] = [norm_range, missing, cell_attn, *orders.values()]
+        for arr in arrays:
+            arr.setflags(write=False)
         text = tokens["token"].astype(str).tolist() if "token" in tokens else [""] * n
         display = tokens["display"].astype(str).tolist() if "display" in tokens else text
         special = tokens["special"].to_numpy(bool) if "special" in tokens else np.zeros(n, bool)
@@ -320,14 +341,15 @@ class WidgetState:
             cells=cells,
             n_tokens=n,
             dim=dim,
-            coords=coords,
-            norms=norms,
+            orders=orders,
+            sample_sizes=sizes,
             norm_range=norm_range,
             missing=missing,
             display=display,
             token_text=text,
             category=np.array([_category(d, s) for d, s in zip(display, special)], np.uint8),
             attns=attns,
+            _cell_attn=cell_attn,
         )
         state.columns = state._read_columns(columns)
         state.has_images = state._add_image_columns()
@@ -360,23 +382,57 @@ class WidgetState:
             self.similar = similar_heads_map(emb.capture, cells) if len(cells) > 1 else None
 
     def _add_value_norms(self) -> None:
-        """Each point's token ‖v‖ in its head (queries and keys alike), quantised per head."""
+        """Each head's range of token ‖v‖ (captures with value vectors): the per-head quantisation
+        of :meth:`head_vnorms`. Reads each head's values once; keeps one pair of numbers a head."""
         cap = self.embedding.capture
         if cap is None or not cap.has_values:
             return
-        n = self.n_tokens
-        out = np.zeros(len(self.cells) * 2 * n, np.uint8)
         rng = np.zeros((len(self.cells), 2), np.float32)
-        for c, (la, he) in enumerate(self.cells):
-            if not self.embedding.has(la, he):
+        for c in range(len(self.cells)):
+            la, he, attn = self._head_key(c)
+            if self.missing[c] or not self.embedding.has(la, he, attn):
                 continue
-            v = np.linalg.norm(cap.v(la, he).astype(np.float64), axis=1)
-            lo, hi = float(v.min()), float(v.max())
-            q = np.zeros_like(v) if hi <= lo else (v - lo) / (hi - lo) * 255.0
-            out[c * 2 * n : (c + 1) * 2 * n] = np.tile(np.rint(q).astype(np.uint8), 2)
-            rng[c] = lo, hi
-        out.setflags(write=False)
-        self.value_norms, self.value_range = out, rng
+            v = self._value_norm(c)
+            rng[c] = float(v.min()), float(v.max())
+        rng.setflags(write=False)
+        self.value_range = rng
+
+    def _value_norm(self, cell: int) -> np.ndarray:
+        """float64 [token]: each token's ‖v‖ in the head of ``cell``."""
+        la, he, attn = self._head_key(cell)
+        cap = self.embedding.capture
+        assert cap is not None  # only called when the capture holds values
+        return np.linalg.norm(np.asarray(cap.v(la, he, attn), np.float64), axis=1)
+
+    def head_vnorms(self, cell: int) -> np.ndarray | None:
+        """Each point's token ‖v‖ in the head of ``cell`` (queries and keys alike), quantised
+        min-max per head to ``uint8 [point]``; ``None`` without value vectors. The last few kept."""
+        if self.value_range is None:
+            return None
+        cached = self._qvnorms.get(cell)
+        if cached is not None:
+            self._qvnorms.move_to_end(cell)
+            return cached
+        if self.missing[cell]:
+            q = np.zeros(2 * self.n_tokens, np.uint8)
+        else:
+            v = self._value_norm(cell)
+            lo, hi = (float(x) for x in self.value_range[cell])
+            t = np.zeros_like(v) if hi <= lo else (v - lo) / (hi - lo) * 255.0
+            q = np.tile(np.rint(t).astype(np.uint8), 2)
+        q.setflags(write=False)
+        self._qvnorms[cell] = q
+        if len(self._qvnorms) > _NORM_CACHE_HEADS:
+            self._qvnorms.popitem(last=False)
+        return q
+
+    @property
+    def value_norms(self) -> np.ndarray | None:
+        """Every point's quantised token ‖v‖, ``uint8 [point_global]`` (``None`` without values);
+        built on each call, like :attr:`coords`."""
+        if self.value_range is None:
+            return None
+        return np.concatenate([self.head_vnorms(c) for c in range(len(self.cells))])
 
     def _read_columns(self, columns: Any) -> dict[str, pd.Series]:
         if columns is None:
@@ -442,7 +498,82 @@ class WidgetState:
     @property
     def n_points(self) -> int:
         """Points of the whole grid (``2 * n_tokens`` per cell)."""
-        return len(self.coords)
+        return len(self.cells) * 2 * self.n_tokens
+
+    @property
+    def order(self) -> np.ndarray:
+        """The draw order of the first attention (the only one for most models)."""
+        return self.orders[self.attns[0]["name"]]
+
+    @property
+    def sample_points(self) -> int:
+        """Points of each head of the first attention on the matrix."""
+        return self.sample_sizes[self.attns[0]["name"]]
+
+    # -- the points, one head at a time ------------------------------------------------------------
+
+    def _head_key(self, c: int) -> tuple[int, int, str | None]:
+        cell = self.cells[c]
+        return (cell[1], cell[2], cell[0]) if self.several else (cell[0], cell[1], None)
+
+    def head_coords(self, cell: int) -> np.ndarray:
+        """Layout of one cell, ``float32 [point, dim]``: points the cell does not draw (a missing head,
+        a point its attention does not have) parked at 100, outside every cell."""
+        if not 0 <= cell < len(self.cells):
+            raise IndexError(f"cell {cell} outside [0, {len(self.cells)})")
+        if self.missing[cell]:
+            return np.full((2 * self.n_tokens, self.dim), _PARKED, np.float32)
+        la, he, attn = self._head_key(cell)
+        xy = np.asarray(self.embedding.coords(la, he, attn), np.float32)[:, : self.dim]
+        ok = self.embedding.present(attn)
+        if ok.all():
+            return xy
+        return np.where(ok[:, None], np.nan_to_num(xy, nan=_PARKED), _PARKED).astype(np.float32)
+
+    def head_norms(self, cell: int) -> np.ndarray:
+        """Norms of one cell quantised min-max to ``uint8 [point]`` (0..255; 0 for a missing head).
+
+        Kept for the last few heads asked for (the focused head is asked for again and again).
+        """
+        cached = self._qnorms.get(cell)
+        if cached is not None:
+            self._qnorms.move_to_end(cell)
+            return cached
+        if not 0 <= cell < len(self.cells):
+            raise IndexError(f"cell {cell} outside [0, {len(self.cells)})")
+        if self.missing[cell]:
+            q = np.zeros(2 * self.n_tokens, np.uint8)
+        else:
+            la, he, attn = self._head_key(cell)
+            nm = np.asarray(self.embedding.norms(la, he, attn), np.float64).reshape(-1)
+            ok = self.embedding.present(attn)
+            lo, hi = (float(v) for v in self.norm_range[cell])
+            # Per-head min-max to 0..255: enough for a colour ramp and dot sizes at 1 byte a point.
+            q = np.rint(np.zeros_like(nm) if hi <= lo else (np.where(ok, nm, lo) - lo) / (hi - lo) * 255.0)
+            q = q.astype(np.uint8)
+        q.setflags(write=False)
+        self._qnorms[cell] = q
+        if len(self._qnorms) > _NORM_CACHE_HEADS:
+            self._qnorms.popitem(last=False)
+        return q
+
+    def attn_of_cell(self, cell: int) -> str:
+        """The name of the attention cell ``cell`` belongs to (``"self"`` for most models)."""
+        return str(self.attns[int(self._cell_attn[cell])]["name"])
+
+    @property
+    def coords(self) -> np.ndarray:
+        """Every cell's layout, ``float32 [point_global, dim]``, cell after cell (parked points at 100).
+
+        Built on each call, O(whole grid) in memory: prefer :meth:`head_coords`, :meth:`points`,
+        :meth:`sample` or :meth:`points_at`.
+        """
+        return self.points(0, self.n_points)["coords"]
+
+    @property
+    def norms(self) -> np.ndarray:
+        """Every point's quantised norm, ``uint8 [point_global]``; built on each call, like :attr:`coords`."""
+        return self.points(0, self.n_points)["norms"]
 
     @property
     def has_attention(self) -> bool:
@@ -476,7 +607,7 @@ class WidgetState:
         return (
             list(COLOR_FIELDS)
             + ([PATCH_COLOR] if self.has_images else [])
-            + ([VALUE_NORM] if self.value_norms is not None else [])
+            + ([VALUE_NORM] if self.value_range is not None else [])
             + list(self.columns)
         )
 
@@ -591,6 +722,7 @@ class WidgetState:
         tok = self.embedding.tokens
         cells = np.array([c[-2:] for c in self.cells], np.int64).reshape(-1, 2)
         attn_of = np.array([c[0] if self.several else "self" for c in self.cells], object)
+        xyz = self._gather(cell, point)[0]
         df = pd.DataFrame(
             {
                 **({"attn": attn_of[cell]} if self.several else {}),
@@ -601,9 +733,9 @@ class WidgetState:
                 "kind": np.where(point < n, "query", "key"),
                 "layer": cells[cell, 0],
                 "head": cells[cell, 1],
-                "x": self.coords[idx, 0],
-                "y": self.coords[idx, 1],
-                **({"z": self.coords[idx, 2]} if self.dim == 3 else {}),
+                "x": xyz[:, 0],
+                "y": xyz[:, 1],
+                **({"z": xyz[:, 2]} if self.dim == 3 else {}),
                 "norm": self.exact_norms(cell, point) if len(idx) else np.zeros(0, np.float32),
             },
             index=pd.Index(idx, name="point"),
@@ -624,13 +756,99 @@ class WidgetState:
         return max(2, int(message_bytes) // _bytes_per_point(self.dim))
 
     def points(self, start: int, stop: int) -> dict[str, Any]:
-        """Grid points ``[start, stop)``: coords ``float32 [point, dim]``, norms ``uint8 [point]``."""
+        """Grid points ``[start, stop)`` (global indices): coords ``float32 [point, dim]``, norms ``uint8 [point]``.
+
+        Reads only the heads the range covers (a focused head is one range).
+        """
         if not 0 <= start <= stop <= self.n_points:
             raise IndexError(f"points [{start}, {stop}) outside [0, {self.n_points})")
-        out = {"start": start, "stop": stop, "coords": self.coords[start:stop], "norms": self.norms[start:stop]}
-        if self.value_norms is not None:
-            out["vnorms"] = self.value_norms[start:stop]
+        per = 2 * self.n_tokens
+        coords = np.empty((stop - start, self.dim), np.float32)
+        norms = np.empty(stop - start, np.uint8)
+        vnorms = np.empty(stop - start, np.uint8) if self.value_range is not None else None
+        at = start
+        while at < stop:
+            c, lo = divmod(at, per)
+            hi = min(per, lo + stop - at)
+            coords[at - start : at - start + hi - lo] = self.head_coords(c)[lo:hi]
+            norms[at - start : at - start + hi - lo] = self.head_norms(c)[lo:hi]
+            if vnorms is not None:
+                vnorms[at - start : at - start + hi - lo] = self.head_vnorms(c)[lo:hi]  # type: ignore[index]
+            at += hi - lo
+        out = {"start": start, "stop": stop, "coords": coords, "norms": norms}
+        if vnorms is not None:
+            out["vnorms"] = vnorms
         return out
+
+    def sample(self, start: int, stop: int, points: Any = None) -> dict[str, Any]:
+        """The same points of every cell in ``[start, stop)``: the matrix's level of detail.
+
+        Parameters
+        ----------
+        start, stop : int
+            A range of cells (of one attention, unless ``points`` is given).
+        points : int array [m], optional
+            Indices within a head (``0..2 * n_tokens - 1``); default the sample of the cells'
+            attention, ``orders[attn][:sample_sizes[attn]]``. The front end asks for searched
+            points this way.
+
+        Returns
+        -------
+        dict
+            ``start``, ``stop``, ``coords`` float32 [cell, m, dim] (parked points at 100),
+            ``norms`` uint8 [cell, m].
+        """
+        if not 0 <= start <= stop <= len(self.cells):
+            raise IndexError(f"cells [{start}, {stop}) outside [0, {len(self.cells)})")
+        if points is None:
+            names = {self.attn_of_cell(c) for c in range(start, stop)} or {self.attns[0]["name"]}
+            if len(names) > 1:
+                raise IndexError(f"cells [{start}, {stop}) span several attentions ({sorted(names)}); ask for one")
+            name = names.pop()
+            pts = self.orders[name][: self.sample_sizes[name]].astype(np.int64)
+        else:
+            pts = np.asarray(points, np.int64).reshape(-1)
+        if pts.size and (pts.min() < 0 or pts.max() >= 2 * self.n_tokens):
+            raise IndexError(f"points must lie in [0, {2 * self.n_tokens})")
+        coords = np.empty((stop - start, len(pts), self.dim), np.float32)
+        norms = np.empty((stop - start, len(pts)), np.uint8)
+        vnorms = np.empty((stop - start, len(pts)), np.uint8) if self.value_range is not None else None
+        for i, c in enumerate(range(start, stop)):
+            coords[i] = self.head_coords(c)[pts]
+            norms[i] = self.head_norms(c)[pts]
+            if vnorms is not None:
+                vnorms[i] = self.head_vnorms(c)[pts]  # type: ignore[index]
+        out = {"start": start, "stop": stop, "coords": coords, "norms": norms}
+        if vnorms is not None:
+            out["vnorms"] = vnorms
+        return out
+
+    def points_at(self, indices: Any) -> dict[str, Any]:
+        """Points at global ``indices`` (any cells): coords ``float32 [point, dim]``, norms ``uint8 [point]``."""
+        idx = np.asarray(indices, np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_points):
+            raise IndexError(f"point indices must lie in [0, {self.n_points})")
+        per = 2 * self.n_tokens
+        coords, norms = self._gather(idx // per, idx % per)
+        out = {"coords": coords, "norms": norms}
+        if self.value_range is not None:
+            cell, point = idx // per, idx % per
+            vn = np.empty(len(idx), np.uint8)
+            for c in np.unique(cell):
+                m = cell == c
+                vn[m] = self.head_vnorms(int(c))[point[m]]  # type: ignore[index]
+            out["vnorms"] = vn
+        return out
+
+    def _gather(self, cell: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Coords ``float32 [k, dim]`` and quantised norms ``uint8 [k]`` of (cell, point) pairs, head by head."""
+        coords = np.empty((len(cell), self.dim), np.float32)
+        norms = np.empty(len(cell), np.uint8)
+        for c in np.unique(cell):
+            m = cell == c
+            coords[m] = self.head_coords(int(c))[point[m]]
+            norms[m] = self.head_norms(int(c))[point[m]]
+        return coords, norms
 
     def meta_wire(self, message_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, Any]:
         """The ``_meta`` trait; the front end pulls the grid in messages of ``message_bytes`` at most."""
@@ -659,9 +877,22 @@ class WidgetState:
             "has_images": self.has_images,
             "single_scale": SINGLE_SCALE,
             "cell_fill": CELL_FILL,
-            "attns": [dict(a) for a in self.attns],
+            # level of detail: the draw order and the matrix's points per head, of the first
+            # attention here and of each attention in `attns` (its own order only when there are
+            # several: 4 bytes a point that do not compress, the front end falls back to `order`)
+            "order": array_to_binary(self.order, "uint32"),
+            "sample_points": int(self.sample_points),
+            "forced_points": FORCED_POINTS,
+            "attns": [
+                {
+                    **a,
+                    **({"order": array_to_binary(self.orders[a["name"]], "uint32")} if self.several else {}),
+                    "sample_points": int(self.sample_sizes[a["name"]]),
+                }
+                for a in self.attns
+            ],
             "streams": list(self._streams()),
-            "has_values": self.value_norms is not None,
+            "has_values": self.value_range is not None,
             "can_probe": self.can_probe,
             **({"value_range": array_to_binary(self.value_range, "float32")} if self.value_range is not None else {}),
             "scores": self.scores_wire(),
