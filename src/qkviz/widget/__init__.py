@@ -242,7 +242,7 @@ class QKViz(anywidget.AnyWidget):
         return a or ""
 
     def _grid(self) -> dict[str, Any]:
-        return self.state._attn(getattr(self, "attn", "") or None)
+        return self.state.grid_of(getattr(self, "attn", "") or None)
 
     @t.validate("fallback")
     def _valid_fallback(self, proposal: Any) -> str:
@@ -416,7 +416,7 @@ class QKViz(anywidget.AnyWidget):
         st = self.state
         per = 2 * st.n_tokens
         focused = self._focused_cell()
-        shown = st._attn(self.attn or None)
+        shown = st.grid_of(self.attn or None)
         n_shown = len(shown["layers"]) * len(shown["heads"])
         cells = [focused] if focused is not None else range(shown["cell_offset"], shown["cell_offset"] + n_shown)
         if isinstance(what, str):

@@ -580,7 +580,8 @@ class WidgetState:
         """Whether exact attention is available (the embedding carries its capture)."""
         return self.embedding.capture is not None
 
-    def _attn(self, attn: str | None) -> dict[str, Any]:
+    def grid_of(self, attn: str | None) -> dict[str, Any]:
+        """The grid of one attention (an entry of ``attns``); ``None`` or ``""``: the default one."""
         if not attn:
             attn = self.resolve_attn(None)
             if attn is None:
@@ -598,7 +599,7 @@ class WidgetState:
     def cell_index(self, layer: int, head: int, attn: str | None = None) -> int:
         """The cell of (layer, head): ``attn_offset + layer_index * n_heads + head_index``."""
         self.check_focus(layer, head, attn)
-        a = self._attn(attn)
+        a = self.grid_of(attn)
         return a["cell_offset"] + a["layers"].index(layer) * len(a["heads"]) + a["heads"].index(head)
 
     def color_fields(self) -> list[str]:
@@ -621,7 +622,7 @@ class WidgetState:
                 raise WidgetDataError(
                     f"{what} must be a whole number (model numbering), got {v!r} ({type(v).__name__})"
                 )
-        a = self._attn(attn)
+        a = self.grid_of(attn)
         name = a["name"] if self.several else None
         if layer not in a["layers"] or head not in a["heads"] or not self.embedding.has(layer, head, name):
             raise WidgetDataError(
@@ -692,7 +693,7 @@ class WidgetState:
         self.check_focus(layer, head, attn)
         if not self.has_attention:
             raise WidgetDataError("this embedding has no capture attached, so attention is unavailable")
-        name = self._attn(attn)["name"] if self.several else None
+        name = self.grid_of(attn)["name"] if self.several else None
         return np.asarray(self.embedding.attention(layer, head, seq, name), np.float32)
 
     def _norms_of(self, c: int) -> np.ndarray:
