@@ -643,6 +643,13 @@ def test_html_title_names_model_and_method(tiny_pca):
     assert "BertModel" in title and "pca" in title
 
 
+def test_a_capture_prints_as_one_line(tiny_capture):
+    """Item 19: ``repr(cap)`` is one line (like an embedding's), not two whole DataFrames."""
+    text = repr(tiny_capture)
+    assert "\n" not in text and len(text) < 200, text
+    assert text.startswith("Capture(") and f"sequences={len(tiny_capture.sequences)}" in text
+
+
 def test_the_hub_error_is_whole():
     with pytest.raises(ModelLoadError) as info:
         qkviz.load_model("someone/not-a-real-model-name-xyz")

@@ -4,7 +4,7 @@
 // (click, lasso, hover, pan/zoom) turned into selection, lines, tooltip and bus events.
 import createScatterplot from "regl-scatterplot";
 import { BACKGROUND, LASSO_RGB } from "../ui/palette.js";
-import { encodeField, fillColorIndex, withDimmed } from "./colors.js";
+import { brightOnTop, encodeField, fillColorIndex, withDimmed } from "./colors.js";
 import { renderLegend } from "./legend.js";
 import { getRenderer } from "./renderer.js";
 
@@ -13,11 +13,16 @@ export const mark = (name) => globalThis.performance?.mark?.(`qk:${name}`);
 
 const DIMMED = 0.35; // opacity factor of unselected points while some are selected
 const LASSO_CLICK_MS = 400; // a click this soon after a lasso ends belongs to the lasso
+// Above this many drawn points the scatter keeps its own draw order while some are dimmed (the
+// order costs an array and a set of every point per draw); the dimmed colours alone still keep a
+// stack of faded points fainter than a match.
+const ORDER_LIMIT = 1 << 20;
 
 export function createScatter(ctx) {
   const { model, tokens, columns, n, per, nCells, geom, dom, bus, signal } = ctx;
   let sc = null; // the regl-scatterplot instance, once the grid is loaded
   let enc = null, palette = null, z = null, drawn = 0;
+  let ordered = false; // a draw order (dimmed points first) is set
   const spatial = { matrix: null, single: new Map() }; // kd-trees of drawn positions, reused
   const lasso = { active: false, end: -1e9, points: [] };
 
@@ -148,6 +153,13 @@ export function createScatter(ctx) {
     await sc.draw({ x: ctx.state.x, y: ctx.state.y, z: zz, w }, {
       zDataType: "categorical", wDataType: "continuous", select: ctx.selection.local(), ...(index ? { spatialIndex: index } : {}),
     });
+    // dimmed points underneath, so that a faded point never covers a match (after the draw: a draw
+    // of another length forgets the order)
+    const order = zz.length <= ORDER_LIMIT ? brightOnTop(zz, palette.half) : null;
+    if (order || ordered) {
+      ordered = order != null;
+      await sc.set({ pointOrder: order });
+    }
     mark("draw:end");
     if (!index) {
       const built = sc.get("spatialIndex");

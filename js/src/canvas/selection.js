@@ -48,6 +48,7 @@ export function createSelection(ctx) {
         .catch((err) => ctx.fail(new Error(`the selection of ${indices.length} points did not reach Python: ${err?.message ?? err}`)));
     }
     dom.root.dataset.qkSelected = String(indices.length);
+    ctx.lines.follow(points);
     bus.publish("selection", { points: indices });
     ctx.thumbs.publish();
   }
@@ -56,7 +57,9 @@ export function createSelection(ctx) {
   function apply() {
     if (!ctx.scatter.ready() || !ctx.state.mode) return;
     dom.root.dataset.qkSelected = String(global().length);
-    ctx.scatter.select(local());
+    const points = local();
+    ctx.lines.follow(points);
+    ctx.scatter.select(points);
     ctx.single3d.paint();
     ctx.thumbs.publish();
   }
