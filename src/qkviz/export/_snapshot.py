@@ -189,6 +189,9 @@ def topk_cell(source: AttentionSource, layer: int, head: int, k: int) -> dict[st
     """
     tok = source.tokens
     n = len(tok)
+    # no query has more keys than the longest sequence holds: a larger k (`--top-k 2147483648`)
+    # would only add padding columns, and allocate them
+    k = min(k, int(tok.groupby("seq").size().max()) if n else 0)
     keys = np.full((n, k), np.iinfo(np.uint32).max, np.uint32)
     weights = np.zeros((n, k), np.float32)
     seqs, offsets = tok["seq"].to_numpy(), np.arange(n)
