@@ -53,3 +53,23 @@ def _stop() -> None:
         browser.close()
     if pw is not None:
         pw.stop()
+
+
+def settled(page, selector, frames=5):
+    """Wait until the element's box has not moved for ``frames`` animation frames: clicks are aimed
+    from its box, and a late layout change (fonts, the side column) would make them miss."""
+    page.wait_for_function(
+        """([sel, need]) => new Promise((done) => {
+          let last = "", same = 0;
+          const tick = () => {
+            const r = document.querySelector(sel)?.getBoundingClientRect();
+            const key = r ? [r.x, r.y, r.width, r.height].join() : "";
+            same = key && key === last ? same + 1 : 0;
+            last = key;
+            if (same >= need) done(true); else requestAnimationFrame(tick);
+          };
+          tick();
+        })""",
+        arg=[selector, frames],
+        timeout=30_000,
+    )

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qkviz.attention import attention_rows, renormalize, visible
+from qkviz.errors import InputError
 
 
 @settings(max_examples=60, deadline=None)
@@ -137,3 +138,24 @@ def test_position_tables_refuse_positions_they_do_not_cover():
     score_terms(np.zeros((3, 2)), np.zeros((3, 2)), f)
     with pytest.raises(InputError, match="covers offsets up to 2"):
         score_terms(np.zeros((4, 2)), np.zeros((4, 2)), f)
+
+
+def test_padded_sequences_match_one_at_a_time():
+    """``lengths``: several right-padded sequences in one call give each sequence's own attention."""
+    from qkviz.attention import ScoreFunction
+
+    rng = np.random.default_rng(3)
+    lengths = np.array([1, 5, 3, 7])
+    t = int(lengths.max())
+    q, k = rng.normal(size=(4, t, 6)) * 3, rng.normal(size=(4, t, 6)) * 3
+    for score in (0.4, ScoreFunction(scaling=0.4, softcap=2.0), ScoreFunction(scaling=0.4, sink=0.5)):
+        for causal, window in ((False, None), (True, None), (True, 2), (False, 3)):
+            a, sink = attention_rows(q, k, score, causal, window, lengths=lengths, sink_share=True)
+            assert np.isfinite(a).all()
+            for s, n in enumerate(lengths):
+                one, one_sink = attention_rows(q[s, :n], k[s, :n], score, causal, window, sink_share=True)
+                np.testing.assert_allclose(a[s, :n, :n], one)
+                np.testing.assert_allclose(sink[s, :n], one_sink)
+                assert not a[s, n:].any() and not a[s, :, n:].any() and not sink[s, n:].any()
+    with pytest.raises(InputError, match="position term"):
+        attention_rows(q, k, ScoreFunction(scaling=0.4, alibi=0.1), lengths=lengths)

@@ -33,6 +33,9 @@ import { decode } from "./wire/codec.js";
  *   uint32 indices, a bitmask or a parts upload), written by the front end and by Python
  * @property {Wire | null} _picture  PNG (uint8) of the layout at the last display, shown while no
  *   kernel answers (saved widget state, a busy kernel)
+ * @property {ProbeWire} _probe  the probed text's points in every head (QKViz.probe); {} = none
+ * @property {number} _hover  global point index under the pointer (-1: none); written by the front
+ *   end only when `_meta.link_hover` (qkviz.compare links two widgets' hover through it)
  */
 
 /**
@@ -52,9 +55,14 @@ import { decode } from "./wire/codec.js";
  *   chunk_points?: number, dim?: number, n_seqs?: number, has_attention?: boolean,
  *   has_faithfulness?: boolean, has_images?: boolean, recall?: Wire, norm_range?: Wire,
  *   missing?: Wire, single_scale?: number, cell_fill?: number, modality?: string,
- *   causal?: boolean, attns?: AttnWire[], streams?: string[], upload_bytes?: number}} MetaWire
+ *   causal?: boolean, attns?: AttnWire[], streams?: string[], upload_bytes?: number,
+ *   has_values?: boolean, value_range?: Wire, can_probe?: boolean,
+ *   link_hover?: boolean, scores?: {names: string[], values: Wire} | null,
+ *   similar?: {xy: Wire, nearest: Wire, nearest_js: Wire} | null}} MetaWire
  * @typedef {{name: string, layers: number[], heads: number[], cell_offset: number,
  *   query_stream: number, key_stream: number, causal?: boolean}} AttnWire
+ * @typedef {{n_tokens?: number, display?: string[], seq?: Wire, pos?: Wire, texts?: string[],
+ *   coords?: Wire, attention?: Wire, offsets?: Wire}} ProbeWire
  * @typedef {{seq?: Wire, pos?: Wire, seq_len?: Wire, category?: Wire, token?: string[],
  *   display?: string[], row?: Wire, col?: Wire, stream?: Wire}} TokensWire
  * @typedef {{type: "numeric" | "categorical", values: Wire, categories?: string[]}} ColumnWire
@@ -65,7 +73,7 @@ import { decode } from "./wire/codec.js";
 export const TRAITS = Object.freeze([
   "layer", "head", "attn", "color", "color_mod", "size_by_norm", "search_query", "search_regex",
   "lines_k", "lines_threshold", "theme", "height", "_meta", "_tokens", "_columns", "_selection",
-  "_picture",
+  "_picture", "_probe", "_hover",
 ]);
 
 /**
@@ -73,7 +81,9 @@ export const TRAITS = Object.freeze([
  *   chunk_points: number, has_attention: boolean, has_faithfulness: boolean, has_images: boolean,
  *   recall: Float32Array, dim: 2 | 3, single_scale: number, cell_fill: number, attn: string,
  *   attns: AttnWire[], cell_offset: number, query_stream: number, key_stream: number,
- *   upload_bytes: number}} Meta
+ *   upload_bytes: number, has_values: boolean, can_probe: boolean, link_hover: boolean,
+ *   scores: {names: string[], values: Float32Array} | null,
+ *   similar: {xy: Float32Array, nearest: Int32Array, nearestJs: Float32Array} | null}} Meta
  */
 
 /**
@@ -117,6 +127,15 @@ export function getMeta(model) {
     cell_fill: m.cell_fill ?? 0.84,
     // page -> kernel bytes per message (qkviz.widget._hosts.UPLOAD_BUDGET); larger go in parts
     upload_bytes: m.upload_bytes ?? 512 * 1024,
+    has_values: Boolean(m.has_values),
+    can_probe: Boolean(m.can_probe),
+    link_hover: Boolean(m.link_hover),
+    scores: m.scores ? { names: m.scores.names ?? [], values: /** @type {Float32Array} */ (decode(m.scores.values, "float32")) } : null,
+    similar: m.similar ? {
+      xy: /** @type {Float32Array} */ (decode(m.similar.xy, "float32")),
+      nearest: /** @type {Int32Array} */ (decode(m.similar.nearest, "int32")),
+      nearestJs: /** @type {Float32Array} */ (decode(m.similar.nearest_js, "float32")),
+    } : null,
   };
 }
 
@@ -140,7 +159,7 @@ export function cellOf(meta, layer, head) {
 
 /** @type {WeakMap<object, Tokens>} */
 const TOKENS = new WeakMap();
-/** @type {WeakMap<object, Promise<{coords: Float32Array, norms: Uint8Array}>>} */
+/** @type {WeakMap<object, Promise<{coords: Float32Array, norms: Uint8Array, vnorms: Uint8Array | null}>>} */
 const GRID = new WeakMap();
 
 /** The token table, decoded once per model. @param {QKVizModel} model @returns {Tokens} */
@@ -200,7 +219,8 @@ export function getColumns(model) {
  * size budget, and sequential requests keep the kernel responsive).
  * @param {QKVizModel} model
  * @param {(request: object) => Promise<any>} fetchDetail
- * @returns {Promise<{coords: Float32Array, norms: Uint8Array}>} coords [point*dim], norms [point]
+ * @returns {Promise<{coords: Float32Array, norms: Uint8Array, vnorms: Uint8Array | null}>} coords
+ *   [point*dim], norms [point], vnorms [point] (each point's token ‖v‖ per head; null without values)
  */
 export function loadGrid(model, fetchDetail) {
   let grid = GRID.get(model);
@@ -209,13 +229,15 @@ export function loadGrid(model, fetchDetail) {
     grid = (async () => {
       const coords = new Float32Array(meta.n_points * meta.dim);
       const norms = new Uint8Array(meta.n_points);
+      const vnorms = meta.has_values ? new Uint8Array(meta.n_points) : null;
       for (let start = 0; start < meta.n_points; start += meta.chunk_points) {
         const stop = Math.min(meta.n_points, start + meta.chunk_points);
         const r = await fetchDetail({ kind: "points", start, stop });
         coords.set(decode(r.coords, "float32"), start * meta.dim);
         norms.set(decode(r.norms, "uint8"), start);
+        if (vnorms && r.vnorms) vnorms.set(decode(r.vnorms, "uint8"), start);
       }
-      return { coords, norms };
+      return { coords, norms, vnorms };
     })();
     grid.catch(() => GRID.delete(model)); // allow a retry from the next view
     GRID.set(model, grid);

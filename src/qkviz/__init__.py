@@ -32,10 +32,12 @@ _LAZY = {
     "Capture": "_capture._container",
     "HeadGeometry": "_capture._geometry",
     "load": "_load",
+    "merge": "_capture._merge",
     "load_model": "models",
     "embed": "project._recipe",
     "Embedding": "project._embedding",
     "QKViz": "widget",
+    "compare": "widget._compare",
     "save_html": "export",
 }
 
@@ -60,6 +62,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from ._capture._container import Capture
     from ._capture._geometry import HeadGeometry
+    from ._capture._merge import merge
     from ._capture._run import capture
     from ._load import load
     from .export import save_html
@@ -67,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .project._embedding import Embedding
     from .project._recipe import embed
     from .widget import QKViz
+    from .widget._compare import compare
 
 
 def __getattr__(name: str) -> Any:

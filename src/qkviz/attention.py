@@ -250,24 +250,29 @@ def scores(
     f = _as_score(score)
     content, position = score_terms(q, k, f, qpos, kpos)
     z = content + position
+    return _cap(z, f)
+
+
+def _cap(z: np.ndarray, f: ScoreFunction) -> np.ndarray:
+    """Soft-capping ``cap · tanh(z / cap)`` (Gemma 2), or ``z`` unchanged."""
     if f.softcap is not None:
-        z = float(f.softcap) * np.tanh(z / float(f.softcap))
+        return float(f.softcap) * np.tanh(z / float(f.softcap))
     return z
 
 
 def _softmax_rows(s: np.ndarray, ok: np.ndarray | None, sink: float | None) -> tuple[np.ndarray, np.ndarray]:
     if ok is not None:
         s = np.where(ok, s, -np.inf)
-    top = s.max(axis=1, keepdims=True)
+    top = s.max(axis=-1, keepdims=True)
     if sink is not None:
         top = np.maximum(top, float(sink))  # as gpt-oss does: the sink joins the row maximum
     e = np.exp(s - top)
-    total = e.sum(axis=1, keepdims=True)
+    total = e.sum(axis=-1, keepdims=True)
     if sink is None:
-        return e / total, np.zeros(len(s))
+        return e / total, np.zeros(s.shape[:-1])
     es = np.exp(float(sink) - top)
     total = total + es
-    return e / total, (es / total)[:, 0]
+    return e / total, (es / total)[..., 0]
 
 
 @overload
@@ -281,6 +286,7 @@ def attention_rows(
     qpos: np.ndarray | None = ...,
     kpos: np.ndarray | None = ...,
     sink_share: Literal[False] = ...,
+    lengths: np.ndarray | None = ...,
 ) -> np.ndarray: ...
 
 
@@ -295,6 +301,7 @@ def attention_rows(
     qpos: np.ndarray | None = ...,
     kpos: np.ndarray | None = ...,
     sink_share: Literal[True],
+    lengths: np.ndarray | None = ...,
 ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -308,6 +315,7 @@ def attention_rows(
     qpos: np.ndarray | None = None,
     kpos: np.ndarray | None = None,
     sink_share: bool = False,
+    lengths: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Attention probabilities of one sequence, as the model computes them.
 
@@ -329,15 +337,34 @@ def attention_rows(
         Positions of the queries and keys (default ``0..n-1``); they matter for position terms.
     sink_share : bool
         Also return each row's share taken by the head's sink.
+    lengths : int array [seq], optional
+        Several sequences at once: ``q``, ``k`` are ``[seq, pos, d_head]``, right-padded to one
+        length, and ``lengths`` their real tokens (the same formula, vectorised:
+        :meth:`qkviz.Capture.attention_blocks`). Padded keys get no attention and padded query rows
+        come back as zeros. Not for heads with a position term (compute those one sequence at a
+        time).
 
     Returns
     -------
-    float64 array [query_pos, key_pos]
+    float64 array [query_pos, key_pos] (or [seq, query_pos, key_pos])
         Masked entries are 0; rows sum to 1 (to ``1 − sink share`` with a sink).
     float64 array [query_pos]
         With ``sink_share=True``: the sink's share of each row (zeros without a sink).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> q, k = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))
+    >>> a = attention_rows(q, k, 0.5, causal=True, lengths=np.array([3, 2]))
+    >>> bool(np.allclose(a[1, :2, :2], attention_rows(q[1, :2], k[1, :2], 0.5, causal=True)))
+    True
+    >>> a[1, 2].tolist(), a[1, :, 2].tolist()   # the padding: no row, no column
+    ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
     """
     f = _as_score(scaling)
+    if lengths is not None:
+        a, sink = _padded_rows(q, k, f, causal, window, np.asarray(lengths))
+        return (a, sink) if sink_share else a
     if f.is_plain and qpos is None and kpos is None:
         s = (np.asarray(q, np.float64) @ np.asarray(k, np.float64).T) * float(f.scaling)
     else:
@@ -355,6 +382,25 @@ def attention_rows(
                 ok &= diff < window
     a, sink = _softmax_rows(s, ok, f.sink)
     return (a, sink) if sink_share else a
+
+
+def _padded_rows(
+    q: np.ndarray, k: np.ndarray, f: ScoreFunction, causal: bool, window: int | None, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`attention_rows` of right-padded sequences ``[seq, pos, d_head]`` (``lengths=``)."""
+    if f.has_position_term:
+        raise InputError(
+            f"padded sequences (lengths=) take heads without a position term; this head is {f.family!r}: "
+            "compute it one sequence at a time"
+        )
+    s = _cap((np.asarray(q, np.float64) @ np.swapaxes(np.asarray(k, np.float64), -1, -2)) * float(f.scaling), f)
+    n = s.shape[-1]
+    real = np.arange(n) < lengths[:, None]  # [seq, pos]
+    ok = visible(n, causal, window)
+    # padded keys are hidden; padded query rows see everything (finite), then become 0
+    ok = (ok & real[:, None, :]) | ~real[:, :, None]
+    a, sink = _softmax_rows(s, ok, f.sink)
+    return a * real[:, :, None], sink * real
 
 
 def position_effect(

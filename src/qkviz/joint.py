@@ -201,7 +201,7 @@ def normalize(
     return qn, kn, t
 
 
-def dot_lift(q: np.ndarray, k: np.ndarray) -> np.ndarray:
+def dot_lift(q: np.ndarray, k: np.ndarray, max_norm: float | None = None) -> np.ndarray:
     """Stack queries and keys in a space where Euclidean distance orders keys by dot product.
 
     The asymmetric lift used for maximum-inner-product search (Bachrach et al. 2014; Neyshabur &
@@ -214,6 +214,9 @@ def dot_lift(q: np.ndarray, k: np.ndarray) -> np.ndarray:
     ----------
     q, k : float array [token, d_head]
         A head's (normalised) queries and keys.
+    max_norm : float, optional
+        ``M``; default ``max‖k‖``. Pass the reference cloud's ``M`` to lift new points into the same
+        space as a fitted layout (a new key longer than ``M`` gets a last coordinate of 0).
 
     Returns
     -------
@@ -235,7 +238,7 @@ def dot_lift(q: np.ndarray, k: np.ndarray) -> np.ndarray:
     nq = np.linalg.norm(q, axis=1, keepdims=True)
     qu = np.divide(q, nq, out=np.zeros_like(q), where=nq > 0)
     nk = np.linalg.norm(k, axis=1)
-    m = float(nk.max()) if len(nk) else 0.0
+    m = float(max_norm) if max_norm is not None else float(nk.max()) if len(nk) else 0.0
     ku = k / m if m > 0 else k
     extra = np.sqrt(np.clip(1.0 - (nk / m) ** 2, 0.0, None)) if m > 0 else np.ones(len(k))
     top = np.hstack([qu, np.zeros((len(q), 1))])

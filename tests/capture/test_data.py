@@ -47,3 +47,14 @@ def test_bad_n(n):
         data.demo_sentences(n)
     with pytest.raises(InputError):
         data.demo_images(n)
+
+
+def test_python_docs_corpus_is_another_genre():
+    from qkviz import InputError
+    from qkviz.data import demo_sentences, sentences_source
+
+    docs = demo_sentences(20, corpus="python-docs")
+    assert len(docs) == 20 and all(6 <= len(s.split()) <= 40 for s in docs)
+    assert "pydoc_data" in sentences_source("python-docs")
+    with pytest.raises(InputError, match="corpus"):
+        demo_sentences(3, corpus="poetry")

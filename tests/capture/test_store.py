@@ -71,26 +71,15 @@ def test_float16_storage(tiny_capture, tmp_path):
 def test_one_head_loads_without_the_rest(tiny_capture, tmp_path, monkeypatch):
     back = load(tiny_capture.save(tmp_path / "run.qkv"))
     read = []
-    from safetensors import safe_open as real_open
+    from qkviz._capture._store import DiskTensors
 
-    class Spy:
-        def __init__(self, *a, **k):
-            self.f = real_open(*a, **k)
+    real = DiskTensors._entry
 
-        def __enter__(self):
-            self.f.__enter__()
-            return self
+    def spy(self, i, key):
+        read.append(key)
+        return real(self, i, key)
 
-        def __exit__(self, *a):
-            return self.f.__exit__(*a)
-
-        def get_tensor(self, key):
-            read.append(key)
-            return self.f.get_tensor(key)
-
-    import safetensors
-
-    monkeypatch.setattr(safetensors, "safe_open", Spy)
+    monkeypatch.setattr(DiskTensors, "_entry", spy)
     back.q(1, 3)
     assert read == ["q.1.3"]
 

@@ -107,7 +107,7 @@ def test_embed_then_info_then_html(captured, run_dir, capsys):
     page = html.read_bytes()  # not all text: the export may pack binary data into the page
     assert page.startswith(b"<!DOCTYPE html>") and b'id="qkviz-data"' in page
 
-    code, _, err = run(capsys, "html", emb_path, "-o", html, "--method", "tsne")
+    code, _, err = run(capsys, "html", emb_path, "-o", html, "--method", "tsne", "--force")
     assert code == 1 and "made with 'pca'" in err
 
 

@@ -63,7 +63,9 @@ def test_page_snippets_run(page, reader, tmp_path, monkeypatch):
     import qkviz.data
 
     full = qkviz.data.demo_sentences
-    monkeypatch.setattr(qkviz.data, "demo_sentences", lambda n=None: full(min(n or N_SENTENCES, N_SENTENCES)))
+    monkeypatch.setattr(
+        qkviz.data, "demo_sentences", lambda n=None, **kw: full(min(n or N_SENTENCES, N_SENTENCES), **kw)
+    )
     # one layout cache for the whole module: pages that embed the same small capture share it
     monkeypatch.setenv("QKVIZ_CACHE_DIR", str(reader["cache"]))
     monkeypatch.chdir(tmp_path)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import qkviz
+from _browser import settled
 from capture import _zoo
 from qkviz import export
 from qkviz._capture._run import capture
@@ -46,6 +47,7 @@ def _focus(page, layer, head):
 
 def _click_point(page, xy):
     page.wait_for_function("Number(document.querySelector('.qk-root').dataset.qkDraws) >= 2", timeout=10_000)
+    settled(page, "canvas.qk-canvas")
     box = page.locator("canvas.qk-canvas").bounding_box()
     x, y = (float(v) for v in xy * SINGLE_SCALE)
     page.mouse.click(box["x"] + (x + 1) / 2 * box["width"], box["y"] + (1 - y) / 2 * box["height"])
@@ -93,7 +95,7 @@ def test_attention_selector_and_cross_attention_lines(offline_page, t5_emb, tmp_
     xy = emb.coords(1, 2, "cross")
     p = _isolated(xy, np.flatnonzero(stream == 1))  # decoder tokens' queries
     _click_point(page, xy[p])
-    page.wait_for_function("document.querySelector('.qk-root').dataset.qkLines !== ''", timeout=10_000)
+    page.wait_for_function("document.querySelector('.qk-root').dataset.qkLines !== ''", timeout=30_000)
     lines = json.loads(root.get_attribute("data-qk-lines"))
     seq = int(emb.tokens["seq"][p])
     enc = np.flatnonzero((emb.tokens["seq"].to_numpy() == seq) & (stream == 0))

@@ -184,8 +184,8 @@ def test_widget_save_html_delegates_to_the_exporter(tmp_path):
     coords = {(0, h): rng.uniform(-1, 1, (16, 2)).astype("float32") for h in range(2)}
     viz = QKViz(Embedding.from_coords(coords, tokens))
     out = viz.save_html(tmp_path / "w.html", top_k=0)
-    text = out.read_bytes().decode("latin-1")
-    assert out == tmp_path / "w.html" and "<html" in text.lower()
+    text = out.path.read_bytes().decode("latin-1")
+    assert out.path == tmp_path / "w.html" and "<html" in text.lower() and out.size == len(text)
     # licence comments in the bundle mention URLs; nothing may be *loaded* from one
     for needle in ('src="http', "src='http", 'href="http', 'from"http', 'from "http', 'import("http'):
         assert needle not in text

@@ -23,6 +23,7 @@ def test_there_are_six_notebooks():
     assert names == [
         "01-quickstart", "02-decoder-llm", "03-vision", "04-faithfulness", "05-analysis-from-python",
         "06-colab-quickstart",
+        "07-findings",
     ]  # fmt: skip
 
 

@@ -91,6 +91,7 @@ def jupyter(tmp_path_factory):
     root = home / "root"
     root.mkdir()
     shutil.copy(HERE / "lab.ipynb", root / "lab.ipynb")
+    shutil.copy(HERE / "lens.ipynb", root / "lens.ipynb")
     (home / "config" / "labconfig").mkdir(parents=True)
     (home / "config" / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})

@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 
+from _browser import settled
 from _wire import SELECTION_JS, wire_json
 from qkviz.export._snapshot import snapshot
 from qkviz.widget import QKViz
@@ -30,6 +31,7 @@ def mount(page, url, viz, top_k=8, wid="w0", first=True):
     page.evaluate("([p, id]) => mount(p, id)", [wire_json(snapshot(viz.state, viz.view(), top_k)), wid])
     root = page.locator(f"#{wid} .qk-root")
     page.wait_for_selector(f"#{wid} .qk-root[data-qk-ready='1']", state="attached", timeout=30_000)
+    settled(page, f"#{wid} canvas.qk-canvas")
     return root
 
 

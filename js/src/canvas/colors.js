@@ -67,6 +67,13 @@ export function encodeField(field, tokens, columns, mod = 5, dark = false) {
     enc.byNorm = true;
     return enc;
   }
+  if (field === "value_norm") {
+    // each point by its token's value-vector norm in that head (grid.vnorms, 0..255 per head)
+    const enc = twoRamps(() => 0, "low", "high", "value norm ‖v‖ (per head)");
+    enc.byNorm = true;
+    enc.byValue = true;
+    return enc;
+  }
   if (field === "position_mod") {
     const m = Math.max(1, mod | 0);
     return categorical((t) => tokens.pos[t] % m, Array.from({ length: m }, (_, i) => `pos % ${m} = ${i}`), `position mod ${m}`);

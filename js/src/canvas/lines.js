@@ -89,7 +89,7 @@ export function createLines(ctx) {
   function draw() {
     const { scatter, state } = ctx;
     if (!current || state.mode !== "single") {
-      scatter.clearAnnotations();
+      scatter.annotate("lines", null);
       ctx.single3d.setLines(null);
       dom.root.dataset.qkLines = "";
       if (segments) { segments = null; ctx.thumbs.publish(); }
@@ -107,7 +107,7 @@ export function createLines(ctx) {
       return { other, weight, x0: state.x[local], y0: state.y[local], x1: state.x[other], y1: state.y[other] };
     });
     if (state.is3d) ctx.single3d.setLines(segs.map((sg) => ({ a: local, b: sg.other, weight: sg.weight })));
-    else scatter.drawAnnotations(lineAnnotations(segs, LINE_RGB));
+    else scatter.annotate("lines", lineAnnotations(segs, LINE_RGB));
     if (meta.has_images) {
       const wmax = Math.max(1e-9, ...segs.map((sg) => sg.weight));
       segments = segs.map((sg) => ({ a: local, b: sg.other, weight: sg.weight / wmax }));

@@ -87,8 +87,13 @@ export function createMatrix(ctx) {
         const cellEl = h("div", { class: "qk-cell", dataset: { layer: meta.layers[r], head: meta.heads[c] } });
         Object.assign(cellEl.style, { left: `${px(x0)}px`, top: `${py(y0)}px`, width: `${px(x0 + geom.cw) - px(x0)}px`, height: `${py(y0 - geom.ch) - py(y0)}px` });
         cellEl.append(h("span", { class: "qk-cell-label" }, small ? `${meta.layers[r]}.${meta.heads[c]}` : `L${meta.layers[r]} H${meta.heads[c]}`));
-        const rec = score(r, c);
-        if (meta.has_faithfulness && rec >= 0) cellEl.append(h("span", { class: "qk-cell-score", title: "recall@k" }, rec.toFixed(2)));
+        const scoreEl = h("span", { class: "qk-cell-score", title: "recall@k" });
+        // the atlas (a chosen head score) tints the cell and prints its value; else recall@k
+        if (!ctx.atlas?.decorate(cellEl, r * geom.nCols + c, scoreEl)) {
+          const rec = score(r, c);
+          if (meta.has_faithfulness && rec >= 0) scoreEl.textContent = rec.toFixed(2);
+        }
+        if (scoreEl.textContent) cellEl.append(scoreEl);
         dom.grid.append(cellEl);
       }
     }
@@ -113,7 +118,8 @@ export function createMatrix(ctx) {
     if (cellEl) cellEl.dataset.hover = "true";
     const rec = score(hit.row, hit.col);
     ctx.tooltip.showText(`Layer ${meta.layers[hit.row]} · Head ${meta.heads[hit.col]}`,
-      ...(meta.has_faithfulness && rec >= 0 ? [` · recall@k ${rec.toFixed(2)}`] : []));
+      ...(meta.has_faithfulness && rec >= 0 ? [` · recall@k ${rec.toFixed(2)}`] : []),
+      ctx.atlas?.describe(hit.row * geom.nCols + hit.col) ?? "");
   }
 
   /** x, y of every drawn point on the matrix: 2-D layouts as they are, 3-D through `camera`. Only the

@@ -87,7 +87,8 @@ export function createScatter(ctx) {
     const out = new Float32Array(cells.length * per);
     const { state } = ctx;
     const hl = state.mode === "single" && state.highlight ? state.highlight : state.search;
-    fillColorIndex(out, enc, cells, n, state.grid.norms, null, palette.half, palette.missing, hl);
+    const norms = enc.byValue && state.grid.vnorms ? state.grid.vnorms : state.grid.norms;
+    fillColorIndex(out, enc, cells, n, norms, null, palette.half, palette.missing, hl);
     return out;
   }
   /** Norm of every drawn point in 0..1 (size by norm). */
@@ -201,6 +202,17 @@ export function createScatter(ctx) {
     return dim;
   }
 
+  // Annotations (regl-scatterplot draws one list) come from several parts: attention lines, the
+  // probe's points and lines, the linked hover ring. Each owns a named layer; all are drawn together.
+  const layers = new Map();
+  /** Replace one annotation layer (null or [] removes it) and draw them all. */
+  function annotate(name, list) {
+    if (list && list.length) layers.set(name, list); else layers.delete(name);
+    if (!sc) return;
+    const all = [...layers.values()].flat();
+    if (all.length) sc.drawAnnotations(all); else sc.clearAnnotations?.();
+  }
+
   /** CSS-pixel positions (relative to the canvas) of the drawn points: Float32Array [point * 2]. */
   function screenPositions() {
     const m = ctx.state.x?.length ?? 0;
@@ -228,7 +240,8 @@ export function createScatter(ctx) {
     select: (points) => sc?.select(points, { preventEvent: true }),
     deselect: () => sc?.deselect(),
     reset: () => sc?.reset?.(),
-    clearAnnotations: () => sc?.clearAnnotations?.(),
-    drawAnnotations: (annotations) => sc?.drawAnnotations(annotations),
+    /** Forget every annotation layer (lines, probe, hover ring) and clear the drawing. */
+    clearAnnotations: () => { layers.clear(); sc?.clearAnnotations?.(); },
+    annotate,
   };
 }

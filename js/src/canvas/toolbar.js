@@ -27,6 +27,7 @@ export function createToolbar(ctx) {
   const colorSel = h("select", { class: "qk-color", title: "colour by" },
     ...FIELDS.map(([v, label]) => h("option", { value: v }, label)),
     ...(columns.mean_r ? [h("option", { value: "patch_color" }, "patch colour")] : []),
+    ...(meta.has_values ? [h("option", { value: "value_norm" }, "value norm ‖v‖")] : []),
     ...Object.keys(columns).map((c) => h("option", { value: c }, c)));
   const modInput = h("input", { class: "qk-mod", type: "number", min: "1", title: "n of position mod n" });
   const sizeBox = h("input", { class: "qk-size", type: "checkbox" });

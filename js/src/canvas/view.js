@@ -15,9 +15,11 @@ export const ATTN_LABELS = { encoder: "encoder self-attention", decoder: "decode
 import { mountPanel } from "../panel/index.js";
 import { h } from "../ui/dom.js";
 import { BACKGROUND } from "../ui/palette.js";
+import { createAtlas } from "./atlas.js";
 import { createLines } from "./lines.js";
 import { createMatrix, gridGeometry, matrixCanvasSize, singlePositions } from "./matrix.js";
 import { createOrbit } from "./orbit.js";
+import { createProbe } from "./probe.js";
 import { mark, createScatter } from "./scatter.js";
 import { project3D } from "./scene3d.js";
 import { matchTokens } from "./search.js";
@@ -90,7 +92,12 @@ export function renderView({ model, el, fetchDetail, signal, onReady = () => {},
 
   ctx.toolbar = createToolbar(ctx);
   ctx.tooltip = createTooltip(ctx);
-  root.append(ctx.toolbar.el, h("div", { class: "qk-body" }, stage, h("div", { class: "qk-side" }, status, legend, panel)), ctx.tooltip.el);
+  ctx.atlas = createAtlas(ctx);
+  ctx.probe = createProbe(ctx);
+  const extraBar = [ctx.atlas.controls, ctx.probe.controls].filter(Boolean);
+  root.append(ctx.toolbar.el, ...(extraBar.length ? [h("div", { class: "qk-toolbar qk-toolbar2" }, ...extraBar)] : []),
+    h("div", { class: "qk-body" }, stage, h("div", { class: "qk-side" }, status, legend, ctx.atlas.el, panel)), ctx.tooltip.el);
+  const side = root.querySelector(".qk-side");
 
   ctx.matrix = createMatrix(ctx);
   ctx.selection = createSelection(ctx);
@@ -123,6 +130,8 @@ export function renderView({ model, el, fetchDetail, signal, onReady = () => {},
   }
   function applySize(force = false) {
     state.size = sizeFor();
+    // the side column (legend, atlas, panel) scrolls within the widget's height rather than growing it
+    side.style.maxHeight = `${Math.max(model.get("height") ?? 640, canvasSize()[1])}px`;
     const [w, hgt] = canvasSize();
     const key = `${state.mode} ${w}x${hgt}`;
     if (key === state.sizeKey && !force) return;
@@ -197,6 +206,8 @@ export function renderView({ model, el, fetchDetail, signal, onReady = () => {},
     status.textContent = mode === "matrix"
       ? `${attnLabel()}${meta.layers.length} layers × ${meta.heads.length} heads · ${n} tokens · ${nCells * per} points — click a head${meta.dim === 3 ? " (drag to turn every head)" : ""}`
       : `${attnLabel()}layer ${model.get("layer")}, head ${model.get("head")} · ${pointCount()} — ${state.is3d ? "drag to rotate, wheel to zoom, " : ""}click a point for attention lines`;
+    ctx.atlas.onView();
+    ctx.probe.draw();
     bus.publish("view", { mode, layer: model.get("layer"), head: model.get("head") });
   }
 
@@ -253,6 +264,8 @@ export function renderView({ model, el, fetchDetail, signal, onReady = () => {},
   listen("change:lines_threshold", redrawLines);
   listen("change:theme", applyTheme);
   listen("change:height", () => applySize(true));
+  listen("change:_probe", () => ctx.probe.update());
+  listen("change:_hover", () => ctx.probe.drawHover());
 
   // ---- panel bus ---------------------------------------------------------------------------------
   bus.subscribe("highlight:tokens", (payload) => {

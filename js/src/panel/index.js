@@ -136,8 +136,18 @@ export function mountPanel(container, ctx) {
       recompute();
     },
   });
-  const heatmap = createHeatmap(views.heatmap, {
+  // The heatmap tab shows the attention as weighted now and, beside it when the capture has value
+  // vectors, the other weighting (raw next to ‖v‖-weighted, or the reverse when weighting is on).
+  const capMain = h("figcaption", { text: "attention" });
+  const capOther = h("figcaption", { text: "‖v‖-weighted" });
+  const figMain = h("figure", {}, capMain), figOther = h("figure", { "data-name": "heat-other", hidden: true }, capOther);
+  views.heatmap.append(h("div", { class: "qkv-heat-pair" }, figMain, figOther));
+  const heatmap = createHeatmap(figMain, {
     signal,
+    onHover: (i, j) => publishHighlight(i == null ? null : [i, j]),
+  });
+  const heatmapOther = createHeatmap(figOther, {
+    signal, cls: "qkv-heat-other",
     onHover: (i, j) => publishHighlight(i == null ? null : [i, j]),
   });
   // What the heatmap shows for heads whose scores add a position term (ALiBi, relative buckets,
@@ -196,6 +206,20 @@ export function mountPanel(container, ctx) {
     root.dataset.hiddenKeys = [...hid.keys].sort((a, b) => a - b).join(",");
     sentence.render(d, state.weights, hid);
     showHeatmap(d, nq, nk);
+    // beside the heatmap, when the capture has value vectors: the other weighting (raw next to
+    // ‖v‖-weighted, or the reverse when weighting is on); same rows and columns, same hiding
+    figOther.hidden = !norms;
+    if (norms) {
+      const other = renormalize(decodeOptional(d.raw), nq, nk, {
+        hiddenKeys: hid.keys, hiddenQueries: hid.queries, keyWeights: weighted ? null : norms,
+      });
+      capMain.textContent = weighted ? "‖v‖-weighted" : "attention";
+      capOther.textContent = weighted ? "attention (not weighted)" : "‖v‖-weighted";
+      heatmapOther.render(other, nq, nk, { size: 170 });
+      root.dataset.otherWeights = weighted ? "raw" : "value";
+    } else {
+      capMain.textContent = "";
+    }
     bus.publish("lines:weights", { seq: d.seq, layer: d.layer, head: d.head, weights: state.weights, tokens: decodeOptional(d.token, "uint32") });
   }
 
@@ -215,7 +239,8 @@ export function mountPanel(container, ctx) {
       for (let i = 0; i < nq; i++) { w.set(m.subarray(i * nk, (i + 1) * nk), i * (nk + 1)); w[i * (nk + 1) + nk] = d.sink[i]; }
       m = w; cols = nk + 1; labels = [...kLabels, "∅ sink"];
     }
-    heatmap.render(m, nq, cols, { qLabels: d.display, kLabels: labels });
+    const paired = !!decodeOptional(d.value_norms); // the value-weighted heatmap stands beside it
+    heatmap.render(m, nq, cols, { qLabels: d.display, kLabels: labels, ...(paired ? { size: 170 } : {}) });
     caption.textContent = familyCaption(d);
     root.dataset.heatMode = mode;
     root.dataset.family = d.family || "";
@@ -351,7 +376,7 @@ export function mountPanel(container, ctx) {
   const cleanup = () => ac.abort();
   // tests and the widget may want to drive the panel directly
   cleanup.state = state;
-  cleanup.views = { sentence, heatmap, image, aggregate };
+  cleanup.views = { sentence, heatmap, heatmapOther, image, aggregate };
   cleanup.showTab = showTab;
   return cleanup;
 }

@@ -18,6 +18,7 @@
 // `globalThis.qkvizPage`.
 import { TRAITS } from "../model.js";
 import { createModel, invoke } from "./model.js";
+import { denseFromSample } from "./sample.js";
 import { fromKeyDelta } from "./topk.js";
 import { staticTransport } from "./transport.js";
 
@@ -186,6 +187,7 @@ async function main() {
       return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     });
     const { state, embedded } = revive(meta.state, views);
+    denseFromSample(embedded, state._meta); // a page over its size budget: see sample.js
     // anywidget commands (experimental.invoke) go to a hook the bundle may register on
     // globalThis.qkvizStatic; the widget's own requests go to model.fetchDetail below.
     const model = createModel(state, { answer: commandHook });

@@ -30,8 +30,9 @@ const CSS = `
 .qk-cell-score{position:absolute;right:2px;bottom:0;font-size:9px;color:var(--qk-muted)}
 .qk-cell[data-hover=true]{border-color:var(--qk-accent)}
 .qk-axis{position:absolute;font-size:10px;color:var(--qk-muted)}
-.qk-side{display:flex;flex-direction:column;gap:8px;min-width:180px;max-width:340px;flex:1 1 220px}
-.qk-legend-title{font-weight:600;margin-bottom:2px}
+.qk-side{display:flex;flex-direction:column;gap:8px;min-width:180px;max-width:340px;flex:1 1 220px;overflow-y:auto}
+.qk-side>*{flex:none}
+.qk-legend-title,.qk-atlas-title{font-weight:600;margin-bottom:2px}
 .qk-legend-item{display:flex;gap:5px;align-items:center}
 .qk-swatch{width:10px;height:10px;border-radius:50%;display:inline-block}
 .qk-legend-ramp{display:grid;grid-template-columns:3.5em auto 1fr auto;gap:4px;align-items:center}
@@ -46,6 +47,27 @@ const CSS = `
 .qk-fallback{font:12px/1.35 system-ui,-apple-system,"Segoe UI",sans-serif;color:#6b7280;padding:4px 6px}
 .qk-fallback-note{margin:0 0 4px}
 .qk-fallback-picture{display:block;max-width:100%;height:auto}
+.qk-toolbar2{gap:10px}
+.qk-probe-text{width:18em}.qk-probe-note{color:var(--qk-muted)}
+.qk-cell[data-out=true]{background:color-mix(in srgb,var(--qk-bg) 72%,transparent) !important}
+.qk-cell[data-out=true] .qk-cell-label,.qk-cell[data-out=true] .qk-cell-score{opacity:.45}
+.qk-cell[data-score] .qk-cell-score{color:var(--qk-fg);font-weight:600}
+.qk-atlas{display:flex;flex-direction:column;gap:6px;flex:none}.qk-atlas>summary{cursor:pointer}
+.qk-atlas[open]>*:not(summary){margin-top:4px}
+.qk-atlas-row{display:grid;grid-template-columns:4.5em 64px auto;gap:6px;align-items:center;border:0;background:none;
+  color:inherit;font:inherit;padding:1px 2px;cursor:pointer;text-align:left;border-radius:3px}
+.qk-atlas-row:hover{background:color-mix(in srgb,var(--qk-accent) 15%,transparent)}
+.qk-atlas-bar{display:inline-block;height:7px;border-radius:3px;background:var(--qk-accent)}
+.qk-atlas-val{font-variant-numeric:tabular-nums}
+.qk-atlas-kv{display:flex;justify-content:space-between;gap:8px}
+.qk-atlas-near{color:var(--qk-muted)}
+.qk-simmap{display:block;border:1px solid var(--qk-border);border-radius:4px;background:var(--qk-bg)}
+.qk-simmap-dot{cursor:pointer;stroke:var(--qk-bg);stroke-width:.8}
+.qk-simmap-focus{stroke:var(--qk-fg);stroke-width:2}
+.qk-simmap-link{stroke:var(--qk-muted);stroke-width:1.2}
+.qk-atlas-caption{color:var(--qk-muted);min-height:1.3em}
+.qkv-heat-pair{display:flex;gap:6px;align-items:flex-start}
+.qkv-heat-pair figure{margin:0}.qkv-heat-pair figcaption{font-size:11px;opacity:.7}
 .qk-static-note{font-size:12px;opacity:.8;margin:2px 0 4px;white-space:pre-line}
 .qkv-panel [hidden] { display: none !important; }
 .qkv-panel { font: 12px/1.3 var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #222);

@@ -5,7 +5,9 @@ transformers' ``AttentionInterface`` takes q and k where the model scores them (
 run loop (``_run``) streams each batch into a :class:`Capture` (``_container``) held in memory or
 in a store on disk (``_store``); ``_checks`` refuses models whose scores q·k cannot carry and
 verifies captures against the model's own attention. :class:`HeadGeometry` (``_geometry``) says
-which heads were captured and how the model scores them.
+which heads were captured and how the model scores them. ``_plan`` decides which inputs run in
+which batch and shard (``sample=``, ``max_tokens=``, ``shard=``), ``_merge`` joins shard stores,
+``_dtypes`` holds the storage formats (float32, float16, bfloat16) and their error bound.
 
 The package is private because its public face is the top-level package: ``qkviz.capture`` (the
 function users call most, which a public package of the same name would shadow), ``qkviz.Capture``,
@@ -18,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["capture", "Capture", "HeadGeometry", "load", "verify"]
+__all__ = ["capture", "Capture", "HeadGeometry", "load", "merge", "verify"]
 
 _HOME = {
     "capture": "_run",
@@ -26,12 +28,14 @@ _HOME = {
     "load": "_container",
     "HeadGeometry": "_geometry",
     "verify": "_checks",
+    "merge": "_merge",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._checks import verify
     from ._container import Capture, load
     from ._geometry import HeadGeometry
+    from ._merge import merge
     from ._run import capture
 
 

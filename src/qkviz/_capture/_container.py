@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ import pandas as pd
 from .._fs import check_target, clean_stale, replace_dir, temp_sibling, writing
 from ..attention import ScoreFunction, attention_rows, position_effect, score_terms
 from ..errors import InputError, StoreError
+from ._dtypes import decode
 from ._geometry import HeadGeometry
 from ._store import (
     FORMAT,
@@ -89,6 +90,11 @@ class Capture:
     terms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _tensors: MemoryTensors | DiskTensors | None = field(default=None, repr=False)
     streams: tuple[str, ...] = ("tokens",)
+    # Not state: a one-head memo of q/k and the sequence bounds (so that attention() over every
+    # sequence of a head reads the head once), and a handle on the model that made the capture
+    # (ModelHandle, set by qkviz.capture; never saved or pickled).
+    _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _model_handle: Any = field(default=None, init=False, repr=False, compare=False)
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -315,7 +321,7 @@ class Capture:
         g = self._geom(attn)
         self._check_layer(layer, attn)
         self._check_head(head, attn)
-        return self._source().get(tensor_kind("q", g.attn), layer, head).astype(np.float32, copy=False)
+        return decode(self._source().get(tensor_kind("q", g.attn), layer, head))
 
     def k(self, layer: int, head: int, attn: str | None = None) -> np.ndarray:
         """Keys seen by query head ``head`` (those of its kv head; rows of :meth:`key_rows`).
@@ -328,7 +334,7 @@ class Capture:
         g = self._geom(attn)
         self._check_layer(layer, attn)
         kv = self.kv_head(head, attn)
-        return self._source().get(tensor_kind("k", g.attn), layer, kv).astype(np.float32, copy=False)
+        return decode(self._source().get(tensor_kind("k", g.attn), layer, kv))
 
     def v(self, layer: int, head: int, attn: str | None = None) -> np.ndarray:
         """Values of query head ``head``'s kv head (only when captured with ``values=True``).
@@ -343,12 +349,32 @@ class Capture:
             raise InputError("value vectors were not captured; pass values=True to qkviz.capture")
         self._check_layer(layer, attn)
         kv = self.kv_head(head, attn)
-        return self._source().get(tensor_kind("v", g.attn), layer, kv).astype(np.float32, copy=False)
+        return decode(self._source().get(tensor_kind("v", g.attn), layer, kv))
 
     @property
     def has_values(self) -> bool:
         """Whether :meth:`v` is available."""
         return bool(self._source().has("v"))
+
+    @property
+    def storage_dtype(self) -> str:
+        """How the vectors are stored: ``"float32"``, ``"float16"`` or ``"bfloat16"``
+        (:meth:`q`, :meth:`k`, :meth:`v` always return float32)."""
+        return self._source().dtype()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored vectors (q of every captured head, k and v of the kv heads they use,
+        every attention of an encoder-decoder capture)."""
+        return self._source().nbytes()
+
+    @property
+    def bytes_per_token_head(self) -> float:
+        """Stored bytes per token and captured head: :attr:`nbytes` / (tokens × layers × heads).
+
+        With grouped-query attention a key head's bytes are shared by the query heads that use it.
+        """
+        return self.nbytes / max(1, self.n_tokens * len(self.layers) * len(self.heads))
 
     def _source(self) -> MemoryTensors | DiskTensors:
         if self._tensors is None:
@@ -358,10 +384,25 @@ class Capture:
     # -- exact attention --------------------------------------------------------------------------
 
     def _seq_rows(self, seq: int) -> tuple[int, int]:
-        if not 0 <= int(seq) < len(self.sequences):
-            raise InputError(f"seq {seq!r} out of range: the capture holds {len(self.sequences)} sequences")
-        row = self.sequences.iloc[int(seq)]
-        return int(row["offset"]), int(row["n_tokens"])
+        bounds = self._memo.get("bounds")
+        if bounds is None:
+            bounds = self._memo["bounds"] = (
+                self.sequences["offset"].to_numpy(np.int64),
+                self.sequences["n_tokens"].to_numpy(np.int64),
+            )
+        if not 0 <= int(seq) < len(bounds[0]):
+            raise InputError(f"seq {seq!r} out of range: the capture holds {len(bounds[0])} sequences")
+        return int(bounds[0][int(seq)]), int(bounds[1][int(seq)])
+
+    def _head_qk(self, layer: int, head: int, attn: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """q and k of one head, kept until another head is asked for (read-only arrays)."""
+        hit = self._memo.get("qk")
+        if hit is None or hit[0] != (attn, layer, head):
+            q, k = self.q(layer, head, attn), self.k(layer, head, attn)
+            q.setflags(write=False)
+            k.setflags(write=False)
+            hit = self._memo["qk"] = ((attn, layer, head), q, k)
+        return hit[1], hit[2]
 
     def _stream_slice(self, seq: int, stream: int) -> slice:
         """Rows of ``seq`` in one stream, as a slice of that stream's rows (what q/k return)."""
@@ -396,10 +437,8 @@ class Capture:
 
     def _seq_vectors(self, layer: int, head: int, seq: int, attn: str | None) -> tuple[np.ndarray, np.ndarray]:
         g = self._geom(attn)
-        return (
-            self.q(layer, head, attn)[self._stream_slice(seq, g.query_stream)],
-            self.k(layer, head, attn)[self._stream_slice(seq, g.key_stream)],
-        )
+        q, k = self._head_qk(layer, head, attn)
+        return q[self._stream_slice(seq, g.query_stream)], k[self._stream_slice(seq, g.key_stream)]
 
     def attention(self, layer: int, head: int, seq: int, attn: str | None = None) -> np.ndarray:
         """The head's attention probabilities over one sequence, recomputed exactly from q and k.
@@ -483,6 +522,86 @@ class Capture:
         ka = np.concatenate([k, (np.float32(f.alibi) * pos)[:, None]], axis=1)
         return qa, ka
 
+    def head_scores(self, cells: Any = None, *, value_weighted: bool | None = None, seqs: Any = None) -> pd.DataFrame:
+        """The head atlas: previous-token, first-token, self, special, entropy, mean-distance and
+        induction scores of every head, pooled over every query of the capture.
+
+        See :func:`qkviz.analysis.head_scores` for the parameters and ``docs/concepts/head-scores.md``
+        for the definitions.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (layer, head).
+        """
+        from ..analysis import head_scores
+
+        return head_scores(self, cells, value_weighted=value_weighted, seqs=seqs)
+
+    def attention_blocks(
+        self, layer: int, head: int, seqs: Any = None, *, attn: str | None = None, max_values: int = 1 << 22
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The head's exact attention over many sequences, a block of similar lengths at a time.
+
+        The vectors are read once and each block is one vectorised call of
+        :func:`qkviz.attention.attention_rows` (the same formula as :meth:`attention`), so the
+        attention of a whole corpus costs about one pass over it rather than one call per sequence.
+        Heads with a position term, and encoder-decoder captures, go one sequence at a time.
+
+        Parameters
+        ----------
+        layer, head : int
+        seqs : sequence of int, optional
+            Which sequences (default: all).
+        attn : str, optional
+            As in :meth:`attention`.
+        max_values : int
+            Largest block, in attention weights (``seq × pos × pos``; float64, so 32 MiB by default).
+
+        Yields
+        ------
+        seqs : int64 [seq]
+            The block's sequences (sorted by length, so padding stays small).
+        lengths : int64 [seq]
+            Query rows of each (its key rows for cross-attention: the blocks are then single sequences).
+        attention : float64 [seq, query_pos, key_pos]
+            Zero past each sequence's length.
+        """
+        self._check_layer(layer, attn)
+        offsets = self.sequences["offset"].to_numpy(np.int64)
+        lengths = self.sequences["n_tokens"].to_numpy(np.int64)
+        ids = np.arange(len(offsets)) if seqs is None else np.asarray(seqs, np.int64).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= len(offsets)):
+            raise InputError(f"seqs out of range: the capture holds {len(offsets)} sequences")
+        f = self.score(layer, head, attn)
+        if f.has_position_term or len(self.streams) > 1:  # one sequence at a time, with its positions
+            for s in ids.tolist():
+                a = self.attention(layer, head, s, attn).astype(np.float64)
+                yield np.array([s]), np.array([a.shape[0]]), a[None]
+            return
+        g = self._geom(attn)
+        q, k = self.q(layer, head, attn), self.k(layer, head, attn)
+        window = g.window(layer)
+        ids = ids[np.argsort(lengths[ids], kind="stable")]
+        start = 0
+        while start < ids.size:
+            shortest = int(lengths[ids[start]])
+            stop = start + 1
+            # grow the block while the padding stays small (lengths within ~15 %) and it fits
+            while (
+                stop < ids.size
+                and int(lengths[ids[stop]]) <= max(shortest + 4, shortest * 1.15)
+                and (stop - start + 1) * int(lengths[ids[stop]]) ** 2 <= max_values
+            ):
+                stop += 1
+            block = ids[start:stop]
+            n = lengths[block]
+            t = int(n.max())
+            pos = np.arange(t)
+            rows = offsets[block, None] + np.minimum(pos[None, :], n[:, None] - 1)  # padding repeats a real row
+            yield block, n, attention_rows(q[rows], k[rows], f, g.causal, window, lengths=n)
+            start = stop
+
     def verify(self, model: Any, inputs: Any = None, *, seqs: Any = None, batch_size: int = 8) -> pd.DataFrame:
         """Compare :meth:`attention` with the model's own eager attention probabilities.
 
@@ -544,6 +663,13 @@ class Capture:
             write_store(tmp, self._header(), self._source(), self.tokens, self.sequences, self.images, self.terms)
         replace_dir(tmp, path, kind=FORMAT, what="capture", own=OWN)
         return path
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The memo is a cache and the model handle refers to a live model: neither is pickled.
+        state = dict(self.__dict__)
+        state["_memo"] = {}
+        state["_model_handle"] = None
+        return state
 
     def __repr__(self) -> str:
         return (

@@ -17,10 +17,11 @@ import pandas as pd
 
 from .._fs import check_target, clean_stale, replace_dir, temp_sibling
 from ..errors import InputError, StoreError, UnsupportedModelError
-from . import _inputs
+from . import _dtypes, _inputs, _plan
 from ._checks import check_supported, first_batch_check, forward_kwargs, model_device
 from ._container import Capture, attns_from_json, attns_json, load
 from ._geometry import HeadGeometry
+from ._handle import ModelHandle
 from ._store import (
     FORMAT,
     OWN,
@@ -82,16 +83,6 @@ def _select(name: str, value: Any, n: int | None) -> tuple[int, ...] | None:
     return tuple(sorted(set(out)))
 
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "half": "float16"}
-
-
-def _storage_dtype(dtype: Any) -> str:
-    key = str(dtype).replace("torch.", "")
-    if key not in _DTYPES:
-        raise InputError(f"dtype must be 'float32' or 'float16' (how q/k are stored), got {dtype!r}")
-    return _DTYPES[key]
-
-
 def _recorders(rec: Any) -> list[tuple[str, Any]]:
     """``(attn, Recorder)`` for every attention the recorder covers."""
     return list(rec.recorders.items()) if hasattr(rec, "recorders") else [("self", rec)]
@@ -117,18 +108,20 @@ class _Collector:
             if self.values:
                 kinds[tensor_kind("v", attn)] = r.v
         flat = [(kind, layer, t) for kind, d in kinds.items() for layer, t in sorted(d.items())]
-        tdt = torch.float16 if self.dtype == "float16" else torch.float32
         out: dict[str, dict[int, np.ndarray]] = {kind: {} for kind in kinds}
         by_device: dict[Any, list[tuple[str, int, Any]]] = {}
         for item in flat:
+            _dtypes.check_range(item[2], self.dtype)
             by_device.setdefault(item[2].device, []).append(item)
         for device, items in by_device.items():
             if device.type == "cpu":
                 for kind, layer, t in items:
-                    out[kind][layer] = t.to(tdt).numpy()
+                    out[kind][layer] = _dtypes.host_array(_dtypes.to_storage(t, self.dtype))
                 continue
             # One device->host copy per batch and device: concatenate on the device first.
-            host = torch.cat([t.to(tdt).reshape(-1) for _, _, t in items]).cpu().numpy()
+            host = _dtypes.host_array(
+                torch.cat([_dtypes.to_storage(t, self.dtype).reshape(-1) for _, _, t in items]).cpu()
+            )
             pos = 0
             for kind, layer, t in items:
                 size = t.numel()
@@ -186,13 +179,17 @@ def capture(
     progress: bool = True,
     out: str | os.PathLike[str] | None = None,
     resume: bool = False,
-    overwrite: bool = False,
     check: bool = True,
     thumbnail: int = 128,
     tokenizer: Any = None,
     processor: Any = None,
     targets: Any = None,
     sampling_rate: int | None = None,
+    sample: int | float | None = None,
+    random_state: int = 0,
+    max_tokens: int | None = None,
+    shard: tuple[int, int] | None = None,
+    overwrite: bool = False,
 ) -> Capture:
     """Record the queries and keys of every (or the chosen) attention head over many inputs.
 
@@ -217,8 +214,11 @@ def capture(
     device : str or None
         ``"auto"`` (CUDA when present) for named models and paths; a loaded model stays where it is
         unless a device is named.
-    dtype : {"float32", "float16"}
-        How q/k/v are stored; :meth:`Capture.q` always returns float32. float16 halves memory.
+    dtype : {"float32", "float16", "bfloat16"}
+        How q/k/v are stored; :meth:`Capture.q` always returns float32 and attention is always
+        recomputed in float32. float16 and bfloat16 halve memory and disk; the attention they give
+        stays within a derived bound of float32's (``qkviz._capture._dtypes``): float16 keeps 11
+        bits (values above 65504 are refused), bfloat16 8 bits with float32's range.
     values : bool
         Also record value vectors (:meth:`Capture.v`), e.g. for value-norm-weighted attention.
     progress : bool
@@ -248,6 +248,19 @@ def capture(
         ``(source, target)`` pairs as ``inputs`` work too.
     sampling_rate : int, optional
         Speech models: the rate of the waveforms (checked against the feature extractor's).
+    sample : int or float, optional
+        Capture a uniform random subset of the inputs: ``n`` of them, or a share in ``(0, 1]``,
+        kept in input order. ``sequences["input"]`` holds each sequence's index in ``inputs``.
+    random_state : int
+        Seed of ``sample`` (the same seed draws the same inputs).
+    max_tokens : int, optional
+        Stop once this many tokens are captured, with whole sequences: the inputs (after
+        ``sample``) are kept in order while their tokens fit. Texts and images (not yet
+        encoder-decoder or speech captures).
+    shard : (int, int), optional
+        ``(i, n)``: run only shard ``i`` of ``n`` — batch ``b`` of the planned inputs goes to
+        shard ``b % n`` — e.g. one per Dask worker or GPU. :func:`qkviz.merge` joins the shard
+        stores into one store identical to a capture of everything on one machine.
 
     Returns
     -------
@@ -266,6 +279,8 @@ def capture(
     >>> cap.q(layer=0, head=3).shape                                                  # doctest: +SKIP
     (16, 32)
     """
+    import torch
+
     from ..models import load_model
     from . import _hook, _modules
 
@@ -279,7 +294,9 @@ def capture(
         raise InputError(
             f"thumbnail must be a whole number of pixels >= 1 (the thumbnails' longest side), got {thumbnail!r}"
         )
-    store_dtype = _storage_dtype(dtype)
+    store_dtype = _dtypes.storage_dtype(dtype)
+    max_tokens = _plan.check_max_tokens(max_tokens)
+    shard = _plan.check_shard(shard)
     early = targets is None and not _inputs.looks_like_pairs(inputs) and not _inputs.looks_like_audio(inputs)
     if early:  # cheap input errors before any model loads
         modality, items, names = _inputs.normalize_inputs(inputs)
@@ -326,7 +343,19 @@ def capture(
                 f"special tokens to every sequence; max_length must be at least {specials + 1}"
             )
     max_len = max_length or limit
-    params = {
+    n_inputs = len(items)
+    # the planned inputs, in input order: a sample of them, then as many as fit in max_tokens
+    order = _plan.sample_inputs(n_inputs, sample, random_state)
+    if max_tokens is not None and (enc_dec or modality == "audio"):
+        raise InputError("max_tokens= is not supported for encoder-decoder or speech captures yet; use sample=")
+    if max_tokens is not None and modality == "text":
+        lengths = _plan.text_lengths(lm.tokenizer, [items[i] for i in order], max_len)
+        order = order[: _plan.tokens_fit(lengths, max_tokens)]
+    items = [items[i] for i in order]
+    names = [names[i] for i in order]
+    if tgts is not None:
+        tgts = [tgts[i] for i in order]
+    params: dict[str, Any] = {
         "batch_size": int(batch_size),
         "max_length": max_len,
         "truncation": truncation,
@@ -334,12 +363,29 @@ def capture(
         "values": bool(values),
         "model_dtype": str(next(net.parameters()).dtype),
         "device": str(model_device(net)),
-        "n_inputs": len(items),
+        "n_inputs": n_inputs,
         "layers": list(sel_layers) if sel_layers else None,
         "heads": list(sel_heads) if sel_heads else None,
     }
 
-    writer, start, final = None, 0, None
+    # recorded only when used, so stores written before these options existed still resume
+    if sample is not None:
+        kept = float(sample) if isinstance(sample, (float, np.floating)) else int(sample)
+        params.update(sample=kept, random_state=int(random_state))
+    if max_tokens is not None:
+        params["max_tokens"] = max_tokens
+    plan = _plan.batches(len(items), int(batch_size), shard)
+    if shard is not None:
+        n_batches = len(_plan.batches(len(items), int(batch_size)))
+        params.update(shard=list(shard), batches=n_batches)
+        if not plan:
+            raise InputError(
+                f"shard {shard[0]} of {shard[1]} has no batch: the {len(items)} planned inputs make {n_batches} "
+                f"batch(es) of batch_size={batch_size}; use at most {n_batches} shards, or a smaller batch_size"
+            )
+    mine = [j for b0, b1 in plan for j in range(b0, b1)]  # the planned inputs this run captures
+
+    writer, done, final = None, 0, None
     if out is not None:
         final = pathlib.Path(out)
         if overwrite and final.exists() and not holds_nothing(final):
@@ -349,10 +395,16 @@ def capture(
             root.mkdir()
         else:
             root, final = final, None
-        writer, start = _open_store(root, resume, lm, params, names)
+        writer, done = _open_store(root, resume, lm, params, [names[j] for j in mine])
         if writer is None:  # already complete
-            return load(root)
-    import torch
+            complete = load(root)
+            complete._model_handle = ModelHandle(lm)
+            return complete
+    if done:  # resume: every stored part is one whole batch
+        ends = np.cumsum([b1 - b0 for b0, b1 in plan])
+        if done not in ends:
+            raise StoreError(f"{out} does not end on a batch boundary; it cannot be resumed. Use a new path.", path=out)
+        plan = plan[int(np.searchsorted(ends, done)) + 1 :]
 
     try:
         dev = model_device(net)
@@ -371,7 +423,9 @@ def capture(
         tables_s: list[pd.DataFrame] = []
         thumbs: list[np.ndarray] = []
         n_tok = writer.n_tokens if writer else 0
+        n_seq = writer.n_seqs if writer else 0
         seq_len_img: int | None = None
+        n_fit: int | None = None  # images with max_tokens: planned inputs that fit, known after one batch
         first = True
         attns: dict[str, HeadGeometry] = {}
         decoder_start = getattr(net.config, "decoder_start_token_id", None)
@@ -379,28 +433,30 @@ def capture(
 
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(items), initial=start, desc="capture", unit="seq", disable=not progress)
+        bar = tqdm(total=len(mine), initial=done, desc="capture", unit="seq", disable=not progress)
         with bar, torch.inference_mode(), _modules.recording(net) as impl:
             params["attn_implementation"] = impl
-            for b0 in range(start, len(items), batch_size):
-                chunk = items[b0 : b0 + batch_size]
+            for b0, b1 in plan:
+                if n_fit is not None and b0 >= n_fit:
+                    break
+                chunk = items[b0:b1]
                 if modality == "audio":
                     assert tgts is not None
                     fe = getattr(lm.processor, "feature_extractor", lm.processor)
                     batch = _inputs.encode_audio(
-                        fe, lm.tokenizer, chunk, names[b0 : b0 + batch_size], tgts[b0 : b0 + batch_size], b0, n_tok,
+                        fe, lm.tokenizer, chunk, names[b0:b1], tgts[b0:b1], n_seq, n_tok,
                         n_frames, sampling_rate, decoder_start,
                     )  # fmt: skip
                 elif enc_dec:
                     assert tgts is not None
                     batch = _inputs.encode_pairs(
-                        lm.tokenizer, chunk, tgts[b0 : b0 + batch_size], b0, n_tok, max_len, truncation, decoder_start
+                        lm.tokenizer, chunk, tgts[b0:b1], n_seq, n_tok, max_len, truncation, decoder_start
                     )
                 elif modality == "text":
-                    batch = _inputs.encode_texts(lm.tokenizer, chunk, b0, n_tok, max_len, truncation)
+                    batch = _inputs.encode_texts(lm.tokenizer, chunk, n_seq, n_tok, max_len, truncation)
                 else:
                     batch = _inputs.encode_images(
-                        lm.processor, net, chunk, names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, thumbnail
+                        lm.processor, net, chunk, names[b0:b1], n_seq, n_tok, seq_len_img, thumbnail
                     )
                 model_inputs = {k: v.to(dev) for k, v in batch.model_inputs.items()}
                 for name in ("pixel_values", "input_features"):
@@ -423,10 +479,18 @@ def capture(
                     assert rec.seq_len is not None and batch.grid is not None
                     seq_len_img = rec.seq_len
                     batch.tokens, batch.sequences = _inputs.image_tables(
-                        names[b0 : b0 + batch_size], b0, n_tok, seq_len_img, batch.grid
+                        names[b0:b1], n_seq, n_tok, seq_len_img, batch.grid
                     )
+                    if max_tokens is not None:
+                        n_fit = _plan.tokens_fit([seq_len_img] * len(items), max_tokens)
                 host = col.to_host(rec)
+                if n_fit is not None and b1 > n_fit:  # images: keep the whole images that fit
+                    if b0 >= n_fit:
+                        break
+                    host, batch = _keep_first(host, batch, n_fit - b0)
+                batch.sequences["input"] = order[b0 : b0 + len(batch.sequences)]
                 n_tok += len(batch.tokens)
+                n_seq += len(batch.sequences)
                 if writer is not None:
                     if not writer.parts:
                         writer.header.update(attns_json(attns, _streams(attns)))
@@ -440,17 +504,20 @@ def capture(
                     tables_s.append(batch.sequences)
                     if batch.images is not None:
                         thumbs.append(batch.images)
-                bar.update(len(chunk))
+                bar.update(len(batch.sequences))
 
         if writer is not None:
             writer.finish()
             if final is not None:
                 replace_dir(writer.root, final, kind=FORMAT, what="capture", own=OWN)
-                return load(final)
-            return load(writer.root)
+                complete = load(final)
+            else:
+                complete = load(writer.root)
+            complete._model_handle = ModelHandle(lm)  # lets Embedding.place capture new inputs the same way
+            return complete
         tokens = pd.concat(tables_t, ignore_index=True)
         assert attns  # the loop ran at least once: inputs are never empty
-        return Capture(
+        cap = Capture(
             tokens=tokens,
             sequences=pd.concat(tables_s, ignore_index=True),
             attns=attns,
@@ -461,6 +528,8 @@ def capture(
             terms=_terms(rec),
             _tensors=col.tensors(_index(attns, values)),
         )
+        cap._model_handle = ModelHandle(lm)  # lets Embedding.place capture new inputs the same way
+        return cap
 
     except BaseException:
         if final is not None and writer is not None:  # a failed replacement: drop the half-written temp
@@ -468,6 +537,17 @@ def capture(
 
             shutil.rmtree(writer.root, ignore_errors=True)
         raise
+
+
+def _keep_first(host: dict[str, dict[int, np.ndarray]], batch: Any, n: int) -> tuple[dict[str, Any], Any]:
+    """The first ``n`` sequences of an image batch (all of one length, no padding)."""
+    n_tok = int(batch.sequences["n_tokens"].iloc[:n].sum())
+    host = {kind: {layer: a[:n_tok] for layer, a in d.items()} for kind, d in host.items()}
+    batch.tokens = batch.tokens.iloc[:n_tok].reset_index(drop=True)
+    batch.sequences = batch.sequences.iloc[:n].reset_index(drop=True)
+    if batch.images is not None:
+        batch.images = batch.images[:n]
+    return host, batch
 
 
 def _streams(attns: dict[str, HeadGeometry]) -> tuple[str, ...]:

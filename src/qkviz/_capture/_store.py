@@ -6,7 +6,8 @@ A store is a directory (``run.qkv/``)::
                                    status ("partial" while a streaming capture runs, then "complete"),
                                    and per part: file sizes and a CRC-32 per tensor / table
     part-00000.safetensors         q.<layer>.<head>, k.<layer>.<kv_head>, v.<layer>.<kv_head>:
-                                   float32 or float16 [token, d_head] for the tokens of this part
+                                   float32, float16 or uint16 (bfloat16 bits) [token, d_head]
+                                   for the tokens of this part
     part-00000.tokens.parquet      the part's rows of the token table (global seq ids)
     part-00000.sequences.parquet   the part's rows of the sequence table (global offsets)
     part-00000.images.npy          uint8 [seq, h, w, 3] thumbnails (image captures only)
@@ -44,6 +45,7 @@ import pandas as pd
 
 from .._fs import LIB_TEMP, META, array_crc, atomic_write_bytes, field, file_crc, read_header, temp_sibling, writing
 from ..errors import StoreError
+from ._dtypes import stored_dtype
 
 __all__ = [
     "FORMAT",
@@ -68,6 +70,10 @@ VERSION = 2
 READS = (1, 2)  # version 1: no score terms (plain scaling · q·k only)
 
 _TERMS = re.compile(r"^terms(-\d{5})?\.safetensors$")
+
+
+#: The safetensors dtypes a store holds (bfloat16 is stored as its raw bits, U16).
+_SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "U16": "uint16"}
 
 
 def tensor_kind(kind: str, attn: str = "self") -> str:
@@ -134,6 +140,15 @@ class MemoryTensors:
     def has(self, kind: str) -> bool:
         return bool(self.chunks.get(kind))
 
+    def dtype(self) -> str:
+        """The storage format of the vectors (``qkviz._capture._dtypes``)."""
+        first = next(a for layers in self.chunks.values() for parts in layers.values() for a in parts)
+        return stored_dtype(first)
+
+    def nbytes(self) -> int:
+        """Bytes of every stored vector."""
+        return sum(a.nbytes for layers in self.chunks.values() for parts in layers.values() for a in parts)
+
     def get(self, kind: str, layer: int, idx: int) -> np.ndarray:
         pos = self.index[kind].index(idx)
         parts = self.chunks[kind][layer]
@@ -180,9 +195,64 @@ class DiskTensors:
         self._cache: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
         self._size = cache
         self._lock = threading.Lock()  # heads of one store are read from several threads (embed)
+        self._headers: dict[int, tuple[int, dict[str, Any]]] = {}
+
+    def _entry(self, i: int, key: str) -> tuple[int, np.dtype[Any], list[int], int]:
+        """``(file offset, dtype, shape, bytes)`` of tensor ``key`` in part ``i`` (safetensors
+        layout: an 8-byte little-endian header length, the JSON header, then the data)."""
+        f = self.root / self.parts_meta[i]["file"]
+        if i not in self._headers:
+            try:
+                with open(f, "rb") as fh:
+                    n = int.from_bytes(fh.read(8), "little")
+                    header = json.loads(fh.read(n))
+            except (OSError, ValueError) as e:
+                raise StoreError(f"cannot read {f}: {e}. The store is damaged; re-run the capture.", path=f) from e
+            self._headers[i] = (8 + n, header)
+        base, header = self._headers[i]
+        info = header.get(key)
+        if info is None:
+            raise StoreError(f"{f} lacks tensor {key!r}; the store is damaged. Re-run the capture.", path=f)
+        dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]]).newbyteorder("<")
+        a, b = info["data_offsets"]
+        return base + int(a), dtype, list(info["shape"]), int(b) - int(a)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a lock does not pickle (a capture travels to Dask workers): the reader starts afresh there
+        state = dict(self.__dict__)
+        state.update(_lock=None, _cache=OrderedDict(), _headers={})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def has(self, kind: str) -> bool:
         return any(k.startswith(kind + ".") for p in self.parts_meta[:1] for k in p["crc32"])
+
+    def dtype(self) -> str:
+        """The storage format of the vectors, from the first part's header (no tensor is read)."""
+        from safetensors import safe_open
+
+        part = self.parts_meta[0]
+        f = self.root / part["file"]
+        try:
+            with safe_open(str(f), framework="numpy") as fh:
+                code = fh.get_slice(next(iter(fh.keys()))).get_dtype()
+        except Exception as e:
+            raise StoreError(f"cannot read {f}: {e}. The store is damaged; re-run the capture.", path=f) from e
+        return {"F16": "float16", "U16": "bfloat16", "BF16": "bfloat16"}.get(code, "float32")
+
+    def nbytes(self) -> int:
+        """Bytes of every stored vector, from the parts' headers (no tensor is read)."""
+        total = 0
+        for i in range(len(self.parts_meta)):
+            self._entry(i, next(iter(self.parts_meta[i]["crc32"])))  # parses the header once
+            header = self._headers[i][1]
+            total += sum(
+                b - a for key, info in header.items() if key != "__metadata__" for a, b in [info["data_offsets"]]
+            )
+        return total
 
     def parts(self) -> list[int]:
         return list(range(len(self.parts_meta)))
@@ -218,26 +288,29 @@ class DiskTensors:
                 self._cache.move_to_end(ck)
         if hit is not None:
             return hit.copy()  # callers own what they get; the cached copy stays intact
-        from safetensors import safe_open
-
         key = tensor_key(kind, layer, idx)
-        chunks = []
-        for part in self.parts_meta:
+        # Read each part's slice straight into one array: the parts' headers are parsed once (a
+        # store of many parts would otherwise parse every header again for every head read).
+        entries = [self._entry(i, key) for i in range(len(self.parts_meta))]
+        dtype, width = entries[0][1], entries[0][2][1:]
+        rows = sum(shape[0] for _, _, shape, _ in entries)
+        out = np.empty((rows, *width), dtype)
+        at = 0
+        for i, (start, _, shape, nbytes) in enumerate(entries):
+            part = self.parts_meta[i]
             f = self.root / part["file"]
-            try:
-                with safe_open(str(f), framework="numpy") as fh:
-                    a = fh.get_tensor(key)
-            except Exception as e:  # safetensors raises its own error types for truncated headers
-                raise StoreError(
-                    f"cannot read {key!r} from {f}: {e}. The store is damaged; re-run the capture.", path=f
-                ) from e
-            if array_crc(a) != part["crc32"].get(key):
+            view = out[at : at + shape[0]]
+            with open(f, "rb") as fh:
+                fh.seek(start)
+                got = fh.readinto(view.data.cast("B"))
+            if got != nbytes:
+                raise StoreError(f"{f} is truncated: tensor {key!r} is cut short. Re-run the capture.", path=f)
+            if array_crc(view) != part["crc32"].get(key):
                 raise StoreError(
                     f"{f} is corrupted: tensor {key!r} does not match its checksum. Re-run the capture.",
                     path=f,
                 )
-            chunks.append(a)
-        out = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            at += shape[0]
         with self._lock:
             self._cache[ck] = out
             while len(self._cache) > self._size:

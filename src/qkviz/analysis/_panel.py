@@ -86,6 +86,23 @@ def _seq_rows(embedding: AttentionSource, seq: int) -> np.ndarray:
     return rows[order]
 
 
+def attention_blocks(
+    embedding: AttentionSource, layer: int, head: int, seqs: np.ndarray
+) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(seqs, lengths, attention float32 [seq, query_pos, key_pos])`` blocks of exact attention,
+    zero-padded: from :meth:`qkviz.Capture.attention_blocks` (vectorised) when the source has a
+    capture, else one sequence at a time. float32, as :func:`_attention` gives each sequence."""
+    cap = capture_of(embedding)
+    blocks = getattr(cap, "attention_blocks", None)
+    if blocks is not None:
+        for ids, n, a in blocks(int(layer), int(head), seqs):
+            yield ids, n, a.astype(np.float32)
+        return
+    for s in seqs:
+        a = _attention(embedding, layer, head, int(s))
+        yield np.array([int(s)]), np.array([a.shape[0]]), a[None]
+
+
 def _attention(embedding: AttentionSource, layer: int, head: int, seq: int) -> np.ndarray:
     """Exact attention of one sequence: float32 [query_pos, key_pos].
 
@@ -369,53 +386,81 @@ def aggregate_detail(embedding: AttentionSource, layer: int, head: int, *, max_p
     seqs, lengths = np.unique(embedding.tokens["seq"].to_numpy(), return_counts=True)
     if seqs.size == 0:
         raise InputError("the embedding holds no tokens, so there is nothing to aggregate.")
-    longest = int(lengths.max())
-    size = min(longest, max_pos)
-    total = np.zeros((size, size), dtype=np.float64)
-    count = np.zeros((size, size), dtype=np.int32)
-    off_sum = np.zeros(2 * longest - 1, dtype=np.float64)
-    off_count = np.zeros(2 * longest - 1, dtype=np.int64)
-    n_queries = 0
-    first_mass = 0.0
-    offset_index: dict[int, np.ndarray] = {}  # n -> (j - i) + longest - 1 for an n × n matrix, raveled
-    for s in seqs:
-        a = _attention(embedding, layer, head, int(s)).astype(np.float64)
-        n = a.shape[0]
-        m = min(n, size)
-        total[:m, :m] += a[:m, :m]
-        count[:m, :m] += 1
-        d = offset_index.get(n)
+    acc = Aggregator(lengths, max_pos)
+    for _, _, a in attention_blocks(embedding, layer, head, seqs):
+        acc.add(a)
+    return acc.result(layer, head)
+
+
+class Aggregator:
+    """The sums behind :func:`aggregate_detail`, fed a block of sequences' attention at a time.
+
+    Parameters
+    ----------
+    lengths : int array [seq]
+        Tokens of every sequence that will be added (counts and offsets follow from them).
+    max_pos : int
+        As in :func:`aggregate_detail`.
+    """
+
+    def __init__(self, lengths: np.ndarray, max_pos: int) -> None:
+        lengths = np.asarray(lengths, np.int64)
+        self.n_seqs = int(lengths.size)
+        self.longest = longest = int(lengths.max())
+        self.size = min(longest, max_pos)
+        self.total = np.zeros((self.size, self.size), dtype=np.float64)
+        self.off_sum = np.zeros(2 * longest - 1, dtype=np.float64)
+        self.first_mass = 0.0
+        self.n_queries = int(lengths.sum())
+        n_at = np.bincount(lengths, minlength=longest + 1).astype(np.int64)
+        above = np.cumsum(n_at[::-1])[::-1]  # above[x] = #(n >= x)
+        above_n = np.cumsum((n_at * np.arange(longest + 1))[::-1])[::-1]  # Σ n over n >= x
+        # sequences that have both positions i and j: those longer than max(i, j)
+        self.count = above[np.maximum.outer(np.arange(self.size), np.arange(self.size)) + 1].astype(np.int32)
+        # offset k occurs n - |k| times in a sequence of n tokens
+        k = np.abs(np.arange(-(longest - 1), longest))
+        self.off_count = above_n[k + 1] - k * above[k + 1]
+        self._offset_index: dict[int, np.ndarray] = {}  # t -> (j - i) + longest - 1 of a t × t matrix
+
+    def add(self, a: np.ndarray) -> None:
+        """Add [seq, query_pos, key_pos] attention, zero past each sequence's end."""
+        t = a.shape[-1]
+        m = min(t, self.size)
+        summed = a.sum(axis=0, dtype=np.float64)  # zero-padded, so a block adds like its sequences one by one
+        self.total[:m, :m] += summed[:m, :m]
+        d = self._offset_index.get(t)
         if d is None:
-            i, j = np.indices((n, n))
-            d = offset_index[n] = (j - i).ravel() + longest - 1
-        off_sum += np.bincount(d, weights=a.ravel(), minlength=off_sum.size)
-        # every (i, j) pair exists, so offset k occurs n - |k| times in this sequence
-        k = np.arange(-(n - 1), n)
-        off_count[k + longest - 1] += n - np.abs(k)
-        n_queries += n
-        first_mass += float(a[:, 0].sum())
-    mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-    row = mean.sum(axis=1, keepdims=True)
-    by_pos = np.divide(mean, row, out=np.zeros_like(mean), where=row > 0)
-    by_offset = off_sum / max(n_queries, 1)
-    by_offset_mean = np.divide(off_sum, off_count, out=np.zeros_like(off_sum), where=off_count > 0)
-    zero = longest - 1
+            i, j = np.indices((t, t))
+            d = self._offset_index[t] = (j - i).ravel() + self.longest - 1
+        self.off_sum += np.bincount(d, weights=summed.ravel(), minlength=self.off_sum.size)
+        self.first_mass += float(a[:, :, 0].sum(dtype=np.float64))
 
-    def share(d: int) -> float:
-        return float(by_offset[zero + d]) if 0 <= zero + d < by_offset.size else 0.0
+    def result(self, layer: int, head: int) -> dict[str, Any]:
+        """What :func:`aggregate_detail` returns."""
+        total, count, off_sum, longest = self.total, self.count, self.off_sum, self.longest
+        n_queries = self.n_queries
+        mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        row = mean.sum(axis=1, keepdims=True)
+        by_pos = np.divide(mean, row, out=np.zeros_like(mean), where=row > 0)
+        by_offset = off_sum / max(n_queries, 1)
+        by_offset_mean = np.divide(off_sum, self.off_count, out=np.zeros_like(off_sum), where=self.off_count > 0)
+        zero = longest - 1
 
-    first = first_mass / max(n_queries, 1)
-    return {
-        "layer": int(layer),
-        "head": int(head),
-        "n_seqs": int(seqs.size),
-        "by_position": by_pos.astype(np.float32),
-        "count": count,
-        "offsets": np.arange(-(longest - 1), longest, dtype=np.int32),
-        "by_offset": by_offset.astype(np.float32),
-        "by_offset_mean": by_offset_mean.astype(np.float32),
-        "scores": {"previous": share(-1), "self": share(0), "next": share(1), "first": first},
-    }
+        def share(d: int) -> float:
+            return float(by_offset[zero + d]) if 0 <= zero + d < by_offset.size else 0.0
+
+        first = self.first_mass / max(n_queries, 1)
+        return {
+            "layer": int(layer),
+            "head": int(head),
+            "n_seqs": self.n_seqs,
+            "by_position": by_pos.astype(np.float32),
+            "count": count,
+            "offsets": np.arange(-(longest - 1), longest, dtype=np.int32),
+            "by_offset": by_offset.astype(np.float32),
+            "by_offset_mean": by_offset_mean.astype(np.float32),
+            "scores": {"previous": share(-1), "self": share(0), "next": share(1), "first": first},
+        }
 
 
 # --------------------------------------------------------------------------------------------------

@@ -234,6 +234,10 @@ def _capture(qkviz: Any, model: Any, inputs: Any, args: argparse.Namespace, rep:
             heads=getattr(args, "heads", None),
             dtype=getattr(args, "dtype", None),
             values=getattr(args, "values", None),
+            sample=getattr(args, "sample", None),
+            random_state=getattr(args, "seed", None) if getattr(args, "sample", None) is not None else None,
+            max_tokens=getattr(args, "max_tokens", None),
+            shard=getattr(args, "shard", None),
             progress=rep.bars,
             out=out,
             resume=getattr(args, "resume", None) or None,
@@ -267,9 +271,16 @@ def _export(emb: Any, args: argparse.Namespace, rep: _Reporter) -> pathlib.Path:
     from qkviz.export import save_html
 
     out = pathlib.Path(args.output)
+    max_mb = getattr(args, "max_mb", None)
+    kwargs: dict[str, Any] = {} if max_mb is None else {"max_bytes": None if max_mb == 0 else int(max_mb * 1e6)}
     with rep.stage("export html", str(out)):
-        save_html(emb, out, top_k=args.top_k, compact=not args.exact, overwrite=args.force)
+        page = save_html(
+            emb, out, top_k=args.top_k, compact=not args.exact, full=getattr(args, "full", None),
+            overwrite=args.force, **kwargs,
+        )  # fmt: skip
     rep.say(f"  wrote {out} ({_size(out)})")
+    if page.sampled:
+        rep.say(f"  {page.note}")
     return out
 
 
@@ -350,6 +361,11 @@ def _describe(obj: Any, path: pathlib.Path) -> list[str]:
     ]
     if cap is not None and cap.params:
         rows.append(("capture", ", ".join(f"{k}={v}" for k, v in sorted(cap.params.items()))))
+    if cap is not None:
+        rows.append(
+            ("storage", f"{cap.storage_dtype}, {cap.bytes_per_token_head:.0f} bytes per token and head "
+                        f"({'q, k, v' if cap.has_values else 'q, k'}; {cap.nbytes / 1e6:,.1f} MB of vectors)")
+        )  # fmt: skip
     if emb is not None:
         params = ", ".join(f"{k}={v}" for k, v in sorted(emb.params.items()))
         rows += [
@@ -392,6 +408,49 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
 
 
+def _heads(text: str) -> list[tuple[int, int]]:
+    """``--full 3:5,10:2``: (layer, head) pairs."""
+    try:
+        return [(int(a), int(b)) for a, b in (item.split(":") for item in text.split(",") if item.strip())]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected layer:head pairs, e.g. 3:5,10:2, got {text!r}") from None
+
+
+def _sample(text: str) -> int | float:
+    """``--sample``: a count (``500``) or a share of the inputs (``0.1``)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count (500) or a share (0.1), got {text!r}") from None
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``--shard I/N``: shard I of N."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N (shard I of N, e.g. 0/4), got {text!r}") from None
+    return i, n
+
+
+def _cmd_merge(args: argparse.Namespace, rep: _Reporter) -> int:
+    import qkviz
+
+    out = _check_output(args.output, kind=CAPTURE, force=args.force)
+    for p in args.shards:
+        _require(p)
+    with rep.stage("merge", f"{len(args.shards)} shards"):
+        cap = qkviz.merge(args.shards, out, overwrite=args.force)
+    rep.say(f"  {len(cap.tokens)} tokens in {len(cap.sequences)} sequences; wrote {out} ({_size(out)})")
+    rep.summary()
+    print(out.resolve())
+    return 0
+
+
 def _add_embed_options(p: argparse.ArgumentParser, when: str = "") -> None:
     """``--method``, ``--dim``, ``--seed``: the projection of ``qkviz embed`` and ``qkviz html``.
 
@@ -422,6 +481,19 @@ def _add_html_options(p: argparse.ArgumentParser) -> None:
         "--exact",
         action="store_true",
         help="embed layouts and weights as exact float32 (larger file; default: 11-bit layouts, 8-bit weights)",
+    )
+    p.add_argument(
+        "--max-mb",
+        type=float,
+        metavar="MB",
+        help="size budget of the file: larger grids keep a sample of whole sequences in most heads; "
+        "0: every point, whatever the size (default: 20)",
+    )
+    p.add_argument(
+        "--full",
+        type=_heads,
+        metavar="L:H,...",
+        help="heads kept at full resolution within the budget, e.g. 3:5,10:2",
     )
 
 
@@ -491,7 +563,20 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1, mps (default: CUDA when present)")
     cap.add_argument("--layers", type=_int_list, help="comma-separated layers to keep, e.g. 0,1,-1 (default: all)")
     cap.add_argument("--heads", type=_int_list, help="comma-separated query heads to keep (default: all)")
-    cap.add_argument("--dtype", choices=("float32", "float16"), help="storage precision (float16 halves disk)")
+    cap.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        help="storage precision (float16 and bfloat16 halve disk)",
+    )
+    cap.add_argument("--sample", type=_sample, help="capture a random sample of the inputs: a count or a share")
+    cap.add_argument("--seed", type=int, help="random seed of --sample (default: 0)")
+    cap.add_argument("--max-tokens", type=_positive_int, help="stop after N tokens (whole sequences)")
+    cap.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="capture only shard I of N (batch b goes to shard b %% N); join with `qkviz merge`",
+    )
     cap.add_argument("--values", action="store_true", default=None, help="also record value vectors")
     cap.add_argument("-f", "--force", action="store_true",
                      help="replace OUTPUT if it is a capture, once the new one is complete")  # fmt: skip
@@ -521,6 +606,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_html_options(html)
     html.add_argument("-f", "--force", action="store_true", help="replace OUTPUT if it is a page qkviz wrote")
     html.set_defaults(func=_cmd_html)
+
+    merge = add(
+        "merge",
+        "join the shard stores of `qkviz capture --shard I/N` into one capture",
+        "Join shard stores into one capture store, identical to capturing every input on one machine. "
+        "The shards are kept.",
+    )
+    merge.add_argument("shards", metavar="SHARD", nargs="+", help="the N shard stores, in any order")
+    merge.add_argument("-o", "--output", required=True, help="where to save the merged capture")
+    merge.add_argument("-f", "--force", action="store_true", help="replace OUTPUT if it is an existing capture")
+    merge.set_defaults(func=_cmd_merge)
 
     info = add("info", "describe a saved capture or embedding", "Print what a saved capture or embedding holds.")
     info.add_argument("run", metavar="RUN", help="a capture or an embedding")

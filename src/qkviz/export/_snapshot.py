@@ -4,25 +4,40 @@ every query, the exact aggregates and, for images, the patch atlas and the CLS r
 :func:`snapshot` builds it from a :class:`~qkviz.wire.WidgetState` (never from a live widget);
 ``qkviz.export`` packs it into the page, and ``js/src/static/`` answers the widget's requests from
 it. The layout of the dict is documented in ``docs/internals.md`` ("Static pages").
+
+:func:`head_details` computes each head's attention once, a block of similar-length sequences at a
+time (:meth:`qkviz.Capture.attention_blocks`), and feeds the top-k table, the aggregate and the CLS
+rows from that one pass: SmolLM2 over 700 sentences (270 heads) took 181 s when every sequence's
+attention was recomputed per sequence and per use. ``qkviz.export._lod`` cuts what a page over its
+size budget holds from the same details.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..analysis import AttentionSource, aggregate_detail, patch_atlas, row_stats
+from ..analysis import Aggregator, AttentionSource, attention_blocks, patch_atlas, row_stats
 from ..wire import View, WidgetState, array_to_binary
 
 if TYPE_CHECKING:
     from .._capture import Capture
     from ..project import Embedding
 
-__all__ = ["snapshot", "topk_cell"]
+__all__ = ["snapshot", "state_wire", "points_wire", "attention_wire", "head_details", "HeadDetail", "topk_cell"]
 
 
-def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarray | None = None) -> dict[str, Any]:
+def snapshot(
+    state: WidgetState,
+    view: View,
+    top_k: int = 0,
+    selection: np.ndarray | None = None,
+    details: list[HeadDetail | None] | None = None,
+) -> dict[str, Any]:
     """Everything the front end needs without a kernel.
 
     Parameters
@@ -35,6 +50,8 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
         sentence, heatmap and image views work offline from these).
     selection : uint32 array [n_selected], optional
         Global point indices selected when the page opens.
+    details : list, optional
+        :func:`head_details` of ``state`` with ``top_k``, when already computed.
 
     Returns
     -------
@@ -44,10 +61,19 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
         ``row``/``col`` int32 [token] for image captures); ``points``: the answers to the
         ``"points"`` requests; ``topk``, ``aggregate``, ``images``: see ``docs/internals.md``.
     """
+    out: dict[str, Any] = {"state": state_wire(state, view, selection), "points": points_wire(state)}
+    if details is None:
+        details = head_details(state, top_k)
+    out.update(attention_wire(state, details, top_k))
+    return out
+
+
+def state_wire(state: WidgetState, view: View, selection: np.ndarray | None = None) -> dict[str, Any]:
+    """The traits a page starts with (``snapshot(...)["state"]``)."""
     emb = state.embedding
     cap = emb.capture
     tok = emb.tokens
-    image = "row" in tok and "col" in tok
+    image = _is_image(state)
     sel = np.zeros(0, np.uint32) if selection is None else np.asarray(selection, np.uint32)
     wire: dict[str, Any] = {
         **view.as_dict(),
@@ -67,6 +93,11 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
             "row": array_to_binary(tok["row"].to_numpy(np.int64), "int32"),
             "col": array_to_binary(tok["col"].to_numpy(np.int64), "int32"),
         }
+    return wire
+
+
+def points_wire(state: WidgetState) -> list[dict[str, Any]]:
+    """Every grid point, as the answers to the ``"points"`` requests (chunks of ``chunk_points``)."""
     chunk = state.chunk_points
     points = []
     for start in range(0, state.n_points, chunk):
@@ -77,54 +108,52 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
                 "stop": p["stop"],
                 "coords": array_to_binary(p["coords"], "float32"),
                 "norms": array_to_binary(p["norms"], "uint8"),
+                **({"vnorms": array_to_binary(p["vnorms"], "uint8")} if "vnorms" in p else {}),
             }
         )
-    out: dict[str, Any] = {
-        "state": wire,
-        "points": points,
-        "topk": None,
-        "aggregate": None,
-        "images": None,
-        "families": None,
-    }
+    return points
+
+
+def attention_wire(state: WidgetState, details: list[HeadDetail | None], top_k: int) -> dict[str, Any]:
+    """``topk``, ``aggregate``, ``images`` and ``families`` of a snapshot from the heads' details."""
+    out: dict[str, Any] = {"topk": None, "aggregate": None, "images": None, "families": None}
     if not state.has_attention:
         return out
     out["families"] = _families(state)
+    none32 = array_to_binary(np.zeros(0, np.uint32), "uint32")
     topk: list[dict[str, Any]] = []
     cells: list[dict[str, Any] | None] = []
     cls: list[dict[str, Any]] = []
     shared: dict[str, Any] = {}
-    # the by-position matrices grow with the longest sequence squared (ViT: 257² per head)
-    max_pos = max(16, int(np.sqrt(_AGGREGATE_VALUES // len(state.cells))))
-    for cell_key in state.cells:
+    for cell_key, d in zip(state.cells, details):
         attn, la, he = cell_key if state.several else (None, *cell_key)
-        if not emb.has(la, he, attn):  # a hole in the grid: nothing to embed, the page never asks
+        if d is None:  # a hole in the grid: nothing to embed, the page never asks
             topk.append(
                 {
                     "layer": la,
                     "head": he,
-                    "keys": array_to_binary(np.zeros(0, np.uint32), "uint32"),
+                    "keys": none32,
                     "weights": array_to_binary(np.zeros(0, np.float32), "float32"),
                 }
             )
             cells.append(None)
             cls.append(array_to_binary(np.zeros(0, np.float32), "float32"))
             continue
-        att = _SeqAttention(emb, la, he, attn)
         if top_k > 0:
-            cell = topk_cell(att, la, he, top_k)
+            assert d.keys is not None and d.weights is not None
             topk.append(
                 {
-                    **cell,
+                    "layer": la,
+                    "head": he,
                     **({"attn": attn} if attn is not None else {}),
-                    "keys": array_to_binary(cell["keys"], "uint32"),
-                    "weights": array_to_binary(cell["weights"], "float32"),
+                    "keys": array_to_binary(d.keys, "uint32"),
+                    "weights": array_to_binary(d.weights, "float32"),
                 }
             )
-        if state.several:  # the aggregate views read one token stream per sequence: single attentions only
+        agg = d.aggregate
+        if agg is None:  # several attentions: the aggregate views read one token stream per sequence
             cells.append(None)
             continue
-        agg = aggregate_detail(att, la, he, max_pos=max_pos)
         if not shared:
             shared = {
                 "count": array_to_binary(agg["count"], "int32"),
@@ -139,11 +168,12 @@ def snapshot(state: WidgetState, view: View, top_k: int = 0, selection: np.ndarr
                 **{k: array_to_binary(agg[k], "float32") for k in ("by_position", "by_offset", "by_offset_mean")},
             }
         )
-        if image:
-            cls.append(array_to_binary(_cls_rows(att), "float32"))
+        if d.cls is not None:
+            cls.append(array_to_binary(d.cls, "float32"))
     out["topk"] = topk if top_k > 0 else None
     out["aggregate"] = {**shared, "cells": cells}
-    if state.has_images and image and cap is not None:
+    cap = state.embedding.capture
+    if state.has_images and _is_image(state) and cap is not None:
         out["images"] = {**_static_atlas(cap), "cls": cls}
     return out
 
@@ -177,6 +207,147 @@ def _families(state: WidgetState) -> list[dict[str, Any] | None] | None:
             entry["offset_bias"] = array_to_binary(np.asarray(f.offset_bias, np.float32), "float32")
         out.append(entry)
     return out if any(e is not None for e in out) else None
+
+
+def _is_image(state: WidgetState) -> bool:
+    tok = state.embedding.tokens
+    return "row" in tok and "col" in tok
+
+
+# ---------------------------------------------------------------------------------------------
+# per head: one pass over its attention
+
+
+@dataclass
+class HeadDetail:
+    """What a page embeds of one head, from one pass over its exact attention.
+
+    Attributes
+    ----------
+    keys, weights : uint32 [token, k], float32 [token, k] or None
+        The ``k`` strongest keys of every query (key position, ``2**32-1`` where the sequence is
+        shorter than ``k``) and their weights, strongest first; ``None`` when ``top_k`` is 0.
+    aggregate : dict or None
+        :func:`qkviz.analysis.aggregate_detail` of the head (``None`` for a capture of several
+        attentions: the aggregate views read one token stream per sequence).
+    cls : float32 [token] or None
+        Image captures: each image's CLS row on its tokens (0 without a CLS).
+    """
+
+    keys: np.ndarray | None
+    weights: np.ndarray | None
+    aggregate: dict[str, Any] | None
+    cls: np.ndarray | None
+
+
+def head_details(state: WidgetState, top_k: int, *, workers: int | None = None) -> list[HeadDetail | None]:
+    """:class:`HeadDetail` of every cell (``None`` for holes), heads in parallel threads.
+
+    Each head's attention is computed once, a block of sequences at a time
+    (:meth:`qkviz.Capture.attention_blocks`), and feeds the top-k table, the aggregate and the
+    CLS rows together. numpy releases the GIL in the heavy parts, so ``workers`` threads
+    (default: the CPU count, at most 8) overlap heads.
+    """
+    if not state.has_attention:
+        return [None] * len(state.cells)
+    emb = state.embedding
+    tok = emb.tokens
+    seqs, lengths = np.unique(tok["seq"].to_numpy(), return_counts=True)
+    n_cells = len(state.cells)
+    # the by-position matrices grow with the longest sequence squared (ViT: 257² per head)
+    max_pos = max(16, int(np.sqrt(_AGGREGATE_VALUES // n_cells)))
+    first_special = _first_special(tok) if _is_image(state) else None
+
+    def one(cell: tuple[Any, ...]) -> HeadDetail | None:
+        attn, la, he = cell if state.several else (None, *cell)
+        if not emb.has(la, he, attn):
+            return None
+        if attn is not None:  # encoder-decoder: one sequence at a time, rows of the query stream
+            keys = weights = None
+            if top_k > 0:
+                t = topk_cell(_SeqAttention(emb, la, he, attn), la, he, top_k)
+                keys, weights = t["keys"], t["weights"]
+            return HeadDetail(keys, weights, None, None)
+        return head_detail(emb, la, he, top_k, seqs, lengths, max_pos, first_special)
+
+    n = workers or min(8, os.cpu_count() or 1)
+    if n <= 1 or n_cells == 1:
+        return [one(c) for c in state.cells]
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, state.cells))
+
+
+def head_detail(
+    source: AttentionSource,
+    layer: int,
+    head: int,
+    top_k: int,
+    seqs: np.ndarray,
+    lengths: np.ndarray,
+    max_pos: int,
+    first_special: np.ndarray | None = None,
+) -> HeadDetail:
+    """One head's :class:`HeadDetail` (see :func:`head_details`)."""
+    tok = source.tokens
+    n = len(tok)
+    offsets = _offsets(tok)
+    acc = Aggregator(lengths, max_pos)
+    keys = weights = None
+    if top_k > 0:
+        keys = np.full((n, top_k), _NONE, np.uint32)
+        weights = np.zeros((n, top_k), np.float32)
+    cls = np.zeros(n, np.float32) if first_special is not None else None
+    for ids, ln, a in attention_blocks(source, layer, head, seqs):
+        acc.add(a)
+        t = a.shape[-1]
+        real = np.arange(t)[None, :] < ln[:, None]  # [seq, pos]
+        rows = offsets[ids][:, None] + np.arange(t)[None, :]
+        if keys is not None and weights is not None:
+            kk = min(top_k, t)
+            order = _top(a, kk)
+            w = np.take_along_axis(a, order, axis=-1)
+            inside = order < ln[:, None, None]  # keys past the sequence's end are "none"
+            keys[rows[real], :kk] = np.where(inside, order, _NONE)[real]
+            weights[rows[real], :kk] = np.where(inside, w, 0.0)[real]
+        if cls is not None and first_special is not None:
+            for b, s in enumerate(ids.tolist()):
+                p = int(first_special[s])
+                if p >= 0:
+                    cls[rows[b, : ln[b]]] = a[b, p, : ln[b]]
+    return HeadDetail(keys, weights, acc.result(layer, head), cls)
+
+
+def _top(a: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest weights of each row, largest first (ties: lower position first)."""
+    if a.shape[-1] <= 256:
+        return np.argsort(-a, axis=-1, kind="stable")[..., :k]
+    # long rows: partition first, then order only the k chosen (ties at the cut may pick another
+    # position of the same weight)
+    part = np.argpartition(-a, k - 1, axis=-1)[..., :k]
+    w = np.take_along_axis(a, part, axis=-1)
+    order = np.lexsort((part, -w), axis=-1)
+    return np.take_along_axis(part, order, axis=-1)
+
+
+def _offsets(tok: Any) -> np.ndarray:
+    """First token row of every sequence id (tokens of a sequence are contiguous, in position order)."""
+    seq = tok["seq"].to_numpy()
+    out = np.zeros(int(seq.max()) + 1 if len(seq) else 0, np.int64)
+    starts = np.flatnonzero(np.r_[True, seq[1:] != seq[:-1]])
+    out[seq[starts]] = starts
+    return out
+
+
+def _first_special(tok: Any) -> np.ndarray:
+    """Position of each image's first non-patch token (its CLS), -1 where there is none."""
+    seq = tok["seq"].to_numpy()
+    pos = tok["pos"].to_numpy()
+    special = ~((tok["row"].to_numpy() >= 0) & (tok["col"].to_numpy() >= 0))
+    out = np.full(int(seq.max()) + 1 if len(seq) else 0, -1, np.int64)
+    idx = np.flatnonzero(special)
+    for i in idx[::-1]:  # the first one wins
+        out[seq[i]] = pos[i]
+    return out
 
 
 def topk_cell(source: AttentionSource, layer: int, head: int, k: int) -> dict[str, Any]:
@@ -228,21 +399,7 @@ class _SeqAttention:
         return self._cache[seq]
 
 
-def _cls_rows(att: _SeqAttention) -> np.ndarray:
-    """float32 [token]: the attention of each image's first non-patch token (CLS) on each token of
-    its image (0 for images without one); the image view's CLS map, exact."""
-    tok = att.tokens
-    seqs, pos = tok["seq"].to_numpy(), tok["pos"].to_numpy()
-    patch = (tok["row"].to_numpy() >= 0) & (tok["col"].to_numpy() >= 0)
-    out = np.zeros(len(tok), np.float32)
-    layer, head = att.layers[0], att.heads[0]
-    for s in np.unique(seqs):
-        rows = np.flatnonzero(seqs == s)
-        rows = rows[np.argsort(pos[rows], kind="stable")]
-        special = np.flatnonzero(~patch[rows])
-        if special.size:
-            out[rows] = att.attention(layer, head, int(s))[special[0]]
-    return out
+_NONE = np.iinfo(np.uint32).max
 
 
 #: Most by-position values a static page embeds over all heads (positions past

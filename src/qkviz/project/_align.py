@@ -18,9 +18,14 @@ scores are unaffected.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-__all__ = ["procrustes_rotation", "generalized_procrustes", "disparity", "standardize"]
+if TYPE_CHECKING:
+    from ._embedding import Embedding
+
+__all__ = ["procrustes_rotation", "generalized_procrustes", "disparity", "standardize", "align_to"]
 
 
 def standardize(y: np.ndarray) -> np.ndarray:
@@ -89,3 +94,82 @@ def generalized_procrustes(layouts: list[np.ndarray], *, n_iter: int = 3) -> tup
         rots = [procrustes_rotation(y, ref) for y in std]
         ref = standardize(np.mean([y @ r for y, r in zip(std, rots)], axis=0))
     return rots, ref
+
+
+def align_to(embedding: Embedding, reference: Embedding) -> Embedding:
+    """Rotate every head of ``embedding`` onto the same head of ``reference``, for side by side.
+
+    Two embeddings of the same texts (two checkpoints, base and fine-tuned) are laid out
+    independently, so a head's two pictures differ by an arbitrary rotation or mirror image. For
+    each head both have, the orthogonal Procrustes rotation is fitted over the points of the tokens
+    both hold (sequences with the same text and the same tokens,
+    :func:`qkviz.analysis.match_sequences`; queries to queries, keys to keys) and applied to the
+    whole layout, which is then boxed into ``[-1, 1]`` again. Neighbourhoods never change; the
+    head's :class:`~qkviz.project.Frame` is updated, so :meth:`~qkviz.Embedding.place` still works.
+
+    Parameters
+    ----------
+    embedding : Embedding
+        What to rotate.
+    reference : Embedding
+        The frame to rotate into.
+
+    Returns
+    -------
+    Embedding
+        A new embedding sharing ``embedding``'s tables and capture.
+
+    Raises
+    ------
+    EmbeddingError
+        No token in common, or a different ``dim``.
+    """
+    from ..analysis import match_sequences
+    from ..errors import EmbeddingError
+    from ._embedding import Embedding, Frame, box_frame, to_box
+
+    if embedding.dim != reference.dim:
+        raise EmbeddingError(f"cannot align a {embedding.dim}-D embedding to a {reference.dim}-D one.")
+    pairs = match_sequences(embedding, reference)
+    if not pairs:
+        raise EmbeddingError(
+            "the two embeddings hold no sequence with the same text and tokens, so there is nothing to align on."
+        )
+    rows_e, rows_r = [], []
+    seq_e, seq_r = embedding.tokens["seq"].to_numpy(), reference.tokens["seq"].to_numpy()
+    for se, sr in pairs:
+        rows_e.append(np.flatnonzero(seq_e == se))
+        rows_r.append(np.flatnonzero(seq_r == sr))
+    ie, ir = np.concatenate(rows_e), np.concatenate(rows_r)
+    pe = np.concatenate([ie, ie + embedding.n_tokens])
+    pr = np.concatenate([ir, ir + reference.n_tokens])
+    coords, frames, rotations = {}, {}, {}
+    for key in embedding.cells:
+        y = np.asarray(embedding.coords(*key), np.float64)
+        rot = np.eye(embedding.dim)
+        if reference.has(*key):
+            rot = procrustes_rotation(y[pe], np.asarray(reference.coords(*key), np.float64)[pr])
+        turned = y @ rot
+        coords[key] = to_box(turned)
+        centre, half = box_frame(turned)
+        base = embedding.rotations.get(key, np.eye(embedding.dim)) @ rot
+        rotations[key] = base
+        f = embedding.frames.get(key)
+        if f is not None:
+            r = f.rotation @ rot
+            frames[key] = Frame(origin=f.origin + f.scale * (centre @ r.T), rotation=r, scale=f.scale * half)
+    out = Embedding(
+        coords,
+        embedding.tokens,
+        embedding.sequences,
+        norms={k: embedding.norms(*k) for k in embedding.cells},
+        method=embedding.method,
+        params={**embedding.params, "aligned_to_reference": True},
+        timings=embedding.timings,
+        capture=embedding.capture,
+        transforms=embedding.transforms,
+        rotations=rotations,
+        frames=frames,
+    )
+    out._scores = embedding._scores
+    return out

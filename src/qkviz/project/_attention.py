@@ -29,7 +29,7 @@ import numpy as np
 
 from ..attention import ScoreFunction
 from ..errors import EmbeddingError
-from ._reducers import Reducer, check_points, pca_init
+from ._reducers import Reducer, _quiet_opentsne, _tsne_reference, check_points, pca_init
 
 __all__ = ["AttentionMap", "attention_affinities"]
 
@@ -212,3 +212,40 @@ class AttentionMap(Reducer):
         self.fit(X, init=init, **context)
         assert self.embedding_ is not None
         return self.embedding_
+
+    def anchor(self, X: np.ndarray, Y: np.ndarray) -> AttentionMap:
+        """Ready :meth:`transform` for the layout ``Y`` of ``X`` (queries stacked over keys).
+
+        Attention never crosses sequences, so a new sentence has no attention to the reference
+        tokens: new points are placed by the *vector* half of this method's affinities only, with
+        openTSNE's ``transform``: a new query among the reference queries' neighbourhoods (q–q), a
+        new key among the reference keys' (k–k), in the same vector space as the fit.
+        """
+        X = check_points(X, dim=self.n_components)
+        Y = np.asarray(Y, np.float64)
+        if len(X) % 2 or Y.shape != (len(X), self.n_components):
+            raise EmbeddingError(f"anchor: X must stack queries over keys and Y match it; got {X.shape}, {Y.shape}.")
+        n = len(X) // 2
+        p = {"metric": self.params.get("metric", "cosine"), **self.params}
+        self._placers = (
+            _tsne_reference(X, Y, p, self.random_state, np.arange(n)),
+            _tsne_reference(X, Y, p, self.random_state, np.arange(n, 2 * n)),
+        )
+        self._anchor_centre = (Y.max(0) + Y.min(0)) / 2.0
+        self.embedding_ = Y.astype(np.float32)
+        return self
+
+    def transform(self, X: np.ndarray, **params: Any) -> np.ndarray:
+        """Place new queries stacked over their keys (see :meth:`anchor`); ``params`` go to
+        openTSNE's ``transform``."""
+        if getattr(self, "_placers", None) is None:
+            raise EmbeddingError("anchor() the attention map on its vectors and layout before transform.")
+        X = check_points(X, dim=self.n_components)
+        if len(X) % 2:
+            raise EmbeddingError(f"X must stack new queries over their keys (an even number of rows), got {len(X)}.")
+        m = len(X) // 2
+        with _quiet_opentsne():
+            yq = np.asarray(self._placers[0].transform(X[:m], **params), np.float64)
+            yk = np.asarray(self._placers[1].transform(X[m:], **params), np.float64)
+        # openTSNE answers in a frame whose bounding-box centre is the origin: move back
+        return (np.concatenate([yq, yk]) + self._anchor_centre).astype(np.float32)

@@ -24,6 +24,7 @@ import pathlib
 import re
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from .._capture import Capture
     from ..joint import JointTransform
 
-__all__ = ["Embedding", "to_box", "present_points", "FORMAT", "VERSION"]
+__all__ = ["Embedding", "Frame", "to_box", "box_frame", "present_points", "FORMAT", "VERSION"]
 
 FORMAT = "qkviz.embedding"
 #: 2: several attentions per embedding (cells named (attn, layer, head)); 3: checksums per tensor
@@ -101,6 +102,74 @@ def to_box(y: np.ndarray) -> np.ndarray:
         return np.clip(y, -1.0, 1.0).astype(np.float32)
 
 
+def box_frame(y: np.ndarray) -> tuple[np.ndarray, float]:
+    """The centre and half-width :func:`to_box` uses: ``to_box(y) == (y - centre) / half``.
+
+    Returns
+    -------
+    centre : float64 array [dim]
+    half : float
+        1.0 for a layout with no extent.
+    """
+    y = np.asarray(y, np.float64)
+    if y.size == 0:
+        return np.zeros(y.shape[1] if y.ndim == 2 else 0), 1.0
+    centre = (y.min(0) + y.max(0)) / 2.0
+    half = float(np.abs(y - centre).max())
+    return centre, (half if half > 0 else 1.0)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """How one head's raw layout (the reducer's own coordinates) becomes the drawn one.
+
+    ``drawn = (raw - origin) @ rotation / scale``: the alignment rotation about the layout's
+    centroid and the uniform scaling into the ``[-1, 1]`` box, as one map. :meth:`Embedding.place`
+    sends new points through it, so they land in the same frame as the head's own points.
+
+    Attributes
+    ----------
+    origin : float64 array [dim]
+        The raw point drawn at the box centre.
+    rotation : float64 array [dim, dim]
+        Orthogonal (the Procrustes alignment; identity when not aligned).
+    scale : float
+        Raw units per drawn unit.
+    """
+
+    origin: np.ndarray
+    rotation: np.ndarray
+    scale: float
+
+    @classmethod
+    def fit(cls, raw: np.ndarray, rotation: np.ndarray) -> Frame:
+        """The frame ``embed`` applies: centre on the centroid, rotate, then box (:func:`to_box`)."""
+        raw = np.asarray(raw, np.float64)
+        rot = np.asarray(rotation, np.float64)
+        mu = raw.mean(0)
+        centre, half = box_frame((raw - mu) @ rot)
+        return cls(origin=mu + centre @ rot.T, rotation=rot, scale=half)
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        """Raw layout -> drawn coordinates (float32 [point, dim]; not clipped to the box)."""
+        return (((np.asarray(raw, np.float64) - self.origin) @ self.rotation) / self.scale).astype(np.float32)
+
+    def invert(self, drawn: np.ndarray) -> np.ndarray:
+        """Drawn coordinates -> the reducer's raw layout (float64 [point, dim])."""
+        return (np.asarray(drawn, np.float64) * self.scale) @ self.rotation.T + self.origin
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"origin": self.origin.tolist(), "rotation": self.rotation.tolist(), "scale": float(self.scale)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Frame:
+        return cls(
+            origin=np.asarray(d["origin"], np.float64),
+            rotation=np.asarray(d["rotation"], np.float64),
+            scale=float(d["scale"]),
+        )
+
+
 class Embedding:
     """Joint query-key layouts of many heads of one capture.
 
@@ -128,6 +197,16 @@ class Embedding:
     rotations : dict
         Per (layer, head), the orthogonal ``[dim, dim]`` alignment matrix applied (identity when not
         aligned).
+    frames : dict
+        Per (layer, head), the :class:`Frame` from the reducer's raw layout to the drawn one (what
+        :meth:`place` sends new points through); empty for :meth:`from_coords` embeddings.
+
+    Notes
+    -----
+    An embedding keeps no fitted reducer (openTSNE and umap-learn objects hold the whole
+    affinity graph, are large and do not survive every pickle, and a layout served by the cache
+    never had one): :meth:`place` rebuilds what each reducer's ``transform`` needs from the
+    capture and the stored layout when it is called.
     """
 
     def __init__(
@@ -145,6 +224,8 @@ class Embedding:
         rotations: Mapping[HeadKey, np.ndarray] | None = None,
         faithfulness_tables: Mapping[int, pd.DataFrame] | None = None,
         attns: Mapping[str, tuple[int, int]] | None = None,
+        frames: Mapping[Any, Frame] | None = None,
+        head_scores: pd.DataFrame | None = None,
     ):
         if not isinstance(tokens, pd.DataFrame) or "seq" not in tokens:
             raise EmbeddingError("tokens must be a pandas DataFrame with a 'seq' column (one row per token).")
@@ -199,6 +280,10 @@ class Embedding:
             v.setflags(write=False)
             self._norms[self._cell(key)] = v
         self._faith: dict[int, pd.DataFrame] = dict(faithfulness_tables or {})
+        # keyed like transforms and rotations: (layer, head), or (attn, layer, head) for several attentions
+        self.frames: dict[Any, Frame] = dict(frames or {})
+        self._scores: pd.DataFrame | None = head_scores
+        self._model: Any = None  # the model place() captures with, once resolved (never saved)
         # what the embedding was made from, when no capture is attached (see qkviz._capture.fingerprint)
         self._capture_fingerprint: str | None = None
 
@@ -409,6 +494,90 @@ class Embedding:
         self._faith[k] = df
         return df.copy()
 
+    def head_scores(self, *, value_weighted: bool | None = None) -> pd.DataFrame:
+        """The head atlas of this embedding's heads (see :meth:`qkviz.Capture.head_scores`).
+
+        Computed from the capture once and kept (and saved with the embedding), so an embedding
+        loaded without its capture still has the scores it had when saved.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (layer, head) of the grid.
+        """
+        have = self._scores
+        if have is not None and (value_weighted is not True or any(c.endswith("_vw") for c in have.columns)):
+            drop = [c for c in have.columns if c.endswith("_vw")] if value_weighted is False else []
+            return have.drop(columns=drop)
+        if self.capture is None:
+            raise EmbeddingError(
+                "head scores need the capture (none was stored with this embedding); pass capture= to Embedding.load."
+            )
+        if self.attns != ("self",):
+            raise EmbeddingError(
+                "head scores cover models of one self-attention; this embedding holds "
+                f"{', '.join(self.attns)} attention (an encoder-decoder model)."
+            )
+        from ..analysis import head_scores
+
+        self._scores = head_scores(self.capture, self.cells, value_weighted=value_weighted)
+        return self._scores.copy()
+
+    def place(
+        self,
+        inputs: Any,
+        *,
+        model: Any = None,
+        batch_size: int = 16,
+        check: bool = True,
+        progress: bool = False,
+        **transform_params: Any,
+    ) -> Embedding:
+        """Put new inputs into this embedding's existing layouts, without recomputing them.
+
+        The inputs are captured with the same model (only this grid's layers and heads), each
+        head's new queries and keys go through that head's joint normalisation, its reducer's own
+        ``transform`` (PCA: the fitted projection, exact; t-SNE: openTSNE's ``transform``; UMAP:
+        umap-learn's ``transform``; attention-guided: openTSNE's ``transform`` on the vector
+        neighbourhoods, since attention never links a new sentence to the corpus) and the head's
+        alignment rotation and box (:attr:`frames`). See ``docs/how-to/probe.md``.
+
+        Parameters
+        ----------
+        inputs : str or list of str (or images, for an image capture)
+            What to place.
+        model : model spec or loaded model, optional
+            The model that made the capture. Default: the one :func:`qkviz.capture` used while it
+            is still alive in this session, else the named offline model, folder or hub id the
+            capture records. A model passed as a Python object is never reloaded from its name.
+        batch_size : int
+            Inputs per forward pass.
+        check : bool
+            Before the first placement, capture the capture's first text again and compare its q
+            and k with the stored ones (refuses a different model or different weights).
+        progress : bool
+            Progress bars.
+        **transform_params
+            To the reducer's ``transform`` (openTSNE's ``perplexity``, ``n_iter``...).
+
+        Returns
+        -------
+        Embedding
+            Just the new tokens, in the same frame: same layers and heads, queries then keys, and
+            the new capture attached (so their attention is available).
+
+        Raises
+        ------
+        EmbeddingError
+            No capture attached, a method that cannot place points, no way to find the model, or a
+            model that does not reproduce the capture.
+        """
+        from ._place import place
+
+        return place(
+            self, inputs, model=model, batch_size=batch_size, check=check, progress=progress, **transform_params
+        )
+
     # -- persistence ----------------------------------------------------------------------------
 
     def _capture_path(self) -> str | None:
@@ -458,6 +627,8 @@ class Embedding:
             "transforms": {_name(self._cell(k)): t.to_dict() for k, t in self.transforms.items()},
             "rotations": {_name(self._cell(k)): r.tolist() for k, r in self.rotations.items()},
             "faithfulness": {str(k): df.to_dict(orient="list") for k, df in self._faith.items()},
+            "frames": {_name(self._cell(k)): f.to_dict() for k, f in self.frames.items()},
+            "head_scores": None if self._scores is None else _json_safe(self._scores.to_dict(orient="list")),
             "capture_path": self._capture_path(),
             "capture_fingerprint": fingerprint(self.capture) or self._capture_fingerprint,
             "crc32": {k: array_crc(a) for k, a in tensors.items()},
@@ -566,6 +737,8 @@ class Embedding:
                 rotations=parsed["rotations"],
                 faithfulness_tables=parsed["faithfulness"],
                 attns=parsed["attns"],
+                frames=parsed["frames"],
+                head_scores=parsed["head_scores"],
             )
         except EmbeddingError as e:
             raise StoreError(f"{path} is damaged: {e}", path=path) from e
@@ -617,10 +790,13 @@ def _parse_meta(meta: dict[str, Any], where: pathlib.Path) -> dict[str, Any]:
             "rotations": {split(s): np.asarray(r, np.float64) for s, r in rotations.items()},
             "faithfulness": {int(k): pd.DataFrame(v) for k, v in faith.items()},
             "attns": {a: (int(v[0]), int(v[1])) for a, v in attns.items()},
+            "frames": {split(s): Frame.from_dict(d) for s, d in (meta.get("frames") or {}).items()},
+            "head_scores": pd.DataFrame(meta["head_scores"]) if meta.get("head_scores") else None,
         }
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise StoreError(
-            f"{where}: a transform, rotation, score or attention entry is damaged ({e!r}); write the embedding again",
+            f"{where}: a transform, rotation, frame, score or attention entry is damaged ({e!r}); write the "
+            "embedding again",
             path=where,
         ) from e
 

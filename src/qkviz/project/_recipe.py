@@ -23,7 +23,7 @@ from ..joint import check_scale_mode
 from ._align import generalized_procrustes
 from ._cache import default_cache_dir
 from ._driver import HeadSpec, run_heads, sources_for
-from ._embedding import Embedding, present_points, to_box
+from ._embedding import Embedding, Frame, present_points, to_box
 from ._methods import DEFAULT_METHOD, check_params, check_random_state, get_method
 
 __all__ = ["embed"]
@@ -229,6 +229,8 @@ def embed(
         return y if r.attn is None else _expand(y, present[r.attn])
 
     coords = {key(r): place(r, to_box((y - y.mean(0)) @ rot)) for r, y, rot in zip(results, raw, rots)}
+    # the map from each head's raw layout to its drawn box (Embedding.place reuses it)
+    frames = {key(r): Frame.fit(y, rot) for r, y, rot in zip(results, raw, rots)}
     t_align = time.perf_counter() - t0
     record = {
         "translate": bool(translate),
@@ -239,6 +241,8 @@ def embed(
         **params,
     }
     record.pop("n_jobs", None)
+    # which entries are the reducer's own parameters (Embedding.place rebuilds the reducer from them)
+    record["method_params"] = sorted(k for k in params if k != "n_jobs")
     capped = [
         [src.layer, src.head] if src.attn is None else [src.attn, src.layer, src.head]
         for src in sources
@@ -272,4 +276,5 @@ def embed(
         transforms={key(r): r.transform for r in results},
         rotations={key(r): rot for r, rot in zip(results, rots)},
         attns={name: (g.query_stream, g.key_stream) for name, g in capture.attns.items()},
+        frames=frames,
     )

@@ -214,6 +214,22 @@ class PCA(Reducer):
         X = check_points(X, dim=self.n_components)
         return ((X - self.mean_) @ self.components_.T).astype(np.float32)
 
+    def anchor(self, X: np.ndarray, Y: np.ndarray) -> PCA:
+        """Ready :meth:`transform` for the layout ``Y`` of ``X`` (made earlier by :meth:`fit`).
+
+        PCA is deterministic, so this refits on ``X`` (milliseconds) and checks that the fit gives
+        ``Y`` back: new points then land exactly where a fit including them would put them.
+
+        Raises
+        ------
+        EmbeddingError
+            ``Y`` is not the PCA layout of ``X`` (the vectors changed since the layout was made).
+        """
+        self.fit(X)
+        assert self.embedding_ is not None
+        _check_anchor(self.embedding_, Y, "PCA")
+        return self
+
 
 class TSNE(Reducer):
     """t-SNE through openTSNE (cuML's TSNE on CUDA when installed).
@@ -293,6 +309,8 @@ class TSNE(Reducer):
 
     def fit(self, X: np.ndarray, init: np.ndarray | None = None) -> TSNE:
         X = check_points(X, dim=self.n_components)
+        self._reference_x: np.ndarray | None = X  # what transform places new points among
+        self._anchored = False
         if _is_degenerate(X):
             self.embedding_ = _degenerate_layout(len(X), self.n_components, "t-SNE")
             return self
@@ -338,6 +356,7 @@ class TSNE(Reducer):
             )
             emb = tsne.fit(X)
         self._tsne_embedding = emb
+        self._anchored = False
         self.embedding_ = np.asarray(emb, dtype=np.float32)
         return self
 
@@ -354,6 +373,8 @@ class TSNE(Reducer):
         )
         emb = tsne.fit(affinities=affinities, initialization=initialization)
         self._tsne_embedding = emb
+        self._reference_x = None  # cuML keeps no vectors: transform is unavailable
+        self._anchored = False
         self.embedding_ = np.asarray(emb, dtype=np.float32)
         return self
 
@@ -379,12 +400,54 @@ class TSNE(Reducer):
         )
         return np.asarray(model.fit_transform(X), dtype=np.float32)
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        """Place new points into the fitted map (openTSNE's ``TSNEEmbedding.transform``)."""
-        if getattr(self, "_tsne_embedding", None) is None:
-            raise EmbeddingError("transform needs a map fitted by openTSNE on vectors; fit first.")
+    def transform(self, X: np.ndarray, **params: Any) -> np.ndarray:
+        """Place new points into the fitted map (openTSNE's ``TSNEEmbedding.transform``).
+
+        ``params`` go to openTSNE's ``transform`` (``perplexity``, ``n_iter``, ``learning_rate``...).
+        """
+        ref = getattr(self, "_reference_x", None)
+        if ref is None or self.embedding_ is None:
+            raise EmbeddingError("transform needs a fitted (or anchored) t-SNE map; fit first.")
         X = check_points(X, dim=self.n_components)
-        return np.asarray(self._tsne_embedding.transform(X), dtype=np.float32)
+        if not getattr(self, "_anchored", False):
+            # The fit's affinities come from a precomputed kNN graph, which cannot look up new
+            # points: anchor the fitted layout on its vectors (exact kNN for the new points).
+            self.anchor(ref, self.embedding_)
+        with _quiet_opentsne():
+            y = np.asarray(self._tsne_embedding.transform(X, **params), dtype=np.float64)
+        # openTSNE's transform first moves the reference map's bounding-box centre to the origin
+        # (in place) and answers in that frame: move the answer back to the layout's own frame.
+        return (y + self._anchor_centre).astype(np.float32)
+
+    def anchor(self, X: np.ndarray, Y: np.ndarray, *, candidates: np.ndarray | None = None) -> TSNE:
+        """Ready :meth:`transform` for the layout ``Y`` of ``X`` without fitting again.
+
+        Wraps ``Y`` in an openTSNE ``TSNEEmbedding`` whose affinities find each new point's
+        neighbours among the rows of ``X`` exactly (:func:`qkviz.project._knn.knn_query`, the
+        vector metric of the fit), so ``transform`` is openTSNE's own: perplexity-based affinities
+        to the reference, a start at the median of the nearest reference points, then gradient
+        steps with the reference held fixed. Used for a layout read from the cache or from disk,
+        which has no fitted openTSNE object.
+
+        Parameters
+        ----------
+        X : float array [point, d]
+            The cloud the layout was made from.
+        Y : float array [point, n_components]
+            Its layout, in the reducer's own coordinates (before alignment and boxing).
+        candidates : int array [candidate], optional
+            Only these rows of ``X`` may be a new point's neighbours.
+        """
+        X = check_points(X, dim=self.n_components)
+        Y = np.asarray(Y, np.float64)
+        if Y.shape != (len(X), self.n_components):
+            raise EmbeddingError(f"anchor: Y must be [point={len(X)}, dim={self.n_components}], got {Y.shape}.")
+        self._tsne_embedding = _tsne_reference(X, Y, self.params, self.random_state, candidates)
+        self._anchor_centre = (Y.max(0) + Y.min(0)) / 2.0 if len(Y) else np.zeros(self.n_components)
+        self._reference_x = X
+        self._anchored = True
+        self.embedding_ = Y.astype(np.float32)
+        return self
 
 
 class UMAP(Reducer):
@@ -429,6 +492,7 @@ class UMAP(Reducer):
 
     def fit(self, X: np.ndarray, init: np.ndarray | None = None) -> UMAP:
         X = check_points(X, dim=self.n_components)
+        self._reference_x = X  # what transform places new points among
         n = len(X)
         if n < 4:
             raise EmbeddingError(f"UMAP needs at least 4 points, got {n}; use method='pca'.")
@@ -493,7 +557,148 @@ class UMAP(Reducer):
         Needs a fit with ``neighbors="approximate"`` (umap-learn's own search index); the default
         exact kNN keeps no index.
         """
-        if getattr(self, "_model", None) is None or getattr(self._model, "_knn_search_index", 1) is None:
-            raise EmbeddingError("fit the UMAP reducer before transform.")
+        if getattr(self, "_model", None) is None or self.embedding_ is None:
+            raise EmbeddingError("fit the UMAP reducer (or anchor() it) before transform.")
         X = check_points(X, dim=self.n_components)
-        return np.asarray(self._model.transform(X), dtype=np.float32)
+        if getattr(self._model, "_knn_search_index", 1) is None or not hasattr(self._model, "_input_hash"):
+            # fitted on a precomputed kNN graph without a search index: anchor on the vectors
+            if getattr(self, "_reference_x", None) is None:
+                raise EmbeddingError("this UMAP map keeps no vectors to place new points among; anchor() it.")
+            self.anchor(self._reference_x, self.embedding_)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
+            return np.asarray(self._model.transform(X), dtype=np.float32)
+
+    def anchor(self, X: np.ndarray, Y: np.ndarray) -> UMAP:
+        """Ready :meth:`transform` for the layout ``Y`` of ``X`` without optimising again.
+
+        umap-learn's ``transform`` needs a fitted model (the fuzzy graph's parameters, the
+        reference data and a neighbour search). This builds one on ``X`` with the same parameters
+        and zero optimisation epochs, gives it an exact neighbour search over ``X`` (the same exact
+        kNN as the fit), and sets its ``embedding_`` to ``Y``; ``transform`` is then umap-learn's
+        own: fuzzy memberships to the nearest reference points, a start at their weighted mean,
+        and ``n_epochs // 3`` epochs with the reference held fixed.
+        """
+        try:
+            import umap
+        except ImportError as e:  # pragma: no cover - a declared dependency
+            raise MissingDependencyError(
+                "method='umap' needs umap-learn.", package="umap-learn", install="pip install umap-learn"
+            ) from e
+        from ._knn import exact_knn
+
+        X = check_points(X, dim=self.n_components)
+        Y = np.asarray(Y, np.float32)
+        n = len(X)
+        if Y.shape != (n, self.n_components):
+            raise EmbeddingError(f"anchor: Y must be [point={n}, dim={self.n_components}], got {Y.shape}.")
+        params = dict(self.params)
+        params.pop("neighbors", None)
+        params.pop("init", None)
+        n_epochs = params.pop("n_epochs", None)
+        params["n_neighbors"] = min(int(params["n_neighbors"]), n - 1)
+        k = int(params["n_neighbors"])
+        idx, dist = exact_knn(X, k - 1, metric=params["metric"])
+        idx = np.hstack([np.arange(n)[:, None], idx])
+        dist = np.hstack([np.zeros((n, 1)), dist]).astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
+            warnings.filterwarnings("ignore", message=".*random_state.*")
+            # umap-learn warns that a search index other than pynndescent's cannot transform; this
+            # one can (transform only calls its query method)
+            warnings.filterwarnings("ignore", message=".*knn_search_index.*")
+            model = umap.UMAP(
+                n_components=self.n_components,
+                random_state=self.random_state,
+                init=Y.astype(np.float64),
+                n_epochs=1,  # the graph and its parameters are what is needed; Y replaces the layout
+                precomputed_knn=(idx, dist, _ExactSearch(X, params["metric"])),
+                **params,
+            )
+            model.fit(X)
+        model.embedding_ = Y.copy()
+        model.n_epochs = n_epochs  # transform runs n_epochs // 3 (umap-learn's default when None)
+        self._model = model
+        self._reference_x = X
+        self.embedding_ = Y.copy()
+        return self
+
+
+def _check_anchor(fitted: np.ndarray, Y: np.ndarray, what: str) -> None:
+    """Raise unless a refit reproduces the layout being anchored (up to float32 rounding)."""
+    Y = np.asarray(Y, np.float64)
+    if fitted.shape != Y.shape:
+        raise EmbeddingError(f"anchor: the layout is {Y.shape} but the {what} of its cloud is {fitted.shape}.")
+    scale = max(1.0, float(np.abs(Y).max()) if Y.size else 1.0)
+    err = float(np.abs(fitted - Y).max()) if Y.size else 0.0
+    if err > 1e-3 * scale:
+        raise EmbeddingError(
+            f"this layout is not the {what} of the vectors it is anchored on (max deviation {err:.3g}); "
+            "the capture changed since the embedding was made. Embed it again."
+        )
+
+
+def _precomputed_types() -> tuple[type, ...]:
+    from openTSNE.affinity import PrecomputedAffinities
+
+    return (PrecomputedAffinities,)
+
+
+def _tsne_reference(
+    X: np.ndarray, Y: np.ndarray, params: dict[str, Any], random_state: int | None, candidates: np.ndarray | None
+) -> Any:
+    """An openTSNE ``TSNEEmbedding`` of ``Y`` whose affinities place new points among the rows of ``X``."""
+    import openTSNE
+    import scipy.sparse as sp
+    from openTSNE.affinity import Affinities, joint_probabilities_nn
+
+    from ._knn import knn_query
+
+    metric = params.get("metric", "cosine")
+    n_ref = len(X)
+    n_cand = n_ref if candidates is None else len(candidates)
+
+    class ReferenceAffinities(Affinities):
+        """Affinities of new points to the reference (openTSNE's ``PerplexityBasedNN.to_new``, exact kNN)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            # The fit's own affinities are not needed to place new points; openTSNE only checks the shape.
+            self.P = sp.csr_matrix((n_ref, n_ref))
+
+        def to_new(self, data, perplexity=5.0, return_distances=False, k_neighbors="auto"):
+            k = min(n_cand, int(3 * perplexity)) if k_neighbors == "auto" else min(n_cand, int(k_neighbors))
+            idx, dist = knn_query(X, data, k, metric=metric, candidates=candidates)
+            P = joint_probabilities_nn(
+                idx,
+                dist,
+                [min(float(perplexity), k / 3.0)],
+                symmetrize=False,
+                normalization="point-wise",
+                n_reference_samples=n_ref,
+                n_jobs=1,
+            )
+            return (P, idx, dist) if return_distances else P
+
+    gd: dict[str, Any] = {k: params[k] for k in ("theta", "dof", "n_jobs") if k in params}
+    # New points are pushed away from a *fixed* reference: openTSNE's FFT method interpolates the
+    # reference's repulsion on a grid it computes once, about 10x faster than Barnes-Hut (which
+    # rebuilds its tree every step) at the same placement (measured on MiniLM heads). FFT is 2-D only.
+    gd["negative_gradient_method"] = "fft" if Y.shape[1] <= 2 else "bh"
+    return openTSNE.TSNEEmbedding(Y, ReferenceAffinities(), random_state=random_state, **gd)
+
+
+class _ExactSearch:
+    """A neighbour search for umap-learn's ``transform``: exact kNN among the reference rows."""
+
+    _angular_trees = False  # umap-learn reads it to pick a search epsilon; unused here
+
+    def __init__(self, X: np.ndarray, metric: str):
+        self.X = X
+        self.metric = metric
+
+    def query(self, data: np.ndarray, k: int, epsilon: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+        from ._knn import knn_query
+
+        idx, dist = knn_query(self.X, data, k, metric=self.metric)
+        return idx.astype(np.int32), dist.astype(np.float32)

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import traitlets as t
 
-from ..errors import WidgetDataError
+from ..errors import QKVizError, WidgetDataError
 from ..wire import (
     COLOR_FIELDS,
     THEMES,
@@ -48,6 +48,7 @@ from . import _commands, _fallback, _hosts
 from ._fallback import FALLBACKS, ColabWatch, page_iframe
 
 if TYPE_CHECKING:
+    from ..export import SavedPage
     from ..project import Embedding
 
 __all__ = ["QKViz", "COLOR_FIELDS"]
@@ -109,6 +110,14 @@ class QKViz(anywidget.AnyWidget):
     faithfulness : bool or pandas.DataFrame
         ``True`` computes ``embedding.faithfulness()`` to print recall@k in every grid cell; a
         DataFrame with ``layer, head, recall`` is used as is.
+    scores : bool, pandas.DataFrame or None
+        The head atlas (tint, filter and rank the cells by any head score) and the similar-heads
+        map. ``None``: computed when the capture is attached and not too large
+        (:data:`qkviz.wire.AUTO_SCORES_LIMIT` token-heads); ``True``: always; a DataFrame of
+        per-head numbers (``layer``, ``head``, ...): shown as given.
+    model : model spec or loaded model, optional
+        What :meth:`probe` captures new text with (default: the capture's own model, see
+        :meth:`qkviz.Embedding.place`).
     lines_k, lines_threshold : int, float
         Attention lines: at most ``lines_k`` per clicked point, only weights >= threshold.
     theme : {"auto", "light", "dark"}
@@ -171,6 +180,8 @@ class QKViz(anywidget.AnyWidget):
     _selection = t.Dict().tag(sync=True)
     _picture = t.Dict().tag(sync=True)
     """The PNG of the last display (``uint8`` wire dict), shown by a front end no kernel answers."""
+    _probe = t.Dict().tag(sync=True)
+    _hover = t.Int(-1).tag(sync=True)
 
     def __init__(
         self,
@@ -181,6 +192,8 @@ class QKViz(anywidget.AnyWidget):
         color_mod: int = _DEFAULT.color_mod,
         size_by_norm: bool = _DEFAULT.size_by_norm,
         faithfulness: bool | pd.DataFrame = False,
+        scores: bool | pd.DataFrame | None = None,
+        model: Any = None,
         lines_k: int = _DEFAULT.lines_k,
         lines_threshold: float = _DEFAULT.lines_threshold,
         theme: str = _DEFAULT.theme,
@@ -192,7 +205,10 @@ class QKViz(anywidget.AnyWidget):
     ) -> None:
         # Everything is checked and encoded before super().__init__, which opens the comm: bad
         # input must fail here, in Python, with nothing sent to the browser.
-        self.state = WidgetState.from_embedding(embedding, columns=columns, faithfulness=faithfulness)
+        self.state = WidgetState.from_embedding(embedding, columns=columns, faithfulness=faithfulness, scores=scores)
+        self._probe_model = model
+        self.probed: Embedding | None = None
+        """The last :meth:`probe` result (an Embedding of just the new tokens), or None."""
         view = self.state.check_view(
             View(
                 layer=layer,
@@ -471,9 +487,45 @@ class QKViz(anywidget.AnyWidget):
         """
         return self.state.selected(self.selection)
 
+    @property
+    def head_scores(self) -> pd.DataFrame | None:
+        """The head atlas shown (one row per head), or None when it was not computed."""
+        return None if self.state.scores is None else self.state.scores.copy()
+
+    def probe(self, texts: str | list[str] | None, **place_params: Any) -> Embedding | None:
+        """Capture ``texts`` with the same model and show their tokens in every head's layout.
+
+        The new queries and keys are placed into each head's existing layout
+        (:meth:`qkviz.Embedding.place`), drawn highlighted on the matrix and in the focused head,
+        with the attention lines of the new text in the focused head. ``None`` or ``""`` clears.
+
+        Returns
+        -------
+        Embedding or None
+            Just the new tokens (also kept as :attr:`probed`).
+        """
+        if texts is None or (isinstance(texts, str) and not texts.strip()):
+            self.probed = None
+            self._probe = {}
+            return None
+        placed = self.state.embedding.place(texts, model=self._probe_model, **place_params)
+        self.probed = placed
+        self._probe = self.state.probe_wire(placed)
+        return placed
+
+    def clear_probe(self) -> None:
+        """Remove the probed text from the view."""
+        self.probe(None)
+
     @anywidget.experimental.command
     def _qk_fetch(self, msg: Any, buffers: list[bytes]) -> tuple[dict[str, Any], list[memoryview]]:
         kind = msg.get("kind") if isinstance(msg, dict) else None
+        if kind == "probe":  # changes the widget, not a lookup
+            try:
+                placed = self.probe(str(msg.get("text", "")))
+            except QKVizError as err:
+                return {"error": f"{type(err).__name__}: {err}"}, []
+            return {"n_tokens": 0 if placed is None else placed.n_tokens}, []
         if kind == "status":
             return self._on_status(msg), []
         if kind == "selection_part":
@@ -549,17 +601,23 @@ class QKViz(anywidget.AnyWidget):
         """What :func:`qkviz.export.save_html` writes for this widget: its state and current view."""
         return self.state, self.view()
 
-    def save_html(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    def save_html(self, path: str | os.PathLike[str], **kwargs: Any) -> SavedPage:
         """Write this widget, as it is now, to one self-contained interactive HTML file.
 
         The file needs no kernel and no network: the bundle, the layouts and the strongest keys of
-        every query (for lines and the sentence view) are embedded. Keyword arguments go to
-        :func:`qkviz.export.save_html` (``top_k``, ``compact``, ``title`` ...).
+        every query (for lines and the sentence view) are embedded, within a size budget (20 MB by
+        default; the focused head is kept whole). Keyword arguments go to
+        :func:`qkviz.export.save_html` (``top_k``, ``max_bytes``, ``full``, ``compact``, ``title`` ...).
+
+        Returns
+        -------
+        qkviz.export.SavedPage
+            The file, its size and what it holds.
 
         Examples
         --------
-        >>> viz.save_html("minilm.html", top_k=3)       # doctest: +SKIP
-        PosixPath('minilm.html')
+        >>> print(viz.save_html("minilm.html", top_k=3).summary)       # doctest: +SKIP
+        minilm.html (8.7 MB, every point (1,235,088))
         """
         from ..export import save_html
 

@@ -6,13 +6,26 @@ Used by both the notebook widget (:mod:`qkviz.widget`) and the standalone page
 
 from ._codec import MAX_MESSAGE_BYTES, array_to_binary, binary_to_array, pack_buffers
 from ._selection import Uploads, pack_selection, unpack_selection
-from ._state import CELL_FILL, COLOR_FIELDS, PATCH_COLOR, SINGLE_SCALE, THEMES, View, WidgetState, valid_threshold
+from ._state import (
+    AUTO_SCORES_LIMIT,
+    CELL_FILL,
+    COLOR_FIELDS,
+    PATCH_COLOR,
+    SINGLE_SCALE,
+    THEMES,
+    VALUE_NORM,
+    View,
+    WidgetState,
+    valid_threshold,
+)
 
 __all__ = [
     "WidgetState",
     "View",
     "COLOR_FIELDS",
     "PATCH_COLOR",
+    "VALUE_NORM",
+    "AUTO_SCORES_LIMIT",
     "THEMES",
     "SINGLE_SCALE",
     "CELL_FILL",

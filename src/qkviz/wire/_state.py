@@ -42,15 +42,30 @@ from ._codec import MAX_MESSAGE_BYTES, array_to_binary
 if TYPE_CHECKING:
     from ..project import Embedding
 
-__all__ = ["WidgetState", "View", "COLOR_FIELDS", "PATCH_COLOR", "THEMES", "SINGLE_SCALE", "CELL_FILL"]
+__all__ = [
+    "WidgetState",
+    "View",
+    "COLOR_FIELDS",
+    "PATCH_COLOR",
+    "VALUE_NORM",
+    "THEMES",
+    "SINGLE_SCALE",
+    "CELL_FILL",
+    "AUTO_SCORES_LIMIT",
+]
 
 #: Built-in colour encodings (user columns add their own names).
 COLOR_FIELDS = ("kind", "position", "position_mod", "norm", "sequence", "category", "length")
+#: Extra colour field of captures with value vectors: each point by its token's ‖v‖ in that head.
+VALUE_NORM = "value_norm"
+#: Head scores (and similar-heads map) are computed for a widget automatically up to this many
+#: token-heads (tokens × heads, about 5 s on two cores); above it pass ``scores=True``.
+AUTO_SCORES_LIMIT = 2_000_000
 #: Extra colour field of image captures: each patch in its own mean colour (CLS grey).
 PATCH_COLOR = "patch_color"
 THEMES = ("auto", "light", "dark")
 #: Names a user column may not take (they are built-in fields of the selection table).
-_RESERVED = ("token", "display", "seq", "pos", "kind", "layer", "head", "x", "y", PATCH_COLOR)
+_RESERVED = ("token", "display", "seq", "pos", "kind", "layer", "head", "x", "y", PATCH_COLOR, VALUE_NORM)
 
 #: The single view draws a head's [-1, 1] layout at this scale of the canvas' [-1, 1] box, and the
 #: matrix fills this share of each cell (margins keep dots off the edges). Tests map screen pixels
@@ -159,6 +174,14 @@ class WidgetState:
         The capture holds images (thumbnails, patch colour fields).
     faithfulness : pandas.DataFrame or None
         ``layer, head, recall`` shown in the grid cells.
+    scores : pandas.DataFrame or None
+        The head atlas (``layer``, ``head`` and one column per score, see
+        :func:`qkviz.analysis.head_scores`, plus e.g. ``js`` from a comparison) the cells can be
+        tinted, filtered and ranked by.
+    similar : pandas.DataFrame or None
+        The similar-heads map (:func:`qkviz.analysis.similar_heads_map`).
+    value_norms : uint8 [point_global] or None
+        Each point's token ‖v‖ in its head, quantised per head (captures with value vectors).
     """
 
     embedding: Embedding
@@ -178,6 +201,10 @@ class WidgetState:
     token_text: list[str] = field(default_factory=list)
     category: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
     attns: list[dict[str, Any]] = field(default_factory=list)
+    scores: pd.DataFrame | None = None
+    similar: pd.DataFrame | None = None
+    value_norms: np.ndarray | None = None
+    value_range: np.ndarray | None = None
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -188,6 +215,7 @@ class WidgetState:
         *,
         columns: dict[str, Any] | pd.DataFrame | None = None,
         faithfulness: bool | pd.DataFrame = False,
+        scores: bool | pd.DataFrame | None = None,
     ) -> WidgetState:
         """Check an embedding and encode everything the front end draws.
 
@@ -201,6 +229,11 @@ class WidgetState:
         faithfulness : bool or pandas.DataFrame
             ``True`` computes ``embedding.faithfulness()`` to print recall@k in every grid cell; a
             DataFrame with ``layer, head, recall`` is used as is.
+        scores : bool, pandas.DataFrame or None
+            The head atlas and similar-heads map. ``None`` computes them when the embedding has its
+            capture and at most :data:`AUTO_SCORES_LIMIT` token-heads; ``True`` always (needs the
+            capture); ``False`` never; a DataFrame with ``layer``, ``head`` and numeric columns is
+            shown as the atlas (the map is still computed from the capture, under the same rule).
 
         Raises
         ------
@@ -299,7 +332,51 @@ class WidgetState:
         state.columns = state._read_columns(columns)
         state.has_images = state._add_image_columns()
         state.faithfulness = state._read_faithfulness(faithfulness)
+        state._read_scores(scores)
+        state._add_value_norms()
         return state
+
+    def _read_scores(self, scores: Any) -> None:
+        emb = self.embedding
+        # the head atlas covers models of one self-attention (encoder-decoder attentions: not yet)
+        one = emb.attns == ("self",)
+        small = one and emb.capture is not None and self.n_tokens * len(self.cells) <= AUTO_SCORES_LIMIT
+        if scores is False or (scores is None and not small):
+            return
+        if not one and not isinstance(scores, pd.DataFrame):
+            raise WidgetDataError("head scores cover models of one self-attention; pass scores=False for this one")
+        if isinstance(scores, pd.DataFrame):
+            if not {"layer", "head"} <= set(scores.columns):
+                raise WidgetDataError("scores must be a DataFrame with layer, head and score columns")
+            self.scores = scores
+        elif emb.capture is None:
+            raise WidgetDataError("head scores need the embedding's capture; pass scores=False or attach it")
+        else:
+            self.scores = emb.head_scores()
+        if emb.capture is not None and (small or scores is True):
+            from ..analysis import similar_heads_map
+
+            cells = [c for c in self.cells if emb.has(*c)]
+            self.similar = similar_heads_map(emb.capture, cells) if len(cells) > 1 else None
+
+    def _add_value_norms(self) -> None:
+        """Each point's token ‖v‖ in its head (queries and keys alike), quantised per head."""
+        cap = self.embedding.capture
+        if cap is None or not cap.has_values:
+            return
+        n = self.n_tokens
+        out = np.zeros(len(self.cells) * 2 * n, np.uint8)
+        rng = np.zeros((len(self.cells), 2), np.float32)
+        for c, (la, he) in enumerate(self.cells):
+            if not self.embedding.has(la, he):
+                continue
+            v = np.linalg.norm(cap.v(la, he).astype(np.float64), axis=1)
+            lo, hi = float(v.min()), float(v.max())
+            q = np.zeros_like(v) if hi <= lo else (v - lo) / (hi - lo) * 255.0
+            out[c * 2 * n : (c + 1) * 2 * n] = np.tile(np.rint(q).astype(np.uint8), 2)
+            rng[c] = lo, hi
+        out.setflags(write=False)
+        self.value_norms, self.value_range = out, rng
 
     def _read_columns(self, columns: Any) -> dict[str, pd.Series]:
         if columns is None:
@@ -394,8 +471,14 @@ class WidgetState:
         return a["cell_offset"] + a["layers"].index(layer) * len(a["heads"]) + a["heads"].index(head)
 
     def color_fields(self) -> list[str]:
-        """Every valid ``color``: the built-in fields, ``"patch_color"`` for images, user columns."""
-        return list(COLOR_FIELDS) + ([PATCH_COLOR] if self.has_images else []) + list(self.columns)
+        """Every valid ``color``: the built-in fields, ``"patch_color"`` for images,
+        ``"value_norm"`` with value vectors, user columns."""
+        return (
+            list(COLOR_FIELDS)
+            + ([PATCH_COLOR] if self.has_images else [])
+            + ([VALUE_NORM] if self.value_norms is not None else [])
+            + list(self.columns)
+        )
 
     def check_color(self, name: Any) -> None:
         if name not in self.color_fields():
@@ -544,7 +627,10 @@ class WidgetState:
         """Grid points ``[start, stop)``: coords ``float32 [point, dim]``, norms ``uint8 [point]``."""
         if not 0 <= start <= stop <= self.n_points:
             raise IndexError(f"points [{start}, {stop}) outside [0, {self.n_points})")
-        return {"start": start, "stop": stop, "coords": self.coords[start:stop], "norms": self.norms[start:stop]}
+        out = {"start": start, "stop": stop, "coords": self.coords[start:stop], "norms": self.norms[start:stop]}
+        if self.value_norms is not None:
+            out["vnorms"] = self.value_norms[start:stop]
+        return out
 
     def meta_wire(self, message_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, Any]:
         """The ``_meta`` trait; the front end pulls the grid in messages of ``message_bytes`` at most."""
@@ -575,6 +661,109 @@ class WidgetState:
             "cell_fill": CELL_FILL,
             "attns": [dict(a) for a in self.attns],
             "streams": list(self._streams()),
+            "has_values": self.value_norms is not None,
+            "can_probe": self.can_probe,
+            **({"value_range": array_to_binary(self.value_range, "float32")} if self.value_range is not None else {}),
+            "scores": self.scores_wire(),
+            "similar": self.similar_wire(),
+        }
+
+    def _per_cell(self, df: pd.DataFrame, column: str) -> np.ndarray:
+        lookup = {(int(la), int(he)): v for la, he, v in zip(df["layer"], df["head"], df[column])}
+        return np.array([lookup.get(c, np.nan) for c in self.cells], np.float32)
+
+    @property
+    def can_probe(self) -> bool:
+        """Whether :meth:`qkviz.QKViz.probe` can place text here: a text capture attached, and
+        layouts made by ``qkviz.embed`` (with their frames)."""
+        from ..project import METHODS
+
+        emb = self.embedding
+        cap = emb.capture
+        return bool(
+            cap is not None
+            and cap.model.get("modality", "text") == "text"
+            and emb.method in METHODS
+            and all(c in emb.frames for c in emb.cells)
+        )
+
+    def scores_wire(self) -> dict[str, Any] | None:
+        """The head atlas per cell: ``names`` and ``values`` float32 [name, cell] (NaN: no value)."""
+        if self.scores is None:
+            return None
+        df = self.scores
+        names = [
+            c
+            for c in df.columns
+            if c not in ("layer", "head")
+            and pd.api.types.is_numeric_dtype(df[c])
+            and not pd.api.types.is_bool_dtype(df[c])
+        ]
+        values = np.stack([self._per_cell(df, c) for c in names]) if names else np.zeros((0, len(self.cells)))
+        return {"names": names, "values": array_to_binary(values, "float32")}
+
+    def similar_wire(self, k: int = 3) -> dict[str, Any] | None:
+        """The similar-heads map per cell: ``xy`` float32 [cell, 2] (NaN: not on the map) and the
+        ``k`` most similar other heads as ``nearest`` int32 [cell, k] (cell index, -1: none) with
+        their mean Jensen–Shannon divergence ``nearest_js`` float32 [cell, k]."""
+        if self.similar is None:
+            return None
+        m = self.similar
+        where = {(int(la), int(he)): i for i, (la, he) in enumerate(zip(m["layer"], m["head"]))}
+        d = np.asarray(m.attrs["distances"], np.float64)
+        xy = np.full((len(self.cells), 2), np.nan, np.float32)
+        nearest = np.full((len(self.cells), k), -1, np.int32)
+        near_js = np.full((len(self.cells), k), np.nan, np.float32)
+        cell_of = {c: i for i, c in enumerate(self.cells)}
+        for c, key in enumerate(self.cells):
+            i = where.get(key)
+            if i is None:
+                continue
+            xy[c] = m["x"].iloc[i], m["y"].iloc[i]
+            order = [j for j in np.argsort(d[i], kind="stable") if j != i][:k]
+            for r, j in enumerate(order):
+                other = (int(m["layer"].iloc[j]), int(m["head"].iloc[j]))
+                nearest[c, r] = cell_of.get(other, -1)
+                near_js[c, r] = d[i, j]
+        return {
+            "xy": array_to_binary(xy, "float32"),
+            "nearest": array_to_binary(nearest, "int32"),
+            "nearest_js": array_to_binary(near_js, "float32"),
+        }
+
+    def probe_wire(self, placed: Embedding) -> dict[str, Any]:
+        """What the front end draws for a probe (:meth:`qkviz.QKViz.probe`).
+
+        ``n_tokens`` (m); ``display``, one string per new token; ``seq`` / ``pos`` uint32 [token]; ``texts``;
+        ``coords`` float32 [cell * 2m, dim] (the new points of every cell, queries then keys, in the
+        grid's cell order; 100 where a cell has no layout); ``attention`` float32 [cell, S]: each
+        cell's exact attention of every probe sequence, raveled and concatenated (``S = Σ n²``);
+        ``offsets`` uint32 [seq]: where each sequence's block starts within ``S``.
+        """
+        m = placed.n_tokens
+        tok = placed.tokens
+        seq = tok["seq"].to_numpy(np.int64)
+        lengths = np.bincount(seq) if m else np.zeros(0, np.int64)
+        offsets = np.r_[0, np.cumsum(lengths**2)[:-1]] if len(lengths) else np.zeros(0, np.int64)
+        size = int((lengths**2).sum())
+        coords = np.full((len(self.cells) * 2 * m, self.dim), 100.0, np.float32)
+        att = np.zeros((len(self.cells), size), np.float32)
+        for c, key in enumerate(self.cells):
+            if not placed.has(*key):
+                continue
+            coords[c * 2 * m : (c + 1) * 2 * m] = placed.coords(*key)[:, : self.dim]
+            for s in range(len(lengths)):
+                att[c, offsets[s] : offsets[s] + lengths[s] ** 2] = placed.attention(key[0], key[1], s).ravel()
+        display_col = "display" if "display" in tok else "token"
+        return {
+            "n_tokens": int(m),
+            "display": tok[display_col].astype(str).tolist(),
+            "seq": array_to_binary(seq, "uint32"),
+            "pos": array_to_binary(tok["pos"].to_numpy(np.int64), "uint32"),
+            "texts": placed.sequences["text"].astype(str).tolist(),
+            "coords": array_to_binary(coords, "float32"),
+            "attention": array_to_binary(att, "float32"),
+            "offsets": array_to_binary(offsets, "uint32"),
         }
 
     def _streams(self) -> tuple[str, ...]:
