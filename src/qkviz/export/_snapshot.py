@@ -253,6 +253,9 @@ def head_details(state: WidgetState, top_k: int, *, workers: int | None = None) 
     emb = state.embedding
     tok = emb.tokens
     seqs, lengths = np.unique(tok["seq"].to_numpy(), return_counts=True)
+    # no query has more keys than the longest sequence holds: a larger top_k (`--top-k 2147483648`)
+    # would only add padding columns, and allocate them
+    top_k = min(top_k, int(lengths.max()) if len(lengths) else 0)
     n_cells = len(state.cells)
     # the by-position matrices grow with the longest sequence squared (ViT: 257² per head)
     max_pos = max(16, int(np.sqrt(_AGGREGATE_VALUES // n_cells)))
@@ -360,9 +363,6 @@ def topk_cell(source: AttentionSource, layer: int, head: int, k: int) -> dict[st
     """
     tok = source.tokens
     n = len(tok)
-    # no query has more keys than the longest sequence holds: a larger k (`--top-k 2147483648`)
-    # would only add padding columns, and allocate them
-    k = min(k, int(tok.groupby("seq").size().max()) if n else 0)
     keys = np.full((n, k), np.iinfo(np.uint32).max, np.uint32)
     weights = np.zeros((n, k), np.float32)
     seqs, offsets = tok["seq"].to_numpy(), np.arange(n)
