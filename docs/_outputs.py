@@ -15,6 +15,7 @@ layouts come from the layout cache)::
 
     .venv/bin/python docs/_outputs.py              # rewrite every marked block from fresh runs
     .venv/bin/python docs/_outputs.py --check      # only compare, as the test does
+    .venv/bin/python docs/_outputs.py --skip-demo  # every block but the demo's (seconds)
 
 mkdocs skips this file (``exclude_docs`` in mkdocs.yml).
 """
@@ -134,9 +135,14 @@ def page_folder(where: pathlib.Path) -> pathlib.Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="compare only; exit 1 when a block differs")
+    ap.add_argument("--skip-demo", action="store_true", help="leave the blocks that run `qkviz demo` as they are")
     ap.add_argument("pages", nargs="*", help="pages to do (default: every page with marked blocks)")
     args = ap.parse_args(argv)
     todo = [pathlib.Path(p).resolve() for p in args.pages] or pages()
+    if not args.check:
+        # the shown timings are a first run's: no converted model, no cached layout from earlier runs
+        cache = tempfile.TemporaryDirectory(prefix="qkviz-docs-cache-")
+        os.environ["QKVIZ_CACHE_DIR"] = cache.name
     failed = False
     for page in todo:
         text = page.read_text()
@@ -145,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             new_text, pos = [], 0
             for m in blocks(text):
                 block = m.group(1)
+                if args.skip_demo and any(c.split()[:2] == ["qkviz", "demo"] for c in commands(block)):
+                    continue  # kept as shown (new_text takes it with the text up to the next block)
                 new = fresh(block, cwd)
                 diff = differences(block, new)
                 print(f"{page.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}: {'differs' if diff else 'ok'}")
