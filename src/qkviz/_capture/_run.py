@@ -7,9 +7,11 @@ the model's attention. Only real tokens are kept (never padding).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pathlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,7 @@ import pandas as pd
 
 from .._fs import check_target, clean_stale, replace_dir, temp_sibling
 from ..errors import InputError, StoreError, UnsupportedModelError
-from . import _dtypes, _inputs, _plan
+from . import _dtypes, _inputs, _plan, _source
 from ._checks import check_supported, first_batch_check, forward_kwargs, model_device
 from ._container import Capture, attns_from_json, attns_json, load
 from ._geometry import HeadGeometry
@@ -190,6 +192,7 @@ def capture(
     max_tokens: int | None = None,
     shard: tuple[int, int] | None = None,
     overwrite: bool = False,
+    text_column: str | None = None,
 ) -> Capture:
     """Record the queries and keys of every (or the chosen) attention head over many inputs.
 
@@ -197,11 +200,18 @@ def capture(
     ----------
     model : str, path, PreTrainedModel, (model, tokenizer) or LoadedModel
         Anything :func:`qkviz.load_model` accepts: ``"minilm"``, ``"smollm2"``, ``"vit-s14"``,
-        ``"dinov2-s14"``, a folder, a hub id, or a loaded model.
-    inputs : str, list of str, list of images, or dict of name -> image
+        ``"dinov2-s14"``, a folder, a hub id, or a loaded model — a transformers model, an nnsight
+        ``LanguageModel`` (captured as the transformers model it wraps) or a TransformerLens
+        ``HookedTransformer`` / ``TransformerBridge`` (read at its hook points).
+    inputs : str, list of str, list of images, dict of name -> image, or a dataset
         Texts, or images (PIL, ``uint8`` / ``[0, 1]`` float arrays, ``pathlib.Path`` files), or for
         speech models waveforms (1-D float numpy arrays, or a dict name -> waveform).
         Greyscale images are replicated to RGB; RGBA is composited onto white.
+        Texts can also come from a ``datasets.Dataset`` or ``IterableDataset``, a pandas DataFrame,
+        a generator, or an iterable of dict rows (see ``text_column``): these are read lazily, one
+        batch at a time, so a corpus is never held in memory. ``sample=`` needs a known number of
+        rows (a ``Dataset``, a DataFrame, a list) and ``shard=`` that too and no ``max_tokens=``;
+        a generator or an ``IterableDataset`` takes ``max_tokens=`` only.
     layers, heads : int or list of int, optional
         Which layers and query heads to keep (default all; negative numbers count from the end).
         Fewer heads mean proportionally less memory and disk.
@@ -233,6 +243,9 @@ def capture(
         folder next to ``out`` and is swapped in only once complete, so a failed or killed run
         leaves the old capture as it was. Never replaces anything but a capture (see
         ``docs/data-safety.md``).
+    text_column : str, optional
+        The column (or dict key) holding the texts of a dataset, a DataFrame or dict rows. Default:
+        ``"text"``, or a dataset's only text column.
     check : bool
         On the first batch, compare one sequence's recomputed attention with the model's eager
         attention (one extra small forward pass) and refuse models where q.k is not the score.
@@ -297,8 +310,18 @@ def capture(
     store_dtype = _dtypes.storage_dtype(dtype)
     max_tokens = _plan.check_max_tokens(max_tokens)
     shard = _plan.check_shard(shard)
-    early = targets is None and not _inputs.looks_like_pairs(inputs) and not _inputs.looks_like_audio(inputs)
-    if early:  # cheap input errors before any model loads
+    source, inputs = _source.open_source(inputs, text_column)  # datasets and streams: read lazily
+    early = (
+        source is None
+        and targets is None
+        and not _inputs.looks_like_pairs(inputs)
+        and not _inputs.looks_like_audio(inputs)
+    )
+    items: Any = None  # a list of inputs (a TextSource is read batch by batch instead)
+    names: Any = None
+    if source is not None:
+        modality = "text"
+    elif early:  # cheap input errors before any model loads
         modality, items, names = _inputs.normalize_inputs(inputs)
     if resume and out is None:
         raise InputError("resume=True needs out=<store directory>")
@@ -314,6 +337,11 @@ def capture(
     net = lm.model
     enc_dec = bool(lm.spec.get("encoder_decoder"))
     tgts: list[str] | None = None
+    if enc_dec and source is not None:
+        raise InputError(
+            f"{lm.spec['name']} is an encoder-decoder model: pass its sources as a list and targets= "
+            "(a dataset or a stream is read as texts of one stream)"
+        )
     if enc_dec:
         sources, tgts = _inputs.normalize_targets(inputs, targets)
         if lm.modality == "audio":
@@ -323,7 +351,7 @@ def capture(
             modality, items, names = _inputs.normalize_inputs(sources)
     elif targets is not None:
         raise InputError(f"targets= is for encoder-decoder models; {lm.spec['name']} has no decoder to read them")
-    elif not early:
+    elif not early and source is None:
         modality, items, names = _inputs.normalize_inputs(inputs)
     if lm.modality != modality:
         raise InputError(f"{lm.spec['name']} takes {lm.modality} inputs but {modality}s were given")
@@ -343,18 +371,26 @@ def capture(
                 f"special tokens to every sequence; max_length must be at least {specials + 1}"
             )
     max_len = max_length or limit
-    n_inputs = len(items)
-    # the planned inputs, in input order: a sample of them, then as many as fit in max_tokens
-    order = _plan.sample_inputs(n_inputs, sample, random_state)
     if max_tokens is not None and (enc_dec or modality == "audio"):
         raise InputError("max_tokens= is not supported for encoder-decoder or speech captures yet; use sample=")
-    if max_tokens is not None and modality == "text":
-        lengths = _plan.text_lengths(lm.tokenizer, [items[i] for i in order], max_len)
-        order = order[: _plan.tokens_fit(lengths, max_tokens)]
-    items = [items[i] for i in order]
-    names = [names[i] for i in order]
-    if tgts is not None:
-        tgts = [tgts[i] for i in order]
+    stream: _source.Planned | None = None
+    if source is not None:  # the same plan as below, read forward one batch at a time
+        stream = _source.Planned(
+            source, int(batch_size), sample=sample, random_state=random_state, max_tokens=max_tokens,
+            count=lambda texts: _plan.text_lengths(lm.tokenizer, texts, max_len), shard=shard,
+        )  # fmt: skip
+        n_inputs = source.n  # None: a stream that does not know its length
+    else:
+        n_inputs = len(items)
+        # the planned inputs, in input order: a sample of them, then as many as fit in max_tokens
+        order = _plan.sample_inputs(n_inputs, sample, random_state)
+        if max_tokens is not None and modality == "text":
+            lengths = _plan.text_lengths(lm.tokenizer, [items[i] for i in order], max_len)
+            order = order[: _plan.tokens_fit(lengths, max_tokens)]
+        items = [items[i] for i in order]
+        names = [names[i] for i in order]
+        if tgts is not None:
+            tgts = [tgts[i] for i in order]
     params: dict[str, Any] = {
         "batch_size": int(batch_size),
         "max_length": max_len,
@@ -374,16 +410,18 @@ def capture(
         params.update(sample=kept, random_state=int(random_state))
     if max_tokens is not None:
         params["max_tokens"] = max_tokens
-    plan = _plan.batches(len(items), int(batch_size), shard)
+    n_planned = len(items) if stream is None else stream.n_planned
+    plan = [] if stream is not None else _plan.batches(len(items), int(batch_size), shard)
     if shard is not None:
-        n_batches = len(_plan.batches(len(items), int(batch_size)))
+        assert n_planned is not None  # a stream of unknown length is refused a shard (Planned)
+        n_batches = len(_plan.batches(n_planned, int(batch_size)))
         params.update(shard=list(shard), batches=n_batches)
-        if not plan:
+        if not (plan if stream is None else stream.total):
             raise InputError(
-                f"shard {shard[0]} of {shard[1]} has no batch: the {len(items)} planned inputs make {n_batches} "
+                f"shard {shard[0]} of {shard[1]} has no batch: the {n_planned} planned inputs make {n_batches} "
                 f"batch(es) of batch_size={batch_size}; use at most {n_batches} shards, or a smaller batch_size"
             )
-    mine = [j for b0, b1 in plan for j in range(b0, b1)]  # the planned inputs this run captures
+    mine = [j for b0, b1 in plan for j in range(b0, b1)]  # the planned inputs this run captures (a list)
 
     writer, done, final = None, 0, None
     if out is not None:
@@ -395,12 +433,16 @@ def capture(
             root.mkdir()
         else:
             root, final = final, None
-        writer, done = _open_store(root, resume, lm, params, [names[j] for j in mine])
+        if stream is not None:
+            heads, total = functools.partial(stream.head, where=out), stream.total
+        else:
+            heads, total = (lambda n: [names[j] for j in mine[:n]]), len(mine)
+        writer, done = _open_store(root, resume, lm, params, heads, total)
         if writer is None:  # already complete
             complete = load(root)
             complete._model_handle = ModelHandle(lm)
             return complete
-    if done:  # resume: every stored part is one whole batch
+    if done and stream is None:  # resume: every stored part is one whole batch (a stream skipped them)
         ends = np.cumsum([b1 - b0 for b0, b1 in plan])
         if done not in ends:
             raise StoreError(f"{out} does not end on a batch boundary; it cannot be resumed. Use a new path.", path=out)
@@ -433,13 +475,17 @@ def capture(
 
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(mine), initial=done, desc="capture", unit="seq", disable=not progress)
+        total = len(mine) if stream is None else stream.total
+        bar = tqdm(total=total, initial=done, desc="capture", unit="seq", disable=not progress)
+        # (first, last) planned input, the inputs, their indices in ``inputs``: one batch at a time
+        run: Iterator[tuple[int, int, Any, np.ndarray]] = (
+            stream.batches() if stream is not None else ((b0, b1, items[b0:b1], order[b0:b1]) for b0, b1 in plan)
+        )
         with bar, torch.inference_mode(), _modules.recording(net) as impl:
             params["attn_implementation"] = impl
-            for b0, b1 in plan:
+            for b0, b1, chunk, input_ids in run:
                 if n_fit is not None and b0 >= n_fit:
                     break
-                chunk = items[b0:b1]
                 if modality == "audio":
                     assert tgts is not None
                     fe = getattr(lm.processor, "feature_extractor", lm.processor)
@@ -488,7 +534,7 @@ def capture(
                     if b0 >= n_fit:
                         break
                     host, batch = _keep_first(host, batch, n_fit - b0)
-                batch.sequences["input"] = order[b0 : b0 + len(batch.sequences)]
+                batch.sequences["input"] = input_ids[: len(batch.sequences)]
                 n_tok += len(batch.tokens)
                 n_seq += len(batch.sequences)
                 if writer is not None:
@@ -619,9 +665,18 @@ def _check_out(root: pathlib.Path, *, resume: bool, overwrite: bool) -> None:
 
 
 def _open_store(
-    root: pathlib.Path, resume: bool, lm: Any, params: dict[str, Any], names: list[str]
+    root: pathlib.Path,
+    resume: bool,
+    lm: Any,
+    params: dict[str, Any],
+    heads: Callable[[int], list[str]],
+    total: int | None,
 ) -> tuple[StoreWriter | None, int]:
-    """Start (or resume) a streaming store; returns ``(writer, first input to process)``."""
+    """Start (or resume) a streaming store; returns ``(writer, first input to process)``.
+
+    ``heads(n)`` gives the names of the first ``n`` inputs this run captures (a stream reads them,
+    and skips them); ``total`` is how many it captures, when known.
+    """
     header = {"format": FORMAT, "version": VERSION, "model": dict(lm.spec), "params": params}
     if root.exists() and not holds_nothing(root):
         if not resume:
@@ -636,12 +691,12 @@ def _open_store(
             )
         done = done_sequences(root, meta)
         n_done = 0 if done is None else len(done)
-        if done is not None and list(done["text"]) != names[:n_done]:
+        if done is not None and list(done["text"]) != heads(n_done):
             raise StoreError(f"{root} holds other inputs than the ones given; it cannot be resumed", path=root)
         if meta.get("status") == "complete":
             return None, n_done
         if "layers" in meta or "attns" in meta:  # the geometry the interrupted run learnt from its first batch
             header.update(attns_json(*attns_from_json(meta)))
-        log.info("resuming %s after %d of %d inputs", root, n_done, len(names))
+        log.info("resuming %s after %d of %s inputs", root, n_done, "?" if total is None else total)
         return StoreWriter(root, header, resume=True), n_done
     return StoreWriter(root, header), 0

