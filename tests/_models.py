@@ -11,14 +11,14 @@ def tiny_bert(seed: int = 0, **overrides):
     from qkviz.models._offline import minilm_dir as _minilm_dir
 
     torch.manual_seed(seed)
-    cfg = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        **overrides,
-    )
+    defaults = {
+        "vocab_size": 30522,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 128,
+    }
+    cfg = BertConfig(**{**defaults, **overrides})  # overrides may change any default (layers, heads...)
     model = BertModel(cfg, add_pooling_layer=False).eval()
     return model, AutoTokenizer.from_pretrained(_minilm_dir())

@@ -194,6 +194,11 @@ def _kind_name(kind: str) -> str:
     return _KIND_NAMES.get(kind, kind)
 
 
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article (``an embedding``, ``a capture``)."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def check_target(
     path: str | os.PathLike[str],
     kind: str,
@@ -232,8 +237,8 @@ def check_target(
                 path=path,
             )
         raise StoreError(
-            f"cannot write {path}: it is a qkviz {_kind_name(found)}, not a {what}; a {what} never replaces a "
-            f"{_kind_name(found)}. Choose another path.",
+            f"cannot write {path}: it is a qkviz {_kind_name(found)}, not {_a(what)}; {_a(what)} never replaces "
+            f"{_a(_kind_name(found))}. Choose another path.",
             path=path,
         )
     if not overwrite:

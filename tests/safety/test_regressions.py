@@ -622,6 +622,29 @@ def test_search_and_thresholds_are_checked(viz):
         qkviz.QKViz(viz.embedding, lines_threshold=math.inf)
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("color_mod", 0), ("color", 0), ("height", 5), ("lines_k", 0), ("size_by_norm", 3), ("layer", "0"),
+     ("selection", [1, 2]), ("theme", None)],
+)  # fmt: skip
+def test_trait_type_and_range_errors_are_widget_errors(viz, name, value):
+    """Found by the fuzz test: traitlets' own type/range checks raised ``TraitError``, not a
+    ``QKVizError`` (``viz.color_by("kind", 0)`` too)."""
+    before = getattr(viz, name)
+    with pytest.raises(WidgetDataError, match=f"viz.{name}"):
+        setattr(viz, name, value)
+    assert np.array_equal(getattr(viz, name), before)
+    with pytest.raises(WidgetDataError, match="color_mod"):
+        viz.color_by("position_mod", 0)
+
+
+def test_a_huge_top_k_costs_no_more_than_every_key(tiny_pca):
+    """Found by the fuzz test: ``qkviz html --top-k 2147483648`` allocated [token, top_k] (44 TiB)."""
+    from qkviz.export import to_html
+
+    assert len(to_html(tiny_pca, top_k=2**31)) < 2 * len(to_html(tiny_pca, top_k=64))
+
+
 def test_thumbnail_must_be_positive(vit_images):
     with pytest.raises(InputError, match="thumbnail"):
         images = list(vit_images.values()) if isinstance(vit_images, dict) else list(vit_images)
@@ -641,6 +664,13 @@ def test_html_title_names_model_and_method(tiny_pca):
     html = to_html(qkviz.QKViz(tiny_pca), top_k=0)
     title = re.search(r"<title>(.*?)</title>", html).group(1)
     assert "BertModel" in title and "pca" in title
+
+
+def test_a_capture_prints_as_one_line(tiny_capture):
+    """Item 19: ``repr(cap)`` is one line (like an embedding's), not two whole DataFrames."""
+    text = repr(tiny_capture)
+    assert "\n" not in text and len(text) < 200, text
+    assert text.startswith("Capture(") and f"sequences={len(tiny_capture.sequences)}" in text
 
 
 def test_the_hub_error_is_whole():

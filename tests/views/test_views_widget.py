@@ -101,3 +101,47 @@ def test_panel_click_dims_the_scatter(chromium_browser, views_server, widget_sit
     assert _ink(page) > 0.9 * before
     assert errors == []
     page.close()
+
+
+def _marked(page):
+    """Positions the sentence view marks (on the query side; marks hold for both columns)."""
+    return sorted(
+        int(p)
+        for p in page.eval_on_selector_all(".qkv-col-q .qkv-tok.qkv-marked", "els => els.map(e => e.dataset.pos)")
+    )
+
+
+def test_the_clicked_token_stays_marked_and_marks_follow_the_focused_head(
+    chromium_browser, views_server, widget_site, tiny_embedding, artifacts_dir
+):
+    """Issue 15 item 18: the clicked token is marked once the pointer leaves the canvas; a lasso's
+    marks belong to its head, so focusing another head (as ``viz.focus`` does) clears them."""
+    page, errors, seq, p = _mount_widget(chromium_browser, views_server, tiny_embedding)
+    pos = int(tiny_embedding.tokens["pos"][p])
+    page.mouse.move(2, 890)  # the pointer leaves the scatter ("point:hover" null)
+    page.wait_for_timeout(300)
+    assert _marked(page) == [pos]
+    page.locator(".qk-root").screenshot(path=str(artifacts_dir / "widget_clicked_token_marked.png"))
+    # a lasso over the whole head replaces the click: the sequence's tokens in it are marked
+    box = page.locator("canvas.qk-canvas").bounding_box()
+    page.locator(".qk-lasso").click()
+    x0, y0, x1, y1 = (round(box["x"] + 2), round(box["y"] + 2), round(box["x"] + box["width"] - 2),
+                      round(box["y"] + box["height"] - 2))  # fmt: skip
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for a, b in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
+        page.mouse.move(a, b, steps=12)
+    page.mouse.up()
+    page.wait_for_function("Number(document.querySelector('.qk-root').dataset.qkSelected) > 1")
+    page.mouse.move(2, 890)
+    page.wait_for_timeout(300)
+    length = int((tiny_embedding.tokens["seq"] == seq).sum())
+    assert len(_marked(page)) > length // 2, _marked(page)
+    # Python focuses another head: the lasso was on head 2, nothing of it is in head 3
+    page.evaluate("window.model.set('layer', 1); window.model.set('head', 3)")
+    page.wait_for_function("document.querySelector('.qkv-title').textContent.startsWith('layer 1 head 3')")
+    page.wait_for_timeout(300)
+    assert _marked(page) == []
+    page.locator(".qk-root").screenshot(path=str(artifacts_dir / "widget_marks_after_focus.png"))
+    assert errors == []
+    page.close()

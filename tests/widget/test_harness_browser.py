@@ -194,12 +194,14 @@ def test_search_dims_the_other_points(page, harness_url):
     viz = QKViz(emb, layer=0, head=0)
     root = mount(page, harness_url, viz)
     page.wait_for_timeout(200)
-    ink_all = non_background(canvas_pixels(page)).sum()
+    # what is on screen (the canvas composited on the page): dimmed points are pale, not transparent
+    ink = lambda: int((np.abs(_screenshot_pixels(page).astype(int) - 255).sum(axis=2) > 60).sum())  # noqa: E731
+    ink_all = ink()
     draws = int(root.get_attribute("data-qk-draws"))
     page.evaluate("models.w0.set('search_query', 'cat')")
     page.wait_for_function(f"Number(document.querySelector('#w0 .qk-root').dataset.qkDraws) > {draws}")
     page.wait_for_timeout(200)
-    ink_search = non_background(canvas_pixels(page)).sum()
+    ink_search = ink()
     share = viz.search("cat") / emb.n_tokens
     assert 0 < share < 0.3
     # matches stay as they were, the rest fade (dimmed, still drawn: not hidden)
@@ -258,3 +260,142 @@ def test_wheel_zooms_the_matrix_then_opens_the_head(page, harness_url):
             break
     page.wait_for_selector("#w0 .qk-root[data-qk-mode='single']")
     assert page.evaluate("[models.w0.get('layer'), models.w0.get('head')]") == [1, 0]
+
+
+# ---- the view holds still and says what it shows (issue 15, items 15-17 and 19) ----------------------
+
+
+def _canvas_y(page, wid="w0"):
+    return page.locator(f"#{wid} canvas.qk-canvas").bounding_box()["y"]
+
+
+@pytest.mark.parametrize("width", [900, 1100, 1200, 1400])
+def test_typing_a_search_never_moves_the_canvas(page, harness_url, width):
+    page.set_viewport_size({"width": width + 40, "height": 900})
+    page.goto(harness_url)
+    page.wait_for_function("window.harnessReady === true")
+    page.evaluate(f"document.getElementById('root').style.width = '{width}px'")
+    viz = QKViz(make_embedding(n_layers=2, n_heads=3, lengths=(9, 7, 8)))
+    mount(page, harness_url, viz, first=False)
+    page.wait_for_timeout(200)
+    y0 = _canvas_y(page)
+    box = page.locator("#w0 .qk-search")
+    for query in ("t", "the", "[cls]", "zzz-no-match", ""):
+        box.fill(query)
+        expected = "" if not query else str(viz.search(query))
+        page.wait_for_function(f"document.querySelector('#w0 .qk-root').dataset.qkSearchCount === '{expected}'")
+        page.wait_for_timeout(50)
+        assert _canvas_y(page) == y0, (width, query)
+    page.locator("#w0 .qk-root").screenshot(path=str(ARTIFACTS / f"harness-search-still-{width}.png"))
+
+
+def _darkness(px, x, y, r=2):
+    """How far the pixels around (x, y) are from the white background (the most distant one)."""
+    x, y = round(x), round(y)
+    patch = px[y - r : y + r + 1, x - r : x + r + 1, :3].astype(int)
+    return int(np.abs(patch - 255).sum(axis=2).max())
+
+
+def _screenshot_pixels(page, wid="w0"):
+    import io
+
+    from PIL import Image
+
+    png = page.locator(f"#{wid} canvas.qk-canvas").screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_a_stack_of_dimmed_points_never_outshines_a_match(page, harness_url):
+    """27 non-matching queries on one spot, dimmed by a search, stay fainter than the one match."""
+    from qkviz import Embedding
+
+    from ._fakes import make_tokens
+
+    tokens = make_tokens([3] * 27)
+    tokens.loc[1, ["token", "display"]] = "zebra"  # seq 0, pos 1: the one match
+    n = len(tokens)
+    rng = np.random.default_rng(0)
+    xy = np.column_stack([rng.uniform(-0.9, 0.9, 2 * n), rng.choice([-0.9, 0.9], 2 * n)])
+    cls = np.flatnonzero(tokens["pos"].to_numpy() == 0)
+    xy[cls] = (-0.5, 0.0)  # every [CLS] query on one spot
+    xy[1] = (0.5, 0.0)  # the match, alone
+    emb = Embedding.from_coords({(0, 0): xy}, tokens)
+    viz = QKViz(emb, layer=0, head=0)
+    assert viz.search("zebra") == 1
+    mount(page, harness_url, viz)
+    assert page.locator("#w0 .qk-root").get_attribute("data-qk-search-count") == "1"
+    page.wait_for_timeout(300)
+    px = _screenshot_pixels(page)
+    box = page.locator("#w0 canvas.qk-canvas").bounding_box()
+    c = emb.coords(0, 0)
+    scale = px.shape[1] / box["width"]
+    to_px = lambda p: [v * scale - o * scale for v, o in zip(to_screen(box, *c[p]), (box["x"], box["y"]))]  # noqa: E731
+    stack, match = _darkness(px, *to_px(cls[0])), _darkness(px, *to_px(1))
+    page.locator("#w0 .qk-root").screenshot(path=str(ARTIFACTS / "harness-search-stack.png"))
+    assert match > 150, match  # the match is drawn in full colour
+    assert stack < 0.5 * match, (stack, match)
+
+
+def test_a_lasso_that_replaces_the_clicked_point_clears_its_lines(page, harness_url):
+    emb = make_embedding(n_layers=1, n_heads=2, lengths=(30, 30, 30), seed=3)
+    viz = QKViz(emb, layer=0, head=0, lines_k=4)
+    mount(page, harness_url, viz)
+    xy = emb.coords(0, 0)
+    s = SINGLE_SCALE
+    # the clicked point: an isolated query in the right half; the lasso: a rectangle in the left half
+    p = _isolated_point(xy, [i for i in range(emb.n_tokens) if xy[i, 0] * s > 0.3])
+    box = page.locator("#w0 canvas.qk-canvas").bounding_box()
+    page.mouse.click(*to_screen(box, *xy[p]))
+    page.wait_for_function("document.querySelector('#w0 .qk-root').dataset.qkLines !== ''")
+    page.locator("#w0 .qk-lasso").click()
+    x0, y0 = round(box["x"] + 0.1 * box["width"]), round(box["y"] + 0.2 * box["height"])
+    x1, y1 = round(box["x"] + 0.5 * box["width"]), round(box["y"] + 0.8 * box["height"])
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for a, b in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
+        page.mouse.move(a, b, steps=12)
+    page.mouse.up()
+    page.wait_for_function("Number(document.querySelector('#w0 .qk-root').dataset.qkSelected) > 1")
+    page.wait_for_timeout(200)
+    root = page.locator("#w0 .qk-root")
+    root.screenshot(path=str(ARTIFACTS / "harness-lasso-after-click.png"))
+    wire = page.evaluate(f"() => ({SELECTION_JS})(models.w0.get('_selection'))")
+    assert p not in wire
+    assert root.get_attribute("data-qk-lines") == ""
+    # and a selection from Python that drops the clicked point clears them too
+    page.mouse.click(*to_screen(box, *xy[p]))  # lasso mode: a click still picks a point
+    page.locator("#w0 .qk-lasso").click()
+    page.mouse.click(*to_screen(box, *xy[p]))
+    page.wait_for_function("document.querySelector('#w0 .qk-root').dataset.qkLines !== ''")
+    page.evaluate(
+        """(idx) => models.w0.set('_selection',
+        {view: new DataView(new Uint32Array(idx).buffer), dtype: 'uint32', shape: [idx.length]})""",
+        [0 if p else 1],
+    )
+    page.wait_for_function("document.querySelector('#w0 .qk-root').dataset.qkLines === ''")
+    assert page.qk_errors == []
+
+
+def test_the_matrix_names_no_head_in_its_dropdowns(page, harness_url):
+    viz = QKViz(make_embedding(n_layers=2, n_heads=3))
+    mount(page, harness_url, viz)
+    layer, head = page.locator("#w0 .qk-layer"), page.locator("#w0 .qk-head")
+    shown = "(s) => s.selectedOptions[0].textContent"
+    assert layer.evaluate(shown) == "layer –" and head.evaluate(shown) == "head –"
+    layer.select_option("1")  # from the matrix: that layer's first head
+    page.wait_for_selector("#w0 .qk-root[data-qk-mode='single']")
+    assert page.evaluate("[models.w0.get('layer'), models.w0.get('head')]") == [1, 0]
+    assert layer.evaluate(shown) == "layer 1" and head.evaluate(shown) == "head 0"
+    page.locator("#w0 .qk-back").click()
+    page.wait_for_selector("#w0 .qk-root[data-qk-mode='matrix']")
+    assert layer.evaluate(shown) == "layer –" and head.evaluate(shown) == "head –"
+
+
+def test_the_sequence_legend_counts_sequences(page, harness_url):
+    emb = make_embedding(n_layers=1, n_heads=1, lengths=(3,) * 30)
+    viz = QKViz(emb, color="sequence")
+    mount(page, harness_url, viz)
+    items = page.locator("#w0 .qk-legend-item").all_inner_texts()
+    assert items[:12] == [f"seq {i}" for i in range(12)]
+    assert items[12] == "+18 more sequences"
+    assert "colours repeat every 20" in page.locator("#w0 .qk-legend").inner_text()

@@ -2,7 +2,7 @@
 // a categorical index (regl-scatterplot `colorBy: "valueA"`), so every encoding is quantised into one
 // palette; the palette is then doubled with faint copies for search/highlight dimming. Pure: no DOM.
 import {
-  CATEGORICAL, KEY_COLOR, KEY_RAMP, KEY_RAMP_DARK, MISSING, QUERY_COLOR, QUERY_RAMP, QUERY_RAMP_DARK,
+  BACKGROUND, CATEGORICAL, KEY_COLOR, KEY_RAMP, KEY_RAMP_DARK, MISSING, QUERY_COLOR, QUERY_RAMP, QUERY_RAMP_DARK,
   hexToRgb, rgbToHex,
 } from "../ui/palette.js";
 
@@ -39,7 +39,7 @@ export function encodeField(field, tokens, columns, mod = 5, dark = false) {
     return { palette: [...ramp(qRamp), ...ramp(kRamp)], query, key, byNorm: false,
       legend: { type: "ramp", title, lo, hi, query: qRamp, key: kRamp } };
   };
-  const categorical = (codeOf, names, title) => {
+  const categorical = (codeOf, names, title, extra = {}) => {
     const m = Math.max(1, names.length);
     const base = Array.from({ length: m }, (_, i) => CATEGORICAL[i % CATEGORICAL.length]);
     for (let t = 0; t < n; t++) {
@@ -47,7 +47,7 @@ export function encodeField(field, tokens, columns, mod = 5, dark = false) {
       query[t] = c < 0 ? -1 : c % m; key[t] = c < 0 ? -1 : m + (c % m);
     }
     return { palette: [...base, ...base.map((c) => lighten(c))], query, key, byNorm: false,
-      legend: { type: "categories", title, names, colors: base, note: "keys lighter" } };
+      legend: { type: "categories", title, names, colors: base, note: "keys lighter", ...extra } };
   };
   if (field === "kind") {
     query.fill(0); key.fill(1);
@@ -81,8 +81,10 @@ export function encodeField(field, tokens, columns, mod = 5, dark = false) {
   if (field === "sequence") {
     let m = 0;
     for (let t = 0; t < n; t++) m = Math.max(m, tokens.seq[t] + 1);
-    const names = Array.from({ length: Math.min(m, CATEGORICAL.length) }, (_, i) => `seq ${i}`);
-    return categorical((t) => tokens.seq[t] % CATEGORICAL.length, names, m > CATEGORICAL.length ? "sequence (colours repeat)" : "sequence");
+    const c = CATEGORICAL.length, names = Array.from({ length: Math.min(m, c) }, (_, i) => `seq ${i}`);
+    // one colour per sequence up to c, then they repeat; the legend counts sequences, not colours
+    return categorical((t) => tokens.seq[t] % c, names, "sequence",
+      m > c ? { total: m, unit: "sequences", note: `keys lighter; colours repeat every ${c} sequences` } : {});
   }
   if (field === "category") return categorical((t) => tokens.category[t], CATEGORY_NAMES, "token category");
   if (field === "patch_color" && columns?.mean_r && columns?.mean_g && columns?.mean_b) {
@@ -119,14 +121,35 @@ function patchColors(tokens, columns, query, key) {
 
 const fmt = (v) => (Number.isFinite(v) ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)) : "–");
 
+/** How much of its colour a dimmed point keeps (the rest is the background), and its alpha. */
+const DIM_KEEP = 0.25, DIM_ALPHA = 0.45;
+
 /** Final palette: [...palette, missing, ...dimmed copies]; index i dims to i + half.
- * `opacity[i]` is the alpha of index i (the scatterplot's opacity encoding, see scatter.js). */
+ * `opacity[i]` is the alpha of index i (the scatterplot's opacity encoding, see scatter.js).
+ *
+ * A dimmed copy is the colour already blended into the background (`DIM_KEEP` of it), drawn with
+ * alpha `DIM_ALPHA`: however many dimmed points stack on one spot, they blend towards that pale
+ * colour and never get darker than it, so a stack of faded points cannot outshine a match (dimming
+ * by alpha alone accumulates: 27 points at 12 % cover 97 %). `DIM_ALPHA` stays below 0.5, which the
+ * 3-D view reads as "dimmed" (drawn underneath). */
 export function withDimmed(palette, dark) {
   const full = [...palette, MISSING];
-  const alpha = dark ? 0.16 : 0.12;
-  const dim = full.map((hex) => [...hexToRgb(hex).map((v) => v / 255), alpha]);
+  const bg = (dark ? BACKGROUND.dark : BACKGROUND.light).slice(0, 3);
+  const dim = full.map((hex) => [...hexToRgb(hex).map((v, j) => (v / 255) * DIM_KEEP + bg[j] * (1 - DIM_KEEP)), DIM_ALPHA]);
   const colors = [...full.map((hex) => [...hexToRgb(hex).map((v) => v / 255), 1]), ...dim];
   return { colors, opacity: colors.map((c) => (c[3] < 1 ? c[3] : BASE_OPACITY)), half: full.length, missing: palette.length };
+}
+
+/** Draw order that puts dimmed points (index >= half) first, so that none is drawn over a bright
+ * one; `null` when nothing is dimmed (the scatter's own order). */
+export function brightOnTop(z, half) {
+  let dimmed = 0;
+  for (let i = 0; i < z.length; i++) if (z[i] >= half) dimmed++;
+  if (!dimmed || dimmed === z.length) return null;
+  const order = new Array(z.length);
+  let d = 0, b = dimmed;
+  for (let i = 0; i < z.length; i++) order[z[i] >= half ? d++ : b++] = i;
+  return order;
 }
 
 /**

@@ -19,6 +19,9 @@ export function renderLegend(el, legend) {
   legend.names.slice(0, SHOWN).forEach((name, i) => {
     el.append(h("div", { class: "qk-legend-item" }, h("span", { class: "qk-swatch", style: `background: ${legend.colors[i]}` }), name));
   });
-  if (legend.names.length > SHOWN) el.append(h("div", { class: "qk-legend-item", text: `+${legend.names.length - SHOWN} more` }));
+  // `total`: how many categories there are when the legend names fewer (sequences beyond the
+  // palette's colours), counted in `unit`
+  const total = legend.total ?? legend.names.length;
+  if (total > SHOWN) el.append(h("div", { class: "qk-legend-item", text: `+${total - SHOWN} more${legend.unit ? ` ${legend.unit}` : ""}` }));
   if (legend.note) el.append(h("div", { class: "qk-legend-note", text: legend.note }));
 }

@@ -68,6 +68,7 @@ export function createLines(ctx) {
     const { layer, head } = info;
     const weights = await attentionFor(layer, head, info.seq);
     if (ctx.state.mode !== "single" || model.get("layer") !== layer || model.get("head") !== head) return;
+    if (!alone(ctx.selection.local(), local)) return; // a lasso replaced the click meanwhile
     current = { local, info, weights };
     draw();
   }
@@ -75,6 +76,14 @@ export function createLines(ctx) {
   function clear() {
     current = null;
     draw();
+  }
+
+  const alone = (points, local) => points.length === 1 && points[0] === local;
+
+  /** The selection changed (drawn-point indices): the lines belong to the clicked point while it
+   * alone is selected, so a lasso, a clear or a selection from Python that replaces it ends them. */
+  function follow(points) {
+    if (current && !alone(points, current.local)) clear();
   }
 
   function draw() {
@@ -119,5 +128,5 @@ export function createLines(ctx) {
     if (current?.info.seq === payload.seq) { current.weights = payload.weights; draw(); }
   });
 
-  return { show, clear, draw, segments: () => segments, forget: () => { current = null; } };
+  return { show, clear, follow, draw, segments: () => segments, forget: () => { current = null; } };
 }

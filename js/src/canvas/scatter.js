@@ -10,7 +10,7 @@
 // single view, whatever order the points are drawn in.
 import createScatterplot from "regl-scatterplot";
 import { BACKGROUND, LASSO_RGB } from "../ui/palette.js";
-import { encodeField, fillColorIndex, withDimmed } from "./colors.js";
+import { brightOnTop, encodeField, fillColorIndex, withDimmed } from "./colors.js";
 import { drawnIndicesOf } from "./lod.js";
 import { renderLegend } from "./legend.js";
 import { getRenderer } from "./renderer.js";
@@ -33,6 +33,10 @@ export function emptySpatialIndex() {
   return data;
 }
 const LASSO_CLICK_MS = 400; // a click this soon after a lasso ends belongs to the lasso
+// Above this many drawn points the scatter keeps its own draw order while some are dimmed (the
+// order costs an array and a set of every point per draw); the dimmed colours alone still keep a
+// stack of faded points fainter than a match.
+const ORDER_LIMIT = 1 << 20;
 
 /**
  * A linear scale for regl-scatterplot's `xScale`/`yScale`: it sets the range and, on every camera
@@ -53,6 +57,7 @@ export function createScatter(ctx) {
   const { model, tokens, columns, n, per, dom, bus, signal } = ctx;
   let sc = null; // the regl-scatterplot instance, once the grid is loaded
   let enc = null, palette = null, z = null, drawn = 0, zIds = null;
+  let ordered = false; // a draw order (dimmed points first) is set
   const scales = { x: linearScale(), y: linearScale() };
   // kd-trees of the single view's positions, reused while the same points sit at the same places
   const spatial = { single: new Map() };
@@ -201,6 +206,13 @@ export function createScatter(ctx) {
       zDataType: "categorical", wDataType: "continuous", select: ctx.selection.drawn(),
       ...(index ? { spatialIndex: index } : {}),
     });
+    // dimmed points underneath, so that a faded point never covers a match (after the draw: a draw
+    // of another length forgets the order)
+    const order = zz.length <= ORDER_LIMIT ? brightOnTop(zz, palette.half) : null;
+    if (order || ordered) {
+      ordered = order != null;
+      await sc.set({ pointOrder: order });
+    }
     mark("draw:end");
     if (!index) {
       spatial.single.set(key, sc.get("spatialIndex"));

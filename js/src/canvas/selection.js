@@ -16,10 +16,13 @@ export function createSelection(ctx) {
   const global = () => unpackSelection(model.get("_selection"));
 
   /** The selected points of the focused head, as indices within it (the single view). */
-  function local() {
+  const local = () => localOf(global());
+
+  /** Those of global indices `points` that fall in the focused head, as indices within it. */
+  function localOf(points) {
     if (ctx.state.mode !== "single") return [];
     const lo = ctx.state.cell * per, out = [];
-    for (const g of global()) if (g >= lo && g < lo + per) out.push(g - lo);
+    for (const g of points) if (g >= lo && g < lo + per) out.push(g - lo);
     return out;
   }
 
@@ -44,6 +47,7 @@ export function createSelection(ctx) {
         .catch((err) => ctx.fail(new Error(`the selection of ${indices.length} points did not reach Python: ${err?.message ?? err}`)));
     }
     dom.root.dataset.qkSelected = String(indices.length);
+    ctx.lines.follow(localOf(indices)); // the lines compare indices within the head
     bus.publish("selection", { points: indices });
     ctx.thumbs.publish();
   }
@@ -56,6 +60,7 @@ export function createSelection(ctx) {
   function apply() {
     if (!ctx.scatter.ready() || !ctx.state.mode) return;
     dom.root.dataset.qkSelected = String(global().length);
+    ctx.lines.follow(local());
     const pending = ctx.ensureSelectionDrawn();
     if (pending) { pending.catch(ctx.fail); return; }
     ctx.scatter.select(drawn());

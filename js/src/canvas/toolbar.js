@@ -17,9 +17,11 @@ const ARROW_KEYS = { ArrowLeft: "←", ArrowRight: "→", ArrowUp: "↑", ArrowD
 export function createToolbar(ctx) {
   const { model, meta, columns, on } = ctx;
   const back = h("button", { class: "qk-back", title: "back to all heads" }, "◀ all heads");
-  const layerSel = h("select", { class: "qk-layer", title: "layer" },
+  // "layer –" / "head –": what the dropdowns say on the matrix, where no head is focused
+  const none = (label) => h("option", { value: "", disabled: true }, `${label} –`);
+  const layerSel = h("select", { class: "qk-layer", title: "layer" }, none("layer"),
     ...meta.layers.map((l) => h("option", { value: String(l) }, `layer ${l}`)));
-  const headSel = h("select", { class: "qk-head", title: "head" },
+  const headSel = h("select", { class: "qk-head", title: "head" }, none("head"),
     ...meta.heads.map((x) => h("option", { value: String(x) }, `head ${x}`)));
   const arrows = ["←", "→", "↑", "↓"].map((a) => h("button", { class: "qk-step", title: "step head/layer (arrow keys)", dataset: { dir: a } }, a));
   const fitBtn = h("button", { class: "qk-fit", title: "zoom the matrix back to every head" }, "fit");
@@ -32,6 +34,8 @@ export function createToolbar(ctx) {
   const sizeBox = h("input", { class: "qk-size", type: "checkbox" });
   const searchBox = h("input", { class: "qk-search", type: "search", placeholder: "search tokens" });
   const regexBox = h("input", { class: "qk-regex", type: "checkbox" });
+  // a slot of fixed width (style.js): the count appearing while typing never re-wraps the toolbar,
+  // which would move the canvas under the pointer
   const count = h("span", { class: "qk-count" });
   const lassoBtn = h("button", { class: "qk-lasso", title: "lasso select (or shift-drag)", "aria-pressed": "false" }, "lasso");
   const clearBtn = h("button", { class: "qk-clear", title: "clear selection" }, "clear");
@@ -124,10 +128,8 @@ export function createToolbar(ctx) {
       back.disabled = mode === "matrix";
       for (const a of arrows) a.disabled = mode === "matrix";
       fitBtn.hidden = mode !== "matrix" || meta.dim === 3; // the 3-D matrix turns instead of zooming
-      if (mode === "single") {
-        layerSel.value = String(model.get("layer"));
-        headSel.value = String(model.get("head"));
-      }
+      layerSel.value = mode === "single" ? String(model.get("layer")) : "";
+      headSel.value = mode === "single" ? String(model.get("head")) : "";
     },
   };
 }

@@ -13,7 +13,7 @@ import { imageDetail, sequenceDetail } from "./detail.js";
 import { createHeatmap } from "./heatmap.js";
 import { createImageView } from "./image.js";
 import { createSentenceView } from "./sentence.js";
-import { getMeta, getTokens } from "../model.js";
+import { cellOf, getMeta, getTokens } from "../model.js";
 import { checkbox, h } from "../ui/dom.js";
 import { injectStyle } from "../ui/style.js";
 import { decodeOptional } from "../wire/codec.js";
@@ -60,6 +60,8 @@ export function mountPanel(container, ctx) {
     hideKeys: new Set(), hideQueries: new Set(),
     hideSpecial: false, hideFirst: false, valueWeighted: false,
     tab: "sentence", request: 0, aggregates: new Map(),
+    // marks: the clicked token {token, point (global index)}, the last "selection", the hovered position
+    clicked: null, selection: null, hover: null,
   };
 
   const title = h("div", { class: "qkv-title", text: " " });
@@ -89,6 +91,25 @@ export function mountPanel(container, ctx) {
   };
   const root = h("div", { class: "qkv-panel" }, title, tabBar, toolbar, empty, ...Object.values(views));
   container.append(root);
+
+  /**
+   * Mark, in the loaded sequence, the clicked token (until a lasso, a clear or another click
+   * replaces it), the tokens of the selection that lie in the head the panel shows (a lasso in
+   * another head marks nothing here) and the hovered token.
+   */
+  function showMarks() {
+    const d = state.detail;
+    if (!d) return;
+    const mine = decodeOptional(d.token, "uint32"), want = new Set();
+    if (state.clicked) want.add(state.clicked.token);
+    const cell = meta && state.layer != null ? cellOf(meta, state.layer, state.head) : null;
+    const tokens = selectionTokens(state.selection, ctx, cell);
+    if (tokens) for (const t of tokens) want.add(t);
+    const positions = [];
+    mine.forEach((t, p) => { if (want.has(t) || p === state.hover) positions.push(p); });
+    sentence.mark(positions.length ? positions : null);
+    if (state.image) image.mark(positions.length ? positions : null);
+  }
 
   const tokenOf = (pos) => (state.detail ? decodeOptional(state.detail.token, "uint32")[pos] : undefined);
   // One "highlight:tokens" per animation frame at most: sweeping the pointer over tokens (or a
@@ -254,6 +275,8 @@ export function mountPanel(container, ctx) {
       setModality(d.modality);
       recompute();
       showTab(state.tab);
+      state.hover = null;
+      showMarks();
       if (d.modality === "image") {
         const pos = state.pos ?? d.token.indexOf(state.token);
         showImage(pos >= 0 ? pos : 0);
@@ -305,6 +328,8 @@ export function mountPanel(container, ctx) {
   const on = (ev, fn) => { subs.push(bus.subscribe(ev, fn)); };
   on("point:click", (p) => {
     if (!p) return;
+    const cell = ctx.getPoints?.()?.cell;
+    state.clicked = { token: p.token, point: cell != null && cell >= 0 && meta ? cell * 2 * meta.n_tokens + p.point : null };
     state.layer = p.layer ?? state.layer; state.head = p.head ?? state.head;
     state.seq = p.seq; state.token = p.token; state.pos = p.pos; state.kind = p.kind === 1 || p.kind === "key" ? "key" : "query";
     loadSequence();
@@ -314,24 +339,23 @@ export function mountPanel(container, ctx) {
     const d = state.detail;
     if (!d) return;
     const pos = p && p.seq === d.seq ? decodeOptional(d.token, "uint32").indexOf(p.token) : -1;
-    sentence.mark(pos >= 0 ? [pos] : null);
-    if (state.image) image.mark(pos >= 0 ? [pos] : null);
+    state.hover = pos >= 0 ? pos : null;
+    showMarks();
     heatmap.mark(pos >= 0 ? pos : null, pos >= 0 ? pos : null);
   });
   on("selection", (s) => {
-    const d = state.detail;
-    if (!d) return;
-    const tokens = selectionTokens(s, ctx);
-    const mine = decodeOptional(d.token, "uint32"), positions = [];
-    if (tokens) { const set = new Set(tokens); mine.forEach((t, p) => { if (set.has(t)) positions.push(p); }); }
-    sentence.mark(positions.length ? positions : null);
-    if (state.image) image.mark(positions.length ? positions : null);
+    state.selection = s;
+    // a lasso, a clear or another point replaced the click: its token is no longer marked
+    const pts = s?.points ? decodeOptional(s.points, "uint32") : null;
+    if (state.clicked && !(pts && pts.length === 1 && pts[0] === state.clicked.point)) state.clicked = null;
+    showMarks();
   });
   // the focused head can change from Python (viz.focus) or the arrow keys: follow it
   const onHead = () => {
     const layer = ctx.model?.get?.("layer"), head = ctx.model?.get?.("head");
     if (layer == null || head == null || (layer === state.layer && head === state.head)) return;
     state.layer = layer; state.head = head;
+    showMarks(); // the selection's marks belong to the head they were made in
     if (state.seq != null) loadSequence();
     if (state.tab === "aggregate") loadAggregate();
   };
@@ -359,13 +383,15 @@ export function mountPanel(container, ctx) {
 
 /**
  * Global token rows of a "selection" event: its `tokens`, or its global `points` (cell·2n + local,
- * local = token for queries, n + token for keys; see js/src/bus.js) mapped with getPoints().nTokens.
+ * local = token for queries, n + token for keys; see js/src/bus.js) mapped with getPoints().nTokens,
+ * only those of `cell` when it is given (the head the panel shows).
  */
-function selectionTokens(s, ctx) {
+function selectionTokens(s, ctx, cell = null) {
   if (!s) return null;
   if (s.tokens) return decodeOptional(s.tokens, "uint32");
   const pts = decodeOptional(s.points, "uint32");
   const n = ctx.getPoints?.()?.nTokens;
   if (!pts || !n) return null;
-  return Uint32Array.from(pts, (p) => (p % (2 * n)) % n);
+  const per = 2 * n, inCell = cell == null || cell < 0 ? pts : pts.filter((p) => Math.floor(p / per) === cell);
+  return Uint32Array.from(inCell, (p) => (p % per) % n);
 }

@@ -21,6 +21,7 @@ const CSS = `
 .qk-toolbar button[aria-pressed=true]{background:var(--qk-accent);color:#fff}
 .qk-toolbar label{display:inline-flex;gap:3px;align-items:center;color:var(--qk-muted)}
 .qk-sep{width:1px;height:18px;background:var(--qk-border)}
+.qk-count{display:inline-block;min-width:15ch;white-space:nowrap;font-variant-numeric:tabular-nums;color:var(--qk-muted)}
 .qk-body{display:flex;gap:8px;align-items:flex-start}
 .qk-stage{position:relative;flex:none}
 .qk-canvas{display:block;border:0;margin:0;padding:0}

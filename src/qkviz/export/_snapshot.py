@@ -312,6 +312,9 @@ def head_details(
     emb = state.embedding
     tok = emb.tokens
     seqs, lengths = np.unique(tok["seq"].to_numpy(), return_counts=True)
+    # no query has more keys than the longest sequence holds: a larger top_k (`--top-k 2147483648`)
+    # would only add padding columns, and allocate them
+    top_k = min(top_k, int(lengths.max()) if len(lengths) else 0)
     n_cells = len(state.cells)
     # the by-position matrices grow with the longest sequence squared (ViT: 257² per head)
     max_pos = max(16, int(np.sqrt(_AGGREGATE_VALUES // n_cells)))

@@ -59,6 +59,37 @@ _BUNDLE = Path(__file__).parent.parent / "_bundle"
 _DEFAULT = View()
 
 
+class _Typed(t.TraitType):  # type: ignore[type-arg]
+    """A trait whose type and range errors are :class:`WidgetDataError` (a ``QKVizError``), not
+    traitlets' ``TraitError``: ``viz.color_mod = 0`` must fail like every other bad widget input."""
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        try:
+            return super().validate(obj, value)  # type: ignore[misc]  # every concrete trait has one
+        except t.TraitError as e:
+            raise WidgetDataError(f"viz.{self.name}: {e}") from None
+
+
+class _Int(_Typed, t.Int):  # type: ignore[type-arg]
+    pass
+
+
+class _Unicode(_Typed, t.Unicode):  # type: ignore[type-arg]
+    pass
+
+
+class _Bool(_Typed, t.Bool):  # type: ignore[type-arg]
+    pass
+
+
+class _Float(_Typed, t.Float):  # type: ignore[type-arg]
+    pass
+
+
+class _Instance(_Typed, t.Instance):  # type: ignore[type-arg]
+    pass
+
+
 class QKViz(anywidget.AnyWidget):
     """Interactive view of a joint query-key embedding: all heads as a grid, one head in detail.
 
@@ -112,34 +143,34 @@ class QKViz(anywidget.AnyWidget):
     _esm = _BUNDLE / "widget.js"
 
     # ---- public synced state (the fields of qkviz.wire.View) ----------------------------------------
-    layer = t.Int(_DEFAULT.layer, allow_none=True).tag(sync=True)
+    layer = _Int(_DEFAULT.layer, allow_none=True).tag(sync=True)
     """Focused layer (model numbering), or None for the matrix of all heads."""
-    head = t.Int(_DEFAULT.head, allow_none=True).tag(sync=True)
+    head = _Int(_DEFAULT.head, allow_none=True).tag(sync=True)
     #: Which attention an encoder–decoder embedding shows: "encoder", "decoder" or "cross" ("" for
     #: an embedding of one attention).
-    attn = t.Unicode(_DEFAULT.attn).tag(sync=True)
+    attn = _Unicode(_DEFAULT.attn).tag(sync=True)
     """Focused query head, or None for the matrix."""
-    color = t.Unicode(_DEFAULT.color).tag(sync=True)
+    color = _Unicode(_DEFAULT.color).tag(sync=True)
     """Colour field: one of ``COLOR_FIELDS`` or a user column."""
-    color_mod = t.Int(_DEFAULT.color_mod, min=1).tag(sync=True)
+    color_mod = _Int(_DEFAULT.color_mod, min=1).tag(sync=True)
     """``n`` of the ``position_mod`` colour field."""
-    size_by_norm = t.Bool(_DEFAULT.size_by_norm).tag(sync=True)
+    size_by_norm = _Bool(_DEFAULT.size_by_norm).tag(sync=True)
     """Scale dots by vector norm."""
-    search_query = t.Unicode(_DEFAULT.search_query).tag(sync=True)
+    search_query = _Unicode(_DEFAULT.search_query).tag(sync=True)
     """Search string (substring, or a regular expression when ``search_regex``); case-insensitive."""
-    search_regex = t.Bool(_DEFAULT.search_regex).tag(sync=True)
+    search_regex = _Bool(_DEFAULT.search_regex).tag(sync=True)
     """Treat ``search_query`` as a regular expression."""
-    lines_k = t.Int(_DEFAULT.lines_k, min=1).tag(sync=True)
+    lines_k = _Int(_DEFAULT.lines_k, min=1).tag(sync=True)
     """Attention lines drawn per clicked point (top-k)."""
-    lines_threshold = t.Float(_DEFAULT.lines_threshold, min=0.0, max=1.0).tag(sync=True)
+    lines_threshold = _Float(_DEFAULT.lines_threshold, min=0.0, max=1.0).tag(sync=True)
     """Minimum attention weight of a drawn line."""
-    theme = t.Unicode(_DEFAULT.theme).tag(sync=True)
+    theme = _Unicode(_DEFAULT.theme).tag(sync=True)
     """``"auto"`` (follow the notebook), ``"light"`` or ``"dark"``."""
-    height = t.Int(_DEFAULT.height, min=200).tag(sync=True)
+    height = _Int(_DEFAULT.height, min=200).tag(sync=True)
     """Widget height in CSS pixels."""
-    selection = t.Instance(np.ndarray, allow_none=False)
+    selection = _Instance(np.ndarray, allow_none=False)
     """Selected global point indices, ``uint32 [n_selected]`` (mirrors ``_selection``)."""
-    fallback = t.Unicode("image")
+    fallback = _Unicode("image")
     """What a displayed widget carries for viewers that cannot run it (see the class docstring)."""
 
     # ---- private wire state ----------------------------------------------------------------------
