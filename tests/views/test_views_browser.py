@@ -56,10 +56,10 @@ def test_clicking_a_token_publishes_its_token_and_marks_it(harness):
     shown = page.locator(".qkv-col-k .qkv-w").all_inner_texts()
     row = TEXT.attention(0, 0, 1)[3]
     assert [float("0" + s) if s.startswith(".") else float(s) for s in shown] == pytest.approx(row, abs=6e-4)
-    # the scatter hovering a token of this sequence marks it here
+    # the scatter hovering a token of this sequence marks it here; the clicked token stays marked
     page.evaluate("(t) => window.qkv.bus.publish('point:hover', {token: t, seq: 1, kind: 'key'})", expected)
-    assert page.locator(".qkv-col-q .qkv-tok.qkv-marked").count() == 1
-    assert page.locator(".qkv-col-q .qkv-tok[data-pos='4']").get_attribute("class").count("qkv-marked") == 1
+    marked = page.locator(".qkv-col-q .qkv-tok.qkv-marked").evaluate_all("els => els.map(e => +e.dataset.pos)")
+    assert marked == [2, 4]
 
 
 def test_hiding_keys_renormalises_rows_like_python(harness):
@@ -100,9 +100,12 @@ def test_selection_from_the_scatter_marks_tokens(harness):
     _click_point(page, TEXT, seq=0, pos=0)
     n = len(TEXT.tokens)
     page.evaluate("(n) => window.qkv.setPoints({nTokens: n})", n)
-    # global points: query of token 1 in cell 0, key of token 3 in cell 2 (cell·2n + n + token)
+    # global points (cell·2n + token for a query, + n for a key): the query of token 1 and the key of
+    # token 3 in the shown head (cell 0) are marked; the key of token 5 in cell 2 is another head's
+    # point, and the selection replaced the click, so the clicked token 0 is no longer marked
     page.evaluate(
-        "(pts) => window.qkv.bus.publish('selection', {points: Uint32Array.from(pts)})", [1, 2 * (2 * n) + n + 3]
+        "(pts) => window.qkv.bus.publish('selection', {points: Uint32Array.from(pts)})",
+        [1, n + 3, 2 * (2 * n) + n + 5],
     )
     marked = page.locator(".qkv-col-q .qkv-tok.qkv-marked").evaluate_all("els => els.map(e => +e.dataset.pos)")
     assert marked == [1, 3]
