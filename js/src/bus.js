@@ -8,7 +8,7 @@
 //                      bus.unsubscribe(token)
 //   ctx.fetchDetail(request) -> Promise<response>: request {kind, ...} answered by Python
 //                      (qkviz._commands handlers) or, in a standalone page, from embedded data
-//                      (js/src/static/). Arrays in the response are typed arrays.
+//                      (js/src/page/). Arrays in the response are typed arrays.
 //   ctx.getPoints()    the current drawing: {mode: "matrix" | "single", layer, head, cell, nTokens,
 //                      dim (2 | 3), coords: Float32Array [point*dim] of the focused head (layout
 //                      units, [-1, 1]) or null on the matrix, coords3 (= coords when dim is 3, else

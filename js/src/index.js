@@ -1,5 +1,5 @@
 // Entry point of the anywidget ES module (bundled by esbuild to src/qkviz/_bundle/widget.js): the
-// notebook widget. The standalone page runs this same module through js/src/static/runtime.js.
+// notebook widget. The standalone page runs this same module through js/src/page/runtime.js.
 import { renderView } from "./canvas/view.js";
 import { startLifecycle } from "./lifecycle.js";
 import { injectStyle } from "./ui/style.js";

@@ -1,8 +1,8 @@
 // Small widget state for the JS tests, shaped as Python sends it (wire dicts over DataViews), and
-// the one fake model every test runs the front end on: js/src/static/model.js in strict mode, so
+// the one fake model every test runs the front end on: js/src/page/model.js in strict mode, so
 // reading or writing any name outside model.js TRAITS throws.
 import { TRAITS } from "../src/model.js";
-import { createModel } from "../src/static/model.js";
+import { createModel } from "../src/page/model.js";
 
 /** A wire dict as ipywidgets hands it to the front end: a DataView with its dtype and shape. */
 export function wire(typed, shape = [typed.length]) {

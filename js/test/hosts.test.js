@@ -12,7 +12,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { TRAITS, getColumns, getMeta, getTokens } from "../src/model.js";
 import { createPointStore } from "../src/points.js";
-import { createModel, invoke } from "../src/static/model.js";
+import { createModel, invoke } from "../src/page/model.js";
 import { decode, encode } from "../src/wire/codec.js";
 import { packSelection, unpackSelection, uploadSelection, wireBytes } from "../src/wire/selection.js";
 import { createTransport } from "../src/wire/transport.js";

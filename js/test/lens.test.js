@@ -7,7 +7,7 @@ import { rankCells } from "../src/canvas/atlas.js";
 import { encodeField, fillColorIndex } from "../src/canvas/colors.js";
 import { decodeProbe } from "../src/canvas/probe.js";
 import { getMeta, getTokens } from "../src/model.js";
-import { staticTransport } from "../src/static/transport.js";
+import { staticTransport } from "../src/page/transport.js";
 import { fakeModel, pointChunks, smallState, wire } from "./fixtures.js";
 
 const scatters = [];

@@ -11,7 +11,7 @@ import {
 import { linearScale } from "../src/canvas/scatter.js";
 import { pointsInPolygon } from "../src/canvas/scene3d.js";
 import { HEAD_CACHE, createPointStore } from "../src/points.js";
-import { staticPoints } from "../src/static/points.js";
+import { staticPoints } from "../src/page/points.js";
 import { wire } from "./fixtures.js";
 
 // a head of 3 tokens: points 0..2 queries, 3..5 keys; this order interleaves them

@@ -1,12 +1,12 @@
-// The standalone page's answers (js/src/static/) on the tests' fake model: what the side panel
+// The standalone page's answers (js/src/page/) on the tests' fake model: what the side panel
 // and the lines get without a kernel.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { getMeta, getTokens } from "../src/model.js";
 import { getPointStore } from "../src/points.js";
-import { createModel, invoke } from "../src/static/model.js";
-import { fromKeyDelta } from "../src/static/topk.js";
-import { staticTransport } from "../src/static/transport.js";
+import { createModel, invoke } from "../src/page/model.js";
+import { fromKeyDelta } from "../src/page/topk.js";
+import { staticTransport } from "../src/page/transport.js";
 import { fakeModel, pointChunks, smallState, wire } from "./fixtures.js";
 
 const KEY_DELTA = JSON.parse(readFileSync(new URL("./reference.json", import.meta.url), "utf8")).key_delta;

@@ -3,7 +3,7 @@
 // (no WebGL here): what a person's clicks write to Python, what Python's changes redraw, and
 // that the view reads and writes no trait outside model.js TRAITS.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { staticTransport } from "../src/static/transport.js";
+import { staticTransport } from "../src/page/transport.js";
 import { getMeta } from "../src/model.js";
 import { unpackSelection } from "../src/wire/selection.js";
 import { fakeModel, pointChunks, smallState } from "./fixtures.js";

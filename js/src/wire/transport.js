@@ -1,6 +1,6 @@
 // fetchDetail(request, {buffers}?) -> Promise<response>: how the front end asks Python for data, in
 // a notebook: anywidget's command protocol to QKViz._qk_fetch (qkviz._commands.dispatch). A model
-// that carries its own `fetchDetail` (the standalone page's, js/src/static/; test harnesses) is
+// that carries its own `fetchDetail` (the standalone page's, js/src/page/; test harnesses) is
 // asked instead. `buffers` go with the request (the selection's parts, wire/selection.js); reply
 // buffers may arrive as DataView (Jupyter, VS Code), Uint8Array (Colab) or ArrayBuffer: unpackBuffers
 // reads them all.

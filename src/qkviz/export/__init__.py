@@ -15,7 +15,7 @@ Layout of the file (all inert ``<script>`` blocks; nothing is fetched):
   by item size, optionally narrowed (``compact``) and gzip-compressed, written as raw bytes in a
   ``windows-1252`` page (~1.02 bytes a byte; base64 costs 1.33). Everything else in the page is
   ASCII (JSON uses ``\\u`` escapes, the title ``&#`` references),
-* the page runtime (``_bundle/page.js``, built from ``js/src/static/``) that rebuilds ``DataView``
+* the page runtime (``_bundle/page.js``, built from ``js/src/page/``) that rebuilds ``DataView``
   objects and starts the widget.
 
 Examples
@@ -52,7 +52,7 @@ __all__ = ["save_html", "to_html", "page_html", "SavedPage", "DEFAULT_TOP_K", "D
 
 _BUNDLE_DIR = pathlib.Path(__file__).parent.parent / "_bundle"
 BUNDLE = _BUNDLE_DIR / "widget.js"
-#: The page runtime (js/src/static/runtime.js, bundled by esbuild as a classic script).
+#: The page runtime (js/src/page/runtime.js, bundled by esbuild as a classic script).
 _RUNTIME = _BUNDLE_DIR / "page.js"
 #: Strongest keys per query embedded by default: enough for the lines (the widget draws 5).
 DEFAULT_TOP_K = 5

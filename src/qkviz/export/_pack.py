@@ -221,7 +221,7 @@ def key_delta(entry: dict[str, Any]) -> dict[str, Any]:
     (``[k, token]``) as differences: the first key's position, then the gap to the one before
     (gaps of a set of distinct keys are >= 1, so 0 marks "no key": sequences shorter than ``k``).
     Gaps are small where the keys cluster (near the query, at [CLS]/[SEP]); gzip packs them ~30 %
-    tighter than positions ordered by weight. ``js/src/static/transport.js`` undoes it.
+    tighter than positions ordered by weight. ``js/src/page/transport.js`` undoes it.
     """
     keys = binary_to_array(entry["keys"]).astype(np.int64)
     weights = binary_to_array(entry["weights"]).astype(np.float32)

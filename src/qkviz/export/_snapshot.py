@@ -2,7 +2,7 @@
 every query, the exact aggregates and, for images, the patch atlas and the CLS rows.
 
 :func:`snapshot` builds it from a :class:`~qkviz.wire.WidgetState` (never from a live widget);
-``qkviz.export`` packs it into the page, and ``js/src/static/`` answers the widget's requests from
+``qkviz.export`` packs it into the page, and ``js/src/page/`` answers the widget's requests from
 it. The layout of the dict is documented in ``docs/internals.md`` ("Static pages").
 
 :func:`head_details` computes each head's attention once, a block of similar-length sequences at a

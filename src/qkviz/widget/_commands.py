@@ -8,7 +8,7 @@ The front end calls ``fetchDetail(request)``; in a notebook that becomes
 
 Keeping this in one module isolates the experimental anywidget API: if it changes, only
 ``QKViz._qk_fetch`` and this file move. A standalone page answers the same requests from embedded
-data (``js/src/static/``), so every reply must be reproducible from what
+data (``js/src/page/``), so every reply must be reproducible from what
 :mod:`qkviz.export` embeds.
 """
 

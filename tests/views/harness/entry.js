@@ -5,7 +5,7 @@ import { atlasCanvas, drawThumbnails, mountThumbnails } from "../../../js/src/ca
 import { mount3D, orbitCamera, project3D } from "../../../js/src/canvas/scene3d.js";
 import { TRAITS } from "../../../js/src/model.js";
 import { mountPanel } from "../../../js/src/panel/index.js";
-import { createModel } from "../../../js/src/static/model.js";
+import { createModel } from "../../../js/src/page/model.js";
 import { unpackBuffers } from "../../../js/src/wire/codec.js";
 
 const views = { mountPanel, mount3D, orbitCamera, project3D, atlasCanvas, drawThumbnails, mountThumbnails };
