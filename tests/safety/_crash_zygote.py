@@ -24,6 +24,24 @@ import time
 import traceback
 
 
+def _own_tqdm_lock() -> None:
+    """Give this child its own tqdm lock. tqdm guards every bar with a multiprocessing RLock made once
+    per process tree, so forked children share it: a child SIGKILLed while making a progress bar
+    (export makes one, hidden or not) would leave it held, and every later child would wait on it
+    for ever. Forgetting the lock makes the next bar create a fresh one in this child."""
+    from tqdm import std
+
+    classes = [std.tqdm]
+    while classes:
+        cls = classes.pop()
+        if "_lock" in vars(cls):
+            delattr(cls, "_lock")
+        classes.extend(cls.__subclasses__())
+    if "mp_lock" in vars(std.TqdmDefaultWriteLock):
+        del std.TqdmDefaultWriteLock.mp_lock
+    std.TqdmDefaultWriteLock.th_lock = std.TRLock()
+
+
 def main() -> None:
     import torch
 
@@ -85,6 +103,7 @@ def main() -> None:
         pid = os.fork()
         if pid == 0:  # the child: one write, then out without any clean-up
             os.close(r)
+            _own_tqdm_lock()
             calls = count_calls(cmd.get("kill_at"))
             code = 0
             try:
