@@ -261,6 +261,7 @@ def _cap(z: np.ndarray, f: ScoreFunction) -> np.ndarray:
 
 
 def _softmax_rows(s: np.ndarray, ok: np.ndarray | None, sink: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Masked softmax of each row; without a mask ``s`` (scores made for this call) is overwritten."""
     if ok is not None:
         s = np.where(ok, s, -np.inf)
     return _softmax_inplace(s, sink)
