@@ -261,18 +261,28 @@ def _cap(z: np.ndarray, f: ScoreFunction) -> np.ndarray:
 
 
 def _softmax_rows(s: np.ndarray, ok: np.ndarray | None, sink: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Masked softmax of each row; without a mask ``s`` (scores made for this call) is overwritten."""
     if ok is not None:
         s = np.where(ok, s, -np.inf)
+    return _softmax_inplace(s, sink)
+
+
+def _softmax_inplace(s: np.ndarray, sink: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax of each row of ``s`` (masked entries already ``-inf``), overwriting ``s``.
+
+    In place: the same operations, in the same order, as on fresh arrays (so the same bits), without
+    allocating one array per step (the static export runs this for every block of every head).
+    """
     top = s.max(axis=-1, keepdims=True)
     if sink is not None:
         top = np.maximum(top, float(sink))  # as gpt-oss does: the sink joins the row maximum
-    e = np.exp(s - top)
+    e = np.exp(np.subtract(s, top, out=s), out=s)
     total = e.sum(axis=-1, keepdims=True)
     if sink is None:
-        return e / total, np.zeros(s.shape[:-1])
+        return np.divide(e, total, out=e), np.zeros(s.shape[:-1])
     es = np.exp(float(sink) - top)
     total = total + es
-    return e / total, (es / total)[..., 0]
+    return np.divide(e, total, out=e), (es / total)[..., 0]
 
 
 @overload
@@ -393,14 +403,18 @@ def _padded_rows(
             f"padded sequences (lengths=) take heads without a position term; this head is {f.family!r}: "
             "compute it one sequence at a time"
         )
-    s = _cap((np.asarray(q, np.float64) @ np.swapaxes(np.asarray(k, np.float64), -1, -2)) * float(f.scaling), f)
+    s = np.asarray(q, np.float64) @ np.swapaxes(np.asarray(k, np.float64), -1, -2)  # a fresh array: ours
+    s *= float(f.scaling)
+    s = _cap(s, f)
     n = s.shape[-1]
     real = np.arange(n) < lengths[:, None]  # [seq, pos]
     ok = visible(n, causal, window)
     # padded keys are hidden; padded query rows see everything (finite), then become 0
     ok = (ok & real[:, None, :]) | ~real[:, :, None]
-    a, sink = _softmax_rows(s, ok, f.sink)
-    return a * real[:, :, None], sink * real
+    np.copyto(s, -np.inf, where=~ok)
+    a, sink = _softmax_inplace(s, f.sink)
+    a *= real[:, :, None]
+    return a, sink * real
 
 
 def position_effect(

@@ -211,6 +211,24 @@ def test_returned_arrays_are_the_callers(tmp_path):
         np.testing.assert_array_equal(c.q(0, 1), before)
 
 
+def test_uncopied_reads_are_read_only_and_equal(tmp_path):
+    """``get(copy=False)`` (the static export's attention) hands out the stored vectors read-only:
+    equal to what ``get`` copies, never writable, and the copies ``q()`` returns stay writable."""
+    from _models import tiny_bert
+    from qkviz import capture
+
+    cap = capture(tiny_bert(), ["One sentence.", "And another one."], heads=[1], progress=False)
+    for c in (cap, load(cap.save(tmp_path / "r.qkv"))):
+        src = c._source()
+        for _ in range(2):  # the first read and a cache hit
+            view = src.get("q", 0, 1, copy=False)
+            np.testing.assert_array_equal(view, src.get("q", 0, 1))
+            with pytest.raises(ValueError, match="read-only"):
+                view[:] = 0
+        c.q(0, 1)[:] = 0  # a writable copy, as before
+        np.testing.assert_array_equal(src.get("q", 0, 1, copy=False), view)
+
+
 def test_version_1_stores_still_load(tmp_path, tiny_capture):
     """Stores written before score terms existed (format version 1) read as plain captures."""
     import json

@@ -136,7 +136,10 @@ def from_key_delta(entry, n_tokens):
     return np.where(none, 2**32 - 1, keys), np.where(none, 0, w)
 
 
-def test_topk_key_delta_layout_is_lossless():
+@pytest.mark.parametrize("held", [1.0, 0.2])
+def test_topk_key_delta_layout_is_lossless(held):
+    """Lossless, whether most rows have keys or (a sampled page) most have none, and both ways of
+    computing it agree on the rows that have keys."""
     from qkviz.wire import array_to_binary
 
     rng = np.random.default_rng(0)
@@ -148,6 +151,9 @@ def test_topk_key_delta_layout_is_lossless():
         kk = min(k, lengths[t])
         keys[t, :kk] = rng.choice(lengths[t], kk, replace=False)
         weights[t, :kk] = np.sort(rng.random(kk))[::-1]
+    dense = _pack.key_delta({"keys": array_to_binary(keys, "uint32"), "weights": array_to_binary(weights, "float32")})
+    unheld = rng.random(n) >= held  # a sampled page empties the rows of the tokens it does not hold
+    keys[unheld], weights[unheld] = 2**32 - 1, 0.0
     entry = {
         "layer": 0,
         "head": 1,
@@ -157,9 +163,16 @@ def test_topk_key_delta_layout_is_lossless():
     out = _pack.key_delta(entry)
     assert out["layout"] == "key-delta" and out["layer"] == 0
     back_k, back_w = from_key_delta(out, n)
-    # the same (key, weight) pairs per query, now in position order
-    for t in range(n):
+    # the same (key, weight) pairs per query, now in position order (a row without keys reads as
+    # key 0 at weight 0: the first gap is a position)
+    for t in np.flatnonzero(~unheld).tolist():
         assert dict(zip(back_k[t].tolist(), back_w[t].tolist())) == dict(zip(keys[t].tolist(), weights[t].tolist()))
+    for name, dtype in (("keys", np.uint32), ("weights", np.float32)):
+        mine = np.frombuffer(out[name]["view"], dtype).reshape(k, n)
+        np.testing.assert_array_equal(
+            mine[:, ~unheld], np.frombuffer(dense[name]["view"], dtype).reshape(k, n)[:, ~unheld]
+        )
+        assert not mine[:, unheld].any()
 
 
 def test_compact_keeps_non_finite_floats_exact():

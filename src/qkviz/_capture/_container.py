@@ -580,7 +580,10 @@ class Capture:
                 yield np.array([s]), np.array([a.shape[0]]), a[None]
             return
         g = self._geom(attn)
-        q, k = self.q(layer, head, attn), self.k(layer, head, attn)
+        # read-only, without the copy q() and k() hand out: the blocks only gather from them
+        source = self._source()
+        q = decode(source.get(tensor_kind("q", g.attn), layer, head, copy=False))
+        k = decode(source.get(tensor_kind("k", g.attn), layer, self.kv_head(head, attn), copy=False))
         window = g.window(layer)
         ids = ids[np.argsort(lengths[ids], kind="stable")]
         start = 0

@@ -149,12 +149,19 @@ class MemoryTensors:
         """Bytes of every stored vector."""
         return sum(a.nbytes for layers in self.chunks.values() for parts in layers.values() for a in parts)
 
-    def get(self, kind: str, layer: int, idx: int) -> np.ndarray:
+    def get(self, kind: str, layer: int, idx: int, *, copy: bool = True) -> np.ndarray:
+        """``[token, d]`` vectors of one head; ``copy=False``: a read-only view where one exists."""
         pos = self.index[kind].index(idx)
         parts = self.chunks[kind][layer]
         if len(parts) == 1:
+            if not copy:
+                view = parts[0][:, pos]
+                view.flags.writeable = False
+                return view
             return parts[0][:, pos].copy()  # a copy even when the slice is contiguous: callers own it
-        return np.concatenate([a[:, pos] for a in parts])
+        out = np.concatenate([a[:, pos] for a in parts])
+        out.flags.writeable = copy
+        return out
 
     def parts(self, max_bytes: int = 256 << 20) -> list[tuple[int, int]]:
         """Consecutive groups of batch chunks ``[first, stop)`` of at most about ``max_bytes`` each."""
@@ -280,14 +287,16 @@ class DiskTensors:
         for i in self.parts():
             yield self.part_tensors(i)
 
-    def get(self, kind: str, layer: int, idx: int) -> np.ndarray:
+    def get(self, kind: str, layer: int, idx: int, *, copy: bool = True) -> np.ndarray:
+        """``[token, d]`` vectors of one head; ``copy=False``: the cached array itself, read-only
+        (for readers that only read, such as the static export's attention: no 5 MB copy per head)."""
         ck = (kind, layer, idx)
         with self._lock:
             hit = self._cache.get(ck)
             if hit is not None:
                 self._cache.move_to_end(ck)
         if hit is not None:
-            return hit.copy()  # callers own what they get; the cached copy stays intact
+            return hit.copy() if copy else hit  # callers own what they get; the cached copy stays intact
         key = tensor_key(kind, layer, idx)
         # Read each part's slice straight into one array: the parts' headers are parsed once (a
         # store of many parts would otherwise parse every header again for every head read).
@@ -311,11 +320,12 @@ class DiskTensors:
                     path=f,
                 )
             at += shape[0]
+        out.flags.writeable = False  # the cached array is never written; `copy` hands out writable copies
         with self._lock:
             self._cache[ck] = out
             while len(self._cache) > self._size:
                 self._cache.popitem(last=False)
-        return out.copy()
+        return out.copy() if copy else out
 
 
 # --------------------------------------------------------------------------------------------

@@ -227,6 +227,29 @@ def key_delta(entry: dict[str, Any]) -> dict[str, Any]:
     weights = binary_to_array(entry["weights"]).astype(np.float32)
     if keys.ndim != 2 or keys.size == 0:
         return entry
+    some = np.flatnonzero((keys != _NONE32).any(axis=1))
+    if 2 * some.size >= len(keys):
+        gaps, weights = _sorted_gaps(keys, weights)
+        gaps_t, weights_t = np.ascontiguousarray(gaps.T), np.ascontiguousarray(weights.T)
+    else:
+        # most rows hold no key (a sampled page: the tokens it does not hold): such a row is all
+        # gaps 0 in any order, and the stable sort leaves its weights where they are
+        gaps_t = np.zeros(keys.shape[::-1], np.int64)
+        weights_t = np.ascontiguousarray(weights.T)
+        if some.size:
+            gaps, w = _sorted_gaps(keys[some], weights[some])
+            gaps_t[:, some] = gaps.T
+            weights_t[:, some] = w.T
+    return {
+        **entry,
+        "layout": "key-delta",
+        "keys": array_to_binary(gaps_t, "uint32"),
+        "weights": array_to_binary(weights_t, "float32"),
+    }
+
+
+def _sorted_gaps(keys: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of keys sorted by position, as gaps (0 for "none"), and their weights in that order."""
     order = np.argsort(keys, axis=1, kind="stable")  # the "none" marker (2**32-1) sorts last
     keys = np.take_along_axis(keys, order, axis=1)
     weights = np.take_along_axis(weights, order, axis=1)
@@ -234,9 +257,4 @@ def key_delta(entry: dict[str, Any]) -> dict[str, Any]:
     gaps = keys.copy()
     gaps[:, 1:] = keys[:, 1:] - keys[:, :-1]
     gaps[none] = 0
-    return {
-        **entry,
-        "layout": "key-delta",
-        "keys": array_to_binary(np.ascontiguousarray(gaps.T), "uint32"),
-        "weights": array_to_binary(np.ascontiguousarray(weights.T), "float32"),
-    }
+    return gaps, weights

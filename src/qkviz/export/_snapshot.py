@@ -373,11 +373,12 @@ def head_detail(
         rows = offsets[ids][:, None] + np.arange(t)[None, :]
         if keys is not None and weights is not None:
             kk = min(top_k, t)
-            order = _top(a, kk)
-            w = np.take_along_axis(a, order, axis=-1)
-            inside = order < ln[:, None, None]  # keys past the sequence's end are "none"
-            keys[rows[real], :kk] = np.where(inside, order, _NONE)[real]
-            weights[rows[real], :kk] = np.where(inside, w, 0.0)[real]
+            # only the real query rows: [query, key_pos], queries in token order within the block
+            order, w = _top(a[real], kk)
+            inside = order < np.broadcast_to(ln[:, None], real.shape)[real][:, None]  # keys past the end: none
+            at = rows[real]
+            keys[at, :kk] = np.where(inside, order, _NONE)
+            weights[at, :kk] = np.where(inside, w, 0.0)
         if cls is not None and first_special is not None:
             for b, s in enumerate(ids.tolist()):
                 p = int(first_special[s])
@@ -386,16 +387,29 @@ def head_detail(
     return HeadDetail(keys, weights, acc.result(layer, head), cls)
 
 
-def _top(a: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` largest weights of each row, largest first (ties: lower position first)."""
-    if a.shape[-1] <= 256:
-        return np.argsort(-a, axis=-1, kind="stable")[..., :k]
+def _top(a: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the ``k`` largest weights of each row of ``a`` [row, key_pos], largest first
+    (ties: lower position first), and those weights."""
+    t = a.shape[-1]
+    if t <= 256 and a.size and a.min() >= 0:  # weights (no NaN): their float32 bits order like them
+        # one unsigned key per weight, ``bits << 32 | (2**32 - 1 - pos)``: unique in its row, larger
+        # for a larger weight and, between equal weights, for the lower position; a plain sort of
+        # the keys (vectorised, unlike numpy's stable argsort of short rows) gives the order of the
+        # stable argsort below. ``+ 0`` turns a -0.0 into 0.0, whose bits order as zero.
+        bits = (a + np.float32(0)).astype(np.float32, copy=False).view(np.uint32).astype(np.uint64)
+        key = (bits << np.uint64(32)) | (np.uint64(_NONE) - np.arange(t, dtype=np.uint64))
+        top = np.sort(key, axis=-1)[..., : -k - 1 : -1]
+        order = (np.uint64(_NONE) - (top & np.uint64(_NONE))).astype(np.intp)
+        return order, (top >> np.uint64(32)).astype(np.uint32).view(np.float32)
+    if t <= 256:
+        order = np.argsort(-a, axis=-1, kind="stable")[..., :k]
+        return order, np.take_along_axis(a, order, axis=-1)
     # long rows: partition first, then order only the k chosen (ties at the cut may pick another
     # position of the same weight)
     part = np.argpartition(-a, k - 1, axis=-1)[..., :k]
     w = np.take_along_axis(a, part, axis=-1)
     order = np.lexsort((part, -w), axis=-1)
-    return np.take_along_axis(part, order, axis=-1)
+    return np.take_along_axis(part, order, axis=-1), np.take_along_axis(w, order, axis=-1)
 
 
 def _offsets(tok: Any) -> np.ndarray:
