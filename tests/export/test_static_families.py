@@ -45,8 +45,12 @@ def _focus(page, layer, head):
     page.wait_for_selector(".qk-root[data-qk-mode='single']", timeout=10_000)
 
 
-def _click_point(page, xy):
-    page.wait_for_function("Number(document.querySelector('.qk-root').dataset.qkDraws) >= 2", timeout=10_000)
+def _click_point(page, xy, head_xy):
+    """Click the point at ``xy`` once the single view holds the focused head whole (every point of
+    ``head_xy``, absent ones parked) and the canvas holds still: a click aimed at an earlier frame
+    (the matrix, a sample of the head, a canvas still moving) can find nothing there."""
+    whole = f"[data-qk-mode='single'][data-qk-drawn='{len(head_xy)}']"
+    page.wait_for_selector(f".qk-root{whole}", state="attached", timeout=30_000)
     settled(page, "canvas.qk-canvas")
     box = page.locator("canvas.qk-canvas").bounding_box()
     x, y = (float(v) for v in xy * SINGLE_SCALE)
@@ -94,7 +98,7 @@ def test_attention_selector_and_cross_attention_lines(offline_page, t5_emb, tmp_
     stream = emb.tokens["stream"].to_numpy()
     xy = emb.coords(1, 2, "cross")
     p = _isolated(xy, np.flatnonzero(stream == 1))  # decoder tokens' queries
-    _click_point(page, xy[p])
+    _click_point(page, xy[p], xy)
     page.wait_for_function("document.querySelector('.qk-root').dataset.qkLines !== ''", timeout=30_000)
     lines = json.loads(root.get_attribute("data-qk-lines"))
     seq = int(emb.tokens["seq"][p])
@@ -125,7 +129,7 @@ def test_sink_share_and_position_term_in_the_panel(offline_page, name, tmp_path,
     _focus(page, 1, 1)
     xy = emb.coords(1, 1)
     p = _isolated(xy, np.arange(emb.n_tokens))
-    _click_point(page, xy[p])
+    _click_point(page, xy[p], xy)
     page.wait_for_function("document.querySelector('.qkv-title').textContent.includes('sequence')", timeout=10_000)
     page.locator(".qkv-tabs button[data-tab='heatmap']").click()
     panel = page.locator(".qkv-panel")
