@@ -107,21 +107,24 @@ def state_wire(state: WidgetState, view: View, selection: np.ndarray | None = No
     return wire
 
 
+def _binary_chunk(reply: dict[str, Any]) -> dict[str, Any]:
+    """A "points" or "sample" reply of the widget state as the page embeds it (binary arrays)."""
+    return {
+        "start": reply["start"],
+        "stop": reply["stop"],
+        "coords": array_to_binary(reply["coords"], "float32"),
+        "norms": array_to_binary(reply["norms"], "uint8"),
+        **({"vnorms": array_to_binary(reply["vnorms"], "uint8")} if "vnorms" in reply else {}),
+    }
+
+
 def points_wire(state: WidgetState) -> list[dict[str, Any]]:
     """Every grid point, as the answers to the ``"points"`` requests (chunks of ``chunk_points``)."""
     chunk = state.chunk_points
     points = []
     for start in range(0, state.n_points, chunk):
         p = state.points(start, min(start + chunk, state.n_points))
-        points.append(
-            {
-                "start": p["start"],
-                "stop": p["stop"],
-                "coords": array_to_binary(p["coords"], "float32"),
-                "norms": array_to_binary(p["norms"], "uint8"),
-                **({"vnorms": array_to_binary(p["vnorms"], "uint8")} if "vnorms" in p else {}),
-            }
-        )
+        points.append(_binary_chunk(p))
     # every point is embedded: the page gathers the matrix's sample from the chunks (a page that
     # embeds fewer points adds "sample": sample_wire(...))
     return points
@@ -221,15 +224,7 @@ def sample_wire(state: WidgetState, points: dict[str, np.ndarray] | None = None)
         step = max(1, state.chunk_points // max(1, m))
         for start in range(a["cell_offset"], stop, step):
             s = state.sample(start, min(start + step, stop), pts)
-            out.append(
-                {
-                    "start": s["start"],
-                    "stop": s["stop"],
-                    "coords": array_to_binary(s["coords"], "float32"),
-                    "norms": array_to_binary(s["norms"], "uint8"),
-                    **({"vnorms": array_to_binary(s["vnorms"], "uint8")} if "vnorms" in s else {}),
-                }
-            )
+            out.append(_binary_chunk(s))
     return out
 
 
