@@ -21,7 +21,10 @@ def expand(raw, enc):
     """Python mirror of the runtime's ``expand`` (compact buffers back to their dtype)."""
     q = np.frombuffer(raw, np.dtype(enc["as"]).newbyteorder("<")).astype(np.float64)
     if enc["to"] == "float32":
-        return (enc["min"] + q * ((enc["max"] - enc["min"]) / enc["levels"])).astype("<f4").tobytes()
+        out = enc["min"] + q * ((enc["max"] - enc["min"]) / enc["levels"])
+        if "exact" in enc:
+            out[q == enc["levels"] + 1] = enc["exact"]
+        return out.astype("<f4").tobytes()
     if enc["to"] == "uint8":
         return np.floor(q * 255 / enc["levels"] + 0.5).astype(np.uint8).tobytes()
     cap = np.iinfo(enc["as"]).max
@@ -173,6 +176,43 @@ def test_topk_key_delta_layout_is_lossless(held):
             mine[:, ~unheld], np.frombuffer(dense[name]["view"], dtype).reshape(k, n)[:, ~unheld]
         )
         assert not mine[:, unheld].any()
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(16, 500), parked=st.floats(0, 1), bits=st.sampled_from([8, 11, 16]))
+def test_compact_keeps_parked_points_exact_and_the_layout_at_full_resolution(n, parked, bits):
+    # a cross-attention or sampled page parks the points a head does not draw at PARKED (100): they
+    # come back exact, and the others keep the resolution of their own range, not of [-1, 100]
+    rng = np.random.default_rng(n)
+    arr = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    arr[rng.random(n) < parked] = _pack.PARKED
+    meta, blob = _pack.pack_state(
+        {"coords": arr}, compact=True, float_bits={"coords": bits}, float_exact=_pack.COMPACT_EXACT
+    )
+    back = np.frombuffer(unpack(meta, blob)["coords"]["view"], np.float32).reshape(n, 2)
+    kept = arr == _pack.PARKED
+    assert np.array_equal(back[kept], arr[kept])
+    if (~kept).any():
+        rest = arr[~kept]
+        levels = 2**bits - (2 if kept.any() else 1)
+        span = float(rest.max()) - float(rest.min())
+        assert np.abs(back[~kept] - rest).max() <= span / (2 * levels) + 4 * np.finfo(np.float32).eps
+
+
+def test_a_cross_attention_page_draws_every_point_where_the_layout_puts_it():
+    # the layout of a head with parked points, through the exporter's own settings: within the
+    # documented 5e-4 of the [-1, 1] box (0.16 px in a 640-pixel view), parked points exact
+    from qkviz.export._pack import COMPACT_BITS, COMPACT_EXACT
+
+    xy = np.random.default_rng(0).uniform(-1, 1, (400, 2)).astype(np.float32)
+    xy[::3] = _pack.PARKED  # the encoder tokens' queries of a cross-attention head
+    meta, blob = _pack.pack_state(
+        {"points": [{"coords": xy}]}, compact=True, float_bits=COMPACT_BITS, float_exact=COMPACT_EXACT
+    )
+    back = np.frombuffer(unpack(meta, blob)["points"][0]["coords"]["view"], np.float32).reshape(xy.shape)
+    drawn = xy[:, 0] != _pack.PARKED
+    assert np.abs(back[drawn] - xy[drawn]).max() <= 5e-4
+    assert (back[~drawn] == _pack.PARKED).all()
 
 
 def test_compact_keeps_non_finite_floats_exact():

@@ -141,7 +141,9 @@ function expand(bytes, enc) {
   if (enc.to === "float32") {
     const out = new Float32Array(n);
     const step = (enc.max - enc.min) / enc.levels;
-    for (let i = 0; i < n; i++) out[i] = enc.min + read(i) * step;
+    // a value kept exact (a parked point) has the code above the quantised ones
+    const top = enc.exact === undefined ? -1 : enc.levels + 1;
+    for (let i = 0; i < n; i++) { const q = read(i); out[i] = q === top ? enc.exact : enc.min + q * step; }
     return new Uint8Array(out.buffer);
   }
   const out = enc.to === "int32" ? new Int32Array(n) : new Uint32Array(n);

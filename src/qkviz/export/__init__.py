@@ -45,7 +45,7 @@ from ..errors import InputError, WidgetDataError
 from ..project import Embedding
 from ..wire import View, WidgetState, array_to_binary
 from ._lod import DEFAULT_MAX_BYTES, Sample, describe, full_cells, lod_snapshot, make_sample
-from ._pack import _TO_PAGE, COMPACT_BITS, escape_bytes, key_delta, pack_state
+from ._pack import _TO_PAGE, COMPACT_BITS, COMPACT_EXACT, escape_bytes, key_delta, pack_state
 from ._snapshot import HeadDetail, head_details, snapshot
 
 __all__ = ["save_html", "to_html", "page_html", "SavedPage", "DEFAULT_TOP_K", "DEFAULT_MAX_BYTES", "COMPACT_BITS"]
@@ -286,7 +286,9 @@ def _page(
     note: str = "",
 ) -> bytes:
     """The page's bytes (windows-1252: ASCII around the raw data block)."""
-    meta, blob = pack_state(_page_state(snap), compress=compress, compact=compact, float_bits=COMPACT_BITS)
+    meta, blob = pack_state(
+        _page_state(snap), compress=compress, compact=compact, float_bits=COMPACT_BITS, float_exact=COMPACT_EXACT
+    )
     meta["title"] = title
     # lets the page tell a damaged data block (a file re-saved as UTF-8) from a good one
     meta["blob_length"] = len(blob)
@@ -426,7 +428,13 @@ class _Fit:
             if d is not None and d.keys is not None and d.weights is not None:
                 rows = {"keys": d.keys[sample.tokens], "weights": d.weights[sample.tokens]}
                 part["topk"].append(key_delta({k: array_to_binary(v, str(v.dtype)) for k, v in rows.items()}))
-        _, blob = pack_state(part, compress=self.kw["compress"], compact=self.kw["compact"], float_bits=COMPACT_BITS)
+        _, blob = pack_state(
+            part,
+            compress=self.kw["compress"],
+            compact=self.kw["compact"],
+            float_bits=COMPACT_BITS,
+            float_exact=COMPACT_EXACT,
+        )
         return max(len(escape_bytes(blob)) / (len(cells) * len(sample.tokens)), 1e-3)
 
     def _warn(self, size: int, max_bytes: int, why: str) -> None:

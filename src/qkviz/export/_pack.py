@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ..wire import array_to_binary, binary_to_array
+from ..wire import PARKED, array_to_binary, binary_to_array
 
-__all__ = ["embed_bytes", "escape_bytes", "page_bytes", "pack_state", "key_delta", "COMPACT_BITS"]
+__all__ = ["embed_bytes", "escape_bytes", "page_bytes", "pack_state", "key_delta", "COMPACT_BITS", "COMPACT_EXACT"]
 
 _ALIGN = 8
 #: Bits per value of the arrays that ``compact`` narrows, by their name in the snapshot
@@ -26,6 +26,11 @@ COMPACT_BITS = {
     "coords": 11, "weights": 8, "cls": 8, "norms": 6, "vnorms": 6, "by_position": 12, "by_offset": 12, "by_offset_mean": 12,
     "sink": 8, "position_effect": 8,
 }  # fmt: skip
+#: A value that ``compact`` keeps exact in a narrowed float array, by the array's name: a layout's
+#: parked points (:data:`qkviz.wire.PARKED`, far outside the box) get a code of their own. Quantised
+#: with the rest, they would stretch the range from [-1, 1] to [-1, 100] and move every drawn point
+#: by up to 10 px, more than a click's reach.
+COMPACT_EXACT = {"coords": PARKED}
 _ITEMSIZE = {"float32": 4, "uint32": 4, "int32": 4, "uint8": 1, "float64": 8, "int64": 8, "uint16": 2}
 
 
@@ -90,7 +95,12 @@ def page_bytes(text: str) -> bytes:
 
 
 def pack_state(
-    state: Any, *, compress: bool = True, compact: bool = False, float_bits: Mapping[str, int] | None = None
+    state: Any,
+    *,
+    compress: bool = True,
+    compact: bool = False,
+    float_bits: Mapping[str, int] | None = None,
+    float_exact: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, Any], bytes]:
     """Split the binary buffers out of a (nested) widget state.
 
@@ -110,6 +120,9 @@ def pack_state(
     float_bits : dict of str to int, optional
         ``b`` per name of the wire dict (its key in the enclosing dict), 16 for the others. Lower
         it where the values need less: layouts drawn on a screen, attention weights drawn as lines.
+    float_exact : dict of str to float, optional
+        A value per name kept exact by ``compact`` (a code of its own, outside the ``[min, max]`` of
+        the other values, which then get ``2**b - 2`` steps): a marker such as a parked point.
 
     Returns
     -------
@@ -129,16 +142,17 @@ def pack_state(
     [{'offset': 0, 'length': 64, 'shuffle': 4}, {'offset': 64, 'length': 3, 'shuffle': 1}]
     """
     bits_of = dict(float_bits or {})
+    exact_of = dict(float_exact or {})
     parts: list[bytes] = []
     specs: list[dict[str, Any]] = []
     offset = 0
 
-    def add(buf: Any, dtype: str | None, bits: int = 16) -> dict[str, int]:
+    def add(buf: Any, dtype: str | None, bits: int = 16, exact: float | None = None) -> dict[str, int]:
         nonlocal offset
         raw = memoryview(buf).cast("B").tobytes()
         spec: dict[str, Any] = {}
         if compact and dtype is not None:
-            raw, encoding = _narrow(raw, dtype, bits)
+            raw, encoding = _narrow(raw, dtype, bits, exact)
             if encoding:
                 spec["encoding"] = encoding
         itemsize = _ITEMSIZE.get(spec.get("encoding", {}).get("as", dtype or ""), 1)
@@ -162,7 +176,8 @@ def pack_state(
         if isinstance(value, dict):
             if "view" in value and "dtype" in value:  # a wire dict: its buffer has a known dtype
                 out = {str(k): walk(v) for k, v in value.items() if k != "view"}
-                return {"view": add(value["view"], str(value["dtype"]), bits_of.get(name, 16)), **out}
+                view = add(value["view"], str(value["dtype"]), bits_of.get(name, 16), exact_of.get(name))
+                return {"view": view, **out}
             return {str(k): walk(v, str(k)) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [walk(v, name) for v in value]
@@ -182,8 +197,12 @@ def pack_state(
 _NONE32 = 2**32 - 1
 
 
-def _narrow(raw: bytes, dtype: str, bits: int = 16) -> tuple[bytes, dict[str, Any] | None]:
-    """Narrow one buffer for ``compact`` export; ``(raw, None)`` when it cannot or need not be."""
+def _narrow(raw: bytes, dtype: str, bits: int = 16, exact: float | None = None) -> tuple[bytes, dict[str, Any] | None]:
+    """Narrow one buffer for ``compact`` export; ``(raw, None)`` when it cannot or need not be.
+
+    A float32 buffer holding ``exact`` stores it as the top code, ``2**bits - 1``, and quantises
+    the other values over their own range in the codes below.
+    """
     if dtype == "uint8" and bits < 8 and len(raw) >= 64:
         # fewer levels over 0..255 (the per-head quantised norms): q = rint(v * levels / 255)
         levels = 2 ** int(bits) - 1
@@ -195,13 +214,20 @@ def _narrow(raw: bytes, dtype: str, bits: int = 16) -> tuple[bytes, dict[str, An
     if dtype == "float32":
         if not np.isfinite(a).all():
             return raw, None
-        lo, hi = float(a.min()), float(a.max())
-        levels = 2 ** int(bits) - 1
+        kept = a == np.float32(exact) if exact is not None else np.zeros(a.shape, bool)
+        levels = 2 ** int(bits) - (2 if kept.any() else 1)
+        rest = a[~kept]
+        lo, hi = (float(rest.min()), float(rest.max())) if rest.size else (0.0, 0.0)
         narrow = "uint8" if bits <= 8 else "<u2"
         span = hi - lo
-        q = np.zeros(a.shape, narrow) if span == 0 else np.rint((a - lo) * (levels / span)).astype(narrow)
+        inside = np.where(kept, lo, a)  # the kept value gets its code below, never a cast out of range
+        q = np.zeros(a.shape, narrow) if span == 0 else np.rint((inside - lo) * (levels / span)).astype(narrow)
         name = "uint8" if bits <= 8 else "uint16"
-        return q.tobytes(), {"as": name, "to": "float32", "min": lo, "max": hi, "levels": levels}
+        encoding: dict[str, Any] = {"as": name, "to": "float32", "min": lo, "max": hi, "levels": levels}
+        if kept.any():
+            q[kept] = levels + 1
+            encoding["exact"] = float(np.float32(exact))
+        return q.tobytes(), encoding
     values = a.astype(np.int64)
     none = (values == _NONE32) if dtype == "uint32" else np.zeros(a.shape, bool)
     real = values[~none]

@@ -56,6 +56,7 @@ __all__ = [
     "VALUE_NORM",
     "THEMES",
     "SINGLE_SCALE",
+    "PARKED",
     "CELL_FILL",
     "AUTO_SCORES_LIMIT",
 ]
@@ -82,8 +83,9 @@ CELL_FILL = 0.84
 #: Heads whose quantised norms a state keeps (the focused one, its neighbours, a lasso's cells).
 _NORM_CACHE_HEADS = 16
 #: Where a point is parked that a head does not draw (a missing head, a point its attention does not
-#: have): outside every cell of the matrix and of the single view.
-_PARKED = 100.0
+#: have): outside every cell of the matrix and of the single view. A compact page keeps it exact, apart
+#: from the layout's own range (``qkviz.export``).
+PARKED = 100.0
 
 
 def _bytes_per_point(dim: int) -> int:
@@ -522,13 +524,13 @@ class WidgetState:
         if not 0 <= cell < len(self.cells):
             raise IndexError(f"cell {cell} outside [0, {len(self.cells)})")
         if self.missing[cell]:
-            return np.full((2 * self.n_tokens, self.dim), _PARKED, np.float32)
+            return np.full((2 * self.n_tokens, self.dim), PARKED, np.float32)
         la, he, attn = self._head_key(cell)
         xy = np.asarray(self.embedding.coords(la, he, attn), np.float32)[:, : self.dim]
         ok = self.embedding.present(attn)
         if ok.all():
             return xy
-        return np.where(ok[:, None], np.nan_to_num(xy, nan=_PARKED), _PARKED).astype(np.float32)
+        return np.where(ok[:, None], np.nan_to_num(xy, nan=PARKED), PARKED).astype(np.float32)
 
     def head_norms(self, cell: int) -> np.ndarray:
         """Norms of one cell quantised min-max to ``uint8 [point]`` (0..255; 0 for a missing head).
