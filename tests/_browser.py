@@ -73,3 +73,74 @@ def settled(page, selector, frames=5):
         arg=[selector, frames],
         timeout=30_000,
     )
+
+
+def frames(page, n=2):
+    """Wait ``n`` animation frames of the page."""
+    page.evaluate(
+        "(n) => new Promise((done) => { const tick = (k) => (k ? requestAnimationFrame(() => tick(k - 1)) : done()); tick(n); })",
+        n,
+    )
+
+
+def pointer_to(page, x, y):
+    """Move the pointer to page coordinates ``(x, y)`` and let two frames pass, as a hand does.
+
+    regl-scatterplot's camera (dom-2d-camera) reads the pointer once per animation frame and, while
+    the button is down, pans by how far it moved since the last frame. Playwright moves and presses
+    at once: on a busy machine a frame can fall between press and release, and the whole jump from
+    the previous pointer position became a pan (the view moved away and the click hit empty space).
+    """
+    page.mouse.move(x, y)
+    frames(page)
+
+
+def click_at(page, x, y):
+    """Click at page coordinates ``(x, y)``: the pointer arrives (:func:`pointer_to`), then presses."""
+    pointer_to(page, x, y)
+    page.mouse.down()
+    page.mouse.up()
+
+
+def click_canvas(page, at, done, root=".qk-root", canvas="canvas.qk-canvas", tries=3):
+    """Click the canvas at ``at`` (CSS px from its top-left) until the JS condition ``done`` holds.
+
+    The click waits until the canvas holds still and no draw is running (regl-scatterplot ignores
+    a press while it takes new points: ``data-qk-drawing``). A click that still selects nothing
+    (seen now and then in a headless Chromium on a busy machine) is aimed again, at most ``tries``
+    times in all; one that never works fails with what the view said about itself.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    el = page.locator(canvas)
+    # what the pointer events reached, for the message of a click that never works
+    page.evaluate(
+        """() => { if (window.__qkPress) return; window.__qkPress = [];
+          for (const t of ["pointerdown", "mousedown", "mouseup", "click"]) window.addEventListener(t, (e) =>
+            window.__qkPress.push(`${t}:${e.target?.tagName}.${e.target?.className}:${e.buttons}@${Math.round(performance.now())}`), true); }"""
+    )
+    for attempt in range(tries):
+        el.scroll_into_view_if_needed()
+        settled(page, canvas)
+        page.wait_for_function(f"!document.querySelector({root!r})?.dataset.qkDrawing", timeout=30_000)
+        box = el.bounding_box()
+        click_at(page, box["x"] + at[0], box["y"] + at[1])
+        try:
+            page.wait_for_function(done, timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                state = page.evaluate(f"JSON.stringify(document.querySelector({root!r})?.dataset ?? null)")
+                x, y = box["x"] + at[0], box["y"] + at[1]
+                under = page.evaluate(
+                    f"document.elementsFromPoint({x}, {y}).slice(0, 4).map((e) => `${{e.tagName}}.${{e.className}}`)"
+                )
+                seen = page.evaluate("window.__qkPress.slice(-8)")
+                marks = page.evaluate(
+                    "performance.getEntriesByType('mark').filter((m) => m.name.startsWith('qk:')).slice(-8)"
+                    ".map((m) => `${m.name}@${Math.round(m.startTime)}`)"
+                )
+                raise AssertionError(
+                    f"{tries} clicks at {at} px did not make `{done}` hold; the view: {state}; "
+                    f"under the pointer: {under}; events: {seen}; marks: {marks}"
+                ) from None

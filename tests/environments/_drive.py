@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from _browser import click_at, pointer_to
+
 from ._kernel import CELL, HEAD, LAYER
 from .conftest import ARTIFACTS
 
@@ -59,7 +61,7 @@ def click_isolated_query(page) -> int:
     p = max(range(n), key=lambda i: d[i].min())
     assert d[p].min() > 4, "no query point stands apart enough to click"
     box = page.locator("canvas.qk-canvas").bounding_box()
-    page.mouse.click(box["x"] + pos[p, 0], box["y"] + pos[p, 1])
+    click_at(page, box["x"] + pos[p, 0], box["y"] + pos[p, 1])
     return p
 
 
@@ -71,7 +73,7 @@ def lasso_rectangle(page, frac=(0.1, 0.1, 0.55, 0.9)) -> tuple[set, set]:
     x0, y0 = round(box["x"] + frac[0] * box["width"]), round(box["y"] + frac[1] * box["height"])
     x1, y1 = round(box["x"] + frac[2] * box["width"]), round(box["y"] + frac[3] * box["height"])
     page.locator(".qk-lasso").click()
-    page.mouse.move(x0, y0)
+    pointer_to(page, x0, y0)
     page.mouse.down()
     for px, py in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
         page.mouse.move(px, py, steps=12)

@@ -12,10 +12,9 @@ import json
 
 import numpy as np
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import qkviz
-from _browser import settled
+from _browser import click_canvas
 from capture import _zoo
 from qkviz import export
 from qkviz._capture._run import capture
@@ -46,27 +45,18 @@ def _focus(page, layer, head):
     page.wait_for_selector(".qk-root[data-qk-mode='single']", timeout=10_000)
 
 
-def _click_point(page, xy, head_xy, done):
-    """Click the point at ``xy`` once the single view holds the focused head whole (every point of
-    ``head_xy``, absent ones parked) and the canvas holds still, until the JS condition ``done``
-    holds. A headless Chromium on a busy machine now and then lets a click on a drawn point select
-    nothing (not understood; the harness tests click the same way), so a missed click is aimed again,
-    at most three times: a click that never works still fails."""
+def _click_point(page, head_xy, p, done):
+    """Click point ``p`` of the focused head (layout ``head_xy``) once the single view holds it
+    whole (absent points parked), until the JS condition ``done`` holds. The page must draw the
+    point where the layout puts it (within 1 px): a compact page quantises the layout."""
     whole = f"[data-qk-mode='single'][data-qk-drawn='{len(head_xy)}']"
     page.wait_for_selector(f".qk-root{whole}", state="attached", timeout=30_000)
-    canvas = page.locator("canvas.qk-canvas")
-    for attempt in range(3):
-        canvas.scroll_into_view_if_needed()
-        settled(page, "canvas.qk-canvas")
-        box = canvas.bounding_box()
-        x, y = (float(v) for v in xy * SINGLE_SCALE)
-        page.mouse.click(box["x"] + (x + 1) / 2 * box["width"], box["y"] + (1 - y) / 2 * box["height"])
-        try:
-            page.wait_for_function(done, timeout=10_000)
-            return
-        except PlaywrightTimeout:
-            if attempt == 2:
-                raise
+    box = page.locator("canvas.qk-canvas").bounding_box()
+    x, y = (float(v) for v in head_xy[p] * SINGLE_SCALE)
+    at = ((x + 1) / 2 * box["width"], (1 - y) / 2 * box["height"])
+    drawn = page.locator(".qk-root").evaluate(f"(r) => Array.from(r.qkScreenPositions().slice({2 * p}, {2 * p + 2}))")
+    assert np.hypot(drawn[0] - at[0], drawn[1] - at[1]) < 1, f"point {p} drawn at {drawn} px, its layout says {at}"
+    click_canvas(page, at, done)
 
 
 def _isolated(xy, candidates):
@@ -110,7 +100,7 @@ def test_attention_selector_and_cross_attention_lines(offline_page, t5_emb, tmp_
     stream = emb.tokens["stream"].to_numpy()
     xy = emb.coords(1, 2, "cross")
     p = _isolated(xy, np.flatnonzero(stream == 1))  # decoder tokens' queries
-    _click_point(page, xy[p], xy, "document.querySelector('.qk-root').dataset.qkLines !== ''")
+    _click_point(page, xy, p, "document.querySelector('.qk-root').dataset.qkLines !== ''")
     lines = json.loads(root.get_attribute("data-qk-lines"))
     seq = int(emb.tokens["seq"][p])
     enc = np.flatnonzero((emb.tokens["seq"].to_numpy() == seq) & (stream == 0))
@@ -140,7 +130,7 @@ def test_sink_share_and_position_term_in_the_panel(offline_page, name, tmp_path,
     _focus(page, 1, 1)
     xy = emb.coords(1, 1)
     p = _isolated(xy, np.arange(emb.n_tokens))
-    _click_point(page, xy[p], xy, "document.querySelector('.qkv-title').textContent.includes('sequence')")
+    _click_point(page, xy, p, "document.querySelector('.qkv-title').textContent.includes('sequence')")
     page.locator(".qkv-tabs button[data-tab='heatmap']").click()
     panel = page.locator(".qkv-panel")
     seq = int(emb.tokens["seq"][p])

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import qkviz
+from _browser import click_at
 from qkviz import analysis, export
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -67,7 +68,7 @@ def test_image_view_thumbnails_and_overlay_offline(offline_page, page_file, emb,
         f"() => Array.from(document.querySelector('.qk-root').qkScreenPositions().slice({2 * p}, {2 * p + 2}))"
     )
     box = page.locator("canvas.qk-canvas").bounding_box()
-    page.mouse.click(box["x"] + sx, box["y"] + sy)
+    click_at(page, box["x"] + sx, box["y"] + sy)
     page.wait_for_function("document.querySelector('.qkv-panel')?.dataset.imagePatch !== undefined", timeout=15_000)
     pos = int(tok["pos"][p])
     assert page.locator(".qkv-panel").get_attribute("data-image-patch") == str(pos)

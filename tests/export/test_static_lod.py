@@ -15,6 +15,7 @@ import pytest
 from test_static_widget import ink, open_page
 
 import qkviz
+from _browser import click_at
 from qkviz import export
 from qkviz.data import demo_sentences
 from qkviz.wire import SINGLE_SCALE
@@ -46,7 +47,7 @@ def _open_head(page, canvas, row, col):
     y0 = 1 - (12 - len(LAYERS)) * cell / 2
     cx, cy = -1 + (col + 0.5) * cell, y0 - (row + 0.5) * cell
     draws = int(page.locator(".qk-root").get_attribute("data-qk-draws"))
-    page.mouse.click(box["x"] + (cx + 1) / 2 * box["width"], box["y"] + (1 - cy) / 2 * box["height"])
+    click_at(page, box["x"] + (cx + 1) / 2 * box["width"], box["y"] + (1 - cy) / 2 * box["height"])
     page.wait_for_selector(".qk-root[data-qk-mode='single']", timeout=10_000)
     page.wait_for_function(f"Number(document.querySelector('.qk-root').dataset.qkDraws) > {draws}")
 
@@ -86,7 +87,7 @@ def test_sampled_page_draws_what_it_holds(offline_page, page, emb, artifacts):
     q = int(np.argmax(isolation))
     box = canvas.bounding_box()
     x, y = (float(v) for v in xy[q] * SINGLE_SCALE)
-    p.mouse.click(box["x"] + (x + 1) / 2 * box["width"], box["y"] + (1 - y) / 2 * box["height"])
+    click_at(p, box["x"] + (x + 1) / 2 * box["width"], box["y"] + (1 - y) / 2 * box["height"])
     p.wait_for_function("document.querySelector('.qk-root').dataset.qkLines !== ''", timeout=30_000)
     lines = json.loads(p.locator(".qk-root").get_attribute("data-qk-lines"))
     cell_offset = (1 * 12 + 7) * 2 * n

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import qkviz
+from _browser import click_at
 from qkviz import export
 from qkviz.wire import SINGLE_SCALE
 
@@ -83,7 +84,7 @@ def test_grid_head_lines_and_search_offline(offline_page, page_file, emb, artifa
     cell = 2 / n_cols
     y0 = 1 - (n_cols - len(LAYERS)) * cell / 2
     cx, cy = -1 + (col + 0.5) * cell, y0 - (row + 0.5) * cell
-    page.mouse.click(box["x"] + (cx + 1) / 2 * box["width"], box["y"] + (1 - cy) / 2 * box["height"])
+    click_at(page, box["x"] + (cx + 1) / 2 * box["width"], box["y"] + (1 - cy) / 2 * box["height"])
     page.wait_for_selector(".qk-root[data-qk-mode='single']", timeout=10_000)
     assert root.get_attribute("data-qk-layer") == "5" and root.get_attribute("data-qk-head") == "7"
 
@@ -96,7 +97,7 @@ def test_grid_head_lines_and_search_offline(offline_page, page_file, emb, artifa
     page.wait_for_function("Number(document.querySelector('.qk-root').dataset.qkDraws) >= 2")
     box = canvas.bounding_box()  # the single view may lay the canvas out anew
     x, y = (float(v) for v in xy[p] * SINGLE_SCALE)
-    page.mouse.click(box["x"] + (x + 1) / 2 * box["width"], box["y"] + (1 - y) / 2 * box["height"])
+    click_at(page, box["x"] + (x + 1) / 2 * box["width"], box["y"] + (1 - y) / 2 * box["height"])
     page.wait_for_function("document.querySelector('.qk-root').dataset.qkLines !== ''", timeout=10_000)
     lines = json.loads(root.get_attribute("data-qk-lines"))
     seq = int(emb.tokens.seq[p])

@@ -19,6 +19,7 @@ import math
 import numpy as np
 import pytest
 
+from _browser import click_at, pointer_to
 from _wire import SELECTION_JS
 from qkviz.export._snapshot import snapshot
 
@@ -96,7 +97,7 @@ def _draw_lasso(page, box, poly, shift, shot=None):
     x0, y0 = box["x"], box["y"]
     if shift:
         page.keyboard.down("Shift")
-    page.mouse.move(x0 + poly[0, 0], y0 + poly[0, 1])
+    pointer_to(page, x0 + poly[0, 0], y0 + poly[0, 1])
     page.mouse.down()
     for k, (vx, vy) in enumerate([*poly[1:], poly[0]]):
         page.mouse.move(x0 + vx, y0 + vy, steps=8)
@@ -154,7 +155,7 @@ def test_3d_shift_lasso_selects_the_projected_points_inside(
     viz, page, errors, scene = _open(chromium_browser, views_server, emb3)
     box = scene.bounding_box()
     # turn the camera first: the lasso must use the camera the view shows, not the default one
-    page.mouse.move(box["x"] + 200, box["y"] + 200)
+    pointer_to(page, box["x"] + 200, box["y"] + 200)
     page.mouse.down()
     page.mouse.move(box["x"] + 240, box["y"] + 215, steps=4)
     page.mouse.up()
@@ -239,7 +240,7 @@ def test_3d_lasso_mode_and_selection_look_like_2d(chromium_browser, views_server
 
     # still in lasso mode, a click picks one point (as the 2-D scatter does) and selects only it
     q = others[0]
-    page.mouse.click(box["x"] + xy[q, 0], box["y"] + xy[q, 1])
+    click_at(page, box["x"] + xy[q, 0], box["y"] + xy[q, 1])
     page.wait_for_function(f"{ROOT}.dataset.qkSelected === '1'")
     assert page.evaluate(SENT) == [viz.state.cell_index(viz.layer, viz.head) * per + q]
     # the clear button empties the selection and the 3-D view shows every point undimmed again

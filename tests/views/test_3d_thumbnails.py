@@ -15,6 +15,8 @@ import math
 import numpy as np
 import pytest
 
+from _browser import click_at, pointer_to
+
 from ._fakes import image_embedding
 from .conftest import open_widget
 from .test_widget_images_3d import DEFAULT_CAMERA, project
@@ -115,7 +117,7 @@ def test_3d_thumbnails_nearer_patch_covers_farther(
     assert checked["query"] >= 2 and checked["key"] >= 2, checked
 
     # orbit: the thumbnails follow the new projection
-    page.mouse.move(box["x"] + 300, box["y"] + 300)
+    pointer_to(page, box["x"] + 300, box["y"] + 300)
     page.mouse.down()
     page.mouse.move(box["x"] + 360, box["y"] + 320, steps=4)
     page.mouse.up()
@@ -177,7 +179,7 @@ def test_vit_3d_thumbnails_and_lines(chromium_browser, views_server, widget_site
     row = emb.tokens["row"].to_numpy()
     ok = [i for i in range(n) if row[i] >= 0 and (xy[i] > 20).all() and (xy[i] < box["width"] - 20).all()]
     q = min(ok, key=lambda i: depth[i])
-    page.mouse.click(box["x"] + xy[q, 0], box["y"] + xy[q, 1])
+    click_at(page, box["x"] + xy[q, 0], box["y"] + xy[q, 1])
     page.wait_for_function("document.querySelector('.qk-root').dataset.qkLines !== ''", timeout=20_000)
     page.wait_for_timeout(500)
     page.locator(".qk-root").screenshot(path=str(artifacts_dir / "widget_vit_3d_thumbnails_lines_dark.png"))

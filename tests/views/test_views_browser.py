@@ -7,6 +7,7 @@ import types
 import numpy as np
 import pytest
 
+from _browser import click_at, pointer_to
 from qkviz import analysis
 
 from ._fakes import image_embedding, text_embedding
@@ -240,12 +241,12 @@ def test_project3d_and_picking_in_3d(harness):
     ]
     assert near == [target], "test layout has overlapping points; change the seed"
     box = page.locator("canvas.qkv-3d").bounding_box()
-    page.mouse.click(box["x"] + x, box["y"] + y)
+    click_at(page, box["x"] + x, box["y"] + y)
     click = _events(page, "point:click")[-1]
     assert (click["point"], click["token"], click["kind"], click["pos"]) == (27, 7, "key", 7)
     # dragging orbits the camera
     before = page.evaluate("window.scene.camera().theta")
-    page.mouse.move(box["x"] + 100, box["y"] + 100)
+    pointer_to(page, box["x"] + 100, box["y"] + 100)
     page.mouse.down()
     page.mouse.move(box["x"] + 160, box["y"] + 110, steps=4)
     page.mouse.up()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _browser import click_at, pointer_to
 from _wire import wire_json as _wire
 
 pytestmark = pytest.mark.browser
@@ -64,7 +65,8 @@ def _mount_widget(chromium_browser, views_server, tiny_embedding):
     p = max(range(n), key=lambda i: d[i].min())  # the most isolated query: safe to click
     box = page.locator("canvas.qk-canvas").bounding_box()
     x, y = xy[p]
-    page.mouse.click(
+    click_at(
+        page,
         float(box["x"] + (x * SINGLE_SCALE + 1) / 2 * box["width"]),
         float(box["y"] + (1 - y * SINGLE_SCALE) / 2 * box["height"]),
     )
@@ -127,7 +129,7 @@ def test_the_clicked_token_stays_marked_and_marks_follow_the_focused_head(
     page.locator(".qk-lasso").click()
     x0, y0, x1, y1 = (round(box["x"] + 2), round(box["y"] + 2), round(box["x"] + box["width"] - 2),
                       round(box["y"] + box["height"] - 2))  # fmt: skip
-    page.mouse.move(x0, y0)
+    pointer_to(page, x0, y0)
     page.mouse.down()
     for a, b in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
         page.mouse.move(a, b, steps=12)

@@ -18,6 +18,7 @@ import math
 import numpy as np
 import pytest
 
+from _browser import click_at, pointer_to
 from _wire import SELECTION_JS
 
 from ._fakes import image_embedding
@@ -169,7 +170,7 @@ def test_3d_single_view_picks_and_draws_topk_lines(chromium_browser, views_serve
     inside = [i for i in range(n) if 10 < px[i, 0] < box["width"] - 10 and 10 < px[i, 1] < box["height"] - 10]
     q, gap = _isolated(px, inside)
     assert gap > 8
-    page.mouse.click(box["x"] + px[q, 0], box["y"] + px[q, 1])
+    click_at(page, box["x"] + px[q, 0], box["y"] + px[q, 1])
     page.wait_for_function("document.querySelector('.qk-root').dataset.qkLines !== ''", timeout=10_000)
     lines = json.loads(page.locator(".qk-root").get_attribute("data-qk-lines"))
     cell = viz.state.cell_index(viz.layer, viz.head)
@@ -241,7 +242,7 @@ def test_3d_matrix_reprojects_when_the_shared_camera_turns(
 
     draws = int(page.locator(".qk-root").get_attribute("data-qk-draws"))
     x0, y0 = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
-    page.mouse.move(x0, y0)
+    pointer_to(page, x0, y0)
     page.mouse.down()
     for k in range(1, 9):
         page.mouse.move(x0 + 10 * k, y0 + 3 * k)
@@ -264,7 +265,7 @@ def test_3d_matrix_reprojects_when_the_shared_camera_turns(
     page.wait_for_selector(".qk-root[data-qk-mode='single']")
     scene = page.locator(".qk-3d canvas.qkv-3d")
     sb = scene.bounding_box()
-    page.mouse.move(sb["x"] + 100, sb["y"] + 100)
+    pointer_to(page, sb["x"] + 100, sb["y"] + 100)
     page.mouse.down()
     page.mouse.move(sb["x"] + 130, sb["y"] + 100, steps=3)
     page.mouse.up()
@@ -314,7 +315,7 @@ def test_vit_widget_thumbnails(chromium_browser, views_server, widget_site, vit_
     inner = shot[y - 5 : y + 5, x - 5 : x + 5].reshape(-1, 3).mean(0)
     assert np.abs(inner - want).max() < 30, (inner, want)
     # the focused head's points clicked: lines over the thumbnails, panel shows the image
-    page.mouse.click(stage["x"] + x, stage["y"] + y)
+    click_at(page, stage["x"] + x, stage["y"] + y)
     page.wait_for_function("document.querySelector('.qk-root').dataset.qkLines !== ''", timeout=20_000)
     page.wait_for_timeout(800)
     page.locator(".qk-root").screenshot(path=str(artifacts_dir / "widget_vit_thumbnails_lines_dark.png"))

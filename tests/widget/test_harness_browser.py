@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from _browser import settled
+from _browser import click_at, pointer_to, settled
 from _wire import SELECTION_JS, wire_json
 from qkviz.export._snapshot import snapshot
 from qkviz.widget import QKViz
@@ -87,7 +87,7 @@ def test_click_cell_focuses_and_arrows_step(page, harness_url):
     mount(page, harness_url, viz)
     box = page.locator("#w0 canvas.qk-canvas").bounding_box()
     # centre of cell (layer 1, head 2): column 2 of 3, row 1 of 2
-    page.mouse.click(box["x"] + box["width"] * (2.5 / 3), box["y"] + box["height"] * (1.5 / 2))
+    click_at(page, box["x"] + box["width"] * (2.5 / 3), box["y"] + box["height"] * (1.5 / 2))
     page.wait_for_selector("#w0 .qk-root[data-qk-mode='single']")
     assert page.evaluate("[models.w0.get('layer'), models.w0.get('head')]") == [1, 2]
     page.locator("#w0 .qk-step[data-dir='←']").click()
@@ -122,7 +122,7 @@ def test_click_point_draws_topk_lines(page, harness_url, kind):
     cands = range(0, n) if kind == "query" else range(n, 2 * n)
     p = _isolated_point(xy, cands)
     box = page.locator("#w0 canvas.qk-canvas").bounding_box()
-    page.mouse.click(*to_screen(box, *xy[p]))
+    click_at(page, *to_screen(box, *xy[p]))
     page.wait_for_function("document.querySelector('#w0 .qk-root').dataset.qkLines !== ''")
     lines = json.loads(page.locator("#w0 .qk-root").get_attribute("data-qk-lines"))
     cell = 1  # (layer 0, head 1)
@@ -155,7 +155,7 @@ def test_lasso_selects_points_inside(page, harness_url):
     fx0, fy0, fx1, fy1 = 0.2, 0.25, 0.65, 0.7
     x0, y0 = round(box["x"] + fx0 * box["width"]), round(box["y"] + fy0 * box["height"])
     x1, y1 = round(box["x"] + fx1 * box["width"]), round(box["y"] + fy1 * box["height"])
-    page.mouse.move(x0, y0)
+    pointer_to(page, x0, y0)
     page.mouse.down()
     for a, b in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
         page.mouse.move(a, b, steps=12)
@@ -345,12 +345,12 @@ def test_a_lasso_that_replaces_the_clicked_point_clears_its_lines(page, harness_
     # the clicked point: an isolated query in the right half; the lasso: a rectangle in the left half
     p = _isolated_point(xy, [i for i in range(emb.n_tokens) if xy[i, 0] * s > 0.3])
     box = page.locator("#w0 canvas.qk-canvas").bounding_box()
-    page.mouse.click(*to_screen(box, *xy[p]))
+    click_at(page, *to_screen(box, *xy[p]))
     page.wait_for_function("document.querySelector('#w0 .qk-root').dataset.qkLines !== ''")
     page.locator("#w0 .qk-lasso").click()
     x0, y0 = round(box["x"] + 0.1 * box["width"]), round(box["y"] + 0.2 * box["height"])
     x1, y1 = round(box["x"] + 0.5 * box["width"]), round(box["y"] + 0.8 * box["height"])
-    page.mouse.move(x0, y0)
+    pointer_to(page, x0, y0)
     page.mouse.down()
     for a, b in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
         page.mouse.move(a, b, steps=12)
@@ -363,9 +363,9 @@ def test_a_lasso_that_replaces_the_clicked_point_clears_its_lines(page, harness_
     assert p not in wire
     assert root.get_attribute("data-qk-lines") == ""
     # and a selection from Python that drops the clicked point clears them too
-    page.mouse.click(*to_screen(box, *xy[p]))  # lasso mode: a click still picks a point
+    click_at(page, *to_screen(box, *xy[p]))  # lasso mode: a click still picks a point
     page.locator("#w0 .qk-lasso").click()
-    page.mouse.click(*to_screen(box, *xy[p]))
+    click_at(page, *to_screen(box, *xy[p]))
     page.wait_for_function("document.querySelector('#w0 .qk-root').dataset.qkLines !== ''")
     page.evaluate(
         """(idx) => models.w0.set('_selection',

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from _browser import click_at, pointer_to
 from qkviz.wire import SINGLE_SCALE
 
 from ._fakes import make_embedding
@@ -73,7 +74,7 @@ def test_lab_end_to_end(jupyter, page):
 
     # click a cell -> Python sees layer/head
     box = canvas.bounding_box()
-    page.mouse.click(box["x"] + box["width"] * (2.5 / 3), box["y"] + box["height"] * (1.5 / 2))
+    click_at(page, box["x"] + box["width"] * (2.5 / 3), box["y"] + box["height"] * (1.5 / 2))
     read_state(state, lambda s: (s["layer"], s["head"]) == (1, 2))
     page.wait_for_selector(".qk-root[data-qk-mode='single'][data-qk-head='2']")
     # the head is fetched whole from the kernel, then drawn: click once every point is on screen
@@ -85,7 +86,7 @@ def test_lab_end_to_end(jupyter, page):
     p = _isolated_point(xy, range(n))
     canvas.scroll_into_view_if_needed()  # the square single view may reach below the fold
     box = canvas.bounding_box()
-    page.mouse.click(*to_screen(box, *xy[p]))
+    click_at(page, *to_screen(box, *xy[p]))
     page.wait_for_function("document.querySelector('.qk-root').dataset.qkLines !== ''", timeout=30_000)
     lines = json.loads(page.locator(".qk-root").get_attribute("data-qk-lines"))
     cell = 1 * 3 + 2
@@ -104,7 +105,7 @@ def test_lab_end_to_end(jupyter, page):
     page.locator(".qk-lasso").click()
     x0, y0 = round(box["x"] + 0.15 * box["width"]), round(box["y"] + 0.2 * box["height"])
     x1, y1 = round(box["x"] + 0.6 * box["width"]), round(box["y"] + 0.75 * box["height"])
-    page.mouse.move(x0, y0)
+    pointer_to(page, x0, y0)
     page.mouse.down()
     for px, py in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
         page.mouse.move(px, py, steps=12)

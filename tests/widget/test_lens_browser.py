@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import pytest
 
+from _browser import click_at
+
 from .conftest import ARTIFACTS
 from .test_lab_browser import read_state, run_cell
 
@@ -83,7 +85,7 @@ def test_lens_in_jupyterlab(jupyter, page):
     read_state(state, lambda s: s.get("probed") is None)
     box = page.locator("canvas.qk-canvas").first.bounding_box()
     # click the centre of the view, then pick whatever point the scatter selected
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    click_at(page, box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.locator("button[data-tab='heatmap']").first.click()
     page.wait_for_selector("[data-name='heat-other']:not([hidden])", timeout=30_000)
     assert page.locator(".qkv-heat-pair canvas.qkv-heat").count() == 2
@@ -101,7 +103,7 @@ def test_lens_in_jupyterlab(jupyter, page):
     # open a head in the left widget: the right one follows (jslink in the browser)
     # aim at the cell itself: the matrix chooses its orientation by the widget's aspect
     cbox = left.locator(".qk-cell[data-layer='1'][data-head='1']").bounding_box()
-    page.mouse.click(cbox["x"] + cbox["width"] / 2, cbox["y"] + cbox["height"] / 2)
+    click_at(page, cbox["x"] + cbox["width"] / 2, cbox["y"] + cbox["height"] / 2)
     st = read_state(state, lambda s: s["left"] == [1, 1] and s["right"] == [1, 1], timeout=30)
     assert st["right"] == [1, 1]
     page.wait_for_function("document.querySelectorAll('.qk-root')[2].dataset.qkMode === 'single'", timeout=30_000)

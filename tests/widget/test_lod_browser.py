@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 
+from _browser import pointer_to
 from _wire import SELECTION_JS
 from qkviz.widget import QKViz
 from qkviz.wire import CELL_FILL, _lod
@@ -128,7 +129,7 @@ def test_lasso_on_the_matrix_selects_from_every_point(page, harness_url, small_b
     fx0, fy0, fx1, fy1 = 0.2, 0.1, 0.45, 0.4
     x0, y0 = round(box["x"] + fx0 * box["width"]), round(box["y"] + fy0 * box["height"])
     x1, y1 = round(box["x"] + fx1 * box["width"]), round(box["y"] + fy1 * box["height"])
-    page.mouse.move(x0, y0)
+    pointer_to(page, x0, y0)
     page.mouse.down()
     for a, b in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
         page.mouse.move(a, b, steps=12)

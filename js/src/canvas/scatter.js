@@ -172,6 +172,9 @@ export function createScatter(ctx) {
       drawAgain = true;
       return drawing;
     }
+    // regl-scatterplot ignores a press while it takes new points: `data-qk-drawing` says when (tests
+    // click once it is gone)
+    dom.root.dataset.qkDrawing = "1";
     drawing = (async () => {
       try {
         do {
@@ -180,6 +183,7 @@ export function createScatter(ctx) {
         } while (drawAgain);
       } finally {
         drawing = null;
+        delete dom.root.dataset.qkDrawing;
       }
     })();
     return drawing;
