@@ -136,6 +136,8 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    except (OverflowError, ValueError):
+        return False  # a pid no process can have (a name that only looks like ours)
     except (PermissionError, OSError):
         return True  # someone else's process: alive
     return True
@@ -525,8 +527,20 @@ def replace_dir(
             _remove(new)  # now the old folder
         else:
             old = temp_sibling(path, "old")
+            # the ``.old`` is the replaced folder renamed, and a rename keeps its mtime (when it was
+            # written: last week, say); an entry over a day old counts as abandoned, so a reader's
+            # recover() would take this live swap apart. Touched first, it is as new as the swap.
+            with contextlib.suppress(OSError):
+                os.utime(path)
             os.rename(path, old)
-            os.rename(new, path)
+            try:
+                os.rename(new, path)
+            except BaseException:
+                # the second rename failed (or Ctrl-C came between the two): put the old folder
+                # back, so that "nothing was replaced" is true and the path is not left empty
+                with contextlib.suppress(OSError):
+                    os.rename(old, path)
+                raise
             _fsync_dir(path.parent)
             _remove(old)
     _fsync_dir(path.parent)
