@@ -371,7 +371,8 @@ def _describe(obj: Any, path: pathlib.Path) -> list[str]:
                         f"({'q, k, v' if cap.has_values else 'q, k'}; {cap.nbytes / 1e6:,.1f} MB of vectors)")
         )  # fmt: skip
     if emb is not None:
-        params = ", ".join(f"{k}={v}" for k, v in sorted(emb.params.items()))
+        # "method_params" is bookkeeping (which of the parameters the method took), not a parameter
+        params = ", ".join(f"{k}={v}" for k, v in sorted(emb.params.items()) if k != "method_params")
         rows += [
             ("layout", f"{emb.method}, {emb.dim}-D, {len(emb.layers)} layers x {len(emb.heads)} heads"),
             ("parameters", params or "-"),
