@@ -102,6 +102,17 @@ def click_at(page, x, y):
     page.mouse.up()
 
 
+def drag_rectangle(page, x0, y0, x1, y1, steps=12):
+    """Drag the pointer around the rectangle with corners ``(x0, y0)`` and ``(x1, y1)`` (page
+    coordinates): a lasso, once lasso mode is on. It ends 1 px from where it began, so the mouse-up
+    closes the path without reading as a click on a point there."""
+    pointer_to(page, x0, y0)
+    page.mouse.down()
+    for x, y in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
+        page.mouse.move(x, y, steps=steps)
+    page.mouse.up()
+
+
 def click_canvas(page, at, done, root=".qk-root", canvas="canvas.qk-canvas", tries=3):
     """Click the canvas at ``at`` (CSS px from its top-left) until the JS condition ``done`` holds.
 

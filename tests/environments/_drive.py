@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from _browser import click_at, pointer_to
+from _browser import click_at, drag_rectangle
 
 from ._kernel import CELL, HEAD, LAYER
 from .conftest import ARTIFACTS
@@ -73,11 +73,7 @@ def lasso_rectangle(page, frac=(0.1, 0.1, 0.55, 0.9)) -> tuple[set, set]:
     x0, y0 = round(box["x"] + frac[0] * box["width"]), round(box["y"] + frac[1] * box["height"])
     x1, y1 = round(box["x"] + frac[2] * box["width"]), round(box["y"] + frac[3] * box["height"])
     page.locator(".qk-lasso").click()
-    pointer_to(page, x0, y0)
-    page.mouse.down()
-    for px, py in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
-        page.mouse.move(px, py, steps=12)
-    page.mouse.up()
+    drag_rectangle(page, x0, y0, x1, y1)
     sx, sy = pos[:, 0] + box["x"], pos[:, 1] + box["y"]
     margin = np.minimum.reduce([np.abs(sx - x0), np.abs(sx - x1), np.abs(sy - y0), np.abs(sy - y1)])
     inside = (sx > x0) & (sx < x1) & (sy > y0) & (sy < y1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _browser import pointer_to
+from _browser import drag_rectangle
 from _wire import SELECTION_JS
 from qkviz.wire import _lod
 
@@ -116,11 +116,7 @@ def test_3d_matrix_lasso_selects_from_every_point(
     page.locator(".qk-lasso").click()
     x0, y0 = box["x"] + 0.05 * box["width"], box["y"] + 0.05 * box["height"]
     x1, y1 = box["x"] + 0.6 * box["width"], box["y"] + 0.6 * box["height"]
-    pointer_to(page, x0, y0)
-    page.mouse.down()
-    for a, b in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
-        page.mouse.move(a, b, steps=10)
-    page.mouse.up()
+    drag_rectangle(page, x0, y0, x1, y1, steps=10)
     page.wait_for_function(f"+{ROOT}.dataset.qkSelected > 0 && !{ROOT}.dataset.qkLasso")
     sent = np.array(page.evaluate(f"() => ({SELECTION_JS})(window.model.get('_selection'))"))
     per = 2 * n

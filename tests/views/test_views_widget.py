@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _browser import click_at, pointer_to
+from _browser import click_at, drag_rectangle
 from _wire import wire_json as _wire
 
 pytestmark = pytest.mark.browser
@@ -129,11 +129,7 @@ def test_the_clicked_token_stays_marked_and_marks_follow_the_focused_head(
     page.locator(".qk-lasso").click()
     x0, y0, x1, y1 = (round(box["x"] + 2), round(box["y"] + 2), round(box["x"] + box["width"] - 2),
                       round(box["y"] + box["height"] - 2))  # fmt: skip
-    pointer_to(page, x0, y0)
-    page.mouse.down()
-    for a, b in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
-        page.mouse.move(a, b, steps=12)
-    page.mouse.up()
+    drag_rectangle(page, x0, y0, x1, y1)
     page.wait_for_function("Number(document.querySelector('.qk-root').dataset.qkSelected) > 1")
     page.mouse.move(2, 890)
     page.wait_for_timeout(300)

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from _browser import click_at, pointer_to, settled
+from _browser import click_at, drag_rectangle, settled
 from _wire import SELECTION_JS, wire_json
 from qkviz.export._snapshot import snapshot
 from qkviz.widget import QKViz
@@ -155,11 +155,7 @@ def test_lasso_selects_points_inside(page, harness_url):
     fx0, fy0, fx1, fy1 = 0.2, 0.25, 0.65, 0.7
     x0, y0 = round(box["x"] + fx0 * box["width"]), round(box["y"] + fy0 * box["height"])
     x1, y1 = round(box["x"] + fx1 * box["width"]), round(box["y"] + fy1 * box["height"])
-    pointer_to(page, x0, y0)
-    page.mouse.down()
-    for a, b in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
-        page.mouse.move(a, b, steps=12)
-    page.mouse.up()
+    drag_rectangle(page, x0, y0, x1, y1)
     page.wait_for_function("Number(document.querySelector('#w0 .qk-root').dataset.qkSelected) > 0")
     # independent expectation: screen rectangle -> layout units
     s = SINGLE_SCALE
@@ -350,11 +346,7 @@ def test_a_lasso_that_replaces_the_clicked_point_clears_its_lines(page, harness_
     page.locator("#w0 .qk-lasso").click()
     x0, y0 = round(box["x"] + 0.1 * box["width"]), round(box["y"] + 0.2 * box["height"])
     x1, y1 = round(box["x"] + 0.5 * box["width"]), round(box["y"] + 0.8 * box["height"])
-    pointer_to(page, x0, y0)
-    page.mouse.down()
-    for a, b in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
-        page.mouse.move(a, b, steps=12)
-    page.mouse.up()
+    drag_rectangle(page, x0, y0, x1, y1)
     page.wait_for_function("Number(document.querySelector('#w0 .qk-root').dataset.qkSelected) > 1")
     page.wait_for_timeout(200)
     root = page.locator("#w0 .qk-root")

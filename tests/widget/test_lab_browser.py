@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from _browser import click_at, pointer_to
+from _browser import click_at, drag_rectangle
 from qkviz.wire import SINGLE_SCALE
 
 from ._fakes import make_embedding
@@ -105,11 +105,7 @@ def test_lab_end_to_end(jupyter, page):
     page.locator(".qk-lasso").click()
     x0, y0 = round(box["x"] + 0.15 * box["width"]), round(box["y"] + 0.2 * box["height"])
     x1, y1 = round(box["x"] + 0.6 * box["width"]), round(box["y"] + 0.75 * box["height"])
-    pointer_to(page, x0, y0)
-    page.mouse.down()
-    for px, py in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
-        page.mouse.move(px, py, steps=12)
-    page.mouse.up()
+    drag_rectangle(page, x0, y0, x1, y1)
     lx = lambda v: ((v - box["x"]) / box["width"] * 2 - 1) / SINGLE_SCALE  # noqa: E731
     ly = lambda v: (1 - (v - box["y"]) / box["height"] * 2) / SINGLE_SCALE  # noqa: E731
     inside = (xy[:, 0] > lx(x0)) & (xy[:, 0] < lx(x1)) & (xy[:, 1] < ly(y0)) & (xy[:, 1] > ly(y1))

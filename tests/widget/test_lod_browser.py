@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from _browser import pointer_to
+from _browser import drag_rectangle
 from _wire import SELECTION_JS
 from qkviz.widget import QKViz
 from qkviz.wire import CELL_FILL, _lod
@@ -129,11 +129,7 @@ def test_lasso_on_the_matrix_selects_from_every_point(page, harness_url, small_b
     fx0, fy0, fx1, fy1 = 0.2, 0.1, 0.45, 0.4
     x0, y0 = round(box["x"] + fx0 * box["width"]), round(box["y"] + fy0 * box["height"])
     x1, y1 = round(box["x"] + fx1 * box["width"]), round(box["y"] + fy1 * box["height"])
-    pointer_to(page, x0, y0)
-    page.mouse.down()
-    for a, b in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
-        page.mouse.move(a, b, steps=12)
-    page.mouse.up()
+    drag_rectangle(page, x0, y0, x1, y1)
     page.wait_for_function("Number(document.querySelector('#w0 .qk-root').dataset.qkSelected) > 0")
     page.wait_for_function("!document.querySelector('#w0 .qk-root').dataset.qkLasso")
     # independent expectation over the FULL layouts of both cells (not only the drawn sample)
