@@ -117,9 +117,10 @@ def click_canvas(page, at, done, root=".qk-root", canvas="canvas.qk-canvas", tri
     """Click the canvas at ``at`` (CSS px from its top-left) until the JS condition ``done`` holds.
 
     The click waits until the canvas holds still and no draw is running (regl-scatterplot ignores
-    a press while it takes new points: ``data-qk-drawing``). A click that still selects nothing
-    (seen now and then in a headless Chromium on a busy machine) is aimed again, at most ``tries``
-    times in all; one that never works fails with what the view said about itself.
+    a press while it takes new points: ``data-qk-drawing``), and arrives as :func:`click_at` does.
+    A click that still selects nothing is aimed again, at most ``tries`` times in all (a net: the
+    cause known so far, a press read as a pan, no longer happens); one that never works fails with
+    what the view, the pointer events and the draws say about it.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
