@@ -214,17 +214,20 @@ def _narrow(raw: bytes, dtype: str, bits: int = 16, exact: float | None = None) 
     if dtype == "float32":
         if not np.isfinite(a).all():
             return raw, None
-        kept = a == np.float32(exact) if exact is not None else np.zeros(a.shape, bool)
-        levels = 2 ** int(bits) - (2 if kept.any() else 1)
-        rest = a[~kept]
+        kept = a == np.float32(exact) if exact is not None else None
+        if kept is not None and not kept.any():
+            kept = None
+        levels = 2 ** int(bits) - (1 if kept is None else 2)
+        rest = a if kept is None else a[~kept]
         lo, hi = (float(rest.min()), float(rest.max())) if rest.size else (0.0, 0.0)
         narrow = "uint8" if bits <= 8 else "<u2"
         span = hi - lo
-        inside = np.where(kept, lo, a)  # the kept value gets its code below, never a cast out of range
+        # the kept value gets its own code below, never a cast out of range
+        inside = a if kept is None else np.where(kept, lo, a)
         q = np.zeros(a.shape, narrow) if span == 0 else np.rint((inside - lo) * (levels / span)).astype(narrow)
         name = "uint8" if bits <= 8 else "uint16"
         encoding: dict[str, Any] = {"as": name, "to": "float32", "min": lo, "max": hi, "levels": levels}
-        if kept.any():
+        if kept is not None:
             q[kept] = levels + 1
             encoding["exact"] = float(np.float32(exact))
         return q.tobytes(), encoding
